@@ -33,6 +33,9 @@ class Settings:
     # `user:password` pairs; empty means no sign-in and conversations belong to the browser.
     auth_users: dict[str, str] = field(default_factory=dict)
     log_content: bool = False
+    # Encrypts the browser's stored owner id; must be the same on every replica and across restarts, or
+    # anonymous users lose their conversation list. None: a random one per process (fine for one laptop).
+    browser_secret: str | None = None
     # Oldest turns are dropped beyond this many characters of prompt (~4 chars per token).
     context_chars: int = 24_000
     request_timeout_s: float = 120.0
@@ -108,7 +111,9 @@ def _auth_users(env: Mapping[str, str], name: str) -> dict[str, str]:
     for pair in raw.split(","):
         user, sep, password = pair.strip().partition(":")
         if not sep or not user.strip() or not password:
-            raise SettingsError(f"{name} must be comma-separated user:password pairs; one entry has no user or password")
+            raise SettingsError(
+                f"{name} must be comma-separated user:password pairs; one entry has no user or password"
+            )
         if user.strip() in users:
             raise SettingsError(f"{name} lists the user {user.strip()!r} twice")
         users[user.strip()] = password
@@ -134,6 +139,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         concurrency=_int(env, "CHAT_CONCURRENCY", defaults.concurrency, 1, 1024),
         auth_users=_auth_users(env, "CHAT_AUTH_USERS"),
         log_content=_bool(env, "CHAT_LOG_CONTENT", defaults.log_content),
+        browser_secret=env.get("CHAT_BROWSER_SECRET", "").strip() or None,
         context_chars=_int(env, "CHAT_CONTEXT_CHARS", defaults.context_chars, 1_000, 10_000_000),
         request_timeout_s=_float(env, "CHAT_REQUEST_TIMEOUT", defaults.request_timeout_s, 1.0, 3600.0),
     )

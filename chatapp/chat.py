@@ -1,0 +1,189 @@
+"""One chat turn, start to finish: validate, build the prompt, stream the reply, save the turn, log it.
+
+Both the browser UI and the `/chat` API go through `ChatService.reply`, so they behave the same. It knows
+nothing of Gradio: it yields `Update`s and the UI decides how to show them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from chatapp.conversation import Message, build_prompt
+from chatapp.history.base import StoredMessage, Turn
+from chatapp.inputs import InputError
+from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut
+
+turn_log = logging.getLogger("chatapp.turns")
+
+# Every partial reply yielded is one event sent to the browser; past a few dozen concurrent streams the
+# per-token events, not the model, become the cost. A person cannot read faster than ~25 updates/s anyway.
+UPDATE_INTERVAL_S = 0.04
+
+
+class TurnSaver(Protocol):
+    def save(self, turn: Turn) -> bool:
+        """Save now if possible; otherwise keep the turn and retry later. True when saved now."""
+        ...
+
+
+@dataclass
+class ChatSession:
+    """The conversation one browser tab (or one API client) is in: the context the models see."""
+
+    owner: str
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    messages: list[Message] = field(default_factory=list)
+
+    @property
+    def turns(self) -> int:
+        return sum(1 for m in self.messages if m.role == "assistant")
+
+    @classmethod
+    def resumed(cls, owner: str, session_id: str, stored: list[StoredMessage]) -> ChatSession:
+        messages = [Message(m.role, m.content, m.model) for m in stored if m.role in ("user", "assistant")]
+        return cls(owner=owner, session_id=session_id, messages=messages)  # type: ignore[arg-type]
+
+    def drop_last_turn(self) -> Message | None:
+        """Remove the newest user message and its reply; return that user message (for retry)."""
+        while self.messages and self.messages[-1].role == "assistant":
+            self.messages.pop()
+        return self.messages.pop() if self.messages else None
+
+
+@dataclass(frozen=True)
+class Update:
+    text: str  # the reply so far
+    notice: str | None = None  # what went wrong, for the user; None while all is well
+    done: bool = False
+    saved: bool | None = None  # set on the final update when a turn was stored (or queued)
+
+
+class ChatService:
+    def __init__(
+        self,
+        models: Mapping[str, ChatModel],
+        saver: TurnSaver,
+        context_chars: int,
+        log_content: bool = False,
+        update_interval_s: float = UPDATE_INTERVAL_S,
+    ) -> None:
+        self.models = models
+        self.saver = saver
+        self.context_chars = context_chars
+        self.log_content = log_content
+        self.update_interval_s = update_interval_s
+
+    def model(self, label: str) -> ChatModel:
+        model = self.models.get(label) if isinstance(label, str) else None
+        if model is None:
+            known = ", ".join(repr(name) for name in self.models)
+            raise InputError(f"Unknown model {label!r}. Choose one of: {known}.")
+        return model
+
+    def reply(
+        self,
+        session: ChatSession,
+        text: str,
+        model_label: str,
+        params: GenerationParams,
+        system_prompt: str = "",
+    ) -> Iterator[Update]:
+        """Stream one reply to `text` (already validated) and save the turn.
+
+        If the caller stops iterating (the user pressed stop), the partial reply the user saw is still saved.
+        """
+        model = self.model(model_label)
+        prompt = build_prompt(session.messages, text, system_prompt, self.context_chars)
+        stats = ReplyStats()
+        started = time.monotonic()
+        first_token_s: float | None = None
+        reply = ""
+        notice: str | None = None
+        outcome = "ok"
+        saved: bool | None = None
+        try:
+            stream = model.stream(prompt, params, stats)
+            try:
+                last_update = 0.0
+                for chunk in stream:
+                    if not chunk:
+                        continue
+                    reply += chunk
+                    now = time.monotonic()
+                    if first_token_s is None:
+                        first_token_s = now - started
+                    if now - last_update >= self.update_interval_s:
+                        last_update = now
+                        yield Update(reply)
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()  # closes the upstream request when we stop early
+        except StreamCut as exc:
+            outcome, notice = "cut", str(exc)
+        except ModelError as exc:
+            outcome, notice = "error", str(exc)
+        except GeneratorExit:
+            outcome = "stopped"
+            raise
+        except Exception as exc:  # a bug in a provider must not take the chat down
+            logging.getLogger(__name__).exception("model %s failed", model_label)
+            outcome, notice = "error", f"{model_label} failed unexpectedly ({type(exc).__name__}). Try again."
+        finally:
+            if reply.strip():
+                saved = self._save(session, text, reply, model_label)
+            self._log(session, model_label, outcome, started, first_token_s, stats, saved, text, reply)
+        if not reply.strip() and notice is None:
+            outcome, notice = "empty", f"{model_label} returned an empty reply. Try again or switch models."
+        if saved is False:
+            note = "This turn is not saved yet: the history store is unreachable. It will be retried."
+            notice = f"{notice}\n\n{note}" if notice else note
+        yield Update(reply, notice=notice, done=True, saved=saved)
+
+    def _save(self, session: ChatSession, text: str, reply: str, model_label: str) -> bool:
+        turn = Turn(
+            session_id=session.session_id,
+            owner=session.owner,
+            index=session.turns,
+            user=text,
+            assistant=reply,
+            model=model_label,
+            created_at=datetime.now(UTC),
+        )
+        session.messages += [Message("user", text), Message("assistant", reply, model_label)]
+        return self.saver.save(turn)
+
+    def _log(
+        self,
+        session: ChatSession,
+        model_label: str,
+        outcome: str,
+        started: float,
+        first_token_s: float | None,
+        stats: ReplyStats,
+        saved: bool | None,
+        text: str,
+        reply: str,
+    ) -> None:
+        record: dict[str, object] = {
+            "event": "turn",
+            "session": session.session_id,
+            "model": model_label,
+            "outcome": outcome,
+            "latency_s": round(time.monotonic() - started, 3),
+            "first_token_s": None if first_token_s is None else round(first_token_s, 3),
+            "tokens_in": stats.tokens_in,
+            "tokens_out": stats.tokens_out,
+            "finish_reason": stats.finish_reason,
+            "saved": saved,
+        }
+        if self.log_content:
+            record |= {"message": text, "reply": reply}
+        turn_log.info(json.dumps(record, ensure_ascii=False))

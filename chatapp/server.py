@@ -1,0 +1,96 @@
+"""FastAPI app: `/healthz`, `/readyz`, and the Gradio chat mounted at `/`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import gradio as gr
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from chatapp.chat import ChatService
+from chatapp.history import open_store
+from chatapp.history.base import ChatStore, StoreError
+from chatapp.history.pending import PendingSaves
+from chatapp.models import build_models
+from chatapp.settings import Settings
+from chatapp.status import ModelStatus
+from chatapp.ui import ChatUI
+
+log = logging.getLogger(__name__)
+
+
+def _browser_secret(settings: Settings) -> str:
+    if settings.browser_secret:
+        return settings.browser_secret
+    if settings.store == "firestore":
+        log.warning("CHAT_BROWSER_SECRET is not set: anonymous users lose their conversation list on restart")
+    return secrets.token_urlsafe(24)
+
+
+def _set_concurrency(demo: gr.Blocks, concurrency: int) -> None:
+    # Gradio runs 1 generation per event at a time by default, and sync handlers in a 40-thread pool;
+    # `launch()` would set both, but a mounted app must do it by hand (the same attributes launch sets).
+    demo.queue(default_concurrency_limit=concurrency, max_size=concurrency * 16)
+    threads = max(40, concurrency + 16)  # head-room for the non-generating events (load, resume, timers)
+    demo.max_threads = threads
+    demo._queue.max_thread_count = threads
+
+
+def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
+    """Build the whole service; `store` may be given by tests that already hold one."""
+    store = store or open_store(settings)
+    models = build_models(settings)
+    saves = PendingSaves(store)
+    status = ModelStatus(models)
+    service = ChatService(models, saves, settings.context_chars, settings.log_content)
+    demo = ChatUI(service, store, status, _browser_secret(settings)).build()
+    _set_concurrency(demo, settings.concurrency)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        status.start()
+        yield
+        status.stop()
+        # Give turns that could not be saved a last chance before the process goes.
+        if not await run_in_threadpool(saves.flush, 10.0):
+            log.error("exiting with %d unsaved turns", saves.pending_count())
+        saves.close()
+        store.close()
+
+    app = FastAPI(title="hybrid-chat", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.saves = saves
+    app.state.status = status
+    app.state.store = store
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        try:
+            store.ping()
+        except StoreError as exc:
+            return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "unsaved_turns": saves.pending_count()})
+
+    auth = list(settings.auth_users.items()) or None
+    return gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        auth=auth,
+        auth_message="Sign in to chat." if auth else None,
+        ssr_mode=False,
+        footer_links=["api"],
+        run_history=False,
+        enable_monitoring=False,
+        mcp_server=False,
+        server_name=settings.host,
+        server_port=settings.port,
+    )

@@ -1,0 +1,310 @@
+"""The Gradio 6 interface: chat, model switch, generation controls, and a sidebar of past conversations.
+
+`ChatSession` (server side, per tab) is the source of truth for what the models see; the Chatbot only shows it.
+A `gr.BrowserState` keeps this browser's anonymous owner id and the open conversation across page reloads
+(Gradio's session_hash changes on every load). With sign-in, conversations belong to the user name instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from chatapp.chat import ChatService, ChatSession, Update
+from chatapp.conversation import to_gradio
+from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError
+from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt
+from chatapp.models.base import MAX_TOKENS_RANGE, TEMPERATURE_RANGE, TOP_P_RANGE
+from chatapp.status import ModelStatus
+
+log = logging.getLogger(__name__)
+
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+BROWSER_STORAGE_KEY = "hybrid-chat"
+SIDEBAR_LIMIT = 50
+
+
+@dataclass
+class Tab:
+    """Per-tab server state: the open conversation and a reply that failed before any text arrived."""
+
+    session: ChatSession
+    unanswered: str | None = None
+    notice: str | None = None
+
+
+def owner_of(request: gr.Request | None, browser: dict[str, Any] | None) -> str:
+    username = getattr(request, "username", None) if request is not None else None
+    if username:
+        return f"user:{username}"
+    if browser and isinstance(browser.get("owner"), str) and browser["owner"].startswith("browser:"):
+        return browser["owner"]
+    # API clients have no browser storage: their conversations belong to their Gradio session.
+    session_hash = getattr(request, "session_hash", None) or uuid.uuid4().hex
+    return f"api:{session_hash}"
+
+
+def messages_for(tab: Tab, partial: str | None = None) -> list[dict[str, Any]]:
+    shown = to_gradio(tab.session.messages)
+    if tab.unanswered is not None:
+        shown.append({"role": "user", "content": tab.unanswered})
+    if partial is not None:
+        shown.append({"role": "assistant", "content": partial})
+    if tab.notice:
+        shown.append({"role": "assistant", "content": f"⚠️ {tab.notice}"})
+    return shown
+
+
+def session_choices(sessions: list[SessionSummary]) -> list[tuple[str, str]]:
+    return [(f"{s.title or 'Untitled'} · {s.updated_at:%b %d %H:%M}", s.session_id) for s in sessions]
+
+
+class ChatUI:
+    def __init__(self, service: ChatService, store: ChatStore, status: ModelStatus, browser_secret: str) -> None:
+        self.service = service
+        self.store = store
+        self.status = status
+        self.browser_secret = browser_secret
+
+    # -- conversation lifecycle --------------------------------------------------------------------------
+
+    def _list(self, owner: str) -> list[tuple[str, str]]:
+        try:
+            return session_choices(self.store.list_sessions(owner, SIDEBAR_LIMIT))
+        except StoreError as exc:
+            gr.Warning(f"Could not list past conversations: {exc}")
+            return []
+
+    def _open(self, owner: str, session_id: str | None) -> Tab:
+        if session_id:
+            try:
+                return Tab(ChatSession.resumed(owner, session_id, self.store.load_messages(session_id, owner)))
+            except SessionNotFound:
+                pass  # never saved (no turn finished) or deleted elsewhere: start afresh
+            except StoreError as exc:
+                gr.Warning(f"Could not load the conversation: {exc}")
+        return Tab(ChatSession(owner=owner))
+
+    def load(self, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
+        browser = dict(browser or {})
+        if not str(browser.get("owner", "")).startswith("browser:"):
+            browser["owner"] = f"browser:{uuid.uuid4().hex}"
+        owner = owner_of(request, browser)
+        tab = self._open(owner, browser.get("session_id"))
+        browser["session_id"] = tab.session.session_id
+        choices = self._list(owner)
+        selected = tab.session.session_id if any(sid == tab.session.session_id for _, sid in choices) else None
+        return tab, browser, messages_for(tab), gr.update(choices=choices, value=selected)
+
+    def new_chat(self, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
+        owner = tab.session.owner if tab else owner_of(request, browser)
+        tab = Tab(ChatSession(owner=owner))
+        browser = {**(browser or {}), "session_id": tab.session.session_id}
+        return tab, browser, [], gr.update(value=None)
+
+    def resume(self, session_id: Any, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
+        owner = tab.session.owner if tab else owner_of(request, browser)
+        if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+            raise gr.Error("That is not a valid conversation id.")
+        try:
+            stored = self.store.load_messages(session_id, owner)
+        except SessionNotFound:
+            raise gr.Error("No such conversation (it may have been deleted).") from None
+        except StoreError as exc:
+            raise gr.Error(f"Could not load the conversation: {exc}") from None
+        tab = Tab(ChatSession.resumed(owner, session_id, stored))
+        browser = {**(browser or {}), "session_id": session_id}
+        return tab, browser, messages_for(tab)
+
+    def delete(self, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
+        if tab is not None and tab.session.turns:
+            try:
+                self.store.delete_session(tab.session.session_id, tab.session.owner)
+            except SessionNotFound:
+                pass
+            except StoreError as exc:
+                raise gr.Error(f"Could not delete the conversation: {exc}") from None
+        tab, browser, chat, _ = self.new_chat(tab, browser, request)
+        return tab, browser, chat, gr.update(choices=self._list(tab.session.owner), value=None)
+
+    # -- sending -----------------------------------------------------------------------------------------
+
+    def accept(self, text: Any, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
+        """Validate the message, show it at once, and clear the box; the reply streams in `respond`."""
+        try:
+            message = clean_message(text)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+        tab = tab or Tab(ChatSession(owner=owner_of(request, browser)))
+        if tab.unanswered is not None:  # the previous message got no reply: it joins this one
+            message = f"{tab.unanswered}\n\n{message}"
+        tab.unanswered, tab.notice = message, None
+        return tab, messages_for(tab), ""
+
+    def respond(
+        self,
+        tab: Tab,
+        model: Any,
+        temperature: Any,
+        top_p: Any,
+        max_tokens: Any,
+        system_prompt: Any,
+        choices: list[tuple[str, str]] | None,
+    ) -> Iterator[tuple]:
+        if tab is None or tab.unanswered is None:
+            return
+        try:
+            self.service.model(model)
+            params = clean_params(temperature, top_p, max_tokens)
+            system = clean_system_prompt(system_prompt)
+        except InputError as exc:
+            tab.notice = str(exc)
+            yield tab, messages_for(tab), gr.update()
+            return
+        text, first_turn = tab.unanswered, tab.session.turns == 0
+        with contextlib.closing(self.service.reply(tab.session, text, model, params, system)) as updates:
+            for update in updates:
+                if update.done:
+                    yield self._finish(tab, update, first_turn, choices)
+                else:
+                    yield tab, messages_for(tab, update.text), gr.update()
+
+    def _finish(self, tab: Tab, update: Update, first_turn: bool, choices: list[tuple[str, str]] | None) -> tuple:
+        tab.notice = update.notice
+        if update.text.strip():
+            tab.unanswered = None  # the turn is now part of tab.session
+        sidebar = gr.update()
+        if first_turn and tab.session.turns == 1:
+            title = tab.session.messages[0].content
+            entry = (" ".join(title.split())[:80] or "Untitled", tab.session.session_id)
+            sidebar = gr.update(choices=[entry, *(choices or [])], value=tab.session.session_id)
+        return tab, messages_for(tab), sidebar
+
+    def retry(self, tab: Tab | None) -> tuple:
+        if tab is None:
+            return tab, []
+        if tab.unanswered is None:
+            last = tab.session.drop_last_turn()
+            tab.unanswered = last.content if last else None
+        tab.notice = None
+        return tab, messages_for(tab)
+
+    def undo(self, tab: Tab | None) -> tuple:
+        if tab is None:
+            return tab, [], ""
+        tab.notice = None
+        if tab.unanswered is not None:
+            text, tab.unanswered = tab.unanswered, None
+            return tab, messages_for(tab), text
+        last = tab.session.drop_last_turn()
+        try:
+            self.store.truncate(tab.session.session_id, tab.session.owner, tab.session.turns)
+        except StoreError as exc:
+            gr.Warning(f"The undone turn is still stored and will be replaced by your next message: {exc}")
+        return tab, messages_for(tab), last.content if last else ""
+
+    # -- the `/chat` API ---------------------------------------------------------------------------------
+
+    def api_chat(
+        self,
+        message: Any,
+        model: Any,
+        temperature: Any,
+        top_p: Any,
+        max_tokens: Any,
+        system_prompt: Any,
+        tab: Tab | None,
+        request: gr.Request,
+    ) -> Iterator[tuple[str, Tab]]:
+        """One turn for `gradio_client` callers; the conversation continues across calls of one client."""
+        try:
+            text = clean_message(message)
+            self.service.model(model)
+            params = clean_params(temperature, top_p, max_tokens)
+            system = clean_system_prompt(system_prompt)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+        tab = tab or Tab(ChatSession(owner=owner_of(request, None)))
+        with contextlib.closing(self.service.reply(tab.session, text, model, params, system)) as updates:
+            for update in updates:
+                reply = update.text
+                if update.notice:
+                    reply = f"{reply}\n\n⚠️ {update.notice}" if reply else f"⚠️ {update.notice}"
+                yield reply, tab
+
+    # -- layout ------------------------------------------------------------------------------------------
+
+    def build(self, title: str = "hybrid-chat") -> gr.Blocks:
+        labels = list(self.service.models)
+        with gr.Blocks(title=title, fill_height=True) as demo:
+            tab = gr.State(None)
+            browser = gr.BrowserState(
+                {"owner": None, "session_id": None}, storage_key=BROWSER_STORAGE_KEY, secret=self.browser_secret
+            )
+            with gr.Sidebar(label="Conversations"):
+                new_button = gr.Button("➕ New chat", variant="primary", elem_id="new-chat")
+                sessions = gr.Radio(choices=[], label="Past conversations", elem_id="sessions")
+                delete_button = gr.Button("🗑️ Delete this conversation", variant="stop", elem_id="delete-chat")
+                gr.Markdown("**Models**")
+                status = gr.Markdown(self.status.markdown(), elem_id="model-status")
+            chatbot = gr.Chatbot(label="Chat", elem_id="chatbot", scale=1, height="60vh", buttons=["copy"])
+            with gr.Row():
+                textbox = gr.Textbox(
+                    placeholder="Type a message and press Enter", show_label=False, scale=8, elem_id="message"
+                )
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+            with gr.Accordion("Model and settings", open=True):
+                model = gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model")
+                with gr.Row():
+                    temperature = gr.Slider(*TEMPERATURE_RANGE, value=0.7, step=0.05, label="Temperature")
+                    top_p = gr.Slider(*TOP_P_RANGE, value=0.95, step=0.01, label="Top-p")
+                    max_tokens = gr.Slider(*MAX_TOKENS_RANGE, value=1024, step=1, label="Max tokens")
+                system_prompt = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt")
+            controls = [model, temperature, top_p, max_tokens, system_prompt]
+
+            demo.load(self.load, [browser], [tab, browser, chatbot, sessions], api_visibility="private")
+            gr.Timer(10).tick(self.status.markdown, None, status, api_visibility="private", queue=False)
+
+            sending = gr.on(
+                [textbox.submit, send.click],
+                self.accept,
+                [textbox, tab, browser],
+                [tab, chatbot, textbox],
+                api_visibility="private",
+                queue=False,
+            )
+            streaming = sending.success(
+                self.respond, [tab, *controls, sessions], [tab, chatbot, sessions], api_visibility="private"
+            )
+            stop.click(None, None, None, cancels=[streaming], api_visibility="private", queue=False)
+
+            retrying = chatbot.retry(self.retry, [tab], [tab, chatbot], api_visibility="private", queue=False)
+            retrying.success(
+                self.respond, [tab, *controls, sessions], [tab, chatbot, sessions], api_visibility="private"
+            )
+            chatbot.undo(self.undo, [tab], [tab, chatbot, textbox], api_visibility="private", queue=False)
+
+            new_button.click(
+                self.new_chat, [tab, browser], [tab, browser, chatbot, sessions], api_visibility="private", queue=False
+            )
+            sessions.input(self.resume, [sessions, tab, browser], [tab, browser, chatbot], api_visibility="private")
+            delete_button.click(
+                self.delete, [tab, browser], [tab, browser, chatbot, sessions], api_visibility="private"
+            )
+
+            # API-only endpoints, wired to hidden components so their inputs are exactly the visible controls.
+            api_reply = gr.Textbox(visible=False)
+            api_session_id = gr.Textbox(visible=False)
+            gr.Button(visible=False).click(self.api_chat, [textbox, *controls, tab], [api_reply, tab], api_name="chat")
+            gr.Button(visible=False).click(
+                self.resume, [api_session_id, tab, browser], [tab, browser, chatbot], api_name="resume"
+            )
+        return demo

@@ -1,0 +1,139 @@
+"""ChatService with in-process models: the orchestration rules, independent of any server."""
+
+import json
+import logging
+import time
+
+import pytest
+
+from chatapp.chat import ChatService, ChatSession
+from chatapp.inputs import InputError
+from chatapp.models.base import GenerationParams, ModelUnavailable, StreamCut
+
+
+class ScriptedModel:
+    """A ChatModel that replays chunks, then optionally raises; records prompts and whether it was closed."""
+
+    def __init__(self, label, chunks=("Hel", "lo", "!"), error=None, delay=0.0):
+        self.label, self.chunks, self.error, self.delay = label, chunks, error, delay
+        self.prompts, self.closed = [], False
+
+    def stream(self, messages, params, stats):
+        self.prompts.append(list(messages))
+        try:
+            for chunk in self.chunks:
+                time.sleep(self.delay)
+                yield chunk
+            if self.error:
+                raise self.error
+            stats.tokens_in, stats.tokens_out, stats.finish_reason = 7, len(self.chunks), "stop"
+        finally:
+            self.closed = True
+
+    def check(self):
+        return None
+
+
+class ListSaver:
+    def __init__(self, ok=True):
+        self.turns, self.ok = [], ok
+
+    def save(self, turn):
+        self.turns.append(turn)
+        return self.ok
+
+
+def service(*models, saver=None, **kwargs):
+    return ChatService({m.label: m for m in models}, saver or ListSaver(), context_chars=10_000, **kwargs)
+
+
+def run(svc, session, text, label):
+    return list(svc.reply(session, text, label, GenerationParams()))
+
+
+def test_a_turn_streams_saves_once_and_keeps_context_across_models():
+    gemma, gemini = ScriptedModel("Gemma"), ScriptedModel("Gemini", chunks=("Sure",))
+    saver = ListSaver()
+    svc = service(gemma, gemini, saver=saver, update_interval_s=0)
+    session = ChatSession(owner="browser:1")
+    updates = run(svc, session, "hi", "Gemma")
+    assert [u.text for u in updates] == ["Hel", "Hello", "Hello!", "Hello!"]
+    assert updates[-1].done and updates[-1].saved and updates[-1].notice is None
+    run(svc, session, "and you?", "Gemini")
+    assert [m.content for m in gemini.prompts[0]] == ["hi", "Hello!", "and you?"]
+    assert [(t.index, t.user, t.assistant, t.model) for t in saver.turns] == [
+        (0, "hi", "Hello!", "Gemma"),
+        (1, "and you?", "Sure", "Gemini"),
+    ]
+
+
+def test_updates_are_coalesced():
+    model = ScriptedModel("M", chunks=["x"] * 200)
+    updates = run(service(model, update_interval_s=10), ChatSession(owner="o"), "hi", "M")
+    assert len(updates) == 2  # the first token at once, then the final text
+    assert updates[-1].text == "x" * 200
+
+
+def test_unreachable_model_says_so_and_saves_nothing():
+    saver = ListSaver()
+    down = ScriptedModel("Gemma", chunks=(), error=ModelUnavailable("Gemma is still starting."))
+    session = ChatSession(owner="o")
+    (final,) = run(service(down, saver=saver), session, "hi", "Gemma")
+    assert final.text == "" and final.notice == "Gemma is still starting."
+    assert saver.turns == [] and session.messages == []
+
+
+def test_a_cut_stream_keeps_the_partial_reply_and_saves_it():
+    saver = ListSaver()
+    cut = ScriptedModel("M", chunks=("part",), error=StreamCut("The reply was cut off."))
+    final = run(service(cut, saver=saver), ChatSession(owner="o"), "hi", "M")[-1]
+    assert (final.text, final.notice) == ("part", "The reply was cut off.")
+    assert saver.turns[0].assistant == "part"
+
+
+def test_stopping_closes_the_model_stream_and_saves_what_was_shown():
+    saver = ListSaver()
+    model = ScriptedModel("M", chunks=["a"] * 100, delay=0.001)
+    updates = service(model, saver=saver, update_interval_s=0).reply(
+        ChatSession(owner="o"), "hi", "M", GenerationParams()
+    )
+    shown = [next(updates).text for _ in range(3)]
+    updates.close()
+    assert model.closed
+    assert saver.turns[0].assistant == shown[-1] == "aaa"
+
+
+def test_unsaved_turn_is_reported_to_the_user():
+    final = run(service(ScriptedModel("M"), saver=ListSaver(ok=False)), ChatSession(owner="o"), "hi", "M")[-1]
+    assert final.saved is False and "not saved yet" in final.notice
+
+
+def test_unknown_model_is_an_input_error():
+    with pytest.raises(InputError, match="Unknown model 'GPT'"):
+        run(service(ScriptedModel("M")), ChatSession(owner="o"), "hi", "GPT")
+
+
+def test_a_crashing_provider_becomes_a_message():
+    broken = ScriptedModel("M", chunks=(), error=KeyError("choices"))
+    final = run(service(broken), ChatSession(owner="o"), "hi", "M")[-1]
+    assert "failed unexpectedly (KeyError)" in final.notice
+
+
+def test_one_log_line_per_turn_without_content_by_default(caplog):
+    caplog.set_level(logging.INFO, logger="chatapp.turns")
+    run(service(ScriptedModel("M")), ChatSession(owner="o", session_id="s1"), "secret words", "M")
+    (record,) = [json.loads(r.message) for r in caplog.records if r.name == "chatapp.turns"]
+    assert record["session"] == "s1" and record["model"] == "M" and record["saved"] is True
+    assert record["tokens_in"] == 7 and record["tokens_out"] == 3 and record["latency_s"] >= 0
+    assert "secret words" not in caplog.text
+
+
+def test_retry_replaces_the_last_turn_at_the_same_index():
+    saver = ListSaver()
+    svc = service(ScriptedModel("M"), saver=saver)
+    session = ChatSession(owner="o")
+    run(svc, session, "q1", "M")
+    run(svc, session, "q2", "M")
+    assert session.drop_last_turn().content == "q2"
+    run(svc, session, "q2", "M")
+    assert [t.index for t in saver.turns] == [0, 1, 1]
