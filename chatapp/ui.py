@@ -295,7 +295,13 @@ class ChatUI:
             new_button.click(
                 self.new_chat, [tab, browser], [tab, browser, chatbot, sessions], api_visibility="private", queue=False
             )
-            sessions.input(self.resume, [sessions, tab, browser], [tab, browser, chatbot], api_visibility="private")
+            sessions.input(
+                self.resume,
+                [sessions, tab, browser],
+                [tab, browser, chatbot],
+                api_name="open",
+                api_visibility="private",
+            )
             delete_button.click(
                 self.delete, [tab, browser], [tab, browser, chatbot, sessions], api_visibility="private"
             )
