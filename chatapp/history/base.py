@@ -13,14 +13,28 @@ from datetime import datetime
 from typing import Protocol
 
 TITLE_CHARS = 80
+# Firestore caps a document at 1 MiB; a message document is its content plus a few small fields. Both stores
+# enforce the same cap so a conversation that works locally also works in the cloud.
+MAX_MESSAGE_BYTES = 900_000
 
 
 class StoreError(Exception):
-    """The store could not be reached or refused the operation."""
+    """The store could not be reached or refused the operation.
+
+    `transient` says whether trying the same call again later can succeed (store down, timeout) or not
+    (message too large, not valid text): a retry queue keeps the first kind and reports the second at once.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SessionNotFound(StoreError):
     """No such session for this owner (a session of another owner is reported the same way)."""
+
+    def __init__(self, message: str = "no such conversation") -> None:
+        super().__init__(message, transient=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,37 @@ class Turn:
         return line[:TITLE_CHARS]
 
 
+def valid_session_id(session_id: str) -> bool:
+    """Ids usable as a Firestore document id (no '/', not '.'/'..', not reserved `__x__`), in both stores."""
+    return (
+        bool(session_id)
+        and "/" not in session_id
+        and session_id not in {".", ".."}
+        and not (session_id.startswith("__") and session_id.endswith("__"))
+        and len(session_id.encode("utf-8", "surrogatepass")) <= 1500
+    )
+
+
+def check_turn(turn: Turn) -> None:
+    """Reject a turn no store can keep, with a message for a person. Raise StoreError(transient=False)."""
+    if not valid_session_id(turn.session_id):
+        raise StoreError(f"invalid session id {turn.session_id!r}", transient=False)
+    if not turn.owner:
+        raise StoreError("a turn needs an owner", transient=False)
+    if turn.index < 0:
+        raise StoreError(f"turn index must be >= 0, got {turn.index}", transient=False)
+    for role, text in (("user", turn.user), ("assistant", turn.assistant)):
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise StoreError(f"the {role} message is not valid Unicode text", transient=False) from None
+        if size > MAX_MESSAGE_BYTES:
+            raise StoreError(
+                f"the {role} message is {size:,} bytes; the history keeps at most {MAX_MESSAGE_BYTES:,}",
+                transient=False,
+            )
+
+
 class ChatStore(Protocol):
     def save_turn(self, turn: Turn) -> None:
         """Write the session upsert and both messages atomically. Raise StoreError on failure."""
@@ -77,6 +122,10 @@ class ChatStore(Protocol):
 
     def delete_session(self, session_id: str, owner: str) -> None:
         """Delete a session and its messages. Raise SessionNotFound unless `owner` owns it."""
+        ...
+
+    def truncate(self, session_id: str, owner: str, turns: int) -> None:
+        """Keep only the first `turns` turns (undo). Raise SessionNotFound unless `owner` owns it."""
         ...
 
     def ping(self) -> None:

@@ -1,0 +1,199 @@
+"""Firestore history: `chat_sessions/{session_id}` plus a `messages` subcollection, one batched write per turn.
+
+Why the send path looks the way it does:
+- ONE commit, zero reads: the session upsert is a merge-set (owner/title/created_at only on turn 0), and
+  `turns` is written as an absolute number, not Increment, so replaying a turn changes nothing.
+- Message ids come from seq ("000042"), not auto ids: when a commit's reply is lost and the turn is saved
+  again, it overwrites the same two documents instead of adding duplicates.
+- Every call has a short deadline and a bounded retry, so a dead store fails in seconds, not minutes: the UI
+  thread waits on save_turn.
+
+list_sessions needs a composite index in real Firestore (the emulator does not): collection `chat_sessions`,
+query scope COLLECTION, fields `owner` ASCENDING, `updated_at` DESCENDING.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import google.auth.exceptions
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from chatapp.history.base import (
+    SessionNotFound,
+    SessionSummary,
+    StoredMessage,
+    StoreError,
+    Turn,
+    check_turn,
+    valid_session_id,
+)
+
+SESSIONS = "chat_sessions"
+MESSAGES = "messages"
+DELETE_BATCH = 450  # Firestore allows 500 writes per batch; stay clear of it
+
+# Replaying is safe for every call we make (reads, and writes that are idempotent by construction).
+_TRANSIENT = if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted)
+
+
+def _retry(total_s: float) -> Retry:
+    return Retry(predicate=_TRANSIENT, initial=0.2, maximum=1.0, multiplier=2.0, timeout=total_s)
+
+
+def message_id(seq: int) -> str:
+    """Zero-padded so the ids also sort by seq in the console."""
+    return f"{seq:06d}"
+
+
+def _utc(moment: Any) -> datetime:
+    # The client returns DatetimeWithNanoseconds; hand out plain UTC datetimes like the SQLite store.
+    if not isinstance(moment, datetime):
+        return datetime.fromtimestamp(0, UTC)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return datetime(
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond, UTC
+    )
+
+
+class FirestoreStore:
+    def __init__(
+        self,
+        project: str | None,
+        database: str,
+        *,
+        write_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        client: firestore.Client | None = None,
+    ) -> None:
+        self._where = f"Firestore database {database!r}" + (f" in project {project!r}" if project else "")
+        self._write_timeout_s = write_timeout_s
+        self._read_timeout_s = read_timeout_s
+        with self._errors("connecting"):
+            self.client = client or firestore.Client(project=project, database=database)
+        self._sessions = self.client.collection(SESSIONS)
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Turn google.api_core / google.auth failures into StoreError with a sentence a person can act on."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except gexc.RetryError as exc:
+            cause = exc.cause.message if isinstance(exc.cause, gexc.GoogleAPICallError) else exc.cause
+            raise StoreError(f"{self._where} did not answer while {action} (gave up after retrying: {cause})") from exc
+        except gexc.DeadlineExceeded as exc:
+            raise StoreError(f"{self._where} timed out while {action}") from exc
+        except gexc.ServiceUnavailable as exc:
+            raise StoreError(f"{self._where} is unreachable while {action}: {exc.message}") from exc
+        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+            raise StoreError(
+                f"{self._where} refused access while {action} (the service account needs roles/datastore.user):"
+                f" {exc.message}"
+            ) from exc
+        except gexc.NotFound as exc:
+            raise StoreError(f"{self._where} was not found while {action}: {exc.message}", transient=False) from exc
+        except gexc.FailedPrecondition as exc:  # e.g. a missing composite index; the message holds its link
+            raise StoreError(f"{self._where} cannot run {action}: {exc.message}", transient=False) from exc
+        except gexc.InvalidArgument as exc:
+            raise StoreError(f"{self._where} rejected {action}: {exc.message}", transient=False) from exc
+        except gexc.GoogleAPICallError as exc:
+            raise StoreError(f"{self._where} failed while {action}: {exc.message}") from exc
+        except google.auth.exceptions.GoogleAuthError as exc:
+            raise StoreError(f"{self._where}: no usable Google credentials while {action}: {exc}") from exc
+
+    def save_turn(self, turn: Turn) -> None:
+        check_turn(turn)
+        session = self._sessions.document(turn.session_id)
+        head: dict[str, Any] = {"updated_at": turn.created_at, "turns": turn.index + 1}
+        if turn.index == 0:
+            head |= {"owner": turn.owner, "title": turn.title, "created_at": turn.created_at}
+        batch = self.client.batch()
+        batch.set(session, head, merge=True)
+        for seq, role, content, model in (
+            (2 * turn.index, "user", turn.user, None),
+            (2 * turn.index + 1, "assistant", turn.assistant, turn.model),
+        ):
+            batch.set(
+                session.collection(MESSAGES).document(message_id(seq)),
+                {"role": role, "content": content, "model": model, "created_at": turn.created_at, "seq": seq},
+            )
+        with self._errors("saving a turn"):
+            t = self._write_timeout_s
+            batch.commit(retry=_retry(t), timeout=t)
+
+    def _owned(self, session_id: str, owner: str, action: str) -> firestore.DocumentReference:
+        if not valid_session_id(session_id):
+            raise SessionNotFound()
+        ref = self._sessions.document(session_id)
+        with self._errors(action):
+            t = self._write_timeout_s
+            snap = ref.get(field_paths=["owner"], retry=_retry(t), timeout=t)
+        # The infrastructure's placeholder `chat_sessions/initialize` has no owner, so it never matches.
+        if not snap.exists or not owner or (snap.to_dict() or {}).get("owner") != owner:
+            raise SessionNotFound()
+        return ref
+
+    def load_messages(self, session_id: str, owner: str) -> list[StoredMessage]:
+        ref = self._owned(session_id, owner, "loading a conversation")
+        query = ref.collection(MESSAGES).order_by("seq")
+        t = self._read_timeout_s
+        with self._errors("loading a conversation"):
+            docs = [snap.to_dict() or {} for snap in query.stream(retry=_retry(t), timeout=t)]
+        return [
+            StoredMessage(d.get("role", ""), d.get("content", ""), d.get("model"), _utc(d.get("created_at")), d["seq"])
+            for d in docs
+            if isinstance(d.get("seq"), int)
+        ]
+
+    def list_sessions(self, owner: str, limit: int = 50) -> list[SessionSummary]:
+        if not owner:
+            return []
+        query = (
+            self._sessions.where(filter=FieldFilter("owner", "==", owner))
+            .order_by("updated_at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        t = self._read_timeout_s
+        with self._errors("listing conversations"):
+            snaps = list(query.stream(retry=_retry(t), timeout=t))
+        out = []
+        for snap in snaps:
+            d = snap.to_dict() or {}
+            updated = _utc(d.get("updated_at"))
+            created = _utc(d["created_at"]) if "created_at" in d else updated
+            out.append(SessionSummary(snap.id, owner, d.get("title", ""), created, updated, int(d.get("turns", 0))))
+        return out
+
+    def delete_session(self, session_id: str, owner: str) -> None:
+        ref = self._owned(session_id, owner, "deleting a conversation")
+        messages = ref.collection(MESSAGES).select([]).limit(DELETE_BATCH)  # ids only
+        t = self._read_timeout_s
+        with self._errors("deleting a conversation"):
+            # Messages first, session doc last: if this stops halfway the conversation is still listed and
+            # deleting it again finishes the job (the other order would orphan unreachable messages).
+            while True:
+                snaps = list(messages.stream(retry=_retry(t), timeout=t))
+                if not snaps:
+                    break
+                batch = self.client.batch()
+                for snap in snaps:
+                    batch.delete(snap.reference)
+                batch.commit(retry=_retry(t), timeout=t)
+            ref.delete(retry=_retry(t), timeout=t)
+
+    def ping(self) -> None:
+        # One small document read proves the database exists and answers; the placeholder may or may not exist.
+        with self._errors("checking the store"):
+            self._sessions.document("initialize").get(field_paths=["owner"], retry=_retry(3.0), timeout=3.0)
+
+    def close(self) -> None:
+        self.client.close()

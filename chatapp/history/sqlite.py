@@ -1,0 +1,202 @@
+"""SQLite history: the local default, with the same logical shape as the Firestore layout.
+
+One connection per thread (Gradio runs handlers in a pool of up to 64 threads): in WAL mode readers never
+wait for the writer, and each turn is one short IMMEDIATE transaction, so writers queue on SQLite's own lock
+(busy timeout) instead of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from chatapp.history.base import (
+    SessionNotFound,
+    SessionSummary,
+    StoredMessage,
+    StoreError,
+    Turn,
+    check_turn,
+    valid_session_id,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    owner      TEXT,               -- NULL like a Firestore session doc written without owner: never listed
+    title      TEXT NOT NULL DEFAULT '',
+    created_at INTEGER,            -- microseconds since the epoch, UTC (exact round trip, sorts as a number)
+    updated_at INTEGER NOT NULL,
+    turns      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_owner_updated ON sessions (owner, updated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    role       TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    model      TEXT,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:  # a naive time is taken as UTC, as Firestore's client does
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _moment(micros: int) -> datetime:
+    seconds, rest = divmod(micros, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
+        if str(path) == ":memory:":
+            raise StoreError("SqliteStore needs a file: each thread opens its own connection", transient=False)
+        self._path = Path(path)
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        with self._errors("opening"):
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the file
+            conn.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"the history store {self._path} is closed", transient=False)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: we issue BEGIN ourselves; check_same_thread=False only so close() can
+            # close every thread's connection — each connection is still used by its own thread alone.
+            conn = sqlite3.connect(
+                self._path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA foreign_keys=ON")  # per connection; drives the delete cascade
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, fast commits
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite history {self._path}: {action} failed: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"SQLite history {self._path}: {action} failed: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._errors(action):
+            conn = self._conn()
+            # IMMEDIATE takes the write lock up front, so two writers never deadlock upgrading a read lock.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _check_owner(self, conn: sqlite3.Connection, session_id: str, owner: str) -> None:
+        row = conn.execute("SELECT owner FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+        if row is None or row[0] is None or row[0] != owner:
+            raise SessionNotFound()
+
+    def save_turn(self, turn: Turn) -> None:
+        check_turn(turn)
+        at = _micros(turn.created_at)
+        with self._transaction("saving a turn") as conn:
+            row = conn.execute("SELECT owner FROM sessions WHERE session_id = ?", (turn.session_id,)).fetchone()
+            # Firestore cannot check this without a read; here it is free, so refuse writing into another
+            # owner's conversation.
+            if row is not None and row[0] is not None and row[0] != turn.owner:
+                raise SessionNotFound()
+            if turn.index == 0:
+                conn.execute(
+                    "INSERT INTO sessions (session_id, owner, title, created_at, updated_at, turns)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET"
+                    " owner = excluded.owner, title = excluded.title, created_at = excluded.created_at,"
+                    " updated_at = excluded.updated_at, turns = excluded.turns",
+                    (turn.session_id, turn.owner, turn.title, at, at, 1),
+                )
+            else:  # like the Firestore merge: owner/title/created_at come from turn 0 only
+                conn.execute(
+                    "INSERT INTO sessions (session_id, updated_at, turns) VALUES (?, ?, ?)"
+                    " ON CONFLICT (session_id) DO UPDATE SET updated_at = excluded.updated_at, turns = excluded.turns",
+                    (turn.session_id, at, turn.index + 1),
+                )
+            conn.executemany(
+                "INSERT OR REPLACE INTO messages (session_id, seq, role, content, model, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (turn.session_id, 2 * turn.index, "user", turn.user, None, at),
+                    (turn.session_id, 2 * turn.index + 1, "assistant", turn.assistant, turn.model, at),
+                ],
+            )
+
+    def load_messages(self, session_id: str, owner: str) -> list[StoredMessage]:
+        if not valid_session_id(session_id):
+            raise SessionNotFound()
+        # A read transaction so the owner check and the messages come from the same snapshot.
+        with self._errors("loading a conversation"):
+            conn = self._conn()
+            conn.execute("BEGIN")
+            try:
+                self._check_owner(conn, session_id, owner)
+                rows = conn.execute(
+                    "SELECT role, content, model, created_at, seq FROM messages WHERE session_id = ? ORDER BY seq",
+                    (session_id,),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return [StoredMessage(role, content, model, _moment(at), seq) for role, content, model, at, seq in rows]
+
+    def list_sessions(self, owner: str, limit: int = 50) -> list[SessionSummary]:
+        with self._errors("listing conversations"):
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT session_id, owner, title, created_at, updated_at, turns FROM sessions"
+                    " WHERE owner = ? ORDER BY updated_at DESC, session_id LIMIT ?",
+                    (owner, limit),
+                )
+                .fetchall()
+            )
+        return [
+            SessionSummary(sid, who, title, _moment(created if created is not None else updated), _moment(updated), n)
+            for sid, who, title, created, updated, n in rows
+        ]
+
+    def delete_session(self, session_id: str, owner: str) -> None:
+        if not valid_session_id(session_id):
+            raise SessionNotFound()
+        with self._transaction("deleting a conversation") as conn:
+            self._check_owner(conn, session_id, owner)
+            conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))  # messages cascade
+
+    def ping(self) -> None:
+        with self._errors("checking the store"):
+            self._conn().execute("SELECT 1 FROM sessions LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
