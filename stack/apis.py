@@ -1,0 +1,44 @@
+"""The Google APIs the program uses, enabled once and kept enabled on destroy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+SERVICES = (
+    "cloudresourcemanager.googleapis.com",  # project lookup and project IAM bindings
+    "compute.googleapis.com",  # the LoadBalancer's forwarding rule and the cluster's nodes
+    "container.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "firestore.googleapis.com",
+    "aiplatform.googleapis.com",  # Gemini through Vertex AI
+)
+
+
+@dataclass(frozen=True)
+class ApisArgs:
+    project: str
+
+
+class Apis(pulumi.ComponentResource):
+    services: dict[str, gcp.projects.Service]
+
+    def __init__(self, name: str, args: ApisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hybrid-chat:stack:Apis", name, {}, opts)
+        # disable_on_destroy=False: other things in the project may use these APIs, and re-enabling is slow.
+        self.services = {
+            service: gcp.projects.Service(
+                service.split(".")[0],
+                project=args.project,
+                service=service,
+                disable_on_destroy=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for service in SERVICES
+        }
+        self.register_outputs({})
+
+    def get(self, short: str) -> gcp.projects.Service:
+        return self.services[f"{short}.googleapis.com"]

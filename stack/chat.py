@@ -1,0 +1,175 @@
+"""The chat: its Kubernetes service account, optional login Secret, Deployment and public LoadBalancer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from stack import kube
+
+NAME = "chat"
+AUTH_SECRET = "chat-auth"
+# Matches CHAT_CONCURRENCY in the chat and vLLM's --max-num-seqs (see gemma.py).
+CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class ChatArgs:
+    project: str
+    region: str
+    image: pulumi.Input[str]
+    replicas: int
+    firestore_database: pulumi.Input[str]
+    gemma_model: str
+    gemini_model: str
+    auth_users: pulumi.Input[str] | None
+    provider: k8s.Provider
+    namespace: pulumi.Resource
+    # Created before the pods, so their first /readyz already finds Firestore reachable.
+    depends_on: list[pulumi.Resource]
+
+
+def display_name(model_id: str) -> str:
+    """`google/gemma-3-12b-it` → `Gemma 3 12B`, `gemini-2.5-flash` → `Gemini 2.5 Flash`."""
+    words = [w for w in model_id.split("/")[-1].split("-") if w != "it"]
+    return " ".join(w.upper() if w[:-1].isdigit() and w.endswith("b") else w.capitalize() for w in words)
+
+
+def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
+    """The chat's environment contract (DESIGN.md), pointing at Gemma's Service, Firestore and Vertex AI."""
+    plain: dict[str, pulumi.Input[str]] = {
+        "CHAT_STORE": "firestore",
+        "FIRESTORE_DATABASE": args.firestore_database,
+        "GOOGLE_CLOUD_PROJECT": args.project,
+        # Set even with Gemma off: the slot then reports the model unreachable, and turning Gemma on later
+        # needs no chat rollout.
+        "SELF_HOSTED_URL": kube.GEMMA_URL,
+        "SELF_HOSTED_MODEL": args.gemma_model,
+        "SELF_HOSTED_LABEL": f"{display_name(args.gemma_model)} (self-hosted)",
+        "GEMINI_MODEL": args.gemini_model,
+        "GEMINI_LABEL": f"{display_name(args.gemini_model)} (Vertex AI)",
+        "GOOGLE_GENAI_USE_VERTEXAI": "true",
+        "GOOGLE_CLOUD_LOCATION": args.region,
+        "CHAT_CONCURRENCY": str(CONCURRENCY),
+        # The root filesystem is read-only: anything that caches under $HOME lands in the /tmp emptyDir.
+        "HOME": "/tmp",
+    }
+    env = [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in plain.items()]
+    if args.auth_users is not None:
+        env.append(
+            k8s.core.v1.EnvVarArgs(
+                name="CHAT_AUTH_USERS",
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=AUTH_SECRET, key="users")
+                ),
+            )
+        )
+    return env
+
+
+def _probe(path: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port="http"),
+        period_seconds=period,
+        timeout_seconds=3,
+        failure_threshold=failures,
+    )
+
+
+def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecArgs:
+    # Gradio renders pages and streams every token as an event: a full core, and memory for many sessions.
+    size = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"}
+    container = k8s.core.v1.ContainerArgs(
+        name=NAME,
+        image=args.image,
+        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=kube.CHAT_PORT)],
+        env=environment(args),
+        resources=k8s.core.v1.ResourceRequirementsArgs(requests=size, limits=size),
+        startup_probe=_probe("/healthz", period=2, failures=60),
+        # /readyz checks the store: a replica that cannot save turns leaves the LoadBalancer until it can.
+        readiness_probe=_probe("/readyz", period=10, failures=3),
+        liveness_probe=_probe("/healthz", period=20, failures=3),
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+        security_context=k8s.core.v1.SecurityContextArgs(
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        ),
+    )
+    return k8s.core.v1.PodTemplateSpecArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+        spec=k8s.core.v1.PodSpecArgs(
+            service_account_name=kube.CHAT_SERVICE_ACCOUNT,
+            enable_service_links=False,
+            security_context=k8s.core.v1.PodSecurityContextArgs(
+                run_as_non_root=True,
+                run_as_user=10001,  # the Dockerfile's user
+                run_as_group=10001,
+                fs_group=10001,
+                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+            ),
+            containers=[container],
+            volumes=[
+                k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="512Mi"))
+            ],
+        ),
+    )
+
+
+class Chat(pulumi.ComponentResource):
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ChatArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hybrid-chat:stack:Chat", name, {}, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.namespace])
+        labels = kube.labels(NAME, "web")
+
+        def meta(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=kube.NAMESPACE, labels=labels)
+
+        # Its name is the one in the Workload Identity principal that holds the Vertex AI and Firestore roles.
+        account = k8s.core.v1.ServiceAccount(
+            kube.CHAT_SERVICE_ACCOUNT, metadata=meta(kube.CHAT_SERVICE_ACCOUNT), opts=child
+        )
+        needs: list[pulumi.Resource] = [account, *args.depends_on]
+        if args.auth_users is not None:
+            needs.append(
+                k8s.core.v1.Secret(
+                    AUTH_SECRET,
+                    metadata=meta(AUTH_SECRET),
+                    type="Opaque",
+                    string_data={"users": args.auth_users},
+                    opts=child,
+                )
+            )
+        self.deployment = k8s.apps.v1.Deployment(
+            NAME,
+            metadata=meta(NAME),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=args.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
+                template=_pod(args, labels),
+            ),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=needs)),
+        )
+        several = args.replicas > 1
+        self.service = k8s.core.v1.Service(
+            NAME,
+            metadata=meta(NAME),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="LoadBalancer",
+                selector=kube.selector_labels(NAME),
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=80, target_port="http")],
+                # Gradio keeps queue state per process: with several replicas a browser must stay on one. Local
+                # keeps the browser's address (not a node's) as the affinity key.
+                session_affinity="ClientIP" if several else "None",
+                external_traffic_policy="Local" if several else "Cluster",
+            ),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.deployment])),
+        )
+        self.url = self.service.status.apply(lambda s: f"http://{s.load_balancer.ingress[0].ip}")
+        self.register_outputs({"url": self.url})

@@ -1,0 +1,149 @@
+"""Stack configuration: read every key once, validate everything up front, fail with messages naming the key."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pulumi
+
+PROJECT = "hybrid-chat"
+
+# The single source of the defaults; Pulumi.yaml repeats them for `pulumi config` users and a test keeps the two equal.
+DEFAULTS: dict[str, str | int | bool] = {
+    "clusterName": "gradio-chat-cluster",
+    "firestoreDatabase": "chat-app-db",
+    "firestoreLocation": "nam5",
+    "gemmaEnabled": True,
+    "gemmaModel": "google/gemma-3-12b-it",
+    "gemmaGpus": 4,
+    "gemmaAccelerator": "nvidia-l4",
+    "vllmImage": "vllm/vllm-openai:v0.10.2",
+    "geminiModel": "gemini-2.5-flash",
+    "chatReplicas": 1,
+    "chatImage": "",
+}
+DEFAULT_REGION = "us-central1"
+
+# GKE: lowercase letter first, at most 40 characters. Firestore database ids: 4-63 characters.
+_CLUSTER_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
+_DATABASE_ID = re.compile(r"^[a-z][a-z0-9-]{2,61}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found, one line per key, before any resource is declared."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    project: str
+    region: str
+    cluster_name: str
+    firestore_database: str
+    firestore_location: str
+    gemma_enabled: bool
+    gemma_model: str
+    gemma_gpus: int
+    gemma_accelerator: str
+    vllm_image: str
+    gemini_model: str
+    chat_replicas: int
+    chat_image: str | None
+    hf_token: pulumi.Output[str] | None
+    chat_auth_users: pulumi.Output[str] | None
+
+
+class _Reader:
+    """Collects errors instead of stopping at the first, so one run shows everything to fix."""
+
+    def __init__(self) -> None:
+        self.own = pulumi.Config(PROJECT)
+        self.gcp = pulumi.Config("gcp")
+        self.errors: list[str] = []
+
+    def text(self, key: str) -> str:
+        value = self.own.get(key)
+        return str(DEFAULTS[key]) if value is None else value.strip()
+
+    def integer(self, key: str) -> int:
+        raw = self.own.get(key)
+        if raw is None:
+            return int(DEFAULTS[key])
+        try:
+            return int(raw)
+        except ValueError:
+            self.errors.append(f"{PROJECT}:{key} must be a whole number, got {raw!r}")
+            return int(DEFAULTS[key])
+
+    def boolean(self, key: str) -> bool:
+        raw = self.own.get(key)
+        if raw is None:
+            return bool(DEFAULTS[key])
+        if raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        self.errors.append(f"{PROJECT}:{key} must be true or false, got {raw!r}")
+        return bool(DEFAULTS[key])
+
+    def check(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.errors.append(message)
+
+
+def load_config() -> StackConfig:
+    r = _Reader()
+    project = (r.gcp.get("project") or "").strip()
+    r.check(bool(project), "gcp:project is not set: run `pulumi config set gcp:project <your-project-id>`")
+    region = (r.gcp.get("region") or DEFAULT_REGION).strip()
+
+    cluster_name = r.text("clusterName")
+    r.check(
+        bool(_CLUSTER_NAME.match(cluster_name)),
+        f"{PROJECT}:clusterName {cluster_name!r} is not a GKE cluster name "
+        "(lowercase letters, digits and hyphens, starting with a letter, at most 40 characters)",
+    )
+    database = r.text("firestoreDatabase")
+    r.check(
+        bool(_DATABASE_ID.match(database)),
+        f"{PROJECT}:firestoreDatabase {database!r} is not a Firestore database id "
+        "(4-63 lowercase letters, digits and hyphens, starting with a letter)",
+    )
+    location = r.text("firestoreLocation")
+    r.check(bool(location), f"{PROJECT}:firestoreLocation must not be empty (e.g. nam5 or {DEFAULT_REGION})")
+
+    gemma_enabled = r.boolean("gemmaEnabled")
+    gpus = r.integer("gemmaGpus")
+    r.check(gpus >= 1, f"{PROJECT}:gemmaGpus must be at least 1, got {gpus}")
+    # vLLM splits attention heads evenly across GPUs and GKE offers 1, 2, 4 or 8 GPUs per node for L4s.
+    r.check(gpus < 1 or gpus & (gpus - 1) == 0, f"{PROJECT}:gemmaGpus must be 1, 2, 4 or 8, got {gpus}")
+    replicas = r.integer("chatReplicas")
+    r.check(replicas >= 1, f"{PROJECT}:chatReplicas must be at least 1, got {replicas}")
+    for key in ("gemmaModel", "gemmaAccelerator", "vllmImage", "geminiModel"):
+        r.check(bool(r.text(key)), f"{PROJECT}:{key} must not be empty")
+
+    hf_token = r.own.get_secret("hfToken")
+    r.check(
+        hf_token is not None or not gemma_enabled,
+        f"{PROJECT}:hfToken is not set but {PROJECT}:gemmaEnabled is true: run "
+        "`pulumi config set --secret hfToken hf_...` (a Hugging Face token that accepted the Gemma licence), "
+        "or `pulumi config set gemmaEnabled false`",
+    )
+    if r.errors:
+        raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
+
+    return StackConfig(
+        project=project,
+        region=region,
+        cluster_name=cluster_name,
+        firestore_database=database,
+        firestore_location=location,
+        gemma_enabled=gemma_enabled,
+        gemma_model=r.text("gemmaModel"),
+        gemma_gpus=gpus,
+        gemma_accelerator=r.text("gemmaAccelerator"),
+        vllm_image=r.text("vllmImage"),
+        gemini_model=r.text("geminiModel"),
+        chat_replicas=replicas,
+        chat_image=r.text("chatImage") or None,
+        hf_token=hf_token if gemma_enabled else None,
+        chat_auth_users=r.own.get_secret("chatAuthUsers"),
+    )

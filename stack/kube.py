@@ -1,0 +1,34 @@
+"""Names and labels shared by the Kubernetes objects (and by the IAM principal that must match them)."""
+
+from __future__ import annotations
+
+NAMESPACE = "hybrid-chat"
+CHAT_SERVICE_ACCOUNT = "chat"
+CHAT_PORT = 7860
+# Not `vllm`: a Service of that name injects VLLM_PORT=tcp://… into pods, which vLLM reads as its own setting.
+GEMMA_SERVICE = "gemma"
+GEMMA_PORT = 8000
+GEMMA_URL = f"http://{GEMMA_SERVICE}.{NAMESPACE}.svc.cluster.local:{GEMMA_PORT}/v1"
+PART_OF = "hybrid-chat"
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The immutable subset used in Deployment selectors and Service/NetworkPolicy matches."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": PART_OF}
+
+
+def labels(name: str, component: str) -> dict[str, str]:
+    """Kubernetes' recommended `app.kubernetes.io/*` labels."""
+    return {
+        **selector_labels(name),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def workload_identity_principal(project_number: str, project: str) -> str:
+    """The IAM principal GKE Workload Identity Federation gives the chat's Kubernetes service account."""
+    return (
+        f"principal://iam.googleapis.com/projects/{project_number}/locations/global/workloadIdentityPools/"
+        f"{project}.svc.id.goog/subject/ns/{NAMESPACE}/sa/{CHAT_SERVICE_ACCOUNT}"
+    )
