@@ -1,0 +1,268 @@
+"""The self-hosted slot: any OpenAI-compatible server (vLLM in the cloud, llama.cpp or Ollama locally).
+
+The server applies the model's chat template, so we only send role/content messages; building the prompt
+text ourselves is what let users forge turns in the old app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
+
+from chatapp.conversation import Message
+from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
+from chatapp.models.sse import sse_data
+
+log = logging.getLogger(__name__)
+
+# Statuses a load balancer or a loading server answers while the model is not serving yet.
+_NOT_READY = {502, 503, 504}
+
+
+class OpenAICompatModel:
+    def __init__(
+        self,
+        label: str,
+        base_url: str,
+        model_id: str,
+        *,
+        timeout_s: float = 120.0,
+        connect_timeout_s: float = 5.0,
+        retry_budget_s: float = 12.0,
+        max_connections: int = 64,
+    ) -> None:
+        """`timeout_s` is the longest silence tolerated (before the first byte or between chunks);
+        `retry_budget_s` bounds the total time spent waiting out 429s before reporting them."""
+        self.label = label
+        self.base_url = base_url.rstrip("/")
+        self.model_id = model_id
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.retry_budget_s = retry_budget_s
+        # One pooled session for all users: a connection per concurrent stream, reused across turns.
+        # pool_block=False: a burst beyond the pool opens extra connections instead of queueing behind streams.
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max_connections, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatModel({self.label!r}, {self.base_url!r}, {self.model_id!r})"
+
+    # -- ChatModel ---------------------------------------------------------------------------------------
+    def stream(self, messages: Sequence[Message], params: GenerationParams, stats: ReplyStats) -> Iterator[str]:
+        payload = {
+            "model": self.model_id,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+        }
+        response = self._open(payload)
+        try:
+            yield from self._read(response, stats)
+        finally:
+            # Also runs on GeneratorExit (the user pressed stop): closing the socket is what tells the
+            # server to stop generating; returning it to the pool half-read would keep the server busy.
+            response.close()
+
+    def check(self) -> str | None:
+        try:
+            response = self._session.get(f"{self.base_url}/models", timeout=(2.0, 2.0))
+        except requests.RequestException as exc:
+            return f"not reachable ({_describe(exc)})"
+        with response:
+            if response.status_code == 200:
+                return None
+            if response.status_code in _NOT_READY:
+                return f"still starting (HTTP {response.status_code})"
+            return f"HTTP {response.status_code}: {_reason(response)}"
+
+    # -- request -----------------------------------------------------------------------------------------
+    def _open(self, payload: dict[str, Any]) -> requests.Response:
+        """POST the request, waiting out 429s within the retry budget; return a 200 streaming response."""
+        deadline = time.monotonic() + self.retry_budget_s
+        backoff = 1.0
+        while True:
+            response = self._post(payload)
+            if response.status_code == 200:
+                return response
+            reason = _reason(response)
+            response.close()
+            if response.status_code != 429:
+                raise self._http_error(response.status_code, reason)
+            wait = _retry_after(response) or backoff
+            if time.monotonic() + wait > deadline:
+                raise ModelError(
+                    f"{self.label} is busy (HTTP 429: {reason}) and still was after retrying for "
+                    f"{self.retry_budget_s:.0f} s; try again in a minute."
+                )
+            log.info("%s answered 429; retrying in %.1f s", self.label, wait)
+            time.sleep(wait)
+            backoff = min(backoff * 2, 8.0)
+
+    def _post(self, payload: dict[str, Any]) -> requests.Response:
+        url = f"{self.base_url}/chat/completions"
+        try:
+            return self._session.post(url, json=payload, stream=True, timeout=(self.connect_timeout_s, self.timeout_s))
+        except requests.exceptions.ConnectTimeout as exc:
+            raise ModelUnavailable(
+                f"{self.label} did not accept a connection within {self.connect_timeout_s:g} s; it may be "
+                "down or still starting. Switch to another model or try again in a few minutes."
+            ) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise ModelError(f"{self.label} did not start answering within {self.timeout_s:g} s.") from exc
+        except requests.ConnectionError as exc:
+            raise ModelUnavailable(
+                f"{self.label} is not reachable ({_describe(exc)}); it is probably still starting. "
+                "Switch to another model or try again in a few minutes."
+            ) from exc
+        except requests.RequestException as exc:
+            raise ModelError(f"Could not send the request to {self.label}: {_describe(exc)}") from exc
+
+    def _http_error(self, status: int, reason: str) -> ModelError:
+        if status in _NOT_READY:
+            return ModelUnavailable(
+                f"{self.label} is still starting (HTTP {status}: {reason}); switch to another model or try "
+                "again in a few minutes."
+            )
+        if status in (401, 403):
+            return ModelError(f"{self.label} refused the request (HTTP {status}: {reason}); check its credentials.")
+        if status == 404:
+            return ModelError(f"{self.label} does not know this model or endpoint (HTTP 404: {reason}).")
+        if 400 <= status < 500:
+            return ModelError(f"{self.label} rejected the request (HTTP {status}): {reason}")
+        return ModelError(f"{self.label} failed with a server error (HTTP {status}): {reason}")
+
+    # -- response ----------------------------------------------------------------------------------------
+    def _read(self, response: requests.Response, stats: ReplyStats) -> Iterator[str]:
+        received = False  # any text yet: decides between "cut" (keep it) and a plain failure
+        done = False
+        deltas = 0
+        try:
+            # chunk_size=None: hand over bytes as they arrive instead of waiting to fill a buffer.
+            for data in sse_data(response.iter_content(chunk_size=None)):
+                if data.strip() == "[DONE]":
+                    done = True
+                    break
+                event = _parse(data)
+                if event is None:
+                    # One bad line costs at most one token; cutting the reply would throw away a stream that
+                    # is otherwise fine. If the stream really broke, the missing finish_reason reports it.
+                    log.warning("%s sent a malformed stream line; skipped: %.200r", self.label, data)
+                    continue
+                if "error" in event:
+                    message = _error_message(event) or "unknown error"
+                    cls = StreamCut if received else ModelError
+                    raise cls(f"{self.label} failed while answering: {message}")
+                if usage := event.get("usage"):
+                    stats.tokens_in = usage.get("prompt_tokens", stats.tokens_in)
+                    stats.tokens_out = usage.get("completion_tokens", stats.tokens_out)
+                for choice in event.get("choices") or []:
+                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                        continue
+                    if reason := choice.get("finish_reason"):
+                        stats.finish_reason = reason
+                    text = (choice.get("delta") or {}).get("content")
+                    if isinstance(text, str) and text:
+                        received = True
+                        deltas += 1
+                        yield text
+        except requests.RequestException as exc:
+            if _is_read_timeout(exc):
+                raise StreamCut(f"{self.label} went silent for {self.timeout_s:g} s; the reply was cut off.") from exc
+            raise StreamCut(f"The connection to {self.label} broke mid-reply ({_describe(exc)}).") from exc
+        if stats.tokens_out is None and deltas:
+            # Servers that ignore include_usage (llama.cpp) send one token per delta: a fair estimate.
+            stats.tokens_out = deltas
+        if not done and stats.finish_reason is None:
+            raise StreamCut(f"{self.label} stopped before finishing the reply (the stream ended early).")
+
+
+def _parse(data: str) -> dict[str, Any] | None:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _error_message(body: Any) -> str | None:
+    """The reason in an OpenAI (`{"error": {"message"}}`), vLLM (`{"message"}`) or FastAPI (`{"detail"}`) body."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str) and error:
+        return error
+    if body.get("message"):
+        return str(body["message"])
+    detail = body.get("detail")
+    if isinstance(detail, list):  # FastAPI validation errors
+        return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
+    return str(detail) if detail else None
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        text = response.text
+    except requests.RequestException:
+        return response.reason or "no reason given"
+    try:
+        message = _error_message(json.loads(text))
+    except ValueError:
+        message = None
+    message = message or text.strip() or response.reason or "no reason given"
+    return message[:500]
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from a Retry-After header (seconds or an HTTP date), if present and sane."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, seconds)
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    # requests re-raises a mid-body read timeout as a ConnectionError wrapping urllib3's ReadTimeoutError.
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    return any(isinstance(arg, ReadTimeoutError) for arg in exc.args)
+
+
+def _describe(exc: BaseException) -> str:
+    """A short human reason from requests' nested exceptions instead of a urllib3 repr."""
+    text = str(exc)
+    for needle, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "host name not found"),
+        ("nodename nor servname", "host name not found"),
+        ("Temporary failure in name resolution", "host name not found"),
+        ("timed out", "timed out"),
+        ("Connection reset", "connection reset"),
+        ("Response ended prematurely", "connection closed mid-response"),
+        ("IncompleteRead", "connection closed mid-response"),
+        ("RemoteDisconnected", "server closed the connection"),
+    ):
+        if needle in text:
+            return reason
+    return text[:200]
