@@ -1,0 +1,281 @@
+"""Gemini through google-genai, on Vertex AI (Application Default Credentials) or with an API key.
+
+Configuration is the SDK's own environment (GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_CLOUD_PROJECT,
+GOOGLE_CLOUD_LOCATION, GEMINI_API_KEY / GOOGLE_API_KEY, GOOGLE_VERTEX_BASE_URL / GOOGLE_GEMINI_BASE_URL).
+One SDK quirk shapes `_make_client`: `genai.Client()` picks the base-URL override from the `vertexai`
+*argument*, not from GOOGLE_GENAI_USE_VERTEXAI, so with only environment variables GOOGLE_VERTEX_BASE_URL
+is ignored in Vertex mode (requests go to Google). We therefore resolve Vertex mode, project and location
+from those same variables and pass them explicitly, which is otherwise exactly what the SDK would do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from google import genai
+from google.auth import exceptions as auth_errors
+from google.genai import errors, types
+
+from chatapp.conversation import Message
+from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
+from chatapp.models.transport_errors import CONNECT_ERRORS, TIMEOUT_ERRORS, TRANSPORT_ERRORS
+
+log = logging.getLogger(__name__)
+
+HOW_TO_CONFIGURE = (
+    "set GEMINI_API_KEY (an API key from Google AI Studio), or GOOGLE_GENAI_USE_VERTEXAI=true with "
+    "GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION and Application Default Credentials "
+    "(`gcloud auth application-default login`, or Workload Identity on GKE)"
+)
+
+# Why a reply can end with no text, in words for the chat.
+_EMPTY_BECAUSE = {
+    "SAFETY": "its safety filters blocked the reply",
+    "RECITATION": "the reply would have recited copyrighted material",
+    "BLOCKLIST": "the reply contained blocked terms",
+    "PROHIBITED_CONTENT": "the reply was judged prohibited content",
+    "SPII": "the reply would have contained sensitive personal information",
+    "IMAGE_SAFETY": "its safety filters blocked the reply",
+    "LANGUAGE": "the reply's language is not supported",
+    "MALFORMED_FUNCTION_CALL": "it produced a malformed function call",
+}
+
+
+def _env_flag(name: str) -> bool | None:
+    value = os.environ.get(name)
+    return None if value is None else value.strip().lower() in ("true", "1")
+
+
+def _vertex_mode() -> bool:
+    # The SDK lets GOOGLE_GENAI_USE_ENTERPRISE win over GOOGLE_GENAI_USE_VERTEXAI; mirror that.
+    enterprise = _env_flag("GOOGLE_GENAI_USE_ENTERPRISE")
+    return bool(enterprise if enterprise is not None else _env_flag("GOOGLE_GENAI_USE_VERTEXAI"))
+
+
+def _api_key() -> str | None:
+    return (os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY") or "").strip() or None
+
+
+class GeminiModel:
+    def __init__(self, label: str, model_id: str, *, timeout_s: float = 120.0, retry_budget_s: float = 12.0) -> None:
+        self.label = label
+        self.model_id = model_id
+        self.timeout_s = timeout_s
+        self.retry_budget_s = retry_budget_s
+        # Created on first use and kept: the client owns the connection pool, and a Client that is
+        # garbage-collected closes its transport under any stream still reading from it.
+        self._client: genai.Client | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"GeminiModel({self.label!r}, {self.model_id!r})"
+
+    # -- ChatModel ---------------------------------------------------------------------------------------
+    def check(self) -> str | None:
+        problem = self._config_problem()
+        return f"not configured: {problem}" if problem else None
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams, stats: ReplyStats) -> Iterator[str]:
+        client = self._get_client()
+        system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
+        contents = [
+            types.Content(role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)])
+            for m in messages
+            if m.role != "system"
+        ]
+        config = types.GenerateContentConfig(
+            system_instruction=system or None,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_output_tokens=params.max_tokens,
+        )
+        chunks = self._open(client, contents, config)
+        try:
+            yield from self._read(chunks, params, stats)
+        finally:
+            # On GeneratorExit (stop) this unwinds the SDK's generators down to the HTTP response,
+            # which closes the connection so Gemini stops generating (and billing) for us.
+            chunks.close()
+
+    # -- client ------------------------------------------------------------------------------------------
+    def _config_problem(self) -> str | None:
+        """Why Gemini cannot be used with this environment, judged without any network call."""
+        if _vertex_mode():
+            # Without a project the SDK asks Application Default Credentials for one; try that once.
+            if not (os.environ.get("GOOGLE_CLOUD_PROJECT") or _api_key()) and self._client is None:
+                return self._try_client()
+            return None
+        if not _api_key():
+            return f"no credentials; {HOW_TO_CONFIGURE}"
+        return None
+
+    def _try_client(self) -> str | None:
+        try:
+            self._get_client()
+        except ModelError as exc:
+            return str(exc)
+        return None
+
+    def _get_client(self) -> genai.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self) -> genai.Client:
+        http_options = types.HttpOptions(timeout=int(self.timeout_s * 1000))
+        try:
+            if _vertex_mode():
+                return genai.Client(
+                    vertexai=True,
+                    project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
+                    location=os.environ.get("GOOGLE_CLOUD_LOCATION") or None,
+                    http_options=http_options,
+                )
+            if not _api_key():
+                raise ModelUnavailable(f"{self.label} is not configured: {HOW_TO_CONFIGURE}.")
+            return genai.Client(http_options=http_options)
+        except (ValueError, auth_errors.GoogleAuthError) as exc:
+            raise ModelUnavailable(f"{self.label} is not configured ({exc}); {HOW_TO_CONFIGURE}.") from exc
+
+    # -- request -----------------------------------------------------------------------------------------
+    def _open(
+        self, client: genai.Client, contents: list[types.Content], config: types.GenerateContentConfig
+    ) -> Iterator[types.GenerateContentResponse]:
+        """Start the stream and pull its first chunk (the HTTP status arrives with it), retrying 429s."""
+        deadline = time.monotonic() + self.retry_budget_s
+        backoff = 1.0
+        while True:
+            chunks = client.models.generate_content_stream(model=self.model_id, contents=contents, config=config)
+            try:
+                first = next(chunks, None)
+            except errors.ClientError as exc:
+                chunks.close()
+                if exc.code != 429:
+                    raise self._client_error(exc) from exc
+                wait = _retry_delay(exc) or backoff
+                if time.monotonic() + wait > deadline:
+                    raise ModelError(
+                        f"{self.label} quota is exhausted (429 {exc.status or ''}: {exc.message}); retried for "
+                        f"{self.retry_budget_s:.0f} s. Try again in a minute or switch models."
+                    ) from exc
+                log.info("%s answered 429; retrying in %.1f s", self.label, wait)
+                time.sleep(wait)
+                backoff = min(backoff * 2, 8.0)
+                continue
+            except Exception as exc:
+                chunks.close()
+                raise self._failure(exc, received=False) from exc
+            return _prepend(first, chunks)
+
+    def _read(
+        self, chunks: Iterator[types.GenerateContentResponse], params: GenerationParams, stats: ReplyStats
+    ) -> Iterator[str]:
+        received = False
+        finish: str | None = None
+        try:
+            for chunk in chunks:
+                feedback = chunk.prompt_feedback
+                if feedback and feedback.block_reason:
+                    reason = _name(feedback.block_reason)
+                    detail = f": {feedback.block_reason_message}" if feedback.block_reason_message else ""
+                    raise ModelError(f"{self.label} refused the prompt ({reason}){detail}. Rephrase and try again.")
+                if usage := chunk.usage_metadata:
+                    stats.tokens_in = usage.prompt_token_count or stats.tokens_in
+                    # Thinking tokens are generated (and billed) output too, though never shown.
+                    out = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+                    stats.tokens_out = out or stats.tokens_out
+                for candidate in (chunk.candidates or [])[:1]:
+                    if candidate.finish_reason:
+                        finish = _name(candidate.finish_reason)
+                    for part in (candidate.content.parts if candidate.content else None) or []:
+                        if part.text and not part.thought:
+                            received = True
+                            yield part.text
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, received) from exc
+        stats.finish_reason = {"STOP": "stop", "MAX_TOKENS": "length"}.get(finish or "", (finish or "").lower() or None)
+        if finish is None:
+            raise StreamCut(f"{self.label} stopped before finishing the reply (the stream ended early).")
+        if not received:
+            raise ModelError(self._empty_reason(finish, params))
+        if finish in _EMPTY_BECAUSE:
+            raise StreamCut(f"{self.label} stopped mid-reply because {_EMPTY_BECAUSE[finish]}.")
+
+    # -- errors ------------------------------------------------------------------------------------------
+    def _empty_reason(self, finish: str, params: GenerationParams) -> str:
+        if finish == "MAX_TOKENS":
+            return (
+                f"{self.label} used up the max tokens limit ({params.max_tokens}) before writing any text: "
+                "Gemini 2.5 models spend part of it thinking. Raise Max tokens and try again."
+            )
+        if finish in _EMPTY_BECAUSE:
+            return f"{self.label} gave no reply because {_EMPTY_BECAUSE[finish]} ({finish})."
+        return f"{self.label} returned an empty reply (finish reason {finish})."
+
+    def _client_error(self, exc: errors.ClientError) -> ModelError:
+        code, reason = exc.code, f"{exc.status or ''}: {exc.message}".strip(": ")
+        if code in (401, 403):
+            return ModelUnavailable(f"{self.label} refused our credentials (HTTP {code} {reason}); {HOW_TO_CONFIGURE}.")
+        if code == 404:
+            return ModelError(
+                f"{self.label}: model {self.model_id!r} was not found (HTTP 404 {reason}); check GEMINI_MODEL."
+            )
+        return ModelError(f"{self.label} rejected the request (HTTP {code} {reason}).")
+
+    def _failure(self, exc: BaseException, received: bool) -> ModelError:
+        """Turn anything the SDK or its transport raised into a readable ModelError."""
+        cut = StreamCut if received else ModelError
+        if isinstance(exc, ModelError):
+            return exc
+        if isinstance(exc, errors.ClientError):
+            return StreamCut(str(self._client_error(exc))) if received else self._client_error(exc)
+        if isinstance(exc, errors.APIError):
+            return cut(f"{self.label} had a server error (HTTP {exc.code} {exc.status or ''}: {exc.message}).")
+        if isinstance(exc, auth_errors.GoogleAuthError):
+            return ModelUnavailable(f"{self.label} could not get credentials ({exc}); {HOW_TO_CONFIGURE}.")
+        if isinstance(exc, TIMEOUT_ERRORS):
+            if received:
+                return StreamCut(f"{self.label} went silent for {self.timeout_s:g} s; the reply was cut off.")
+            return ModelError(f"{self.label} did not answer within {self.timeout_s:g} s.")
+        if isinstance(exc, CONNECT_ERRORS) and not received:
+            return ModelUnavailable(f"{self.label} is not reachable ({exc}); check the network or try again.")
+        if isinstance(exc, TRANSPORT_ERRORS):
+            return cut(f"The connection to {self.label} broke mid-reply ({type(exc).__name__}: {exc}).")
+        log.exception("unexpected error from %s", self.label)
+        return cut(f"{self.label} failed unexpectedly ({type(exc).__name__}: {exc}).")
+
+
+def _name(value: Any) -> str:
+    return str(getattr(value, "name", value))
+
+
+def _retry_delay(exc: errors.APIError) -> float | None:
+    """The server's RetryInfo delay ("12s") from a google.rpc error's details, when it sends one."""
+    details = (exc.details or {}).get("error", {}).get("details", []) if isinstance(exc.details, dict) else []
+    for detail in details:
+        if isinstance(detail, dict) and (match := re.fullmatch(r"([\d.]+)s", str(detail.get("retryDelay", "")))):
+            return float(match.group(1))
+    return None
+
+
+def _prepend(first: types.GenerateContentResponse | None, rest: Iterator[Any]) -> Iterator[Any]:
+    """The stream with its already-pulled first chunk put back; closing it closes the SDK stream."""
+
+    def chain() -> Iterator[Any]:
+        try:
+            if first is not None:
+                yield first
+            yield from rest
+        finally:
+            rest.close()  # type: ignore[attr-defined]
+
+    return chain()
