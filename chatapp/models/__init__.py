@@ -1,0 +1,55 @@
+"""Model providers and the registry that builds the model menu from settings.
+
+Adding a provider = one module implementing `ChatModel` + one line in `PROVIDERS` saying how its
+settings make one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chatapp.models.base import (
+    ChatModel,
+    GenerationParams,
+    ModelError,
+    ModelUnavailable,
+    ReplyStats,
+    StreamCut,
+)
+from chatapp.models.gemini import GeminiModel
+from chatapp.models.openai_compat import OpenAICompatModel
+from chatapp.settings import Settings
+
+__all__ = [
+    "PROVIDERS",
+    "ChatModel",
+    "GeminiModel",
+    "GenerationParams",
+    "ModelError",
+    "ModelUnavailable",
+    "OpenAICompatModel",
+    "ReplyStats",
+    "StreamCut",
+    "build_models",
+]
+
+# provider name -> how to build it from settings. Order here is the menu order: self-hosted first.
+PROVIDERS: dict[str, Callable[[Settings], ChatModel]] = {
+    "openai_compat": lambda s: OpenAICompatModel(
+        s.self_hosted_label,
+        s.self_hosted_url,
+        s.self_hosted_model,
+        timeout_s=s.request_timeout_s,
+        max_connections=s.concurrency,
+    ),
+    "gemini": lambda s: GeminiModel(s.gemini_label, s.gemini_model, timeout_s=s.request_timeout_s),
+}
+
+
+def build_models(settings: Settings) -> dict[str, ChatModel]:
+    """Every configured model keyed by its label, in menu order. Building never touches the network."""
+    models: dict[str, ChatModel] = {}
+    for build in PROVIDERS.values():
+        model = build(settings)
+        models[model.label] = model
+    return models
