@@ -1,0 +1,339 @@
+"""A fault-injecting OpenAI-compatible server that speaks vLLM's wire format byte for byte.
+
+Real servers (llama.cpp here, vLLM in the cloud) are used for the happy path; this one exists for what they
+won't do on demand: answer 503 while "loading", fail with 500/400/429, stall before the first token, cut the
+connection mid-stream, send a malformed SSE line or an error event mid-stream, or never answer.
+
+In-process use (tests):
+
+    with FakeOpenAIServer(tokens_per_s=50, reply="Hello there") as fake:
+        model = OpenAICompatModel("Fake", fake.base_url, fake.model)
+        fake.mode = "cut"                      # every request from now on
+        fake.queue("rate_limit", "rate_limit") # the next two requests, then `mode` again
+        ...
+        fake.requests[-1]["body"]               # what the client sent
+        fake.wait_for_disconnect(2.0)           # the client closed a stream early
+
+A request can also pick its mode itself with the header `X-Fake-Mode: cut` or a model id ending in
+`@cut` (handy when the app under test is configured only through SELF_HOSTED_MODEL).
+
+Subprocess use (benchmarks, so the fake does not share the app's GIL):
+
+    python -m tests.fakes.openai_server --port 8011 --tokens-per-s 20 --reply-tokens 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tests.fakes.sse_http import ClientGone, FakeHTTPServer, SSEHandler, wait_or_gone
+
+MODES = (
+    "normal",  # stream the reply at `tokens_per_s`
+    "loading",  # 503 like llama.cpp / a load balancer while the model loads
+    "error_500",  # 500 with an OpenAI-style {"error": {...}} body
+    "bad_request",  # 400 with vLLM's flat {"object": "error", "message": ...} body
+    "rate_limit",  # 429 with Retry-After
+    "slow_start",  # wait `first_token_delay_s` before the first token, then stream normally
+    "cut",  # stream half the reply, then drop the TCP connection mid-body
+    "end_early",  # stream half the reply, then end the body cleanly without finish_reason or [DONE]
+    "malformed",  # one broken `data:` line in the middle, the rest of the stream intact
+    "error_event",  # half the reply, then `data: {"error": ...}` and `data: [DONE]` as vLLM does
+    "hang",  # accept the request and never answer
+)
+
+Reply = str | int | Callable[[dict[str, Any]], str]
+
+
+def tokenize(text: str) -> list[str]:
+    """Split into word-sized tokens that keep their leading whitespace, so joining them restores the text."""
+    return re.findall(r"\s*\S+|\s+$", text) or [text]
+
+
+class FakeOpenAIServer:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        model: str = "fake-model",
+        mode: str = "normal",
+        tokens_per_s: float = 100.0,
+        reply: Reply | None = None,
+        first_token_delay_s: float = 3.0,
+        retry_after_s: float = 1.0,
+        split_utf8: bool = False,
+    ) -> None:
+        """`reply`: None echoes the last user message ("You said: …"); a str is sent as is; an int N sends
+        N tokens ("tok1 tok2 …"); a callable gets the request body. `split_utf8` writes every event in two
+        TCP chunks cut inside a multi-byte character when there is one."""
+        self.model = model
+        self.mode = mode
+        self.tokens_per_s = tokens_per_s
+        self.reply = reply
+        self.first_token_delay_s = first_token_delay_s
+        self.retry_after_s = retry_after_s
+        self.split_utf8 = split_utf8
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0  # streams the client abandoned before the end
+        self.completed = 0  # streams sent to the end
+        self._queue: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._httpd = FakeHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAIServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # releases `hang` and paced streams
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- test controls -----------------------------------------------------------------------------------
+    def queue(self, *modes: str) -> None:
+        """Serve the next requests with these modes, in order, then fall back to `mode`."""
+        for mode in modes:
+            if mode not in MODES:
+                raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
+        with self._lock:
+            self._queue.extend(modes)
+
+    def wait_for_disconnect(self, timeout: float = 5.0) -> bool:
+        """Wait until at least one stream was abandoned by the client; True if it happened."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.disconnects > 0, timeout)
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """Bodies of the chat completion requests received so far."""
+        return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
+
+    # -- used by the handler -----------------------------------------------------------------------------
+    def _pick_mode(self, body: Any, header: str | None) -> str:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        model = body.get("model", "") if isinstance(body, dict) else ""
+        for candidate in (header, model.rpartition("@")[2] if "@" in model else None):
+            if candidate in MODES:
+                return candidate
+        return self.mode
+
+    def _record(self, path: str, body: Any, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.requests.append({"path": path, "body": body, "headers": headers, "time": time.time()})
+
+    def _count(self, field: str) -> None:
+        with self._changed:
+            setattr(self, field, getattr(self, field) + 1)
+            self._changed.notify_all()
+
+    def _reply_tokens(self, body: dict[str, Any]) -> list[str]:
+        reply = self.reply
+        if callable(reply):
+            return tokenize(reply(body))
+        if isinstance(reply, int):
+            return [f"tok{i} " for i in range(1, reply + 1)]
+        if isinstance(reply, str):
+            return tokenize(reply)
+        users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
+        return tokenize(f"You said: {users[-1] if users else ''}")
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    return sum(len(tokenize(str(m.get("content", "")))) for m in body.get("messages", [])) + 4
+
+
+def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
+    class Handler(SSEHandler):
+        def do_GET(self) -> None:
+            server._record(self.path, None, dict(self.headers))
+            if self.path.rstrip("/") != "/v1/models":
+                self.send_json(404, {"detail": "Not Found"})
+            elif server.mode == "loading":
+                self.send_json(503, _error("Loading model", "unavailable_error", 503))
+            else:
+                created = int(time.time())
+                card = {"id": server.model, "object": "model", "created": created, "owned_by": "vllm"}
+                self.send_json(200, {"object": "list", "data": [{**card, "root": server.model, "parent": None}]})
+
+        def do_POST(self) -> None:
+            body = self.read_json()
+            server._record(self.path, body, dict(self.headers))
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self.send_json(404, {"detail": "Not Found"})
+                return
+            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+                self.send_json(400, _flat_error("messages: field required", 400))
+                return
+            mode = server._pick_mode(body, self.headers.get("X-Fake-Mode"))
+            try:
+                self._serve(mode, body)
+            except ClientGone:
+                server._count("disconnects")
+                self.close_connection = True
+
+        def _serve(self, mode: str, body: dict[str, Any]) -> None:
+            if mode == "loading":
+                self.send_json(503, _error("Loading model", "unavailable_error", 503))
+            elif mode == "error_500":
+                self.send_json(
+                    500, _error("CUDA error: an illegal memory access was encountered", "InternalServerError", 500)
+                )
+            elif mode == "bad_request":
+                message = "This model's maximum context length is 4096 tokens. However, you requested 9000 tokens."
+                self.send_json(400, _flat_error(message, 400))
+            elif mode == "rate_limit":
+                headers = {"Retry-After": f"{server.retry_after_s:g}"}
+                self.send_json(429, _error("Too many requests, slow down", "RateLimitError", 429), headers)
+            elif mode == "hang":
+                wait_or_gone(self, 3600, server._stopping)
+            else:
+                self._stream(mode, body)
+
+        def _stream(self, mode: str, body: dict[str, Any]) -> None:
+            chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
+            created = int(time.time())
+            model = body.get("model", server.model)
+            tokens = server._reply_tokens(body)
+            max_tokens = body.get("max_tokens")
+            finish = "stop"
+            if isinstance(max_tokens, int) and 0 < max_tokens < len(tokens):
+                tokens, finish = tokens[:max_tokens], "length"
+            half = max(1, len(tokens) // 2)
+
+            def event(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                return {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [choice],
+                }
+
+            self.start_sse()
+            self._send(event({"role": "assistant", "content": ""}))
+            if mode == "slow_start":
+                wait_or_gone(self, server.first_token_delay_s, server._stopping)
+            start = time.monotonic()
+            for i, token in enumerate(tokens):
+                # Pace against the start time so the rate stays fixed however long each write takes.
+                wait_or_gone(self, start + i / server.tokens_per_s - time.monotonic(), server._stopping)
+                if i == half and mode == "cut":
+                    self.cut_connection()
+                    return
+                if i == half and mode == "end_early":
+                    self.end_chunks()
+                    return
+                if i == half and mode == "malformed":
+                    self._send_raw(b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n')
+                if i == half and mode == "error_event":
+                    self._send(
+                        {
+                            "error": {
+                                "object": "error",
+                                "message": "The engine died",
+                                "type": "InternalServerError",
+                                "param": None,
+                                "code": 500,
+                            }
+                        }
+                    )
+                    self._send_raw(b"data: [DONE]\n\n")
+                    self.end_chunks()
+                    return
+                self._send(event({"content": token}))
+            self._send(event({}, finish))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": len(tokens)}
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                self._send(
+                    {
+                        "id": chunk_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            self._send_raw(b"data: [DONE]\n\n")
+            self.end_chunks()
+            server._count("completed")
+
+        def _send(self, obj: dict[str, Any]) -> None:
+            self._send_raw(b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n")
+
+        def _send_raw(self, data: bytes) -> None:
+            if server.split_utf8:
+                cut = next((i + 1 for i, b in enumerate(data) if b >= 0xC0), None)  # just after a lead byte
+                if cut:
+                    self.write_chunk(data[:cut])
+                    time.sleep(0.005)  # separate TCP segments, so the client really reads them apart
+                    self.write_chunk(data[cut:])
+                    return
+            self.write_chunk(data)
+
+    return Handler
+
+
+def _error(message: str, kind: str, code: int) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _flat_error(message: str, code: int) -> dict[str, Any]:
+    return {"object": "error", "message": message, "type": "BadRequestError", "param": None, "code": code}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", default="fake-model")
+    parser.add_argument("--mode", default="normal", choices=MODES)
+    parser.add_argument("--tokens-per-s", type=float, default=20.0)
+    parser.add_argument("--reply-tokens", type=int, default=None, help="fixed reply length; default echoes")
+    args = parser.parse_args()
+    server = FakeOpenAIServer(
+        port=args.port, model=args.model, mode=args.mode, tokens_per_s=args.tokens_per_s, reply=args.reply_tokens
+    )
+    print(f"fake OpenAI server on {server.base_url}", flush=True)
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._stopping.set()
+        server._httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Plumbing shared by the fake model servers: a threaded HTTP/1.1 server that streams SSE in chunked encoding.
+
+Thread-per-connection keeps 32+ concurrent streams from slowing each other (each stream mostly sleeps
+between tokens), and chunked encoding is what uvicorn (vLLM) and the Google front ends send, so the real
+clients read the bytes exactly as they would in production, including a connection cut mid-body.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class ClientGone(Exception):
+    """The client closed the connection while we were streaming to it."""
+
+
+class FakeHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # benchmarks open dozens of connections at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up on idle keep-alive connections is normal here (stop, timeouts); stay quiet.
+        if isinstance(sys.exc_info()[1], (ConnectionError, ClientGone, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class SSEHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked bodies, like the real servers
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # tests read the recorded requests instead of stderr noise
+
+    def read_json(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            return None
+
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def start_sse(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+
+    def client_gone(self) -> bool:
+        """True when the peer has closed its end (readable socket with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def write_chunk(self, data: bytes) -> None:
+        """Send one HTTP chunk; raise ClientGone when the client has disconnected."""
+        if self.client_gone():
+            raise ClientGone
+        try:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        except OSError as exc:  # BrokenPipe / ConnectionReset
+            raise ClientGone from exc
+
+    def end_chunks(self) -> None:
+        try:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError as exc:
+            raise ClientGone from exc
+
+    def cut_connection(self) -> None:
+        """Drop the TCP connection without finishing the chunked body, as a crashed pod or proxy would."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def wait_or_gone(handler: SSEHandler, seconds: float, stopping: threading.Event) -> None:
+    """Sleep `seconds`; raise ClientGone early if the client leaves or the server is stopping."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if stopping.wait(min(0.05, remaining)) or handler.client_gone():
+            raise ClientGone

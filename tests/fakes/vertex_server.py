@@ -1,0 +1,268 @@
+"""A local server with Vertex AI's (and the Gemini API's) REST shape for `streamGenerateContent?alt=sse`.
+
+The real google-genai SDK is pointed at it (base URL override), so tests exercise the SDK's own request
+building, SSE parsing and error classes, with no Google host involved:
+
+    with FakeVertexServer() as fake:
+        fake.mode = "safety"             # or fake.queue("rate_limit", "normal")
+        fake.vertex_env(tmp_path)        # env vars for Vertex mode with offline fake credentials
+        fake.api_key_env()               # env vars for API-key mode
+        fake.requests[-1]["body"]         # what the SDK sent (contents, systemInstruction, generationConfig)
+
+Paths served:
+- `POST /v1beta1/projects/P/locations/L/publishers/google/models/M:streamGenerateContent?alt=sse` (Vertex)
+- `POST /v1beta/models/M:streamGenerateContent?alt=sse` and `/v1/models/M:…` (API key)
+- `POST /token`: an OAuth token endpoint for the fake service-account credentials (Vertex mode needs a
+  bearer token; the credentials file names this endpoint, so google-auth never calls oauth2.googleapis.com).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.sse_http import ClientGone, FakeHTTPServer, SSEHandler, wait_or_gone
+
+MODES = (
+    "normal",  # stream the reply, finishReason STOP on the last chunk
+    "safety",  # a candidate with finishReason SAFETY and no text
+    "prompt_blocked",  # promptFeedback.blockReason SAFETY, no candidates
+    "max_tokens_thinking",  # finishReason MAX_TOKENS with no text: thinking used the whole budget
+    "rate_limit",  # 429 RESOURCE_EXHAUSTED
+    "error_500",  # 500 INTERNAL
+    "cut",  # half the reply, then the TCP connection drops mid-body
+    "hang",  # never answers
+)
+
+FAKE_TOKEN = "fake-access-token"
+_PATH = re.compile(
+    r"^/(v1beta1|v1beta|v1)/(?:projects/([^/]+)/locations/([^/]+)/publishers/google/)?models/([^/:]+):(\w+)"
+)
+
+Reply = str | Callable[[dict[str, Any]], str]
+
+
+class FakeVertexServer:
+    def __init__(
+        self, *, port: int = 0, mode: str = "normal", tokens_per_s: float = 200.0, reply: Reply | None = None
+    ) -> None:
+        """`reply`: None answers "You said: <last user text> (<n> messages in context)"; a str is sent as
+        is; a callable gets the request body."""
+        self.mode = mode
+        self.tokens_per_s = tokens_per_s
+        self.reply = reply
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0
+        self._queue: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._httpd = FakeHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> FakeVertexServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-vertex", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeVertexServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def queue(self, *modes: str) -> None:
+        """Serve the next requests with these modes, in order, then fall back to `mode`."""
+        assert all(m in MODES for m in modes), modes
+        with self._lock:
+            self._queue.extend(modes)
+
+    def wait_for_disconnect(self, timeout: float = 5.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.disconnects > 0, timeout)
+
+    def generate_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if ":streamGenerateContent" in r["path"]]
+
+    def vertex_env(
+        self, directory: Path, project: str = "fake-project", location: str = "us-central1"
+    ) -> dict[str, str]:
+        """Environment for the SDK's Vertex mode against this server, with offline credentials.
+
+        Writes a service-account key file whose token_uri is this server, so google-auth's Application
+        Default Credentials flow (signed JWT exchanged for a token) runs for real but never leaves 127.0.0.1.
+        (An `authorized_user` file would not do: google-auth always sends those to oauth2.googleapis.com.)
+        """
+        creds = directory / "fake-adc.json"
+        creds.write_text(json.dumps(fake_service_account(f"{self.base_url}/token", project)))
+        return {
+            "GOOGLE_GENAI_USE_VERTEXAI": "true",
+            "GOOGLE_CLOUD_PROJECT": project,
+            "GOOGLE_CLOUD_LOCATION": location,
+            "GOOGLE_VERTEX_BASE_URL": self.base_url,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(creds),
+        }
+
+    def api_key_env(self, key: str = "fake-api-key") -> dict[str, str]:
+        """Environment for the SDK's Gemini API (API key) mode against this server."""
+        return {"GEMINI_API_KEY": key, "GOOGLE_GEMINI_BASE_URL": self.base_url, "GOOGLE_GENAI_API_VERSION": "v1beta"}
+
+    # -- used by the handler -----------------------------------------------------------------------------
+    def _pick_mode(self) -> str:
+        with self._lock:
+            return self._queue.popleft() if self._queue else self.mode
+
+    def _record(self, path: str, body: Any, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.requests.append({"path": path, "body": body, "headers": headers, "time": time.time()})
+
+    def _disconnected(self) -> None:
+        with self._changed:
+            self.disconnects += 1
+            self._changed.notify_all()
+
+    def _reply_text(self, body: dict[str, Any]) -> str:
+        if callable(self.reply):
+            return self.reply(body)
+        if isinstance(self.reply, str):
+            return self.reply
+        contents = body.get("contents") or []
+        users = [c for c in contents if c.get("role", "user") == "user"]
+        last = "".join(p.get("text", "") for p in (users[-1].get("parts") or [])) if users else ""
+        return f"You said: {last} ({len(contents)} messages in context)"
+
+
+def fake_service_account(token_uri: str, project: str) -> dict[str, str]:
+    """A syntactically real service-account key (fresh RSA key) whose token endpoint is local."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return {
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": "fake-key-id",
+        "private_key": pem.decode(),
+        "client_email": f"fake-chat@{project}.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": token_uri,
+    }
+
+
+def _usage(prompt: int, out: int, thoughts: int = 0) -> dict[str, Any]:
+    usage = {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out + thoughts}
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    return usage
+
+
+def _status_error(code: int, status: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
+def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
+    class Handler(SSEHandler):
+        def do_POST(self) -> None:
+            if self.path == "/token":
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server._record(self.path, None, dict(self.headers))
+                self.send_json(200, {"access_token": FAKE_TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+                return
+            body = self.read_json()
+            server._record(self.path, body, dict(self.headers))
+            match = _PATH.match(self.path)
+            if not match or match.group(5) != "streamGenerateContent" or "alt=sse" not in self.path:
+                self.send_json(404, _status_error(404, "NOT_FOUND", f"no fake for {self.path}"))
+                return
+            if match.group(2) and self.headers.get("Authorization") != f"Bearer {FAKE_TOKEN}":
+                self.send_json(
+                    401, _status_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+                )
+                return
+            try:
+                self._serve(server._pick_mode(), body or {}, match.group(4))
+            except ClientGone:
+                server._disconnected()
+                self.close_connection = True
+
+        def _serve(self, mode: str, body: dict[str, Any], model: str) -> None:
+            prompt_tokens = len(json.dumps(body.get("contents", []))) // 4 + 1
+            meta = {"modelVersion": model, "responseId": "fake-response"}
+            if mode == "rate_limit":
+                message = (
+                    "Resource exhausted. Please try again later. Please refer to "
+                    "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details."
+                )
+                self.send_json(429, _status_error(429, "RESOURCE_EXHAUSTED", message))
+            elif mode == "error_500":
+                self.send_json(500, _status_error(500, "INTERNAL", "Internal error encountered."))
+            elif mode == "hang":
+                wait_or_gone(self, 3600, server._stopping)
+            elif mode == "prompt_blocked":
+                self.start_sse()
+                feedback = {
+                    "blockReason": "SAFETY",
+                    "safetyRatings": [
+                        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+                    ],
+                }
+                self._event({"promptFeedback": feedback, "usageMetadata": _usage(prompt_tokens, 0), **meta})
+                self.end_chunks()
+            elif mode == "safety":
+                self.start_sse()
+                rating = {"category": "HARM_CATEGORY_HARASSMENT", "probability": "HIGH", "blocked": True}
+                candidate = {"content": {"role": "model"}, "finishReason": "SAFETY", "safetyRatings": [rating]}
+                self._event({"candidates": [candidate], "usageMetadata": _usage(prompt_tokens, 0), **meta})
+                self.end_chunks()
+            elif mode == "max_tokens_thinking":
+                self.start_sse()
+                limit = (body.get("generationConfig") or {}).get("maxOutputTokens", 64)
+                candidate = {"content": {"role": "model"}, "finishReason": "MAX_TOKENS"}
+                self._event({"candidates": [candidate], "usageMetadata": _usage(prompt_tokens, 0, limit), **meta})
+                self.end_chunks()
+            else:
+                self._stream(mode, body, prompt_tokens, meta)
+
+        def _stream(self, mode: str, body: dict[str, Any], prompt_tokens: int, meta: dict[str, Any]) -> None:
+            words = re.findall(r"\s*\S+", server._reply_text(body)) or [""]
+            # Gemini sends a few larger chunks rather than one per token; three words per chunk is close.
+            chunks = ["".join(words[i : i + 3]) for i in range(0, len(words), 3)]
+            self.start_sse()
+            start = time.monotonic()
+            for i, text in enumerate(chunks):
+                wait_or_gone(self, start + 3 * i / server.tokens_per_s - time.monotonic(), server._stopping)
+                if mode == "cut" and i == max(1, len(chunks) // 2):
+                    self.cut_connection()
+                    return
+                candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}}
+                event: dict[str, Any] = {"candidates": [candidate], **meta}
+                if i == len(chunks) - 1:
+                    candidate["finishReason"] = "STOP"
+                    event["usageMetadata"] = _usage(prompt_tokens, len(words))
+                else:
+                    event["usageMetadata"] = _usage(prompt_tokens, 0)
+                self._event(event)
+            self.end_chunks()  # no [DONE]: Google's streams simply end
+
+        def _event(self, obj: dict[str, Any]) -> None:
+            self.write_chunk(b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\r\n\r\n")
+
+    return Handler
