@@ -1,0 +1,126 @@
+"""GeminiModel through the real google-genai SDK against a local server with Vertex's REST shape."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chatapp.conversation import Message
+from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
+from chatapp.models.gemini import GeminiModel
+from tests.fakes.vertex_server import FAKE_TOKEN
+from tests.fixtures.model_servers import use_gemini_env
+from tests.models.helpers import PARAMS, ask, collect
+
+CONVERSATION = [
+    Message("system", "Answer like a pirate."),
+    Message("user", "My name is Ada."),
+    Message("assistant", "Ahoy Ada!", model="Gemma"),
+    Message("user", "What is my name?"),
+]
+
+
+def gemini(**kwargs) -> GeminiModel:
+    return GeminiModel("Gemini Test", "gemini-2.5-flash", **kwargs)
+
+
+def test_vertex_stream_sends_context_system_instruction_and_params(fake_vertex):
+    model = gemini()
+    assert model.check() is None
+    chunks, stats, error = collect(model, CONVERSATION, GenerationParams(0.2, 0.8, 300))
+    assert error is None and len(chunks) > 1
+    assert "".join(chunks) == "You said: What is my name? (3 messages in context)"
+    assert stats.finish_reason == "stop" and stats.tokens_in and stats.tokens_out == 10  # the fake counts words
+    [request] = fake_vertex.generate_requests()
+    path = "/v1beta1/projects/fake-project/locations/us-central1/publishers/google/models/gemini-2.5-flash"
+    assert request["path"] == f"{path}:streamGenerateContent?alt=sse"
+    assert request["headers"]["Authorization"] == f"Bearer {FAKE_TOKEN}"
+    body = request["body"]
+    assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+    assert body["contents"][1]["parts"] == [{"text": "Ahoy Ada!"}]
+    assert body["systemInstruction"]["parts"] == [{"text": "Answer like a pirate."}]
+    assert body["generationConfig"] == {"temperature": 0.2, "topP": 0.8, "maxOutputTokens": 300}
+
+
+def test_api_key_mode(fake_vertex, monkeypatch):
+    use_gemini_env(monkeypatch, fake_vertex.api_key_env("k-123"))
+    chunks, _, error = collect(gemini(), ask("hi"))
+    assert error is None and "".join(chunks) == "You said: hi (1 messages in context)"
+    [request] = fake_vertex.generate_requests()
+    assert request["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert request["headers"]["x-goog-api-key"] == "k-123"
+
+
+def test_no_credentials_is_unavailable_with_instructions_and_no_request(fake_vertex, monkeypatch):
+    use_gemini_env(monkeypatch, {})
+    model = gemini()
+    assert "GEMINI_API_KEY" in (model.check() or "")
+    chunks, _, error = collect(model, ask("hi"))
+    assert chunks == [] and isinstance(error, ModelUnavailable)
+    assert "Gemini Test is not configured" in str(error) and "GOOGLE_GENAI_USE_VERTEXAI=true" in str(error)
+    assert fake_vertex.requests == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("safety", "gave no reply because its safety filters blocked the reply (SAFETY)"),
+        ("prompt_blocked", "refused the prompt (SAFETY)"),
+        ("max_tokens_thinking", "used up the max tokens limit (64) before writing any text"),
+        ("error_500", "server error (HTTP 500 INTERNAL: Internal error encountered.)"),
+    ],
+)
+def test_empty_or_failed_replies_say_why(fake_vertex, mode, expected):
+    fake_vertex.mode = mode
+    chunks, _, error = collect(gemini(), ask("x"), PARAMS)
+    assert chunks == [] and type(error) is ModelError
+    assert expected in str(error)
+
+
+def test_429_is_retried_then_succeeds(fake_vertex):
+    fake_vertex.queue("rate_limit")
+    chunks, _, error = collect(gemini(), ask("hi"))
+    assert error is None and chunks
+    assert len(fake_vertex.generate_requests()) == 2
+
+
+def test_429_that_persists_is_reported_as_quota(fake_vertex):
+    fake_vertex.mode = "rate_limit"
+    started = time.monotonic()
+    _, _, error = collect(gemini(retry_budget_s=1.5), ask("hi"))
+    assert type(error) is ModelError and "quota is exhausted (429 RESOURCE_EXHAUSTED" in str(error)
+    assert time.monotonic() - started < 3
+
+
+def test_cut_mid_stream_keeps_the_partial_text(fake_vertex):
+    fake_vertex.mode = "cut"
+    fake_vertex.reply = "one two three four five six seven eight nine ten eleven twelve"
+    chunks, _, error = collect(gemini(), ask("x"))
+    assert isinstance(error, StreamCut) and "broke mid-reply" in str(error)
+    assert "".join(chunks).startswith("one two three")
+
+
+def test_never_answering_times_out(fake_vertex):
+    fake_vertex.mode = "hang"
+    started = time.monotonic()
+    _, _, error = collect(gemini(timeout_s=1), ask("x"))
+    assert type(error) is ModelError and "did not answer within 1 s" in str(error)
+    assert time.monotonic() - started < 3
+
+
+def test_closing_the_stream_closes_the_upstream_connection(fake_vertex):
+    fake_vertex.reply = " ".join(f"w{i}" for i in range(300))
+    fake_vertex.tokens_per_s = 30
+    stream = gemini().stream(ask("x"), PARAMS, ReplyStats())
+    assert next(stream) == "w0 w1 w2"
+    stream.close()
+    assert fake_vertex.wait_for_disconnect(3.0), "the SDK kept reading after the generator was closed"
+
+
+def test_client_is_created_once_and_kept(fake_vertex):
+    model = gemini()
+    collect(model, ask("a"))
+    client = model._client
+    collect(model, ask("b"))
+    assert client is not None and model._client is client

@@ -1,0 +1,189 @@
+"""OpenAICompatModel against the fault-injecting vLLM-shaped server: every failure becomes a readable error."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from chatapp.conversation import Message
+from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
+from chatapp.models.openai_compat import OpenAICompatModel
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.models.helpers import PARAMS, ask, collect
+from tests.support import free_port
+
+
+def model_for(fake: FakeOpenAIServer, **kwargs) -> OpenAICompatModel:
+    return OpenAICompatModel("Gemma Test", fake.base_url, fake.model, **kwargs)
+
+
+def test_streams_in_chunks_and_sends_the_openai_request(fake_openai):
+    fake_openai.reply = "One two three four five."
+    messages = [
+        Message("system", "Be terse."),
+        Message("user", "Hi"),
+        Message("assistant", "Hello"),
+        Message("user", "Count"),
+    ]
+    chunks, stats, error = collect(model_for(fake_openai), messages, GenerationParams(0.3, 0.9, 100))
+    assert error is None
+    assert chunks == ["One", " two", " three", " four", " five."]
+    assert (stats.tokens_out, stats.finish_reason) == (5, "stop")
+    assert stats.tokens_in and stats.tokens_in > 0
+    [body] = fake_openai.chat_requests()
+    assert body["messages"] == [{"role": m.role, "content": m.content} for m in messages]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert (body["model"], body["temperature"], body["top_p"], body["max_tokens"]) == (fake_openai.model, 0.3, 0.9, 100)
+
+
+def test_max_tokens_reached_is_reported_as_length(fake_openai):
+    fake_openai.reply = 10
+    chunks, stats, error = collect(model_for(fake_openai), ask("x"), GenerationParams(max_tokens=4))
+    assert error is None and len(chunks) == 4 and stats.finish_reason == "length"
+
+
+def test_utf8_characters_split_across_network_chunks_arrive_intact(fake_openai):
+    fake_openai.split_utf8 = True
+    fake_openai.reply = "Grüße aus Köln, 東京 und 🙂 — fertig."
+    chunks, _, error = collect(model_for(fake_openai), ask("x"))
+    assert error is None
+    assert "".join(chunks) == "Grüße aus Köln, 東京 und 🙂 — fertig."
+
+
+def test_server_down_says_so_with_the_label():
+    model = OpenAICompatModel("My Gemma", f"http://127.0.0.1:{free_port()}/v1", "m")
+    chunks, _, error = collect(model, ask("x"))
+    assert chunks == [] and isinstance(error, ModelUnavailable)
+    assert "My Gemma" in str(error) and "starting" in str(error) and "another model" in str(error)
+    assert model.check() == "not reachable (connection refused)"
+
+
+def test_unknown_host_is_unavailable():
+    model = OpenAICompatModel("My Gemma", "http://no-such-host.invalid/v1", "m", connect_timeout_s=3)
+    _, _, error = collect(model, ask("x"))
+    assert isinstance(error, ModelUnavailable) and "host name not found" in str(error)
+
+
+def test_503_while_loading_is_still_starting(fake_openai):
+    fake_openai.mode = "loading"
+    _, _, error = collect(model_for(fake_openai), ask("x"))
+    assert isinstance(error, ModelUnavailable)
+    assert "Gemma Test is still starting" in str(error) and "Loading model" in str(error)
+    assert model_for(fake_openai).check() == "still starting (HTTP 503)"
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("error_500", "server error (HTTP 500): CUDA error: an illegal memory access"),
+        ("bad_request", "rejected the request (HTTP 400): This model's maximum context length is 4096"),
+    ],
+)
+def test_http_errors_carry_the_servers_reason(fake_openai, mode, expected):
+    fake_openai.mode = mode
+    chunks, _, error = collect(model_for(fake_openai), ask("x"))
+    assert chunks == [] and type(error) is ModelError
+    assert expected in str(error)
+
+
+def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai):
+    fake_openai.retry_after_s = 0.3
+    fake_openai.queue("rate_limit", "rate_limit")
+    started = time.monotonic()
+    chunks, _, error = collect(model_for(fake_openai), ask("hello"))
+    assert error is None and "".join(chunks) == "You said: hello"
+    assert len(fake_openai.chat_requests()) == 3
+    assert 0.6 <= time.monotonic() - started < 3
+
+
+def test_429_that_persists_is_reported_within_the_retry_budget(fake_openai):
+    fake_openai.mode = "rate_limit"
+    fake_openai.retry_after_s = 0.4
+    started = time.monotonic()
+    _, _, error = collect(model_for(fake_openai, retry_budget_s=1.0), ask("x"))
+    assert type(error) is ModelError and "busy (HTTP 429: Too many requests" in str(error)
+    assert time.monotonic() - started < 2
+    assert len(fake_openai.chat_requests()) >= 2
+
+
+def test_slow_first_token_is_waited_for(fake_openai):
+    fake_openai.mode = "slow_start"
+    fake_openai.first_token_delay_s = 1.0
+    started = time.monotonic()
+    chunks, _, error = collect(model_for(fake_openai, timeout_s=3), ask("slow"))
+    assert error is None and "".join(chunks) == "You said: slow"
+    assert time.monotonic() - started >= 1.0
+
+
+def test_silence_longer_than_the_timeout_mid_stream_is_a_cut(fake_openai):
+    fake_openai.mode = "slow_start"  # headers and the role chunk arrive, then silence
+    fake_openai.first_token_delay_s = 5.0
+    _, _, error = collect(model_for(fake_openai, timeout_s=0.5), ask("x"))
+    assert isinstance(error, StreamCut) and "went silent for 0.5 s" in str(error)
+
+
+def test_server_that_never_answers_times_out_clearly(fake_openai):
+    fake_openai.mode = "hang"
+    started = time.monotonic()
+    _, _, error = collect(model_for(fake_openai, timeout_s=0.5), ask("x"))
+    assert type(error) is ModelError and "did not start answering within 0.5 s" in str(error)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("cut", "connection to Gemma Test broke mid-reply (connection closed mid-response)"),
+        ("end_early", "stopped before finishing the reply"),
+        ("error_event", "failed while answering: The engine died"),
+    ],
+)
+def test_stream_broken_mid_reply_keeps_the_partial_text(fake_openai, mode, expected):
+    fake_openai.mode = mode
+    fake_openai.reply = "alpha beta gamma delta epsilon zeta"
+    chunks, _, error = collect(model_for(fake_openai), ask("x"))
+    assert isinstance(error, StreamCut) and expected in str(error)
+    assert "".join(chunks) == "alpha beta gamma"
+
+
+def test_malformed_line_is_skipped_and_the_stream_continues(fake_openai, caplog):
+    fake_openai.mode = "malformed"
+    fake_openai.reply = "alpha beta gamma delta"
+    chunks, stats, error = collect(model_for(fake_openai), ask("x"))
+    assert error is None and "".join(chunks) == "alpha beta gamma delta" and stats.finish_reason == "stop"
+    assert "malformed stream line" in caplog.text
+
+
+def test_closing_the_stream_closes_the_upstream_connection(fake_openai):
+    fake_openai.reply = 200
+    fake_openai.tokens_per_s = 50
+    stream = model_for(fake_openai).stream(ask("x"), PARAMS, ReplyStats())
+    assert next(stream) == "tok1 "
+    stream.close()  # what Gradio does when the user presses stop
+    assert fake_openai.wait_for_disconnect(2.0), "the server kept streaming to a closed generator"
+    assert fake_openai.completed == 0
+
+
+def test_32_concurrent_streams_do_not_slow_each_other(fake_openai):
+    fake_openai.reply = 20
+    fake_openai.tokens_per_s = 40  # 0.5 s per stream
+    model = model_for(fake_openai)
+
+    def one() -> None:
+        chunks, _, error = collect(model, ask("x"))
+        assert error is None and len(chunks) == 20
+
+    started = time.monotonic()
+    one()
+    single = time.monotonic() - started
+    threads = [threading.Thread(target=one) for _ in range(32)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    many = time.monotonic() - started
+    assert fake_openai.completed == 33
+    assert many <= 1.25 * single + 0.1, f"32 streams took {many:.2f} s vs {single:.2f} s for one"
