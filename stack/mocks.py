@@ -22,6 +22,8 @@ class Registration:
     inputs: dict[str, Any]
     """As the engine would see them: camelCase names, numbers as floats, secrets still wrapped (see is_secret)."""
     custom: bool
+    provider: str = ""
+    """`URN::ID` of the provider instance, empty for the default one."""
     parent: str = ""
     """URN of the parent resource (components and the stack are parents too)."""
     dependencies: tuple[str, ...] = ()
@@ -53,7 +55,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.registrations: list[Registration] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        self.registrations.append(Registration(args.typ, args.name, dict(args.inputs), bool(args.custom)))
+        self.registrations.append(
+            Registration(args.typ, args.name, dict(args.inputs), bool(args.custom), args.provider or "")
+        )
         return f"{args.name}-id", {**args.inputs, **_outputs(args.typ, args.inputs)}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:

@@ -130,6 +130,7 @@ def as_json(rendering: Rendering) -> str:
                     "type": r.type,
                     "name": r.name,
                     "custom": r.custom,
+                    "provider": r.provider,
                     "parent": r.parent,
                     "dependencies": list(r.dependencies),
                     "inputs": normalize(r.inputs, fingerprint),

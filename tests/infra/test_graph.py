@@ -1,0 +1,74 @@
+"""The whole program under mocks: which resources, under which component, wired to what."""
+
+from collections import Counter
+
+COMPONENTS = {"Apis", "Cluster", "Firestore", "WorkloadIdentity", "ChatImage", "Gemma", "Chat"}
+EXPECTED = {
+    "gcp:projects/service:Service": 6,
+    "gcp:container/cluster:Cluster": 1,
+    "pulumi:providers:kubernetes": 1,
+    "gcp:firestore/database:Database": 1,
+    "gcp:firestore/document:Document": 1,
+    "gcp:projects/iAMMember:IAMMember": 2,
+    "gcp:artifactregistry/repository:Repository": 1,
+    "docker:index/image:Image": 1,
+    "kubernetes:core/v1:Namespace": 1,
+    "kubernetes:core/v1:ServiceAccount": 1,
+    "kubernetes:core/v1:Secret": 1,
+    "kubernetes:apps/v1:Deployment": 2,
+    "kubernetes:core/v1:Service": 2,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
+}
+
+
+def test_registers_every_resource_once(default_plan):
+    assert Counter(r["type"] for r in default_plan.resources) == EXPECTED
+
+
+def test_one_component_per_box_directly_under_the_stack(default_plan):
+    types = {c["type"] for c in default_plan.components}
+    assert types == {f"hybrid-chat:stack:{name}" for name in COMPONENTS}
+    assert all(c["parent"].endswith("pulumi:pulumi:Stack::hybrid-chat-dev") for c in default_plan.components)
+
+
+def test_every_resource_is_a_child_of_a_component(default_plan):
+    for resource in default_plan.resources:
+        parent_type = resource["parent"].split("::")[2].split("$")[-1]
+        assert parent_type.startswith("hybrid-chat:stack:"), resource["name"]
+
+
+def test_kubernetes_objects_go_through_the_clusters_provider(default_plan):
+    provider = default_plan.urn("pulumi:providers:kubernetes", "cluster")
+    kube = [r for r in default_plan.resources if r["type"].startswith("kubernetes:")]
+    assert kube
+    assert all(r["provider"].startswith(provider + "::") for r in kube)
+
+
+def test_outputs(default_plan):
+    outputs = default_plan.outputs
+    assert set(outputs) == {"url", "clusterName", "kubeconfig", "image", "firestoreDatabase"}
+    assert outputs["url"] == "http://203.0.113.10"
+    assert outputs["clusterName"] == "gradio-chat-cluster"
+    assert outputs["firestoreDatabase"] == "chat-app-db"
+    assert "@sha256:" in outputs["image"]
+    assert default_plan.data["secretOutputs"] == ["kubeconfig"]
+
+
+def test_order_cluster_before_identity_before_chat(default_plan):
+    p = default_plan
+    for role in ("aiplatform-user", "datastore-user"):
+        member = f"chat-identity-{role}"
+        assert p.depends_on("gcp:projects/iAMMember:IAMMember", member, "gcp:container/cluster:Cluster", "cluster")
+        assert p.depends_on("kubernetes:apps/v1:Deployment", "chat", "gcp:projects/iAMMember:IAMMember", member)
+    assert p.depends_on(
+        "kubernetes:apps/v1:Deployment", "chat", "gcp:firestore/document:Document", "firestore-initialize"
+    )
+    assert p.depends_on("kubernetes:apps/v1:Deployment", "chat", "docker:index/image:Image", "chat-image")
+
+
+def test_resources_wait_for_their_api(default_plan):
+    p = default_plan
+    api = "gcp:projects/service:Service"
+    assert p.depends_on("gcp:container/cluster:Cluster", "cluster", api, "container")
+    assert p.depends_on("gcp:firestore/database:Database", "firestore", api, "firestore")
+    assert p.depends_on("gcp:artifactregistry/repository:Repository", "chat-image", api, "artifactregistry")

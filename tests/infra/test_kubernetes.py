@@ -1,0 +1,182 @@
+"""Kubernetes objects: Gemma and the chat as the issue specifies, each valid against the OpenAPI schema."""
+
+import kubernetes_validate
+import pytest
+
+from stack import kube
+from stack.chat import display_name
+from stack.gemma import server_args
+from tests.infra.rendering import HF_TOKEN, PROJECT, REGION, fingerprint
+
+# GKE's REGULAR channel runs about 1.33; the newest schema catches fields that have since been removed.
+KUBERNETES_VERSIONS = ("1.33.0", kubernetes_validate.latest_version())
+
+
+def pod(plan, name):
+    return plan.manifest("Deployment", name)["spec"]["template"]["spec"]
+
+
+def env(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("which", ["default_plan", "gemma_off_plan", "scaled_plan"])
+def test_every_manifest_is_valid(which, version, request):
+    manifests = request.getfixturevalue(which).data["manifests"]
+    assert manifests
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_gemma_runs_the_pinned_openai_server(default_plan):
+    (container,) = pod(default_plan, "gemma")["containers"]
+    assert container["image"] == "vllm/vllm-openai:v0.10.2"
+    assert container["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    args = container["args"]
+    assert "--model=google/gemma-3-12b-it" in args
+    assert "--tensor-parallel-size=4" in args
+    assert "--max-model-len=8192" in args
+    assert "--max-num-seqs=64" in args
+
+
+def test_gemma_gpus_follow_config(scaled_plan):
+    (container,) = pod(scaled_plan, "gemma")["containers"]
+    assert "--tensor-parallel-size=2" in container["args"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+
+
+def test_gemma_pod_gets_gpus_shm_token_and_probes(default_plan):
+    spec = pod(default_plan, "gemma")
+    (container,) = spec["containers"]
+    assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert spec["enableServiceLinks"] is False
+    for bound in ("requests", "limits"):
+        assert container["resources"][bound]["nvidia.com/gpu"] == "4"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    shm = next(m for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm")
+    assert volumes[shm["name"]]["emptyDir"]["medium"] == "Memory"
+    assert env(container)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/health"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 30 * 60  # a long download is fine
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_gemma_never_blocks_pulumi_up(default_plan):
+    for kind in ("Deployment", "Service"):
+        annotations = default_plan.manifest(kind, "gemma")["metadata"]["annotations"]
+        assert annotations["pulumi.com/skipAwait"] == "true"
+    assert default_plan.manifest("Deployment", "gemma")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_hf_token_secret_holds_the_token(default_plan):
+    secret = default_plan.one("kubernetes:core/v1:Secret", "hf-token")["inputs"]
+    assert secret["stringData"] == fingerprint({"token": HF_TOKEN})
+
+
+def test_gemma_service_is_internal_and_not_named_vllm(default_plan):
+    service = default_plan.manifest("Service", kube.GEMMA_SERVICE)
+    assert service["metadata"]["name"] != "vllm"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert (
+        service["spec"]["selector"] == default_plan.manifest("Deployment", "gemma")["spec"]["selector"]["matchLabels"]
+    )
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http"}]
+
+
+def test_only_chat_pods_reach_gemma(default_plan):
+    policy = default_plan.manifest("NetworkPolicy", "gemma-from-chat")["spec"]
+    gemma = default_plan.manifest("Deployment", "gemma")["spec"]
+    chat = default_plan.manifest("Deployment", "chat")["spec"]
+    assert policy["podSelector"]["matchLabels"] == gemma["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": chat["selector"]["matchLabels"]}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+
+
+def test_chat_environment_contract(default_plan):
+    (container,) = pod(default_plan, "chat")["containers"]
+    assert env(container) == {
+        "CHAT_STORE": "firestore",
+        "FIRESTORE_DATABASE": "chat-app-db",
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "SELF_HOSTED_URL": "http://gemma.hybrid-chat.svc.cluster.local:8000/v1",
+        "SELF_HOSTED_MODEL": "google/gemma-3-12b-it",
+        "SELF_HOSTED_LABEL": "Gemma 3 12B (self-hosted)",
+        "GEMINI_MODEL": "gemini-2.5-flash",
+        "GEMINI_LABEL": "Gemini 2.5 Flash (Vertex AI)",
+        "GOOGLE_GENAI_USE_VERTEXAI": "true",
+        "GOOGLE_CLOUD_LOCATION": REGION,
+        "CHAT_CONCURRENCY": "64",
+        "HOME": "/tmp",
+    }
+
+
+def test_chat_pod_is_sized_probed_and_locked_down(default_plan):
+    spec = pod(default_plan, "chat")
+    (container,) = spec["containers"]
+    assert spec["serviceAccountName"] == "chat"
+    assert container["resources"]["requests"]["cpu"] == "1"
+    assert container["resources"]["requests"]["memory"] == "2Gi"
+    assert container["ports"] == [{"name": "http", "containerPort": 7860}]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
+    assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == tmp["name"])
+
+
+def test_recommended_labels(default_plan):
+    for manifest in default_plan.data["manifests"]:
+        labels = manifest["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "hybrid-chat", manifest["kind"]
+        if manifest["kind"] != "Namespace":
+            assert {"app.kubernetes.io/name", "app.kubernetes.io/component"} <= set(labels)
+            assert manifest["metadata"]["namespace"] == "hybrid-chat"
+
+
+def test_one_replica_needs_no_affinity(default_plan):
+    service = default_plan.manifest("Service", "chat")["spec"]
+    assert service["type"] == "LoadBalancer"
+    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+    assert service["sessionAffinity"] == "None"
+
+
+def test_several_replicas_pin_each_browser(scaled_plan):
+    assert scaled_plan.manifest("Deployment", "chat")["spec"]["replicas"] == 3
+    service = scaled_plan.manifest("Service", "chat")["spec"]
+    assert service["sessionAffinity"] == "ClientIP"
+    assert service["externalTrafficPolicy"] == "Local"
+
+
+def test_chat_auth_users_flow_from_secret_config(default_plan, scaled_plan):
+    assert "CHAT_AUTH_USERS" not in env(pod(default_plan, "chat")["containers"][0])
+    secret = scaled_plan.one("kubernetes:core/v1:Secret", "chat-auth")["inputs"]
+    assert secret["stringData"] == fingerprint({"users": "alice:wonderland-secret"})
+    chat_env = env(pod(scaled_plan, "chat")["containers"][0])
+    assert chat_env["CHAT_AUTH_USERS"] == {"secretKeyRef": {"name": "chat-auth", "key": "users"}}
+
+
+def test_gemma_off_stack(gemma_off_plan):
+    assert not [r for r in gemma_off_plan.resources if r["name"] in ("gemma", "hf-token", "gemma-from-chat")]
+    assert not any("nvidia.com/gpu" in str(m) for m in gemma_off_plan.data["manifests"])
+    # The chat still knows where Gemma would be: its self-hosted slot reports unreachable until it is on.
+    chat_env = env(pod(gemma_off_plan, "chat")["containers"][0])
+    assert chat_env["SELF_HOSTED_URL"] == kube.GEMMA_URL
+    assert gemma_off_plan.outputs["url"] == "http://203.0.113.10"
+
+
+def test_display_names():
+    assert display_name("google/gemma-3-12b-it") == "Gemma 3 12B"
+    assert display_name("gemini-2.5-flash") == "Gemini 2.5 Flash"
+    assert server_args("m", 8)[3] == "--tensor-parallel-size=8"
