@@ -90,7 +90,9 @@ class FakeVertexServer:
 
     def queue(self, *modes: str) -> None:
         """Serve the next requests with these modes, in order, then fall back to `mode`."""
-        assert all(m in MODES for m in modes), modes
+        for mode in modes:
+            if mode not in MODES:
+                raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
         with self._lock:
             self._queue.extend(modes)
 
