@@ -70,7 +70,7 @@ class FirestoreStore:
         database: str,
         *,
         write_timeout_s: float = 5.0,
-        read_timeout_s: float = 30.0,
+        read_timeout_s: float = 20.0,
         client: firestore.Client | None = None,
     ) -> None:
         self._where = f"Firestore database {database!r}" + (f" in project {project!r}" if project else "")
@@ -110,6 +110,11 @@ class FirestoreStore:
         except google.auth.exceptions.GoogleAuthError as exc:
             raise StoreError(f"{self._where}: no usable Google credentials while {action}: {exc}") from exc
 
+    def _read_opts(self) -> dict[str, Any]:
+        # A long conversation may take a while to stream (read timeout), but an unreachable store is given up
+        # on as quickly as on the send path (retry budget).
+        return {"retry": _retry(self._write_timeout_s), "timeout": self._read_timeout_s}
+
     def save_turn(self, turn: Turn) -> None:
         check_turn(turn)
         session = self._sessions.document(turn.session_id)
@@ -145,9 +150,8 @@ class FirestoreStore:
     def load_messages(self, session_id: str, owner: str) -> list[StoredMessage]:
         ref = self._owned(session_id, owner, "loading a conversation")
         query = ref.collection(MESSAGES).order_by("seq")
-        t = self._read_timeout_s
         with self._errors("loading a conversation"):
-            docs = [snap.to_dict() or {} for snap in query.stream(retry=_retry(t), timeout=t)]
+            docs = [snap.to_dict() or {} for snap in query.stream(**self._read_opts())]
         return [
             StoredMessage(d.get("role", ""), d.get("content", ""), d.get("model"), _utc(d.get("created_at")), d["seq"])
             for d in docs
@@ -162,9 +166,8 @@ class FirestoreStore:
             .order_by("updated_at", direction=firestore.Query.DESCENDING)
             .limit(limit)
         )
-        t = self._read_timeout_s
         with self._errors("listing conversations"):
-            snaps = list(query.stream(retry=_retry(t), timeout=t))
+            snaps = list(query.stream(**self._read_opts()))
         out = []
         for snap in snaps:
             d = snap.to_dict() or {}
@@ -176,19 +179,19 @@ class FirestoreStore:
     def delete_session(self, session_id: str, owner: str) -> None:
         ref = self._owned(session_id, owner, "deleting a conversation")
         messages = ref.collection(MESSAGES).select([]).limit(DELETE_BATCH)  # ids only
-        t = self._read_timeout_s
+        opts = self._read_opts()
         with self._errors("deleting a conversation"):
             # Messages first, session doc last: if this stops halfway the conversation is still listed and
             # deleting it again finishes the job (the other order would orphan unreachable messages).
             while True:
-                snaps = list(messages.stream(retry=_retry(t), timeout=t))
+                snaps = list(messages.stream(**opts))
                 if not snaps:
                     break
                 batch = self.client.batch()
                 for snap in snaps:
                     batch.delete(snap.reference)
-                batch.commit(retry=_retry(t), timeout=t)
-            ref.delete(retry=_retry(t), timeout=t)
+                batch.commit(**opts)
+            ref.delete(**opts)
 
     def ping(self) -> None:
         # One small document read proves the database exists and answers; the placeholder may or may not exist.
