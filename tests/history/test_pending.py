@@ -1,0 +1,224 @@
+"""RetryingStore: a failed save is reported, queued, retried in order and saved exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from chatapp.history.base import SessionNotFound, StoreError, Turn
+from chatapp.history.firestore import FirestoreStore
+from chatapp.history.pending import RetryingStore
+from chatapp.history.sqlite import SqliteStore
+from tests.fixtures.firestore_emulator import PROJECT
+from tests.history.conftest import make_turn
+from tests.history.rpc_counter import RpcCounter
+
+
+class FlakyStore(SqliteStore):
+    """A real SQLite store that can be switched "down" (transient errors) and records what it saved."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.down = False
+        self.attempts = 0
+        self.saved: list[tuple[str, int]] = []
+        self._record = threading.Lock()
+
+    def save_turn(self, turn: Turn) -> None:
+        with self._record:
+            self.attempts += 1
+        if self.down:
+            raise StoreError("store is down")
+        super().save_turn(turn)
+        with self._record:
+            self.saved.append((turn.session_id, turn.index))
+
+
+@pytest.fixture
+def flaky(tmp_path):
+    return FlakyStore(tmp_path / "h.sqlite3")
+
+
+@pytest.fixture
+def later():
+    """Turns reported saved later, in the order the callback saw them."""
+    return []
+
+
+@pytest.fixture
+def retrying(flaky, later):
+    store = RetryingStore(flaky, on_saved=lambda t: later.append((t.session_id, t.index)), first_backoff_s=0.05)
+    yield store
+    store.close(timeout=5)
+
+
+def test_a_healthy_store_saves_at_once(retrying, flaky, later):
+    assert retrying.save(make_turn(0)) is True
+    assert flaky.saved == [("s-1", 0)] and retrying.pending_count() == 0 and later == []
+
+
+def test_an_unsaved_turn_is_reported_queued_and_saved_later_once(retrying, flaky, later):
+    flaky.down = True
+    assert retrying.save(make_turn(0)) is False
+    assert retrying.pending_count() == 1 and retrying.is_pending("s-1", 0)
+
+    flaky.down = False
+    assert retrying.flush(timeout=5)
+
+    assert flaky.saved == [("s-1", 0)] and later == [("s-1", 0)]
+    assert not retrying.is_pending("s-1", 0)
+
+
+def test_while_the_store_is_down_new_turns_queue_without_waiting_on_it(retrying, flaky):
+    retrying._max_backoff_s = retrying._first_backoff_s = 60  # keep the retry thread quiet
+    flaky.down = True
+    retrying.save(make_turn(0))
+    attempts = flaky.attempts
+
+    assert [retrying.save(make_turn(i)) for i in (1, 2, 3)] == [False] * 3
+    assert flaky.attempts == attempts  # answered at once, no call to the dead store
+    assert retrying.pending_count() == 4
+    flaky.down = False
+
+
+def test_a_later_save_writes_older_queued_turns_first(retrying, flaky, later):
+    retrying._max_backoff_s = retrying._first_backoff_s = 60  # only the inline save may drain
+    flaky.down = True
+    for turn in (make_turn(0), make_turn(0, session_id="s-2"), make_turn(1)):
+        assert retrying.save(turn) is False
+    flaky.down = False
+    retrying._next_try = 0.0  # the backoff has run out
+
+    assert retrying.save(make_turn(2)) is True
+
+    assert flaky.saved == [("s-1", 0), ("s-2", 0), ("s-1", 1), ("s-1", 2)]
+    assert later == [("s-1", 0), ("s-2", 0), ("s-1", 1)]
+
+
+def test_a_turn_no_retry_can_save_is_raised_not_queued(retrying):
+    with pytest.raises(StoreError) as caught:
+        retrying.save(make_turn(0, user="x" * 1_000_000))
+    assert caught.value.transient is False
+    assert retrying.pending_count() == 0
+
+
+def test_a_queued_turn_the_store_refuses_for_good_is_reported_dropped(flaky, tmp_path):
+    dropped = []
+    store = RetryingStore(flaky, on_dropped=lambda t, e: dropped.append((t.index, str(e))), first_backoff_s=0.05)
+    flaky.down = True
+    store.save(make_turn(0))
+    store.save(make_turn(0, session_id="s-2"))
+    flaky.down = False
+    flaky.save_turn = _refuse_s1(flaky.save_turn)
+
+    assert store.flush(timeout=5)
+
+    assert dropped == [(0, "refused")] and flaky.saved == [("s-2", 0)]
+    store.close()
+
+
+def _refuse_s1(save):
+    def refuse(turn):
+        if turn.session_id == "s-1":
+            raise StoreError("refused", transient=False)
+        save(turn)
+
+    return refuse
+
+
+def test_reads_show_queued_turns_and_delete_drops_them(retrying, flaky):
+    retrying.save(make_turn(0))
+    flaky.down = True
+    retrying.save(make_turn(1))
+    retrying.save(make_turn(0, session_id="only-queued"))
+
+    assert [m.seq for m in retrying.load_messages("s-1", "alice")] == [0, 1, 2, 3]
+    assert [m.content for m in retrying.load_messages("only-queued", "alice")] == ["question 0", "answer 0"]
+    with pytest.raises(SessionNotFound):
+        retrying.load_messages("only-queued", "bob")
+
+    retrying.delete_session("only-queued", "alice")  # exists only in the queue
+    assert retrying.pending_count() == 1
+    with pytest.raises(SessionNotFound):
+        retrying.delete_session("only-queued", "alice")
+    flaky.down = False
+    assert retrying.flush(timeout=5)
+    assert ("only-queued", 0) not in flaky.saved  # a late retry does not bring it back
+
+
+def test_a_failing_callback_does_not_stop_retries(flaky):
+    def boom(turn):
+        raise RuntimeError("ui went away")
+
+    store = RetryingStore(flaky, on_saved=boom, first_backoff_s=0.05)
+    flaky.down = True
+    store.save(make_turn(0))
+    store.save(make_turn(1))
+    flaky.down = False
+
+    assert store.flush(timeout=5)
+    assert flaky.saved == [("s-1", 0), ("s-1", 1)]
+    store.close()
+
+
+def test_many_threads_with_a_flapping_store_lose_nothing_and_keep_session_order(retrying, flaky):
+    sessions, turns_each = 32, 15
+    stop = threading.Event()
+
+    def flap():
+        while not stop.is_set():
+            flaky.down = not flaky.down
+            time.sleep(0.003)
+
+    def chat(n: int):
+        for index in range(turns_each):
+            retrying.save(make_turn(index, session_id=f"c-{n}"))
+
+    flapper = threading.Thread(target=flap)
+    flapper.start()
+    workers = [threading.Thread(target=chat, args=(n,)) for n in range(sessions)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    flapper.join()
+    flaky.down = False
+
+    assert retrying.flush(timeout=30)
+    assert flaky.attempts > len(flaky.saved)  # the flapping really did fail some saves
+    for n in range(sessions):
+        mine = [index for sid, index in flaky.saved if sid == f"c-{n}"]
+        assert mine == list(range(turns_each)), f"session c-{n} saved as {mine}"
+        assert len(retrying.load_messages(f"c-{n}", "alice")) == 2 * turns_each
+
+
+@pytest.mark.integration
+def test_emulator_stopped_mid_conversation_turns_are_saved_in_order_exactly_once(own_firestore_emulator):
+    firestore = FirestoreStore(PROJECT, "chat-app-db")
+    rpcs = RpcCounter(firestore.client)
+    later: list[int] = []
+    store = RetryingStore(firestore, on_saved=lambda t: later.append(t.index), first_backoff_s=0.2, max_backoff_s=2)
+    assert store.save(make_turn(0)) and store.save(make_turn(1))
+
+    own_firestore_emulator.stop()  # its data is in memory: it comes back empty
+    start = time.perf_counter()
+    assert [store.save(make_turn(i)) for i in (2, 3, 4)] == [False, False, False]
+    unsaved_s = time.perf_counter() - start
+    assert store.pending_count() == 3 and unsaved_s < 8.0
+
+    rpcs.reset()
+    own_firestore_emulator.start()
+    assert store.flush(timeout=60)
+
+    assert later == [2, 3, 4]  # each reported once, in order
+    assert rpcs.succeeded["commit"] == 3  # each written once
+    session = firestore.client.collection("chat_sessions").document("s-1")
+    docs = [snap.to_dict() for snap in session.collection("messages").order_by("seq").stream()]
+    assert [(d["seq"], d["content"]) for d in docs] == [
+        (seq, f"{'question' if seq % 2 == 0 else 'answer'} {seq // 2}") for seq in range(4, 10)
+    ]
+    assert session.get().to_dict()["turns"] == 5
+    store.close()

@@ -1,0 +1,110 @@
+"""SQLite-only promises: WAL, the listing index, many threads at once, a clean close, and the registry."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import threading
+
+import pytest
+
+from chatapp.history import open_store
+from chatapp.history.base import SessionNotFound, StoreError
+from chatapp.history.sqlite import SqliteStore
+from chatapp.settings import Settings
+from tests.history.conftest import make_turn
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "nested" / "history.sqlite3"
+
+
+def test_file_is_in_wal_mode_and_listing_uses_the_owner_index(db):
+    SqliteStore(db).close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM sessions WHERE owner = ? ORDER BY updated_at DESC LIMIT 50", ("a",)
+        ).fetchall()
+    assert "sessions_owner_updated" in str(plan) and "TEMP B-TREE" not in str(plan)
+
+
+def test_history_survives_reopening_the_file(db):
+    store = SqliteStore(db)
+    store.save_turn(make_turn(0))
+    store.close()
+
+    reopened = SqliteStore(db)
+    assert [m.content for m in reopened.load_messages("s-1", "alice")] == ["question 0", "answer 0"]
+    reopened.close()
+
+
+def test_64_threads_writing_and_reading_at_once(db):
+    store = SqliteStore(db)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(64)
+
+    def chat(n: int):
+        try:
+            barrier.wait()
+            for index in range(25):
+                store.save_turn(make_turn(index, session_id=f"c-{n}", owner=f"user-{n % 8}"))
+                assert len(store.load_messages(f"c-{n}", f"user-{n % 8}")) == 2 * (index + 1)
+                store.list_sessions(f"user-{n % 8}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=chat, args=(n,)) for n in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert sum(len(store.list_sessions(f"user-{u}", limit=100)) for u in range(8)) == 64
+    store.close()
+
+
+def test_writing_into_another_owners_session_is_refused(db):
+    # Firestore cannot check this without a read on the send path; SQLite checks it for free.
+    store = SqliteStore(db)
+    store.save_turn(make_turn(0))
+
+    with pytest.raises(SessionNotFound):
+        store.save_turn(make_turn(1, owner="mallory"))
+    assert len(store.load_messages("s-1", "alice")) == 2
+    store.close()
+
+
+def test_a_closed_store_says_so(db):
+    store = SqliteStore(db)
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.ping()
+
+
+def test_an_unusable_path_is_a_store_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError, match="opening"):
+        SqliteStore(tmp_path / "file" / "history.sqlite3")
+
+
+def test_open_store_picks_sqlite(db):
+    store = open_store(Settings(store="sqlite", sqlite_path=str(db)))
+    assert isinstance(store, SqliteStore)
+    store.ping()
+    store.close()
+
+
+def test_open_store_rejects_an_unknown_store():
+    with pytest.raises(StoreError, match="CHAT_STORE"):
+        open_store(Settings(store="mongodb"))
+
+
+def test_importing_the_history_package_does_not_import_the_firestore_client():
+    import subprocess
+
+    code = "import sys, chatapp.history; print('google.cloud.firestore' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
