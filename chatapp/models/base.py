@@ -10,7 +10,7 @@ from chatapp.conversation import Message
 
 # The ranges the UI sliders offer and the API accepts.
 TEMPERATURE_RANGE = (0.0, 2.0)
-TOP_P_RANGE = (0.0, 1.0)
+TOP_P_RANGE = (0.01, 1.0)  # vLLM rejects top_p = 0
 MAX_TOKENS_RANGE = (1, 8192)
 
 
