@@ -39,8 +39,10 @@ class RetryingStore:
         first_backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
     ) -> None:
-        """`on_saved(turn)` runs (on the retry thread) when a turn that `save` reported unsaved gets stored;
-        `on_dropped(turn, error)` when the store refuses a queued turn for good (error.transient is False)."""
+        """`on_saved(turn)` runs when a queued turn gets stored (on the retry thread, or on the thread of a later
+        save that wrote it first; it can also fire for a turn queued behind others whose save() then returned
+        True, so treat it as an idempotent "saved" signal). `on_dropped(turn, error)` runs when the store
+        refuses a queued turn for good (error.transient is False)."""
         self.store = store
         self._on_saved = on_saved
         self._on_dropped = on_dropped
@@ -90,7 +92,8 @@ class RetryingStore:
                 self._draining.release()
             if refused is not None:
                 raise refused
-        return not self.is_pending(turn.session_id, turn.index)
+        with self._cond:
+            return not any(t is turn for t in self._queue)
 
     def _failed(self) -> None:
         # Caller holds _cond. Jitter keeps several replicas from retrying in lockstep.

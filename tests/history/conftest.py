@@ -33,7 +33,7 @@ def make_turn(
     )
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
+@pytest.fixture(params=["sqlite", pytest.param("firestore", marks=pytest.mark.integration)])
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[ChatStore]:
     if request.param == "sqlite":
         sqlite_store = SqliteStore(tmp_path / "history.sqlite3")

@@ -9,8 +9,6 @@ import pytest
 from chatapp.history.base import MAX_MESSAGE_BYTES, TITLE_CHARS, SessionNotFound, StoreError
 from tests.history.conftest import T0, add_placeholder, make_turn
 
-pytestmark = pytest.mark.integration
-
 TEXTS = [
     "plain ascii",
     "accents: héllo wörld, ß, œ, e\u0301 (combining)",
