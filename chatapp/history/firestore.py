@@ -193,6 +193,21 @@ class FirestoreStore:
                 batch.commit(**opts)
             ref.delete(**opts)
 
+    def truncate(self, session_id: str, owner: str, turns: int) -> None:
+        if turns <= 0:
+            self.delete_session(session_id, owner)  # an empty conversation is not worth listing
+            return
+        ref = self._owned(session_id, owner, "undoing a turn")
+        later = ref.collection(MESSAGES).where(filter=FieldFilter("seq", ">=", 2 * turns)).select([])
+        opts = self._read_opts()
+        with self._errors("undoing a turn"):
+            # Undo removes the newest turn or two: one read of their ids and one commit, not a batch loop.
+            batch = self.client.batch()
+            for snap in later.stream(**opts):
+                batch.delete(snap.reference)
+            batch.set(ref, {"turns": turns}, merge=True)
+            batch.commit(**opts)
+
     def ping(self) -> None:
         # One small document read proves the database exists and answers; the placeholder may or may not exist.
         with self._errors("checking the store"):

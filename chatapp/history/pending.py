@@ -233,5 +233,20 @@ class RetryingStore:
             if not dropped:  # it existed only in the queue: deleting it there is the whole job
                 raise
 
+    def truncate(self, session_id: str, owner: str, turns: int) -> None:
+        with self._draining:
+            with self._cond:
+                before = len(self._queue)
+                self._queue = [
+                    t for t in self._queue if not (t.session_id == session_id and t.owner == owner and t.index >= turns)
+                ]
+                dropped = before - len(self._queue)
+                self._cond.notify_all()
+            try:
+                self.store.truncate(session_id, owner, turns)
+            except SessionNotFound:
+                if not dropped:
+                    raise
+
     def ping(self) -> None:
         self.store.ping()

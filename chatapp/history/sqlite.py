@@ -190,6 +190,17 @@ class SqliteStore:
             self._check_owner(conn, session_id, owner)
             conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))  # messages cascade
 
+    def truncate(self, session_id: str, owner: str, turns: int) -> None:
+        if not valid_session_id(session_id):
+            raise SessionNotFound()
+        if turns <= 0:
+            self.delete_session(session_id, owner)  # an empty conversation is not worth listing
+            return
+        with self._transaction("undoing a turn") as conn:
+            self._check_owner(conn, session_id, owner)
+            conn.execute("DELETE FROM messages WHERE session_id = ? AND seq >= ?", (session_id, 2 * turns))
+            conn.execute("UPDATE sessions SET turns = MIN(turns, ?) WHERE session_id = ?", (turns, session_id))
+
     def ping(self) -> None:
         with self._errors("checking the store"):
             self._conn().execute("SELECT 1 FROM sessions LIMIT 1").fetchall()

@@ -170,3 +170,25 @@ def test_a_message_just_under_the_cap_is_kept(store):
 
 def test_ping_answers(store):
     store.ping()
+
+
+def test_truncate_undoes_the_newest_turns_for_the_owner_only(store):
+    for index in range(3):
+        store.save_turn(make_turn(index))
+    with pytest.raises(SessionNotFound):
+        store.truncate("s-1", "bob", 1)
+
+    store.truncate("s-1", "alice", 1)
+
+    assert [m.content for m in store.load_messages("s-1", "alice")] == ["question 0", "answer 0"]
+    assert store.list_sessions("alice")[0].turns == 1
+    store.save_turn(make_turn(1))  # the next turn takes the undone index
+    assert len(store.load_messages("s-1", "alice")) == 4
+
+
+def test_truncating_to_nothing_removes_the_conversation(store):
+    store.save_turn(make_turn(0))
+    store.truncate("s-1", "alice", 0)
+    assert store.list_sessions("alice") == []
+    with pytest.raises(SessionNotFound):
+        store.load_messages("s-1", "alice")
