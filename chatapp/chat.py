@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from chatapp.conversation import Message, build_prompt
-from chatapp.history.base import StoredMessage, Turn
+from chatapp.history.base import StoredMessage, StoreError, Turn
 from chatapp.inputs import InputError
 from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut
 
@@ -29,7 +29,9 @@ UPDATE_INTERVAL_S = 0.04
 
 class TurnSaver(Protocol):
     def save(self, turn: Turn) -> bool:
-        """Save now if possible; otherwise keep the turn and retry later. True when saved now."""
+        """Save now if possible; otherwise keep the turn and retry later. True when saved now.
+
+        Raises StoreError for a turn that no retry could store."""
         ...
 
 
@@ -108,6 +110,7 @@ class ChatService:
         notice: str | None = None
         outcome = "ok"
         saved: bool | None = None
+        refused: str | None = None
         try:
             stream = model.stream(prompt, params, stats)
             try:
@@ -138,12 +141,19 @@ class ChatService:
             outcome, notice = "error", f"{model_label} failed unexpectedly ({type(exc).__name__}). Try again."
         finally:
             if reply.strip():
-                saved = self._save(session, text, reply, model_label)
+                try:
+                    saved = self._save(session, text, reply, model_label)
+                except StoreError as exc:  # a turn no retry can store (e.g. too large): say so, promise nothing
+                    saved, refused = False, str(exc)
             self._log(session, model_label, outcome, started, first_token_s, stats, saved, text, reply)
         if not reply.strip() and notice is None:
             outcome, notice = "empty", f"{model_label} returned an empty reply. Try again or switch models."
         if saved is False:
-            note = "This turn is not saved yet: the history store is unreachable. It will be retried."
+            note = (
+                f"This turn could not be saved: {refused}."
+                if refused
+                else "This turn is not saved yet: the history store is unreachable. It will be retried."
+            )
             notice = f"{notice}\n\n{note}" if notice else note
         yield Update(reply, notice=notice, done=True, saved=saved)
 

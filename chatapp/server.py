@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from chatapp.chat import ChatService
 from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
-from chatapp.history.pending import PendingSaves
+from chatapp.history.pending import RetryingStore
 from chatapp.models import build_models
 from chatapp.settings import Settings
 from chatapp.status import ModelStatus
@@ -43,12 +43,12 @@ def _set_concurrency(demo: gr.Blocks, concurrency: int) -> None:
 
 def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
     """Build the whole service; `store` may be given by tests that already hold one."""
-    store = store or open_store(settings)
+    # Every read and write goes through the retrying wrapper, so a reload shows turns still waiting to be saved.
+    history = RetryingStore(store or open_store(settings))
     models = build_models(settings)
-    saves = PendingSaves(store)
     status = ModelStatus(models)
-    service = ChatService(models, saves, settings.context_chars, settings.log_content)
-    demo = ChatUI(service, store, status, _browser_secret(settings)).build()
+    service = ChatService(models, history, settings.context_chars, settings.log_content)
+    demo = ChatUI(service, history, status, _browser_secret(settings)).build()
     _set_concurrency(demo, settings.concurrency)
 
     @contextlib.asynccontextmanager
@@ -57,15 +57,11 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
         yield
         status.stop()
         # Give turns that could not be saved a last chance before the process goes.
-        if not await run_in_threadpool(saves.flush, 10.0):
-            log.error("exiting with %d unsaved turns", saves.pending_count())
-        saves.close()
-        store.close()
+        await run_in_threadpool(history.close, 10.0)  # logs every turn it could not save
 
     app = FastAPI(title="hybrid-chat", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.saves = saves
+    app.state.history = history
     app.state.status = status
-    app.state.store = store
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -74,10 +70,10 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
         try:
-            store.ping()
+            history.ping()
         except StoreError as exc:
             return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "unsaved_turns": saves.pending_count()})
+        return JSONResponse({"status": "ok", "unsaved_turns": history.pending_count()})
 
     auth = list(settings.auth_users.items()) or None
     return gr.mount_gradio_app(

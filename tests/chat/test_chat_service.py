@@ -137,3 +137,17 @@ def test_retry_replaces_the_last_turn_at_the_same_index():
     assert session.drop_last_turn().content == "q2"
     run(svc, session, "q2", "M")
     assert [t.index for t in saver.turns] == [0, 1, 1]
+
+
+def test_a_turn_the_store_refuses_for_good_is_reported_without_a_retry_promise():
+    from chatapp.history.base import StoreError
+
+    class RefusingSaver:
+        def save(self, turn):
+            raise StoreError("the user message is too large", transient=False)
+
+    session = ChatSession(owner="o")
+    final = run(service(ScriptedModel("M"), saver=RefusingSaver()), session, "hi", "M")[-1]
+    assert final.saved is False
+    assert "could not be saved: the user message is too large" in final.notice
+    assert "retried" not in final.notice
