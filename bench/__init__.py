@@ -1,0 +1,1 @@
+"""`make bench`: figures for the goals in the README's performance section, each beside a same-run baseline."""
