@@ -1,4 +1,4 @@
-"""The chat: its Kubernetes service account, optional login Secret, Deployment and public LoadBalancer."""
+"""The chat: its Kubernetes service account, browser-state and optional login Secrets, Deployment and LoadBalancer."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from stack import kube
 
 NAME = "chat"
 AUTH_SECRET = "chat-auth"
+BROWSER_SECRET = "chat-browser"
+# Alphanumeric only, so no quoting surprises wherever the value travels; 64 of 62 symbols is still ~380 bits.
+BROWSER_SECRET_LENGTH = 64
 # Matches CHAT_CONCURRENCY in the chat and vLLM's --max-num-seqs (see gemma.py).
 CONCURRENCY = 64
 
@@ -57,16 +61,18 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
         "HOME": "/tmp",
     }
     env = [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in plain.items()]
+    # Encrypts the anonymous owner id Gradio keeps in the browser: one value for every replica and every rollout.
+    env.append(_from_secret("CHAT_BROWSER_SECRET", BROWSER_SECRET, "secret"))
     if args.auth_users is not None:
-        env.append(
-            k8s.core.v1.EnvVarArgs(
-                name="CHAT_AUTH_USERS",
-                value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=AUTH_SECRET, key="users")
-                ),
-            )
-        )
+        env.append(_from_secret("CHAT_AUTH_USERS", AUTH_SECRET, "users"))
     return env
+
+
+def _from_secret(variable: str, secret: str, key: str) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(
+        name=variable,
+        value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)),
+    )
 
 
 def _probe(path: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
@@ -135,7 +141,26 @@ class Chat(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(
             kube.CHAT_SERVICE_ACCOUNT, metadata=meta(kube.CHAT_SERVICE_ACCOUNT), opts=child
         )
+        # Generated once and kept in the (encrypted) stack state, so every `up` passes the same value: a new one
+        # would make every anonymous user's stored owner id unreadable and their conversation list vanish. It
+        # changes only if this resource is replaced (e.g. a different length) or the stack is destroyed.
+        browser_secret = random.RandomPassword(
+            f"{name}-browser-secret",
+            length=BROWSER_SECRET_LENGTH,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         needs: list[pulumi.Resource] = [account, *args.depends_on]
+        needs.append(
+            k8s.core.v1.Secret(
+                BROWSER_SECRET,
+                metadata=meta(BROWSER_SECRET),
+                type="Opaque",
+                # `result` is a secret output of the provider, so it stays encrypted in state and masked in diffs.
+                string_data={"secret": browser_secret.result},
+                opts=child,
+            )
+        )
         if args.auth_users is not None:
             needs.append(
                 k8s.core.v1.Secret(

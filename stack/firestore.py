@@ -1,4 +1,4 @@
-"""The Firestore database holding chat history, and its placeholder document."""
+"""The Firestore database holding chat history, its placeholder document and the index the session list needs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class FirestoreArgs:
 class Firestore(pulumi.ComponentResource):
     database: gcp.firestore.Database
     initialize: gcp.firestore.Document
+    sessions_by_owner: gcp.firestore.Index
 
     def __init__(self, name: str, args: FirestoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid-chat:stack:Firestore", name, {}, opts)
@@ -44,6 +45,24 @@ class Firestore(pulumi.ComponentResource):
             collection=SESSIONS_COLLECTION,
             document_id="initialize",
             fields=json.dumps({"placeholder": {"booleanValue": True}}),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # The chat lists a user's conversations with `owner == X order by updated_at desc limit N`
+        # (chatapp/history/firestore.py); Firestore rejects that query until this composite index exists.
+        self.sessions_by_owner = gcp.firestore.Index(
+            f"{name}-sessions-by-owner",
+            project=args.project,
+            database=self.database.name,
+            collection=SESSIONS_COLLECTION,
+            query_scope="COLLECTION",
+            fields=[
+                gcp.firestore.IndexFieldArgs(field_path="owner", order="ASCENDING"),
+                gcp.firestore.IndexFieldArgs(field_path="updated_at", order="DESCENDING"),
+            ],
+            # Wait for the build (the default, spelled out): the chat Deployment depends on this index, so its
+            # first pods list conversations instead of degrading to an empty list. On an empty collection the
+            # build takes a few minutes and overlaps the much longer cluster creation.
+            skip_wait=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"database": self.database.name})

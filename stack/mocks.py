@@ -13,6 +13,13 @@ FAKE_PROJECT_NUMBER = "123456789012"
 FAKE_ACCESS_TOKEN = "offline-fake-access-token"
 FAKE_LOAD_BALANCER_IP = "203.0.113.10"  # TEST-NET-3: never routable
 FAKE_DIGEST = "sha256:" + "0" * 64
+# Distinctive, so a test can search every rendered input and output for it (and for a prefix of it).
+FAKE_RANDOM_PASSWORD_SEED = "offlineFakeRandomPasswordThatMustNeverLeak"
+
+
+def fake_random_password(length: int) -> str:
+    """What the mocks give a RandomPassword of `length` as its `result`."""
+    return (FAKE_RANDOM_PASSWORD_SEED * (length // len(FAKE_RANDOM_PASSWORD_SEED) + 1))[:length]
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ def _outputs(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if typ == "docker:index/image:Image":
         base = str(inputs.get("imageName", "image")).rsplit(":", 1)[0]
         return {"repoDigest": f"{base}@{FAKE_DIGEST}"}
+    if typ == "random:index/randomPassword:RandomPassword":
+        return {"result": fake_random_password(int(inputs["length"]))}
     if typ == "kubernetes:core/v1:Service" and inputs.get("spec", {}).get("type") == "LoadBalancer":
         return {"status": {"loadBalancer": {"ingress": [{"ip": FAKE_LOAD_BALANCER_IP}]}}}
     return {}
@@ -53,12 +62,18 @@ def _outputs(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.registrations: list[Registration] = []
+        self.secret_outputs: dict[tuple[str, str], frozenset[str]] = {}
+        """Per resource, the outputs its provider declares secret (filled in by RecordingMonitor)."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         self.registrations.append(
             Registration(args.typ, args.name, dict(args.inputs), bool(args.custom), args.provider or "")
         )
-        return f"{args.name}-id", {**args.inputs, **_outputs(args.typ, args.inputs)}
+        state = {**args.inputs, **_outputs(args.typ, args.inputs)}
+        # The engine, not the SDK, marks a provider's declared secret outputs (RandomPassword.result) secret.
+        # Pulumi's MockMonitor does not: without this, such a value would be plain text here but secret in `up`.
+        secret = self.secret_outputs.get((args.typ, args.name), frozenset())
+        return f"{args.name}-id", {k: rpc.wrap_rpc_secret(v) if k in secret else v for k, v in state.items()}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == "gcp:organizations/getProject:getProject":
@@ -73,11 +88,13 @@ class RecordingMonitor(MockMonitor):
 
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
+        self.recording = mocks
         self.edges: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         # Called from several threads at once: key by the request itself, never by "the current" resource.
         self.edges[(request.type, request.name)] = (request.parent, tuple(request.dependencies))
+        self.recording.secret_outputs[(request.type, request.name)] = frozenset(request.additionalSecretOutputs)
         return super().RegisterResource(request)
 
     def with_edges(self, registrations: list[Registration]) -> list[Registration]:

@@ -62,7 +62,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             auth_users=cfg.chat_auth_users,
             provider=cluster.provider,
             namespace=cluster.namespace,
-            depends_on=[*identity.members, firestore.initialize, apis.get("aiplatform")],
+            depends_on=[*identity.members, firestore.initialize, firestore.sessions_by_owner, apis.get("aiplatform")],
         ),
     )
     return {

@@ -57,6 +57,19 @@ def test_placeholder_session_document(default_plan):
     assert "owner" not in json.loads(document["fields"])
 
 
+def test_session_list_composite_index(default_plan):
+    index = default_plan.one("gcp:firestore/index:Index")["inputs"]
+    assert index["project"] == PROJECT
+    assert index["database"] == "chat-app-db"
+    assert index["collection"] == "chat_sessions"
+    assert index["queryScope"] == "COLLECTION"
+    assert index["fields"] == [
+        {"fieldPath": "owner", "order": "ASCENDING"},
+        {"fieldPath": "updated_at", "order": "DESCENDING"},
+    ]
+    assert index["skipWait"] is False
+
+
 def test_workload_identity_grants_exactly_two_roles_to_the_chat_principal(default_plan):
     members = default_plan.of_type("gcp:projects/iAMMember:IAMMember")
     assert sorted(m["inputs"]["role"] for m in members) == ["roles/aiplatform.user", "roles/datastore.user"]

@@ -9,15 +9,17 @@ EXPECTED = {
     "pulumi:providers:kubernetes": 1,
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/document:Document": 1,
+    "gcp:firestore/index:Index": 1,
     "gcp:projects/iAMMember:IAMMember": 2,
     "gcp:artifactregistry/repository:Repository": 1,
     "docker:index/image:Image": 1,
     "kubernetes:core/v1:Namespace": 1,
     "kubernetes:core/v1:ServiceAccount": 1,
-    "kubernetes:core/v1:Secret": 1,
+    "kubernetes:core/v1:Secret": 2,
     "kubernetes:apps/v1:Deployment": 2,
     "kubernetes:core/v1:Service": 2,
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
+    "random:index/randomPassword:RandomPassword": 1,
 }
 
 
@@ -64,6 +66,22 @@ def test_order_cluster_before_identity_before_chat(default_plan):
         "kubernetes:apps/v1:Deployment", "chat", "gcp:firestore/document:Document", "firestore-initialize"
     )
     assert p.depends_on("kubernetes:apps/v1:Deployment", "chat", "docker:index/image:Image", "chat-image")
+
+
+def test_order_database_before_index_before_chat(default_plan):
+    p = default_plan
+    index = ("gcp:firestore/index:Index", "firestore-sessions-by-owner")
+    assert p.depends_on(*index, "gcp:firestore/database:Database", "firestore")
+    # Without this edge the first pods could start while the session list query is still rejected.
+    assert p.depends_on("kubernetes:apps/v1:Deployment", "chat", *index)
+
+
+def test_order_browser_secret_before_chat(default_plan):
+    p = default_plan
+    secret = ("kubernetes:core/v1:Secret", "chat-browser")
+    assert p.depends_on(*secret, "random:index/randomPassword:RandomPassword", "chat-browser-secret")
+    # A pod whose secretKeyRef names a missing Secret does not start (CreateContainerConfigError).
+    assert p.depends_on("kubernetes:apps/v1:Deployment", "chat", *secret)
 
 
 def test_resources_wait_for_their_api(default_plan):

@@ -6,6 +6,7 @@ import pytest
 from stack import kube
 from stack.chat import display_name
 from stack.gemma import server_args
+from stack.mocks import fake_random_password
 from tests.infra.rendering import HF_TOKEN, PROJECT, REGION, fingerprint
 
 # GKE's REGULAR channel runs about 1.33; the newest schema catches fields that have since been removed.
@@ -112,6 +113,7 @@ def test_chat_environment_contract(default_plan):
         "GOOGLE_CLOUD_LOCATION": REGION,
         "CHAT_CONCURRENCY": "64",
         "HOME": "/tmp",
+        "CHAT_BROWSER_SECRET": {"secretKeyRef": {"name": "chat-browser", "key": "secret"}},
     }
 
 
@@ -157,6 +159,21 @@ def test_several_replicas_pin_each_browser(scaled_plan):
     service = scaled_plan.manifest("Service", "chat")["spec"]
     assert service["sessionAffinity"] == "ClientIP"
     assert service["externalTrafficPolicy"] == "Local"
+
+
+@pytest.mark.parametrize("which", ["default_plan", "gemma_off_plan", "scaled_plan"])
+def test_browser_secret_is_generated_once_for_every_replica(which, request):
+    plan = request.getfixturevalue(which)
+    password = plan.one("random:index/randomPassword:RandomPassword", "chat-browser-secret")["inputs"]
+    assert password["length"] == 64
+    assert password["special"] is False
+    # No keepers: nothing in the config may regenerate it (that would empty every anonymous conversation list).
+    assert "keepers" not in password
+    secret = plan.one("kubernetes:core/v1:Secret", "chat-browser")["inputs"]
+    assert secret["stringData"] == fingerprint({"secret": fake_random_password(64)})
+    # One Deployment, one env source: every replica, and every rollout, reads the same Secret.
+    chat_env = env(pod(plan, "chat")["containers"][0])
+    assert chat_env["CHAT_BROWSER_SECRET"] == {"secretKeyRef": {"name": "chat-browser", "key": "secret"}}
 
 
 def test_chat_auth_users_flow_from_secret_config(default_plan, scaled_plan):

@@ -13,13 +13,14 @@ def test_renders_the_dev_stack_offline():
     result = run_render()
     assert result.returncode == 0, result.stderr
     header, _, documents = result.stdout.partition("\n---\n")
-    assert "# 22 resources" in header
+    assert "# 25 resources" in header
     assert "hybrid-chat:hfToken is not set: rendered with a placeholder" in header
     assert "kubeconfig: [secret]" in header
     kinds = [d["kind"] for d in yaml.safe_load_all(documents)]
     assert kinds == [
         "Namespace",
         "ServiceAccount",
+        "Secret",
         "Secret",
         "Deployment",
         "Deployment",
