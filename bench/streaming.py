@@ -1,4 +1,9 @@
-"""Concurrency and time-to-first-token through `/chat`, against a model server streaming at a fixed rate."""
+"""Concurrency and time-to-first-token through `/chat`, against a model server streaming at a fixed rate.
+
+Calls use Gradio's documented REST form of the `/chat` endpoint (POST /gradio_api/call/chat, then its event
+stream) rather than `gradio_client`: 32 or 100 gradio_client instances in the benchmark's own process cost more
+CPU than the server under test on a 2-core machine, and would be measured instead of it.
+"""
 
 from __future__ import annotations
 
@@ -6,68 +11,70 @@ import json
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from gradio_client import Client
 
 from bench.processes import chat, fake_model_server
 
 LABEL = "Bench model"
+MODEL = "fake-model"
 
 
-def _clients(url: str, n: int) -> list[Client]:
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda _: Client(url, verbose=False), range(n)))
-
-
-def _chat_once(client: Client, i: int) -> tuple[float, float]:
+def _chat_once(url: str, i: int) -> tuple[float, float]:
     """(time to first streamed text, total time) of one `/chat` call."""
     started = time.perf_counter()
-    job = client.submit(f"Message {i}", LABEL, 0.7, 0.95, 256, "", api_name="/chat")
-    first = None
-    for output in job:
-        if first is None and output:
-            first = time.perf_counter() - started
-    job.result()
-    return first if first is not None else float("nan"), time.perf_counter() - started
+    body = {"data": [f"Message {i}", LABEL, 0.7, 0.95, 256, ""]}
+    first = float("nan")
+    with requests.Session() as session:
+        event_id = session.post(f"{url}/gradio_api/call/chat", json=body, timeout=60).json()["event_id"]
+        event = b""
+        with session.get(f"{url}/gradio_api/call/chat/{event_id}", stream=True, timeout=120) as stream:
+            for line in stream.iter_lines():
+                if line.startswith(b"event:"):
+                    event = line[6:].strip()
+                elif event == b"error":
+                    raise RuntimeError(f"/chat failed: {line!r}")
+                elif (
+                    first != first and event == b"generating" and line.startswith(b"data:") and json.loads(line[5:])[0]
+                ):
+                    first = time.perf_counter() - started
+    return first, time.perf_counter() - started
 
 
-def _wall(clients: list[Client]) -> tuple[float, list[float]]:
-    barrier = threading.Barrier(len(clients))
+def _direct_once(base_url: str, _: int) -> tuple[float, float]:
+    """The same measure straight from the model server, read to the end as the app reads it."""
+    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    started = time.perf_counter()
+    first = float("nan")
+    with (
+        requests.Session() as session,
+        session.post(f"{base_url}/chat/completions", json=body, stream=True, timeout=60) as response,
+    ):
+        for line in response.iter_lines():
+            if (
+                first != first
+                and line.startswith(b"data: {")
+                and json.loads(line[6:])["choices"][0]["delta"].get("content")
+            ):
+                first = time.perf_counter() - started
+    return first, time.perf_counter() - started
+
+
+def _run(call: Callable[[str, int], tuple[float, float]], url: str, n: int, spread_s: float = 0.0) -> tuple:
+    """Run n calls, all released at once (spread_s=0) or arriving evenly over spread_s; (wall, firsts)."""
+    barrier = threading.Barrier(n)
 
     def one(i: int) -> tuple[float, float]:
         barrier.wait()
-        return _chat_once(clients[i], i)
+        time.sleep(spread_s * i / n)
+        return call(url, i)
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(len(clients)) as pool:
-        results = list(pool.map(one, range(len(clients))))
-    return time.perf_counter() - started, [first for first, _ in results]
-
-
-def _direct_first_token(base_url: str, n: int) -> list[float]:
-    """Time to the first content chunk straight from the model server, n requests at once."""
-    barrier = threading.Barrier(n)
-    body = {"model": "fake-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-
-    def one(_: int) -> float:
-        with requests.Session() as session:
-            barrier.wait()
-            started = time.perf_counter()
-            with session.post(f"{base_url}/chat/completions", json=body, stream=True, timeout=60) as response:
-                for line in response.iter_lines():
-                    if line.startswith(b"data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
-                        first = time.perf_counter() - started
-                        break
-                else:
-                    first = float("nan")
-                for _ in response.iter_lines():  # read to the end, as the app does
-                    pass
-            return first
-
     with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(one, range(n)))
+        results = list(pool.map(one, range(n)))
+    return time.perf_counter() - started, [first for first, _ in results]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -75,33 +82,46 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def concurrency(n: int = 32, tokens_per_s: float = 20.0, reply_tokens: int = 40) -> dict[str, float]:
+def concurrency(n: int = 32, tokens_per_s: float = 20.0, reply_tokens: int = 40, rounds: int = 3) -> dict[str, float]:
+    """Wall time of n chats sent at once ÷ wall time of one (goal ≤ 1.25); medians of `rounds` rounds."""
     with (
         fake_model_server(tokens_per_s, reply_tokens) as model_url,
-        chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL="fake-model") as app,
+        chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL=MODEL) as app,
     ):
-        clients = _clients(app.url, n)
-        _wall(clients[:1])  # warm-up: first-call costs (imports, thread pool) are not concurrency
-        one, _ = _wall(clients[:1])
-        many, _ = _wall(clients)
+        _run(_chat_once, app.url, n)  # warm-up: the first burst also starts the server's worker threads
+        ones, manys = [], []
+        for _ in range(rounds):
+            ones.append(_run(_chat_once, app.url, 1)[0])
+            manys.append(_run(_chat_once, app.url, n)[0])
+    one, many = statistics.median(ones), statistics.median(manys)
     return {"one_s": one, "many_s": many, "ratio": many / one, "n": n}
 
 
-def first_token_overhead(n: int = 100, tokens_per_s: float = 20.0, reply_tokens: int = 20) -> dict[str, float]:
+def first_token_overhead(
+    n: int = 100, tokens_per_s: float = 20.0, reply_tokens: int = 100, spread_s: float = 2.5
+) -> dict[str, dict[str, float]]:
+    """Time to first token through the app minus straight from the model server, same arrivals, p50/p95.
+
+    "steady": n streams arriving over `spread_s` while earlier ones still stream (each lasts
+    reply_tokens / tokens_per_s = 5 s), so about n are in flight at the end; "burst": all n at the same instant.
+    """
+    figures = {}
     with (
         fake_model_server(tokens_per_s, reply_tokens) as model_url,
-        chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL="fake-model") as app,
+        # Room for all n at once: with the default 64 the rest would queue, which is a capacity figure, not
+        # streaming overhead.
+        chat(
+            SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL=MODEL, CHAT_CONCURRENCY=str(n)
+        ) as app,
     ):
-        direct = _direct_first_token(model_url, n)
-        clients = _clients(app.url, n)
-        _wall(clients[:1])
-        _, through_app = _wall(clients)
-    return {
-        "direct_p50_ms": 1000 * statistics.median(direct),
-        "direct_p95_ms": 1000 * percentile(direct, 95),
-        "app_p50_ms": 1000 * statistics.median(through_app),
-        "app_p95_ms": 1000 * percentile(through_app, 95),
-        "overhead_p50_ms": 1000 * (statistics.median(through_app) - statistics.median(direct)),
-        "overhead_p95_ms": 1000 * (percentile(through_app, 95) - percentile(direct, 95)),
-        "n": n,
-    }
+        _run(_chat_once, app.url, n)  # warm-up, as above
+        for name, spread in (("steady", spread_s), ("burst", 0.0)):
+            _, direct = _run(_direct_once, model_url, n, spread)
+            _, through_app = _run(_chat_once, app.url, n, spread)
+            figures[name] = {
+                "direct_p50_ms": 1000 * statistics.median(direct),
+                "direct_p95_ms": 1000 * percentile(direct, 95),
+                "overhead_p50_ms": 1000 * (statistics.median(through_app) - statistics.median(direct)),
+                "overhead_p95_ms": 1000 * (percentile(through_app, 95) - percentile(direct, 95)),
+            }
+    return figures

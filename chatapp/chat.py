@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -22,9 +23,13 @@ from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplySt
 
 turn_log = logging.getLogger("chatapp.turns")
 
-# Every partial reply yielded is one event sent to the browser; past a few dozen concurrent streams the
-# per-token events, not the model, become the cost. A person cannot read faster than ~25 updates/s anyway.
+# Every partial reply yielded is one event that Gradio's single event loop serializes and sends; past a few
+# dozen concurrent streams those events, not the model, become the cost. So updates are coalesced: at most
+# one per UPDATE_INTERVAL_S (a person cannot read faster than ~25 updates/s), stretched by PER_STREAM_S for
+# each stream in flight, up to MAX_INTERVAL_S. The first text of a reply is always sent at once.
 UPDATE_INTERVAL_S = 0.04
+PER_STREAM_S = 0.005
+MAX_INTERVAL_S = 0.5
 
 
 class TurnSaver(Protocol):
@@ -81,6 +86,15 @@ class ChatService:
         self.context_chars = context_chars
         self.log_content = log_content
         self.update_interval_s = update_interval_s
+        self._active = 0
+        self._active_lock = threading.Lock()
+
+    def _interval(self) -> float:
+        if self.update_interval_s <= 0:
+            return 0.0
+        return min(
+            max(self.update_interval_s, self._active * PER_STREAM_S), max(MAX_INTERVAL_S, self.update_interval_s)
+        )
 
     def model(self, label: str) -> ChatModel:
         model = self.models.get(label) if isinstance(label, str) else None
@@ -111,6 +125,8 @@ class ChatService:
         outcome = "ok"
         saved: bool | None = None
         refused: str | None = None
+        with self._active_lock:
+            self._active += 1
         try:
             stream = model.stream(prompt, params, stats)
             try:
@@ -122,7 +138,7 @@ class ChatService:
                     now = time.monotonic()
                     if first_token_s is None:
                         first_token_s = now - started
-                    if now - last_update >= self.update_interval_s:
+                    if now - last_update >= self._interval():
                         last_update = now
                         yield Update(reply)
             finally:
@@ -140,6 +156,8 @@ class ChatService:
             logging.getLogger(__name__).exception("model %s failed", model_label)
             outcome, notice = "error", f"{model_label} failed unexpectedly ({type(exc).__name__}). Try again."
         finally:
+            with self._active_lock:
+                self._active -= 1
             if reply.strip():
                 try:
                     saved = self._save(session, text, reply, model_label)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import secrets
+import sys
 from collections.abc import AsyncIterator
 
 import gradio as gr
@@ -32,6 +34,15 @@ def _browser_secret(settings: Settings) -> str:
     return secrets.token_urlsafe(24)
 
 
+def _skip_matplotlib_probe() -> None:
+    # Gradio runs `import matplotlib` around every event, streamed updates included, to switch its backend.
+    # When matplotlib is not installed (it is not a dependency here) each attempt searches all of sys.path
+    # again, because failed imports are not cached: ~10% of the event loop at 32 streams. A None entry in
+    # sys.modules makes that import fail at once, which is exactly what Gradio expects.
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]
+
+
 def _set_concurrency(demo: gr.Blocks, concurrency: int) -> None:
     # Gradio runs 1 generation per event at a time by default, and sync handlers in a 40-thread pool;
     # `launch()` would set both, but a mounted app must do it by hand (the same attributes launch sets).
@@ -50,6 +61,7 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
     service = ChatService(models, history, settings.context_chars, settings.log_content)
     demo = ChatUI(service, history, status, _browser_secret(settings)).build()
     _set_concurrency(demo, settings.concurrency)
+    _skip_matplotlib_probe()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
