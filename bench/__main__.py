@@ -1,0 +1,87 @@
+"""`make bench`: every figure beside its baseline from the same run, and whether it meets its goal."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+
+from bench import firestore, startup, streaming
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> int:
+    rows: list[tuple[str, str, str, str, bool]] = []
+
+    def row(what: str, figure: str, baseline: str, goal: str, met: bool = True) -> None:
+        rows.append((what, figure, baseline, goal, met))
+        print(f"  measured: {what}: {figure}", file=sys.stderr, flush=True)
+
+    c = streaming.concurrency()
+    row(
+        f"{c['n']} chats at once through /chat ÷ one chat",
+        f"{c['ratio']:.2f}× ({c['many_s']:.2f} s)",
+        f"one chat {c['one_s']:.2f} s",
+        "≤ 1.25×",
+        c["ratio"] <= 1.25,
+    )
+    t = streaming.first_token_overhead()
+    for name, label in (("steady", "100 streams in flight"), ("burst", "100 streams started at one instant")):
+        f = t[name]
+        row(
+            f"first-token overhead, {label} (p50 / p95)",
+            f"{f['overhead_p50_ms']:.0f} / {f['overhead_p95_ms']:.0f} ms",
+            f"model server direct {f['direct_p50_ms']:.0f} / {f['direct_p95_ms']:.0f} ms",
+            "p50 ≤ 50 ms",
+            f["overhead_p50_ms"] <= 50,
+        )
+    fs = firestore.measure()
+    row(
+        "Firestore RPCs per turn (emulator)",
+        f"{fs['commits_per_turn']:.2f} commits, {fs['reads_per_turn']:.2f} reads",
+        f"resuming that session: {fs['reads_per_load']} reads",
+        "1 commit, 0 reads",
+        fs["commits_per_turn"] == 1 and fs["reads_per_turn"] == 0,
+    )
+    row(
+        f"resume a {fs['messages']:,}-message conversation (emulator)",
+        f"{fs['resume_s']:.3f} s",
+        f"raw query of the same documents {fs['raw_query_s']:.3f} s",
+        "≤ 0.5 s",
+        fs["resume_s"] <= 0.5,
+    )
+    s = startup.chat_startup()
+    row(
+        "start-up: process start to /healthz 200",
+        f"{s['startup_s']:.2f} s",
+        f"`import gradio` {s['import_gradio_s']:.2f} s",
+        "–",
+    )
+    p = startup.pulumi_program()
+    row(
+        "Pulumi program under mocks (make plan)",
+        f"{p['program_s']:.2f} s",
+        f"importing the SDKs {p['import_sdks_s']:.2f} s",
+        "–",
+    )
+
+    print(f"\nhybrid-chat benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}\n")
+    print("| measure | figure | baseline (same run) | goal | met |")
+    print("|---|---|---|---|---|")
+    for what, figure, baseline, goal, met in rows:
+        print(f"| {what} | {figure} | {baseline} | {goal} | {'yes' if met else 'NO'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
