@@ -151,3 +151,12 @@ def test_a_turn_the_store_refuses_for_good_is_reported_without_a_retry_promise()
     assert final.saved is False
     assert "could not be saved: the user message is too large" in final.notice
     assert "retried" not in final.notice
+
+
+def test_update_interval_stretches_with_streams_in_flight():
+    svc = service(ScriptedModel("M"))
+    assert svc._interval() == pytest.approx(0.04)
+    svc._active = 32
+    assert svc._interval() == pytest.approx(0.16)
+    svc._active = 500
+    assert svc._interval() == pytest.approx(0.5)
