@@ -1,0 +1,140 @@
+"""Talking to a running chat process the way an API caller does, and checking what it stored.
+
+`call()` speaks Gradio's REST form (`POST /gradio_api/call/<api>` then GET the event stream) so tests can send
+values `gradio_client` would refuse to (wrong types, NaN, lone surrogates, undecodable bytes). A
+`session_hash` plays the part of one client: Gradio keys server-side state (the open conversation) by it, and
+an API caller's conversations belong to the owner `api:<session_hash>`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+FAKE_LABEL = "Fake Gemma (self-hosted)"
+GEMINI_LABEL = "Fake Gemini (Vertex)"
+DEFAULTS: tuple[Any, ...] = (FAKE_LABEL, 0.7, 0.95, 256, "")
+
+
+@dataclass(frozen=True)
+class Result:
+    kind: str  # "complete" (the last output), "error" (gr.Error / Gradio's own refusal) or "http" (refused request)
+    value: Any  # outputs list, error message, or (status, body)
+
+    @property
+    def reply(self) -> str:
+        assert self.kind == "complete", f"expected a reply, got {self}"
+        return str(self.value[0])
+
+    @property
+    def error(self) -> str:
+        assert self.kind == "error", f"expected an error, got {self}"
+        return str(self.value)
+
+
+def new_session() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def call(url: str, api: str, data: list[Any] | bytes, session_hash: str | None = None, timeout: float = 60.0) -> Result:
+    """One event through Gradio's REST API; `data` as a list (JSON-encoded, NaN allowed) or raw body bytes."""
+    if isinstance(data, bytes):
+        body = data
+    else:
+        payload: dict[str, Any] = {"data": data}
+        if session_hash:
+            payload["session_hash"] = session_hash
+        # ensure_ascii keeps lone surrogates as \ud800 escapes, which is how a browser or client would send them.
+        body = json.dumps(payload, allow_nan=True).encode()
+    started = requests.post(
+        f"{url}/gradio_api/call/{api}", data=body, headers={"Content-Type": "application/json"}, timeout=timeout
+    )
+    if started.status_code != 200:
+        return Result("http", (started.status_code, started.text))
+    event_id = started.json()["event_id"]
+    stream = requests.get(f"{url}/gradio_api/call/{api}/{event_id}", timeout=timeout)
+    kind, value = "", None
+    event = ""
+    for line in stream.text.splitlines():
+        if line.startswith("event:"):
+            event = line.partition(":")[2].strip()
+        elif line.startswith("data:") and event in ("complete", "error"):
+            data_text = line.partition(":")[2].strip()
+            parsed = json.loads(data_text) if data_text and data_text != "null" else None
+            is_error = event == "error" and isinstance(parsed, dict)
+            value = parsed.get("error") if is_error else parsed
+            kind = event
+    assert kind, f"no complete/error event in the stream: {stream.text[-500:]!r}"
+    return Result(kind, value)
+
+
+def chat(url: str, message: Any, *controls: Any, session_hash: str | None = None, timeout: float = 60.0) -> Result:
+    """`/chat` with DEFAULTS for the controls not given."""
+    return call(url, "chat", [message, *controls, *DEFAULTS[len(controls) :]], session_hash, timeout)
+
+
+def healthy(url: str) -> bool:
+    return requests.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    """Poll until `predicate()` is truthy (returned) or fail after `timeout` seconds naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+def sqlite_path(chat: Any) -> Path:
+    """The history file of a chat process started by tests.fixtures.chat_server."""
+    return Path(chat.env["CHAT_SQLITE_PATH"])
+
+
+Row = tuple[str, str, str | None, int]  # role, content, model, seq
+
+
+def stored_history(path: Path) -> dict[str, tuple[str, list[Row]]]:
+    """Every session in the SQLite file (opened read-only) as session_id -> (owner, messages in seq order),
+    after checking the file is a valid history: each session's messages have seq 0..n-1 with no gap, roles
+    alternate user/assistant starting with user, n is even, the session's turn count is n/2, no empty text."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        sessions = conn.execute("SELECT session_id, owner, turns FROM sessions").fetchall()
+        out: dict[str, tuple[str, list[Row]]] = {}
+        for session_id, owner, turns in sessions:
+            rows: list[Row] = conn.execute(
+                "SELECT role, content, model, seq FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
+            ).fetchall()
+            where = f"session {session_id} ({owner})"
+            assert [r[3] for r in rows] == list(range(len(rows))), f"{where}: seq not contiguous"
+            assert len(rows) % 2 == 0 and len(rows) // 2 == turns, f"{where}: {len(rows)} messages, {turns} turns"
+            for role, content, _model, seq in rows:
+                assert role == ("user" if seq % 2 == 0 else "assistant"), f"{where}: role {role} at seq {seq}"
+                assert isinstance(content, str) and content.strip(), f"{where}: empty message at seq {seq}"
+            out[session_id] = (owner, rows)
+        orphans = conn.execute(
+            "SELECT COUNT(*) FROM messages WHERE session_id NOT IN (SELECT session_id FROM sessions)"
+        )
+        assert orphans.fetchone()[0] == 0, "messages without a session"
+        return out
+    finally:
+        conn.close()
+
+
+def conversation_of(path: Path, session_hash: str) -> list[Row]:
+    """The one stored conversation of the API client `session_hash` (fails unless there is exactly one)."""
+    owned = [rows for owner, rows in stored_history(path).values() if owner == f"api:{session_hash}"]
+    assert len(owned) == 1, f"api:{session_hash} owns {len(owned)} conversations"
+    return owned[0]
