@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from tests.fakes.sse_http import ClientGone, FakeHTTPServer, SSEHandler, wait_or_gone
+from tests.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
 
 MODES = (
     "normal",  # stream the reply at `tokens_per_s`
@@ -58,7 +56,9 @@ def tokenize(text: str) -> list[str]:
     return re.findall(r"\s*\S+|\s+$", text) or [text]
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(FakeServer):
+    MODES = MODES
+
     def __init__(
         self,
         *,
@@ -74,63 +74,18 @@ class FakeOpenAIServer:
         """`reply`: None echoes the last user message ("You said: …"); a str is sent as is; an int N sends
         N tokens ("tok1 tok2 …"); a callable gets the request body. `split_utf8` writes every event in two
         TCP chunks cut inside a multi-byte character when there is one."""
+        super().__init__(_handler_for(self), port=port, mode=mode)
         self.model = model
-        self.mode = mode
         self.tokens_per_s = tokens_per_s
         self.reply = reply
         self.first_token_delay_s = first_token_delay_s
         self.retry_after_s = retry_after_s
         self.split_utf8 = split_utf8
-        self.requests: list[dict[str, Any]] = []
-        self.disconnects = 0  # streams the client abandoned before the end
         self.completed = 0  # streams sent to the end
-        self._queue: deque[str] = deque()
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._httpd = FakeHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> FakeOpenAIServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases `hang` and paced streams
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- test controls -----------------------------------------------------------------------------------
-    def queue(self, *modes: str) -> None:
-        """Serve the next requests with these modes, in order, then fall back to `mode`."""
-        for mode in modes:
-            if mode not in MODES:
-                raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
-        with self._lock:
-            self._queue.extend(modes)
-
-    def wait_for_disconnect(self, timeout: float = 5.0) -> bool:
-        """Wait until at least one stream was abandoned by the client; True if it happened."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.disconnects > 0, timeout)
 
     def chat_requests(self) -> list[dict[str, Any]]:
         """Bodies of the chat completion requests received so far."""
@@ -138,23 +93,14 @@ class FakeOpenAIServer:
 
     # -- used by the handler -----------------------------------------------------------------------------
     def _pick_mode(self, body: Any, header: str | None) -> str:
-        with self._lock:
-            if self._queue:
-                return self._queue.popleft()
+        queued = self._queued_mode()
+        if queued:
+            return queued
         model = body.get("model", "") if isinstance(body, dict) else ""
         for candidate in (header, model.rpartition("@")[2] if "@" in model else None):
             if candidate in MODES:
                 return candidate
         return self.mode
-
-    def _record(self, path: str, body: Any, headers: dict[str, str]) -> None:
-        with self._lock:
-            self.requests.append({"path": path, "body": body, "headers": headers, "time": time.time()})
-
-    def _count(self, field: str) -> None:
-        with self._changed:
-            setattr(self, field, getattr(self, field) + 1)
-            self._changed.notify_all()
 
     def _reply_tokens(self, body: dict[str, Any]) -> list[str]:
         reply = self.reply

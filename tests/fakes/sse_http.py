@@ -13,8 +13,9 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 class ClientGone(Exception):
@@ -109,3 +110,75 @@ def wait_or_gone(handler: SSEHandler, seconds: float, stopping: threading.Event)
     while (remaining := deadline - time.monotonic()) > 0:
         if stopping.wait(min(0.05, remaining)) or handler.client_gone():
             raise ClientGone
+
+
+class FakeServer:
+    """What every fake shares: a threaded server on 127.0.0.1, a log of requests, and per-request modes.
+
+    `mode` serves every later request; `queue(...)` serves the next ones with other modes, then `mode` again.
+    Subclasses set MODES and hand over the handler class their server uses.
+    """
+
+    MODES: tuple[str, ...] = ()
+
+    def __init__(self, handler: type[SSEHandler], *, port: int = 0, mode: str = "normal") -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {self.MODES}")
+        self.mode = mode
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0  # streams the client abandoned before the end
+        self._queue: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stopping = threading.Event()  # releases hanging and paced streams on stop
+        self._httpd = FakeHTTPServer(("127.0.0.1", port), handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def queue(self, *modes: str) -> None:
+        """Serve the next requests with these modes, in order, then fall back to `mode`."""
+        for mode in modes:
+            if mode not in self.MODES:
+                raise ValueError(f"unknown mode {mode!r}; one of {self.MODES}")
+        with self._lock:
+            self._queue.extend(modes)
+
+    def wait_for_disconnect(self, timeout: float = 5.0) -> bool:
+        """Wait until at least one stream was abandoned by the client; True if it happened."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.disconnects > 0, timeout)
+
+    # -- used by the handlers ------------------------------------------------------------------------------
+    def _queued_mode(self) -> str | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+    def _record(self, path: str, body: Any, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.requests.append({"path": path, "body": body, "headers": headers, "time": time.time()})
+
+    def _count(self, counter: str) -> None:
+        with self._changed:
+            setattr(self, counter, getattr(self, counter) + 1)
+            self._changed.notify_all()

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.sse_http import ClientGone, FakeHTTPServer, SSEHandler, wait_or_gone
+from tests.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
 
 MODES = (
     "normal",  # stream the reply, finishReason STOP on the last chunk
@@ -48,57 +46,21 @@ _PATH = re.compile(
 Reply = str | Callable[[dict[str, Any]], str]
 
 
-class FakeVertexServer:
+class FakeVertexServer(FakeServer):
+    MODES = MODES
+
     def __init__(
         self, *, port: int = 0, mode: str = "normal", tokens_per_s: float = 200.0, reply: Reply | None = None
     ) -> None:
         """`reply`: None answers "You said: <last user text> (<n> messages in context)"; a str is sent as
         is; a callable gets the request body."""
-        self.mode = mode
+        super().__init__(_handler_for(self), port=port, mode=mode)
         self.tokens_per_s = tokens_per_s
         self.reply = reply
-        self.requests: list[dict[str, Any]] = []
-        self.disconnects = 0
-        self._queue: deque[str] = deque()
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._httpd = FakeHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def start(self) -> FakeVertexServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-vertex", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeVertexServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def queue(self, *modes: str) -> None:
-        """Serve the next requests with these modes, in order, then fall back to `mode`."""
-        for mode in modes:
-            if mode not in MODES:
-                raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
-        with self._lock:
-            self._queue.extend(modes)
-
-    def wait_for_disconnect(self, timeout: float = 5.0) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self.disconnects > 0, timeout)
+        return f"http://127.0.0.1:{self.port}"
 
     def generate_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if ":streamGenerateContent" in r["path"]]
@@ -128,17 +90,7 @@ class FakeVertexServer:
 
     # -- used by the handler -----------------------------------------------------------------------------
     def _pick_mode(self) -> str:
-        with self._lock:
-            return self._queue.popleft() if self._queue else self.mode
-
-    def _record(self, path: str, body: Any, headers: dict[str, str]) -> None:
-        with self._lock:
-            self.requests.append({"path": path, "body": body, "headers": headers, "time": time.time()})
-
-    def _disconnected(self) -> None:
-        with self._changed:
-            self.disconnects += 1
-            self._changed.notify_all()
+        return self._queued_mode() or self.mode
 
     def _reply_text(self, body: dict[str, Any]) -> str:
         if callable(self.reply):
@@ -202,7 +154,7 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
             try:
                 self._serve(server._pick_mode(), body or {}, match.group(4))
             except ClientGone:
-                server._disconnected()
+                server._count("disconnects")
                 self.close_connection = True
 
         def _serve(self, mode: str, body: dict[str, Any], model: str) -> None:
