@@ -12,14 +12,15 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import gradio as gr
 
 from chatapp.chat import ChatService, ChatSession, Update
 from chatapp.conversation import to_gradio
-from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError
+from chatapp.history.base import TITLE_CHARS, ChatStore, SessionNotFound, SessionSummary, StoreError
 from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt
 from chatapp.models.base import MAX_TOKENS_RANGE, TEMPERATURE_RANGE, TOP_P_RANGE
 from chatapp.status import ModelStatus
@@ -38,6 +39,9 @@ class Tab:
     session: ChatSession
     unanswered: str | None = None
     notice: str | None = None
+    # What this tab's sidebar lists. An event receives a Radio's value, never its choices, so a first turn
+    # needs this to add its entry without dropping the others (and without reading the store again).
+    sidebar: list[tuple[str, str]] = field(default_factory=list)
 
 
 def owner_of(request: gr.Request | None, browser: dict[str, Any] | None) -> str:
@@ -99,13 +103,13 @@ class ChatUI:
         owner = owner_of(request, browser)
         tab = self._open(owner, browser.get("session_id"))
         browser["session_id"] = tab.session.session_id
-        choices = self._list(owner)
+        choices = tab.sidebar = self._list(owner)
         selected = tab.session.session_id if any(sid == tab.session.session_id for _, sid in choices) else None
         return tab, browser, messages_for(tab), gr.update(choices=choices, value=selected)
 
     def new_chat(self, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
         owner = tab.session.owner if tab else owner_of(request, browser)
-        tab = Tab(ChatSession(owner=owner))
+        tab = Tab(ChatSession(owner=owner), sidebar=tab.sidebar if tab else [])
         browser = {**(browser or {}), "session_id": tab.session.session_id}
         return tab, browser, [], gr.update(value=None)
 
@@ -119,7 +123,7 @@ class ChatUI:
             raise gr.Error("No such conversation (it may have been deleted).") from None
         except StoreError as exc:
             raise gr.Error(f"Could not load the conversation: {exc}") from None
-        tab = Tab(ChatSession.resumed(owner, session_id, stored))
+        tab = Tab(ChatSession.resumed(owner, session_id, stored), sidebar=tab.sidebar if tab else [])
         browser = {**(browser or {}), "session_id": session_id}
         return tab, browser, messages_for(tab)
 
@@ -132,7 +136,8 @@ class ChatUI:
             except StoreError as exc:
                 raise gr.Error(f"Could not delete the conversation: {exc}") from None
         tab, browser, chat, _ = self.new_chat(tab, browser, request)
-        return tab, browser, chat, gr.update(choices=self._list(tab.session.owner), value=None)
+        tab.sidebar = self._list(tab.session.owner)
+        return tab, browser, chat, gr.update(choices=tab.sidebar, value=None)
 
     # -- sending -----------------------------------------------------------------------------------------
 
@@ -140,8 +145,8 @@ class ChatUI:
         """Validate the message, show it at once, and clear the box; the reply streams in `respond`."""
         try:
             message = clean_message(text)
-        except InputError as exc:
-            raise gr.Error(str(exc)) from None
+        except InputError as exc:  # the user's mistake, not ours: a toast, no traceback in the log
+            raise gr.Error(str(exc), print_exception=False) from None
         tab = tab or Tab(ChatSession(owner=owner_of(request, browser)))
         if tab.unanswered is not None:  # the previous message got no reply: it joins this one
             message = f"{tab.unanswered}\n\n{message}"
@@ -156,7 +161,6 @@ class ChatUI:
         top_p: Any,
         max_tokens: Any,
         system_prompt: Any,
-        choices: list[tuple[str, str]] | None,
     ) -> Iterator[tuple]:
         if tab is None or tab.unanswered is None:
             return
@@ -168,23 +172,34 @@ class ChatUI:
             tab.notice = str(exc)
             yield tab, messages_for(tab), gr.update()
             return
-        text, first_turn = tab.unanswered, tab.session.turns == 0
-        with contextlib.closing(self.service.reply(tab.session, text, model, params, system)) as updates:
-            for update in updates:
-                if update.done:
-                    yield self._finish(tab, update, first_turn, choices)
-                else:
-                    yield tab, messages_for(tab, update.text), gr.update()
+        text, turns_before = tab.unanswered, tab.session.turns
+        try:
+            with contextlib.closing(self.service.reply(tab.session, text, model, params, system)) as updates:
+                for update in updates:
+                    if update.done:
+                        yield self._finish(tab, update)
+                    else:
+                        yield tab, messages_for(tab, update.text), gr.update()
+        finally:
+            # Stop cancels this generator before `_finish` runs, yet the partial reply was saved as a turn:
+            # the message is answered, so it must not be glued onto the user's next message.
+            if tab.session.turns > turns_before:
+                tab.unanswered = None
 
-    def _finish(self, tab: Tab, update: Update, first_turn: bool, choices: list[tuple[str, str]] | None) -> tuple:
+    def _finish(self, tab: Tab, update: Update) -> tuple:
         tab.notice = update.notice
         if update.text.strip():
             tab.unanswered = None  # the turn is now part of tab.session
         sidebar = gr.update()
-        if first_turn and tab.session.turns == 1:
-            title = tab.session.messages[0].content
-            entry = (" ".join(title.split())[:80] or "Untitled", tab.session.session_id)
-            sidebar = gr.update(choices=[entry, *(choices or [])], value=tab.session.session_id)
+        session_id = tab.session.session_id
+        # A conversation is listed once it has a turn; checked on every reply, not just the first, because a
+        # first reply cut short by stop never gets here.
+        if tab.session.turns and all(sid != session_id for _, sid in tab.sidebar):
+            now = datetime.now(UTC)
+            title = " ".join(tab.session.messages[0].content.split())[:TITLE_CHARS]
+            summary = SessionSummary(session_id, tab.session.owner, title, now, now, tab.session.turns)
+            tab.sidebar = [*session_choices([summary]), *tab.sidebar]
+            sidebar = gr.update(choices=tab.sidebar, value=session_id)
         return tab, messages_for(tab), sidebar
 
     def retry(self, tab: Tab | None) -> tuple:
@@ -198,17 +213,21 @@ class ChatUI:
 
     def undo(self, tab: Tab | None) -> tuple:
         if tab is None:
-            return tab, [], ""
+            return tab, [], "", gr.update()
         tab.notice = None
         if tab.unanswered is not None:
             text, tab.unanswered = tab.unanswered, None
-            return tab, messages_for(tab), text
+            return tab, messages_for(tab), text, gr.update()
         last = tab.session.drop_last_turn()
         try:
             self.store.truncate(tab.session.session_id, tab.session.owner, tab.session.turns)
         except StoreError as exc:
             gr.Warning(f"The undone turn is still stored and will be replaced by your next message: {exc}")
-        return tab, messages_for(tab), last.content if last else ""
+        sidebar = gr.update()
+        if tab.session.turns == 0:  # the store deleted the now empty conversation: unlist it
+            tab.sidebar = [c for c in tab.sidebar if c[1] != tab.session.session_id]
+            sidebar = gr.update(choices=tab.sidebar, value=None)
+        return tab, messages_for(tab), last.content if last else "", sidebar
 
     # -- the `/chat` API ---------------------------------------------------------------------------------
 
@@ -253,7 +272,9 @@ class ChatUI:
                 sessions = gr.Radio(choices=[], label="Past conversations", elem_id="sessions")
                 delete_button = gr.Button("🗑️ Delete this conversation", variant="stop", elem_id="delete-chat")
                 gr.Markdown("**Models**")
-                status = gr.Markdown(self.status.markdown(), elem_id="model-status")
+                # A callable, so every page load shows the latest check; a value would be frozen at build time
+                # ("not checked yet") until the first timer tick, 10 s later.
+                status = gr.Markdown(self.status.markdown, elem_id="model-status")
             chatbot = gr.Chatbot(label="Chat", elem_id="chatbot", scale=1, height="60vh", buttons=["copy"])
             with gr.Row():
                 textbox = gr.Textbox(
@@ -264,33 +285,42 @@ class ChatUI:
             with gr.Accordion("Model and settings", open=True):
                 model = gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model")
                 with gr.Row():
-                    temperature = gr.Slider(*TEMPERATURE_RANGE, value=0.7, step=0.05, label="Temperature")
-                    top_p = gr.Slider(*TOP_P_RANGE, value=0.95, step=0.01, label="Top-p")
-                    max_tokens = gr.Slider(*MAX_TOKENS_RANGE, value=1024, step=1, label="Max tokens")
+                    temperature = gr.Slider(
+                        *TEMPERATURE_RANGE, value=0.7, step=0.05, label="Temperature", elem_id="temperature"
+                    )
+                    top_p = gr.Slider(*TOP_P_RANGE, value=0.95, step=0.01, label="Top-p", elem_id="top-p")
+                    max_tokens = gr.Slider(
+                        *MAX_TOKENS_RANGE, value=1024, step=1, label="Max tokens", elem_id="max-tokens"
+                    )
                 system_prompt = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt")
             controls = [model, temperature, top_p, max_tokens, system_prompt]
 
-            demo.load(self.load, [browser], [tab, browser, chatbot, sessions], api_visibility="private")
+            loading = demo.load(self.load, [browser], [tab, browser, chatbot, sessions], api_visibility="private")
+            # Browser-only marker that the page knows its owner and conversation: before that, a message would
+            # start a conversation the sidebar never lists. Tests wait for it instead of guessing a delay.
+            loading.then(None, js="() => { document.body.dataset.chatReady = 'true'; }", api_visibility="private")
             gr.Timer(10).tick(self.status.markdown, None, status, api_visibility="private", queue=False)
 
+            # Queued, because only queued events carry a gr.Error's message to the browser (an unqueued one shows
+            # a bare "Error"); no progress overlay, which on error would cover the chat and the message box.
             sending = gr.on(
                 [textbox.submit, send.click],
                 self.accept,
                 [textbox, tab, browser],
                 [tab, chatbot, textbox],
                 api_visibility="private",
-                queue=False,
+                show_progress="hidden",
             )
             streaming = sending.success(
-                self.respond, [tab, *controls, sessions], [tab, chatbot, sessions], api_visibility="private"
+                self.respond, [tab, *controls], [tab, chatbot, sessions], api_visibility="private"
             )
-            stop.click(None, None, None, cancels=[streaming], api_visibility="private", queue=False)
-
             retrying = chatbot.retry(self.retry, [tab], [tab, chatbot], api_visibility="private", queue=False)
-            retrying.success(
-                self.respond, [tab, *controls, sessions], [tab, chatbot, sessions], api_visibility="private"
+            restreaming = retrying.success(
+                self.respond, [tab, *controls], [tab, chatbot, sessions], api_visibility="private"
             )
-            chatbot.undo(self.undo, [tab], [tab, chatbot, textbox], api_visibility="private", queue=False)
+            stop.click(None, None, None, cancels=[streaming, restreaming], api_visibility="private", queue=False)
+            # Queued so that its gr.Warning (turn still stored) reaches the browser.
+            chatbot.undo(self.undo, [tab], [tab, chatbot, textbox, sessions], api_visibility="private")
 
             new_button.click(
                 self.new_chat, [tab, browser], [tab, browser, chatbot, sessions], api_visibility="private", queue=False
