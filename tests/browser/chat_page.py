@@ -1,0 +1,135 @@
+"""The chat page as a test sees it: one object per browser tab, named after what a user does.
+
+Selectors rely on the stable elem_ids in chatapp/ui.py and on Gradio's own data-testid / aria-label
+attributes of the Chatbot (user / bot messages, Retry / Undo buttons) and of toasts.
+"""
+
+from __future__ import annotations
+
+import requests
+from playwright.sync_api import Locator, Page, expect
+
+BOT = "#chatbot [data-testid='bot']"
+USER = "#chatbot [data-testid='user']"
+
+
+class ChatPage:
+    def __init__(self, page: Page, url: str) -> None:
+        self.page = page
+        self.url = url
+
+    # -- navigation ---------------------------------------------------------------------------------------
+    def open(self) -> ChatPage:
+        self.page.goto(self.url)
+        return self.wait_ready()
+
+    def reload(self) -> ChatPage:
+        self.page.reload()
+        return self.wait_ready()
+
+    def wait_ready(self) -> ChatPage:
+        # ui.py marks the body once the page's load event (owner, open conversation, sidebar) has finished.
+        self.page.wait_for_selector("body[data-chat-ready='true']", state="attached", timeout=30_000)
+        return self
+
+    # -- locators -----------------------------------------------------------------------------------------
+    @property
+    def textbox(self) -> Locator:
+        return self.page.locator("#message textarea")
+
+    @property
+    def bot_messages(self) -> Locator:
+        return self.page.locator(BOT)
+
+    @property
+    def user_messages(self) -> Locator:
+        return self.page.locator(USER)
+
+    @property
+    def last_bot(self) -> Locator:
+        return self.bot_messages.last
+
+    @property
+    def sidebar_entries(self) -> Locator:
+        return self.page.locator("#sessions label")
+
+    def sidebar_entry(self, title: str) -> Locator:
+        return self.sidebar_entries.filter(has_text=title)
+
+    @property
+    def toasts(self) -> Locator:
+        return self.page.locator("[data-testid='toast-text']")
+
+    @property
+    def model_status(self) -> Locator:
+        return self.page.locator("#model-status")
+
+    # -- actions ------------------------------------------------------------------------------------------
+    def type(self, text: str) -> None:
+        self.textbox.fill(text)
+
+    def send(self, text: str) -> None:
+        self.type(text)
+        self.page.locator("#send").click()
+
+    def send_and_wait(self, text: str, reply: str) -> None:
+        """Send `text` and wait until the newest bot message reads exactly `reply`, with the stream done."""
+        turns = self.bot_messages.count()
+        self.send(text)
+        expect(self.bot_messages).to_have_count(turns + 1)
+        # innerText: a line break renders as <br>, which textContent would drop ("a<br>b" -> "ab").
+        expect(self.last_bot).to_have_text(reply, use_inner_text=True)
+        self.wait_idle()
+
+    def wait_idle(self, timeout_ms: float = 30_000) -> None:
+        """Wait until no event is updating the chatbot (Gradio hides its status tracker when done)."""
+        self.page.wait_for_function(
+            "() => document.querySelector(\"#chatbot [data-testid='status-tracker']\")?.classList.contains('hide')",
+            timeout=timeout_ms,
+        )
+
+    def choose_model(self, label: str) -> None:
+        self.page.locator("#model input").click()
+        self.page.get_by_role("option", name=label).click()
+        expect(self.page.locator("#model input")).to_have_value(label)
+
+    def new_chat(self) -> None:
+        self.page.locator("#new-chat").click()
+        expect(self.bot_messages).to_have_count(0)
+        expect(self.user_messages).to_have_count(0)
+
+    def resume(self, title: str) -> None:
+        self.sidebar_entry(title).click()
+
+    def delete(self) -> None:
+        self.page.locator("#delete-chat").click()
+
+    def stop(self) -> None:
+        self.page.locator("#stop").click()
+
+    def retry(self) -> None:
+        self.page.locator("#chatbot button[aria-label='Retry']").last.click()
+
+    def undo(self) -> None:
+        self.page.locator("#chatbot button[aria-label='Undo']").last.click()
+
+    def sample_last_bot(self) -> str:
+        """The newest bot message's text now, or '' when there is none yet."""
+        return self.page.evaluate(
+            "(sel) => { const all = document.querySelectorAll(sel); return all.length ? all[all.length - 1]"
+            ".innerText : ''; }",
+            BOT,
+        )
+
+    def wait_for_growth(self, than: str, timeout_ms: float = 10_000) -> str:
+        """Wait until the newest bot message is a longer text than `than`; return it."""
+        self.page.wait_for_function(
+            "([sel, n]) => { const all = document.querySelectorAll(sel);"
+            " return all.length > 0 && all[all.length - 1].innerText.length > n; }",
+            arg=[BOT, len(than)],
+            timeout=timeout_ms,
+        )
+        return self.sample_last_bot()
+
+    def assert_server_up(self) -> None:
+        assert requests.get(f"{self.url}/healthz", timeout=5).json() == {"status": "ok"}
