@@ -47,6 +47,10 @@ class ChatSession:
     owner: str
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     messages: list[Message] = field(default_factory=list)
+    # Two replies in one conversation can run at once (an API client submitting twice, a double send). Each
+    # turn's index is taken, appended and saved under this lock, so they get distinct, consecutive indices
+    # and are written in that order; without it both took the same index and one overwrote the other.
+    save_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def turns(self) -> int:
@@ -176,17 +180,18 @@ class ChatService:
         yield Update(reply, notice=notice, done=True, saved=saved)
 
     def _save(self, session: ChatSession, text: str, reply: str, model_label: str) -> bool:
-        turn = Turn(
-            session_id=session.session_id,
-            owner=session.owner,
-            index=session.turns,
-            user=text,
-            assistant=reply,
-            model=model_label,
-            created_at=datetime.now(UTC),
-        )
-        session.messages += [Message("user", text), Message("assistant", reply, model_label)]
-        return self.saver.save(turn)
+        with session.save_lock:
+            turn = Turn(
+                session_id=session.session_id,
+                owner=session.owner,
+                index=session.turns,
+                user=text,
+                assistant=reply,
+                model=model_label,
+                created_at=datetime.now(UTC),
+            )
+            session.messages += [Message("user", text), Message("assistant", reply, model_label)]
+            return self.saver.save(turn)
 
     def _log(
         self,

@@ -14,9 +14,12 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
 from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL, chat, healthy, sqlite_path, stored_history
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.vertex_server import FakeVertexServer
+from tests.fixtures.chat_server import ChatProcess
 
 SESSIONS = 50
 TURNS = 4
@@ -36,13 +39,14 @@ def expected_reply(text: str, model: str, turn: int) -> str:
     return f"You said: {text}" + (f" ({2 * turn + 1} messages in context)" if model == GEMINI_LABEL else "")
 
 
+@pytest.fixture(scope="module")
+def app(start_app: Any, app_env: dict[str, str]) -> ChatProcess:
+    return start_app(app_env)
+
+
 def test_fifty_sessions_at_once_keep_their_own_turns(
-    start_app: Any,
-    app_env: dict[str, str],
-    fake_model: FakeOpenAIServer,
-    fake_gemini: tuple[FakeVertexServer, dict[str, str]],
+    app: ChatProcess, fake_model: FakeOpenAIServer, fake_gemini: tuple[FakeVertexServer, dict[str, str]]
 ) -> None:
-    app = start_app(app_env)
     fake_model.tokens_per_s = 100.0  # ~0.1 s per reply: every turn overlaps with dozens of others
     fake_gemini[0].tokens_per_s = 100.0
     tags = [uuid.uuid4().hex[:8] for _ in range(SESSIONS)]
@@ -75,8 +79,8 @@ def test_fifty_sessions_at_once_keep_their_own_turns(
 
     # What is stored: one conversation per client, exactly its own turns in order, each reply with its model.
     history = stored_history(sqlite_path(app))  # also checks seq contiguity and role alternation
-    assert len(history) == SESSIONS
-    by_owner = {owner: rows for owner, rows in history.values()}
+    by_owner = {owner: rows for owner, rows in history.values() if owner.startswith("api:iso")}
+    assert len(by_owner) == len(history) == SESSIONS
     expected_context: dict[str, list[str]] = {}
     for client in range(SESSIONS):
         rows = by_owner[f"api:{hashes[client]}"]
@@ -103,3 +107,26 @@ def test_fifty_sessions_at_once_keep_their_own_turns(
             assert [c["role"] for c in contents] == ["user", "model"] * (len(texts) // 2) + ["user"]
             seen += 1
     assert seen == SESSIONS * TURNS
+
+
+def test_one_client_sending_many_messages_at_once_loses_none(app: ChatProcess, fake_model: FakeOpenAIServer) -> None:
+    """One gradio_client Client (one Gradio session, one conversation) submitting 40 messages concurrently:
+    every reply is stored as its own turn, once, in index order. Regression: concurrent replies of one
+    conversation were saved out of order (the stored turn count went back to 23 of 41) and could take the
+    same turn index (one overwriting the other); chatapp.chat now takes the index and saves under a lock."""
+    from gradio_client import Client
+
+    fake_model.tokens_per_s = 1000.0  # replies finish close together: the saves contend
+    client = Client(app.url, verbose=False)
+    # The first message opens the conversation (the session's state); then forty at once continue it.
+    first = client.predict("opening message", FAKE_LABEL, 0.7, 0.95, 256, "", api_name="/chat")
+    assert first == "You said: opening message"
+    texts = [f"concurrent message {i} {uuid.uuid4().hex[:6]}" for i in range(40)]
+    jobs = [client.submit(text, FAKE_LABEL, 0.7, 0.95, 256, "", api_name="/chat") for text in texts]
+    replies = [job.result(timeout=60) for job in jobs]
+    assert replies == [f"You said: {text}" for text in texts]
+    history = stored_history(sqlite_path(app))  # seq contiguous, roles alternate, turn count matches
+    (rows,) = [rows for owner, rows in history.values() if owner == f"api:{client.session_hash}"]
+    users = [content for role, content, _, _ in rows if role == "user"]
+    assert users[0] == "opening message" and sorted(users[1:]) == sorted(texts)
+    client.close()
