@@ -258,6 +258,12 @@ class ChatUI:
                     reply = f"{reply}\n\n⚠️ {update.notice}" if reply else f"⚠️ {update.notice}"
                 yield reply, tab
 
+    def api_resume(self, session_id: Any, tab: Tab | None, request: gr.Request) -> tuple[list[dict[str, Any]], Tab]:
+        """Continue one of this API client's own conversations; returns its messages."""
+        owner = tab.session.owner if tab else owner_of(request, None)
+        tab, _, _ = self.resume(session_id, Tab(ChatSession(owner=owner)), None, request)
+        return [{"role": m.role, "content": m.content, "model": m.model} for m in tab.session.messages], tab
+
     # -- layout ------------------------------------------------------------------------------------------
 
     def build(self, title: str = "hybrid-chat") -> gr.Blocks:
@@ -339,8 +345,13 @@ class ChatUI:
             # API-only endpoints, wired to hidden components so their inputs are exactly the visible controls.
             api_reply = gr.Textbox(visible=False)
             api_session_id = gr.Textbox(visible=False)
-            gr.Button(visible=False).click(self.api_chat, [textbox, *controls, tab], [api_reply, tab], api_name="chat")
+            api_history = gr.JSON(visible=False)
+            # preprocess=False: the sliders' and dropdown's own checks would answer a bad value with a message
+            # that names no control ("Could not preprocess input component at index 2"); ours name it.
             gr.Button(visible=False).click(
-                self.resume, [api_session_id, tab, browser], [tab, browser, chatbot], api_name="resume"
+                self.api_chat, [textbox, *controls, tab], [api_reply, tab], api_name="chat", preprocess=False
+            )
+            gr.Button(visible=False).click(
+                self.api_resume, [api_session_id, tab], [api_history, tab], api_name="resume", preprocess=False
             )
         return demo

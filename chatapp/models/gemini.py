@@ -149,7 +149,8 @@ class GeminiModel:
         self, client: genai.Client, contents: list[types.Content], config: types.GenerateContentConfig
     ) -> Iterator[types.GenerateContentResponse]:
         """Start the stream and pull its first chunk (the HTTP status arrives with it), retrying 429s."""
-        deadline = time.monotonic() + self.retry_budget_s
+        started = time.monotonic()
+        deadline = started + self.retry_budget_s
         backoff = 1.0
         while True:
             chunks = client.models.generate_content_stream(model=self.model_id, contents=contents, config=config)
@@ -161,9 +162,11 @@ class GeminiModel:
                     raise self._client_error(exc) from exc
                 wait = _retry_delay(exc) or backoff
                 if time.monotonic() + wait > deadline:
+                    waited = time.monotonic() - started
+                    tried = f"retried for {waited:.0f} s" if waited >= 1 else "asked to wait longer"
                     raise ModelError(
-                        f"{self.label} quota is exhausted (429 {exc.status or ''}: {exc.message}); retried for "
-                        f"{self.retry_budget_s:.0f} s. Try again in a minute or switch models."
+                        f"{self.label} quota is exhausted (429 {exc.status or ''}: {exc.message}); {tried}. "
+                        "Try again in a minute or switch models."
                     ) from exc
                 log.info("%s answered 429; retrying in %.1f s", self.label, wait)
                 time.sleep(wait)

@@ -91,7 +91,8 @@ class OpenAICompatModel:
     # -- request -----------------------------------------------------------------------------------------
     def _open(self, payload: dict[str, Any]) -> requests.Response:
         """POST the request, waiting out 429s within the retry budget; return a 200 streaming response."""
-        deadline = time.monotonic() + self.retry_budget_s
+        started = time.monotonic()
+        deadline = started + self.retry_budget_s
         backoff = 1.0
         while True:
             response = self._post(payload)
@@ -103,10 +104,11 @@ class OpenAICompatModel:
                 raise self._http_error(response.status_code, reason)
             wait = _retry_after(response) or backoff
             if time.monotonic() + wait > deadline:
-                raise ModelError(
-                    f"{self.label} is busy (HTTP 429: {reason}) and still was after retrying for "
-                    f"{self.retry_budget_s:.0f} s; try again in a minute."
+                waited = time.monotonic() - started
+                tried = (
+                    f"and still was after retrying for {waited:.0f} s" if waited >= 1 else "and asked to wait longer"
                 )
+                raise ModelError(f"{self.label} is busy (HTTP 429: {reason}) {tried}; try again in a minute.")
             log.info("%s answered 429; retrying in %.1f s", self.label, wait)
             time.sleep(wait)
             backoff = min(backoff * 2, 8.0)

@@ -74,6 +74,8 @@ EMPTY = "The message is empty. Type something to send."
         pytest.param(None, EMPTY, id="null"),
         pytest.param("   \n\t  \r\n ", EMPTY, id="whitespace"),
         pytest.param("\x00\x01\x07\x1b\x7f", EMPTY, id="only-control-characters"),
+        pytest.param(12345, "The message must be text, got int.", id="number-as-message"),
+        pytest.param(["a", "list"], "The message must be text, got list.", id="list-as-message"),
         pytest.param(
             REFUSED + "x" * (1_000_000 - len(REFUSED)),
             "The message is 1,000,000 characters long; the limit is 100,000. Shorten it.",
@@ -103,7 +105,6 @@ def test_message_refused(app: ChatProcess, message: Any, words: str) -> None:
             "مرحبا بالعالم \u202eRTL override\u202c שלום 👋🏽 👨‍👩‍👧 🇮🇱 ﷽",
             id="rtl-and-emoji",
         ),
-        pytest.param(12345, "12345", id="number-as-message"),  # Gradio's Textbox turns it into text
     ],
 )
 def test_message_cleaned_and_stored(app: ChatProcess, fake_model: FakeOpenAIServer, sent: Any, expected: str) -> None:
@@ -150,29 +151,30 @@ def test_template_tokens_are_literal_user_text(app: ChatProcess, fake_model: Fak
 
 # -- generation controls -----------------------------------------------------------------------------------
 
-# Gradio's Slider checks the range and the type before our handler runs; its words are asserted as they are.
-GRADIO_NOT_A_NUMBER = "Expected a `float`, but the value passed to the event handler was"
 
-
+# The API skips Gradio's own slider checks (preprocess=False) so that every message names the control.
 @pytest.mark.parametrize(
     ("index", "value", "words"),
     [
-        pytest.param(1, "hot", [GRADIO_NOT_A_NUMBER, "'hot' (of type `str`)"], id="temperature-string"),
-        pytest.param(1, "0.5", [GRADIO_NOT_A_NUMBER, "'0.5' (of type `str`)"], id="temperature-numeric-string"),
-        pytest.param(1, None, [GRADIO_NOT_A_NUMBER, "None (of type `NoneType`)"], id="temperature-null"),
-        pytest.param(1, [0.5], [GRADIO_NOT_A_NUMBER, "[0.5] (of type `list`)"], id="temperature-list"),
+        pytest.param(
+            1, "hot", ["Temperature must be a number between 0.0 and 2.0, got 'hot'."], id="temperature-string"
+        ),
+        pytest.param(1, None, ["Temperature must be a number between 0.0 and 2.0, got None."], id="temperature-null"),
+        pytest.param(1, [0.5], ["Temperature must be a number between 0.0 and 2.0, got [0.5]."], id="temperature-list"),
         pytest.param(1, True, ["Temperature must be a number between 0.0 and 2.0, got True."], id="temperature-bool"),
         pytest.param(1, float("nan"), ["Temperature must be between 0.0 and 2.0, got nan."], id="temperature-nan"),
-        pytest.param(1, -0.5, ["Value -0.5 is less than minimum value 0.0."], id="temperature-negative"),
-        pytest.param(1, 1e308, ["Value 1e+308 is greater than maximum value 2.0."], id="temperature-huge"),
-        pytest.param(2, 0, ["Value 0 is less than minimum value 0.01."], id="top_p-zero"),
-        pytest.param(2, float("inf"), ["Value inf is greater than maximum value 1.0."], id="top_p-infinity"),
-        pytest.param(2, {"p": 1}, [GRADIO_NOT_A_NUMBER, "(of type `dict`)"], id="top_p-object"),
+        pytest.param(1, -0.5, ["Temperature must be between 0.0 and 2.0, got -0.5."], id="temperature-negative"),
+        pytest.param(1, 1e308, ["Temperature must be between 0.0 and 2.0, got 1e+308."], id="temperature-huge"),
+        pytest.param(2, 0, ["Top-p must be between 0.01 and 1.0, got 0."], id="top_p-zero"),
+        pytest.param(2, float("inf"), ["Top-p must be between 0.01 and 1.0, got inf."], id="top_p-infinity"),
+        pytest.param(2, {"p": 1}, ["Top-p must be a number between 0.01 and 1.0, got {'p': 1}."], id="top_p-object"),
         pytest.param(3, 12.5, ["Max tokens must be a whole number, got 12.5."], id="max_tokens-fraction"),
-        pytest.param(3, -5, ["Value -5 is less than minimum value 1."], id="max_tokens-negative"),
-        pytest.param(3, 10**12, ["Value 1000000000000 is greater than maximum value 8192."], id="max_tokens-huge"),
-        pytest.param(3, "many", [GRADIO_NOT_A_NUMBER, "'many' (of type `str`)"], id="max_tokens-string"),
-        pytest.param(3, False, ["Value False is less than minimum value 1."], id="max_tokens-bool"),
+        pytest.param(3, -5, ["Max tokens must be between 1 and 8192, got -5."], id="max_tokens-negative"),
+        pytest.param(3, 10**12, ["Max tokens must be between 1 and 8192, got 1000000000000."], id="max_tokens-huge"),
+        pytest.param(
+            3, "many", ["Max tokens must be a number between 1 and 8192, got 'many'."], id="max_tokens-string"
+        ),
+        pytest.param(3, False, ["Max tokens must be a number between 1 and 8192, got False."], id="max_tokens-bool"),
     ],
 )
 def test_generation_control_refused(app: ChatProcess, index: int, value: Any, words: list[str]) -> None:
@@ -181,6 +183,12 @@ def test_generation_control_refused(app: ChatProcess, index: int, value: Any, wo
     error = chat(app.url, f"{REFUSED} controls", *controls, session_hash=new_session()).error
     for phrase in words:
         assert phrase in error
+
+
+def test_numeric_strings_are_read_as_numbers(app: ChatProcess, fake_model: FakeOpenAIServer) -> None:
+    assert chat(app.url, "numeric strings", FAKE_LABEL, "0.5", "0.9", "12", session_hash=new_session()).reply
+    body = next(r for r in reversed(fake_model.chat_requests()) if r["messages"][-1]["content"] == "numeric strings")
+    assert (body["temperature"], body["top_p"], body["max_tokens"]) == (0.5, 0.9, 12)
 
 
 def test_generation_controls_at_the_limits_are_sent(app: ChatProcess, fake_model: FakeOpenAIServer) -> None:
@@ -198,11 +206,10 @@ def test_generation_controls_at_the_limits_are_sent(app: ChatProcess, fake_model
 @pytest.mark.parametrize(
     ("model", "words"),
     [
-        # Gradio's Dropdown refuses a value outside its choices before our handler sees it.
         pytest.param(
-            "gpt-17", f"Value: gpt-17 is not in the list of choices: ['{FAKE_LABEL}', '{GEMINI_LABEL}']", id="unknown"
+            "gpt-17", f"Unknown model 'gpt-17'. Choose one of: '{FAKE_LABEL}', '{GEMINI_LABEL}'.", id="unknown"
         ),
-        pytest.param(7, "Value: 7 is not in the list of choices", id="number"),
+        pytest.param(7, f"Unknown model 7. Choose one of: '{FAKE_LABEL}', '{GEMINI_LABEL}'.", id="number"),
         pytest.param(None, f"Unknown model None. Choose one of: '{FAKE_LABEL}', '{GEMINI_LABEL}'.", id="null"),
     ],
 )
@@ -249,7 +256,7 @@ def test_system_prompt_just_under_the_limit_is_one_leading_system_message(
     ],
 )
 def test_malformed_conversation_id_refused(app: ChatProcess, session_id: Any) -> None:
-    result = call(app.url, "resume", [session_id, None], new_session())
+    result = call(app.url, "resume", [session_id], new_session())
     assert result.error == "That is not a valid conversation id."
 
 
@@ -259,10 +266,9 @@ def test_conversation_of_someone_else_is_not_found(app: ChatProcess, fake_model:
     alice_id = next(sid for sid, (owner, _) in stored_history(sqlite_path(app)).items() if owner == f"api:{alice}")
     chat(app.url, "mallory's own chat", session_hash=mallory)
 
-    # By id alone, and also claiming Alice's API owner through the browser-state argument: both refused.
-    for browser in (None, {"owner": f"api:{alice}", "session_id": alice_id}):
-        result = call(app.url, "resume", [alice_id, browser], mallory)
-        assert result.error == "No such conversation (it may have been deleted)."
+    # The API takes only the id: the owner is always the caller's own session, never something it claims.
+    result = call(app.url, "resume", [alice_id], mallory)
+    assert result.error == "No such conversation (it may have been deleted)."
     # Mallory's conversation continues with only her own context; Alice's is untouched.
     chat(app.url, "mallory again", session_hash=mallory)
     assert [m["content"] for m in user_messages_sent(fake_model, "mallory again")] == [
@@ -278,13 +284,16 @@ def test_conversation_of_someone_else_is_not_found(app: ChatProcess, fake_model:
 
 def test_well_formed_unknown_id_is_not_found_and_own_id_resumes(app: ChatProcess, fake_model: FakeOpenAIServer) -> None:
     session = new_session()
-    assert (
-        call(app.url, "resume", ["0" * 32, None], session).error == "No such conversation (it may have been deleted)."
-    )
+    assert call(app.url, "resume", ["0" * 32], session).error == "No such conversation (it may have been deleted)."
     chat(app.url, "first words", session_hash=session)
     own_id = next(sid for sid, (owner, _) in stored_history(sqlite_path(app)).items() if owner == f"api:{session}")
     # A new client resumes nothing of this owner's... but the owner itself (same session) can reopen it.
-    assert call(app.url, "resume", [own_id, None], session).kind == "complete"
+    resumed = call(app.url, "resume", [own_id], session)
+    assert resumed.kind == "complete"
+    assert resumed.value[0] == [
+        {"role": "user", "content": "first words", "model": None},
+        {"role": "assistant", "content": "You said: first words", "model": FAKE_LABEL},
+    ]
     chat(app.url, "after resume", session_hash=session)
     assert [m["content"] for m in user_messages_sent(fake_model, "after resume")] == [
         "first words",
