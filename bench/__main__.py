@@ -21,9 +21,9 @@ def machine() -> str:
 
 
 def main() -> int:
-    rows: list[tuple[str, str, str, str, bool]] = []
+    rows: list[tuple[str, str, str, str, bool | None]] = []
 
-    def row(what: str, figure: str, baseline: str, goal: str, met: bool = True) -> None:
+    def row(what: str, figure: str, baseline: str, goal: str, met: bool | None = None) -> None:
         rows.append((what, figure, baseline, goal, met))
         print(f"  measured: {what}: {figure}", file=sys.stderr, flush=True)
 
@@ -79,7 +79,8 @@ def main() -> int:
     print("| measure | figure | baseline (same run) | goal | met |")
     print("|---|---|---|---|---|")
     for what, figure, baseline, goal, met in rows:
-        print(f"| {what} | {figure} | {baseline} | {goal} | {'yes' if met else 'NO'} |")
+        verdict = "–" if met is None else "yes" if met else "NO"
+        print(f"| {what} | {figure} | {baseline} | {goal} | {verdict} |")
     return 0
 
 
