@@ -93,9 +93,12 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=kube.CHAT_PORT)],
         env=environment(args),
         resources=k8s.core.v1.ResourceRequirementsArgs(requests=size, limits=size),
-        startup_probe=_probe("/healthz", period=2, failures=60),
-        # /readyz checks the store: a replica that cannot save turns leaves the LoadBalancer until it can.
-        readiness_probe=_probe("/readyz", period=10, failures=3),
+        # /readyz checks the store. As the startup probe it stops a rollout whose pods cannot reach Firestore
+        # (wrong database, missing IAM binding) from replacing working ones. It is not the readiness probe:
+        # during a Firestore outage the chat keeps answering and queues turns for retry, whereas taking every
+        # replica out of the LoadBalancer would turn a history outage into a chat outage.
+        startup_probe=_probe("/readyz", period=2, failures=60),
+        readiness_probe=_probe("/healthz", period=10, failures=3),
         liveness_probe=_probe("/healthz", period=20, failures=3),
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
         security_context=k8s.core.v1.SecurityContextArgs(
@@ -109,6 +112,9 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
         spec=k8s.core.v1.PodSpecArgs(
             service_account_name=kube.CHAT_SERVICE_ACCOUNT,
             enable_service_links=False,
+            # On SIGTERM the chat lets open streams finish (up to 15 s), then makes a last attempt (up to
+            # 10 s) to save turns still queued; the 30 s default would leave no margin.
+            termination_grace_period_seconds=45,
             security_context=k8s.core.v1.PodSecurityContextArgs(
                 run_as_non_root=True,
                 run_as_user=10001,  # the Dockerfile's user

@@ -124,8 +124,10 @@ def test_chat_pod_is_sized_probed_and_locked_down(default_plan):
     assert container["resources"]["requests"]["cpu"] == "1"
     assert container["resources"]["requests"]["memory"] == "2Gi"
     assert container["ports"] == [{"name": "http", "containerPort": 7860}]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"  # the store must answer before traffic
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # a store outage must not go dark
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["terminationGracePeriodSeconds"] >= 30
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 10001
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
