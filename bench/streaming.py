@@ -82,7 +82,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def concurrency(n: int = 32, tokens_per_s: float = 20.0, reply_tokens: int = 40, rounds: int = 3) -> dict[str, float]:
+def concurrency(n: int = 32, tokens_per_s: float = 20.0, reply_tokens: int = 40, rounds: int = 5) -> dict[str, float]:
     """Wall time of n chats sent at once ÷ wall time of one (goal ≤ 1.25); medians of `rounds` rounds."""
     with (
         fake_model_server(tokens_per_s, reply_tokens) as model_url,
