@@ -26,7 +26,8 @@ local-model: $(VENV)/.local-model
 browser:
 	scripts/install-chromium.sh
 
-dev: $(VENV)/.local-model
+# With SELF_HOSTED_URL set, your own model server is used and llama.cpp is neither built nor started.
+dev: $(if $(SELF_HOSTED_URL),$(VENV)/.installed,$(VENV)/.local-model)
 	$(BIN)/python -m scripts.dev
 
 test: $(VENV)/.local-model browser lint
