@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from chatapp.chat import ChatService, ChatSession
 from chatapp.history.base import Turn
-from chatapp.history.firestore import MESSAGES, FirestoreStore
+from chatapp.history.firestore import MESSAGES, SESSIONS, FirestoreStore
 from chatapp.history.pending import RetryingStore
 from chatapp.models.base import GenerationParams
 from tests.fixtures.firestore_emulator import FirestoreEmulator, find_emulator_jar
@@ -63,7 +63,8 @@ def measure(turns: int = 50, resume_messages: int = 1000) -> dict[str, float]:
             loaded = store.load_messages(session_id, owner)
             store_times.append(time.perf_counter() - started)
             started = time.perf_counter()
-            raw = list(store._sessions.document(session_id).collection(MESSAGES).order_by("seq").stream())
+            messages = store.client.collection(SESSIONS).document(session_id).collection(MESSAGES)
+            raw = list(messages.order_by("seq").stream())
             raw_times.append(time.perf_counter() - started)
         assert len(loaded) == len(raw) == resume_messages
         store.close()

@@ -113,8 +113,7 @@ class ChatUI:
         browser = {**(browser or {}), "session_id": tab.session.session_id}
         return tab, browser, [], gr.update(value=None)
 
-    def resume(self, session_id: Any, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
-        owner = tab.session.owner if tab else owner_of(request, browser)
+    def _resumed(self, owner: str, session_id: Any, sidebar: list[tuple[str, str]]) -> Tab:
         if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
             raise gr.Error("That is not a valid conversation id.")
         try:
@@ -123,7 +122,11 @@ class ChatUI:
             raise gr.Error("No such conversation (it may have been deleted).") from None
         except StoreError as exc:
             raise gr.Error(f"Could not load the conversation: {exc}") from None
-        tab = Tab(ChatSession.resumed(owner, session_id, stored), sidebar=tab.sidebar if tab else [])
+        return Tab(ChatSession.resumed(owner, session_id, stored), sidebar=sidebar)
+
+    def resume(self, session_id: Any, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
+        owner = tab.session.owner if tab else owner_of(request, browser)
+        tab = self._resumed(owner, session_id, tab.sidebar if tab else [])
         browser = {**(browser or {}), "session_id": session_id}
         return tab, browser, messages_for(tab)
 
@@ -260,8 +263,7 @@ class ChatUI:
 
     def api_resume(self, session_id: Any, tab: Tab | None, request: gr.Request) -> tuple[list[dict[str, Any]], Tab]:
         """Continue one of this API client's own conversations; returns its messages."""
-        owner = tab.session.owner if tab else owner_of(request, None)
-        tab, _, _ = self.resume(session_id, Tab(ChatSession(owner=owner)), None, request)
+        tab = self._resumed(tab.session.owner if tab else owner_of(request, None), session_id, [])
         return [{"role": m.role, "content": m.content, "model": m.model} for m in tab.session.messages], tab
 
     # -- layout ------------------------------------------------------------------------------------------

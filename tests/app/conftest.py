@@ -3,7 +3,6 @@ shares one process (with its own SQLite file) unless a test needs a fresh one.""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -56,9 +55,4 @@ def start_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
     for chat in started:
         # The asserts are done: don't wait out uvicorn's 15 s graceful shutdown for streams a gradio_client
         # Client leaves open (it did, even after close()). SIGTERM first, so a clean exit stays the norm.
-        chat.process.terminate()
-        try:
-            chat.process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            chat.process.kill()
-            chat.process.wait()
+        chat.stop(grace_s=3)
