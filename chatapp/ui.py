@@ -21,6 +21,7 @@ import gradio as gr
 from chatapp.chat import ChatService, ChatSession, Update
 from chatapp.conversation import to_gradio
 from chatapp.history.base import TITLE_CHARS, ChatStore, SessionNotFound, SessionSummary, StoreError
+from chatapp.identity import caller
 from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt
 from chatapp.models.base import MAX_TOKENS_RANGE, TEMPERATURE_RANGE, TOP_P_RANGE
 from chatapp.status import ModelStatus
@@ -45,14 +46,7 @@ class Tab:
 
 
 def owner_of(request: gr.Request | None, browser: dict[str, Any] | None) -> str:
-    username = getattr(request, "username", None) if request is not None else None
-    if username:
-        return f"user:{username}"
-    if browser and isinstance(browser.get("owner"), str) and browser["owner"].startswith("browser:"):
-        return browser["owner"]
-    # API clients have no browser storage: their conversations belong to their Gradio session.
-    session_hash = getattr(request, "session_hash", None) or uuid.uuid4().hex
-    return f"api:{session_hash}"
+    return caller(request)
 
 
 def messages_for(tab: Tab, partial: str | None = None) -> list[dict[str, Any]]:
@@ -71,7 +65,9 @@ def session_choices(sessions: list[SessionSummary]) -> list[tuple[str, str]]:
 
 
 class ChatUI:
-    def __init__(self, service: ChatService, store: ChatStore, status: ModelStatus, browser_secret: str) -> None:
+    def __init__(
+        self, service: ChatService, store: ChatStore, status: ModelStatus, browser_secret: str = "not-a-secret"
+    ) -> None:
         self.service = service
         self.store = store
         self.status = status
