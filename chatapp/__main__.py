@@ -21,7 +21,16 @@ def main() -> int:
 
     app = create_app(settings)
     print(f"hybrid-chat: serving on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=15)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=15,
+        # Forwarded headers are trusted only with CHAT_TRUSTED_PROXY, by chatapp.web: uvicorn's own handling
+        # would trust any local peer's X-Forwarded-For and let it pick its address for the sign-in limits.
+        proxy_headers=False,
+    )
     return 0
 
 
