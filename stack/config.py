@@ -210,4 +210,10 @@ def _front_door(r: _Reader) -> tuple[str, str | None, tuple[str, ...], pulumi.Ou
         f"{PROJECT}:frontDoor is password but {PROJECT}:chatAuthUsers is not set: run "
         "`pulumi config set --secret chatAuthUsers alice:long-password`",
     )
+    # Keys of the other front door are kept (switching back needs no re-typing) but say that they do nothing.
+    unused = ["chatAuthUsers"] if front_door == "iap" and r.own.get("chatAuthUsers") is not None else []
+    if front_door == "password":
+        unused += [key for key, value in (("chatUsers", members), ("iapClientId", client_id)) if value]
+    for key in unused:
+        pulumi.log.warn(f"{PROJECT}:{key} is ignored while {PROJECT}:frontDoor is {front_door}")
     return front_door, domain, members, client_secret

@@ -105,3 +105,12 @@ def test_chat_users_from_a_stack_file_reach_the_program(tmp_path):
     (tmp_path / "Pulumi.t.yaml").write_text("config:\n  hybrid-chat:chatUsers:\n    - user:a@example.com\n")
     settings = load_stack_settings("t", root=tmp_path)
     assert json.loads(settings.config["hybrid-chat:chatUsers"]) == ["user:a@example.com"]
+
+
+def test_keys_of_the_other_front_door_are_reported_unused():
+    plain = {"gcp:project": "p", "frontDoor": "password", "chatUsers": '["user:a@example.com"]'}
+    result = run_render(*config_args(plain, {"hfToken": HF_TOKEN, "chatAuthUsers": "a:long-password"}))
+    assert result.returncode == 0, result.stderr
+    assert "hybrid-chat:chatUsers is ignored while hybrid-chat:frontDoor is password" in result.stderr
+    result = run_render(*config_args({"gcp:project": "p"}, {"hfToken": HF_TOKEN, "chatAuthUsers": "a:pw"}))
+    assert "hybrid-chat:chatAuthUsers is ignored while hybrid-chat:frontDoor is iap" in result.stderr

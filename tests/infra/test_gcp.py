@@ -29,6 +29,7 @@ def test_autopilot_cluster_that_destroy_can_delete(default_plan):
     assert cluster["enableAutopilot"] is True
     assert cluster["deletionProtection"] is False
     assert cluster["releaseChannel"] == {"channel": "REGULAR"}
+    assert cluster["gatewayApiConfig"] == {"channel": "CHANNEL_STANDARD"}  # the front door's Gateway API
     assert cluster["name"] == "gradio-chat-cluster"
     assert cluster["location"] == REGION
     assert cluster["project"] == PROJECT
