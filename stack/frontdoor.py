@@ -84,7 +84,9 @@ def backend_policy_spec(args: FrontDoorArgs, service: str) -> dict:
     iap: dict = {"enabled": args.iap}
     if args.iap and args.iap_client_id:
         # A custom OAuth client (projects without an organization, outside users); otherwise IAP uses the
-        # Google-managed client, which admits people of the project's organization.
+        # Google-managed client, which admits people of the project's organization. (The CRD's field comment
+        # still says clientID is required when enabled; if a controller insists, IAP stays off and the chat,
+        # with CHAT_AUTH=iap, refuses every request: closed, not open.)
         iap["clientID"] = args.iap_client_id
         iap["oauth2ClientSecret"] = {"name": OAUTH_SECRET}
     return {
@@ -215,7 +217,8 @@ class FrontDoor(pulumi.ComponentResource):
                     OAUTH_SECRET,
                     metadata=meta(OAUTH_SECRET),
                     type="Opaque",
-                    # The GKE Gateway controller reads the client secret from the key `key`.
+                    # The GKE Gateway controller reads the client secret from the key `key` (as in GKE's guide:
+                    # `kubectl create secret generic NAME --from-literal=key=SECRET`).
                     string_data={"key": args.iap_client_secret},
                     opts=kube_opts,
                 )
