@@ -12,6 +12,7 @@ named by the controller at run time, so no narrower resource can be named in adv
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -63,6 +64,11 @@ class FrontDoorArgs:
 def wildcard_hostname(ip: str) -> str:
     """`203.0.113.10` → `203-0-113-10.nip.io`."""
     return f"{ip.replace('.', '-').replace(':', '-')}.{WILDCARD_DNS}"
+
+
+def host_key(host: str) -> str:
+    """A short, stable, name-safe key for a hostname (Certificate Manager names: lowercase, at most 63)."""
+    return hashlib.sha256(host.encode()).hexdigest()[:10]
 
 
 def deployer_member(email: str) -> str:
@@ -130,15 +136,16 @@ class FrontDoor(pulumi.ComponentResource):
         self.url = self.host.apply(lambda host: f"https://{host}")
 
         # Certificate Manager with load-balancer authorization: issued once the load balancer serves the name
-        # (minutes to an hour). A new hostname replaces the certificate; the old one goes first (names are fixed).
-        replace_first = pulumi.ResourceOptions.merge(cloud, pulumi.ResourceOptions(delete_before_replace=True))
+        # (minutes to an hour). The certificate and its map entry are named after the hostname, so a new
+        # hostname creates new ones before the old pair is deleted (an entry's certificate cannot go first).
+        per_host = self.host.apply(lambda host: f"{args.prefix}-{host_key(host)}")
         certificate = gcp.certificatemanager.Certificate(
             f"{name}-cert",
             project=args.project,
-            name=f"{args.prefix}-chat",
+            name=per_host,
             description="hybrid-chat front door (Google-managed)",
             managed=gcp.certificatemanager.CertificateManagedArgs(domains=[self.host]),
-            opts=replace_first,
+            opts=cloud,
         )
         certificate_map = gcp.certificatemanager.CertificateMap(
             f"{name}-certmap", project=args.project, name=f"{args.prefix}-chat", opts=cloud
@@ -146,11 +153,11 @@ class FrontDoor(pulumi.ComponentResource):
         entry = gcp.certificatemanager.CertificateMapEntry(
             f"{name}-certmap-entry",
             project=args.project,
-            name=f"{args.prefix}-chat",
+            name=per_host,
             map=certificate_map.name,
             certificates=[certificate.id],
             hostname=self.host,
-            opts=replace_first,
+            opts=cloud,
         )
 
         gateway = k8s.apiextensions.CustomResource(

@@ -1,7 +1,7 @@
 """The front door under mocks: HTTPS Gateway, managed certificate, IAP, access as code, no plain-HTTP path."""
 
 from stack import kube
-from stack.frontdoor import BACKEND_TIMEOUT_S, deployer_member, wildcard_hostname
+from stack.frontdoor import BACKEND_TIMEOUT_S, deployer_member, host_key, wildcard_hostname
 from stack.mocks import FAKE_DEPLOYER_EMAIL, FAKE_LOAD_BALANCER_IP, FAKE_PROJECT_NUMBER
 from tests.infra.rendering import CHAT_USERS, DOMAIN, IAP_CLIENT_ID, IAP_CLIENT_SECRET, PROJECT, fingerprint
 
@@ -42,6 +42,8 @@ def test_managed_certificate_through_a_certificate_map(default_plan):
     assert entry["map"] == certmap["name"]
     assert entry["hostname"] == NIP_HOST
     assert entry["certificates"] == ["frontdoor-cert-id"]  # the mock's id of the certificate above
+    # Named after the hostname: a new name creates a new certificate and entry before the old pair goes.
+    assert cert["name"] == entry["name"] == f"gradio-chat-cluster-{host_key(NIP_HOST)}"
     gateway = default_plan.manifest("Gateway", "chat")
     assert gateway["metadata"]["annotations"] == {"networking.gke.io/certmap": certmap["name"]}
     assert all("tls" not in listener for listener in gateway["spec"]["listeners"])  # never both ways at once
@@ -59,6 +61,8 @@ def test_own_domain(scaled_plan):
     assert scaled_plan.one("gcp:certificatemanager/certificate:Certificate")["inputs"]["managed"]["domains"] == [DOMAIN]
     assert scaled_plan.manifest("HTTPRoute", "chat")["spec"]["hostnames"] == [DOMAIN]
     assert NIP_HOST not in scaled_plan.raw
+    cert = scaled_plan.one("gcp:certificatemanager/certificate:Certificate")["inputs"]
+    assert cert["name"] == f"gradio-chat-cluster-{host_key(DOMAIN)}" != f"gradio-chat-cluster-{host_key(NIP_HOST)}"
 
 
 def test_plain_http_only_redirects(default_plan):
