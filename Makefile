@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Built once per machine (llama.cpp takes minutes), shared by every clone on it.
 export HYBRID_CHAT_CACHE ?= $(HOME)/.cache/hybrid-chat
 
-.PHONY: dev test lint bench plan venv local-model browser clean
+.PHONY: dev test lint bench plan venv local-model browser crd-check clean
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,19 @@ local-model: $(VENV)/.local-model
 browser:
 	scripts/install-chromium.sh
 
+# Validators for the Gateway API and GKE custom resources the Pulumi program renders (tests/infra/crd/README.md).
+CRD_CHECK := tests/infra/crd
+$(CRD_CHECK)/node_modules/.installed: $(CRD_CHECK)/package.json $(CRD_CHECK)/package-lock.json
+	cd $(CRD_CHECK) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+crd-check: $(CRD_CHECK)/node_modules/.installed
+
 # With SELF_HOSTED_URL set, your own model server is used and llama.cpp is neither built nor started.
 dev: $(if $(SELF_HOSTED_URL),$(VENV)/.installed,$(VENV)/.local-model)
 	$(BIN)/python -m scripts.dev
 
-test: $(VENV)/.local-model browser lint
+test: $(VENV)/.local-model browser crd-check lint
 	$(BIN)/python -m pytest -q -ra
 
 lint: $(VENV)/.installed
@@ -45,4 +53,4 @@ plan: $(VENV)/.installed
 	@$(BIN)/python -m stack.render
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts $(CRD_CHECK)/node_modules

@@ -35,6 +35,6 @@ def chat_startup(rounds: int = 3) -> dict[str, float]:
 def pulumi_program(rounds: int = 3) -> dict[str, float]:
     """Seconds for the whole program under mocks (`make plan`); baseline: importing the Pulumi SDKs alone."""
     plan = statistics.median(_seconds([sys.executable, "-m", "stack.render", "--json"]) for _ in range(rounds))
-    imports = "import pulumi, pulumi_gcp, pulumi_kubernetes, pulumi_docker, pulumi_random"
+    imports = "import pulumi, pulumi_gcp, pulumi_kubernetes, pulumi_docker"
     baseline = statistics.median(_seconds([sys.executable, "-c", imports]) for _ in range(rounds))
     return {"program_s": plan, "import_sdks_s": baseline}

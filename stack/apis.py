@@ -9,11 +9,13 @@ import pulumi_gcp as gcp
 
 SERVICES = (
     "cloudresourcemanager.googleapis.com",  # project lookup and project IAM bindings
-    "compute.googleapis.com",  # the LoadBalancer's forwarding rule and the cluster's nodes
+    "compute.googleapis.com",  # the front door's address and load balancer, the cluster's nodes
     "container.googleapis.com",
     "artifactregistry.googleapis.com",
     "firestore.googleapis.com",
     "aiplatform.googleapis.com",  # Gemini through Vertex AI
+    "certificatemanager.googleapis.com",  # the front door's Google-managed certificate
+    "iap.googleapis.com",  # Identity-Aware Proxy in front of the chat
 )
 
 

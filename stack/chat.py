@@ -1,4 +1,8 @@
-"""The chat: its Kubernetes service account, browser-state and optional login Secrets, Deployment and LoadBalancer."""
+"""The chat: its Kubernetes service account, optional login Secret, Deployment, ClusterIP Service and NetworkPolicy.
+
+Reached only through the front door (frontdoor.py): the Service is internal and the NetworkPolicy admits
+connections from Google's load balancers alone, so nothing in the cluster or the VPC can skip IAP.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,16 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from stack import kube
 
 NAME = "chat"
 AUTH_SECRET = "chat-auth"
-BROWSER_SECRET = "chat-browser"
-# Alphanumeric only, so no quoting surprises wherever the value travels; 64 of 62 symbols is still ~380 bits.
-BROWSER_SECRET_LENGTH = 64
-# Matches CHAT_CONCURRENCY in the chat and vLLM's --max-num-seqs (see gemma.py).
-CONCURRENCY = 64
+SERVICE_PORT = 80
+# Where Google's external Application Load Balancers and their health checks connect from (the proxies sit
+# in front of IAP, so these are the only peers the chat may accept). IPv6 ranges too, so a dual-stack cluster
+# keeps working; on an IPv4-only cluster they match nothing.
+GOOGLE_LOAD_BALANCER_RANGES = ("35.191.0.0/16", "130.211.0.0/22", "2600:2d00:1:b029::/64", "2600:2d00:1:1::/64")
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,11 @@ class ChatArgs:
     firestore_database: pulumi.Input[str]
     gemma_model: str
     gemini_model: str
+    auth: str
+    """`iap` (identity from IAP's signed header) or `password` (CHAT_AUTH_USERS logins)."""
     auth_users: pulumi.Input[str] | None
+    iap_audience: pulumi.Input[str] | None
+    """`/projects/NUMBER/global/backendServices/`: the prefix of the audience IAP signs for our backends."""
     provider: k8s.Provider
     namespace: pulumi.Resource
     # Created before the pods, so their first /readyz already finds Firestore reachable.
@@ -42,7 +49,8 @@ def display_name(model_id: str) -> str:
 
 
 def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
-    """The chat's environment contract (DESIGN.md), pointing at Gemma's Service, Firestore and Vertex AI."""
+    """The chat's environment (`chatapp/settings.py` reads and validates it), pointing at Gemma's Service,
+    Firestore and Vertex AI, with sign-in handled as the front door dictates."""
     plain: dict[str, pulumi.Input[str]] = {
         "CHAT_STORE": "firestore",
         "FIRESTORE_DATABASE": args.firestore_database,
@@ -56,16 +64,34 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
         "GEMINI_LABEL": f"{display_name(args.gemini_model)} (Vertex AI)",
         "GOOGLE_GENAI_USE_VERTEXAI": "true",
         "GOOGLE_CLOUD_LOCATION": args.region,
-        "CHAT_CONCURRENCY": str(CONCURRENCY),
+        "CHAT_CONCURRENCY": str(kube.CHAT_CONCURRENCY),
+        "CHAT_REQUEST_TIMEOUT": str(kube.CHAT_REQUEST_TIMEOUT_S),
+        "CHAT_AUTH": args.auth,
+        # Every request arrives through Google's load balancer, which appends the browser's address to
+        # X-Forwarded-For; the NetworkPolicy guarantees no one else can connect.
+        "CHAT_TRUSTED_PROXY": "true",
         # The root filesystem is read-only: anything that caches under $HOME lands in the /tmp emptyDir.
         "HOME": "/tmp",
     }
+    if args.auth == "iap" and args.iap_audience is not None:
+        plain["CHAT_IAP_AUDIENCE"] = args.iap_audience
     env = [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in plain.items()]
-    # Encrypts the anonymous owner id Gradio keeps in the browser: one value for every replica and every rollout.
-    env.append(_from_secret("CHAT_BROWSER_SECRET", BROWSER_SECRET, "secret"))
-    if args.auth_users is not None:
+    if args.auth == "password" and args.auth_users is not None:
         env.append(_from_secret("CHAT_AUTH_USERS", AUTH_SECRET, "users"))
     return env
+
+
+def ingress_rules() -> list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]:
+    """Who may connect to the chat pods, one rule per port (a rule for another port goes in this list)."""
+    return [
+        k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+            from_=[
+                k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
+                for cidr in GOOGLE_LOAD_BALANCER_RANGES
+            ],
+            ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=kube.CHAT_PORT)],
+        ),
+    ]
 
 
 def _from_secret(variable: str, secret: str, key: str) -> k8s.core.v1.EnvVarArgs:
@@ -96,7 +122,7 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
         # /readyz checks the store. As the startup probe it stops a rollout whose pods cannot reach Firestore
         # (wrong database, missing IAM binding) from replacing working ones. It is not the readiness probe:
         # during a Firestore outage the chat keeps answering and queues turns for retry, whereas taking every
-        # replica out of the LoadBalancer would turn a history outage into a chat outage.
+        # replica out of the load balancer would turn a history outage into a chat outage.
         startup_probe=_probe("/readyz", period=2, failures=60),
         readiness_probe=_probe("/healthz", period=10, failures=3),
         liveness_probe=_probe("/healthz", period=20, failures=3),
@@ -133,7 +159,6 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
 class Chat(pulumi.ComponentResource):
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
-    url: pulumi.Output[str]
 
     def __init__(self, name: str, args: ChatArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid-chat:stack:Chat", name, {}, opts)
@@ -147,27 +172,8 @@ class Chat(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(
             kube.CHAT_SERVICE_ACCOUNT, metadata=meta(kube.CHAT_SERVICE_ACCOUNT), opts=child
         )
-        # Generated once and kept in the (encrypted) stack state, so every `up` passes the same value: a new one
-        # would make every anonymous user's stored owner id unreadable and their conversation list vanish. It
-        # changes only if this resource is replaced (e.g. a different length) or the stack is destroyed.
-        browser_secret = random.RandomPassword(
-            f"{name}-browser-secret",
-            length=BROWSER_SECRET_LENGTH,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
         needs: list[pulumi.Resource] = [account, *args.depends_on]
-        needs.append(
-            k8s.core.v1.Secret(
-                BROWSER_SECRET,
-                metadata=meta(BROWSER_SECRET),
-                type="Opaque",
-                # `result` is a secret output of the provider, so it stays encrypted in state and masked in diffs.
-                string_data={"secret": browser_secret.result},
-                opts=child,
-            )
-        )
-        if args.auth_users is not None:
+        if args.auth == "password" and args.auth_users is not None:
             needs.append(
                 k8s.core.v1.Secret(
                     AUTH_SECRET,
@@ -187,20 +193,26 @@ class Chat(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=needs)),
         )
-        several = args.replicas > 1
+        # Internal only: the Gateway's load balancer reaches the pods directly (container-native, through
+        # network endpoint groups) and keeps each browser on one pod with a cookie (see frontdoor.py).
         self.service = k8s.core.v1.Service(
             NAME,
             metadata=meta(NAME),
             spec=k8s.core.v1.ServiceSpecArgs(
-                type="LoadBalancer",
+                type="ClusterIP",
                 selector=kube.selector_labels(NAME),
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=80, target_port="http")],
-                # Gradio keeps queue state per process: with several replicas a browser must stay on one. Local
-                # keeps the browser's address (not a node's) as the affinity key.
-                session_affinity="ClientIP" if several else "None",
-                external_traffic_policy="Local" if several else "Cluster",
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=SERVICE_PORT, target_port="http")],
             ),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.deployment])),
         )
-        self.url = self.service.status.apply(lambda s: f"http://{s.load_balancer.ingress[0].ip}")
-        self.register_outputs({"url": self.url})
+        k8s.networking.v1.NetworkPolicy(
+            f"{NAME}-from-load-balancer",
+            metadata=meta(f"{NAME}-from-load-balancer"),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
+                policy_types=["Ingress"],
+                ingress=ingress_rules(),
+            ),
+            opts=child,
+        )
+        self.register_outputs({"service": self.service.metadata.name})

@@ -70,6 +70,8 @@ class Cluster(pulumi.ComponentResource):
             # Defaults to true, which makes `pulumi destroy` fail on the cluster.
             deletion_protection=False,
             release_channel=gcp.container.ClusterReleaseChannelArgs(channel="REGULAR"),
+            # The front door's Gateway, HTTPRoutes and GKE policies (on by default on Autopilot; said, not assumed).
+            gateway_api_config=gcp.container.ClusterGatewayApiConfigArgs(channel="CHANNEL_STANDARD"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.container_api]),
         )
         self.kubeconfig = pulumi.Output.secret(

@@ -22,12 +22,21 @@ DEFAULTS: dict[str, str | int | bool] = {
     "geminiModel": "gemini-2.5-flash",
     "chatReplicas": 1,
     "chatImage": "",
+    "frontDoor": "iap",
+    "domain": "",
+    "iapClientId": "",
 }
 DEFAULT_REGION = "us-central1"
 
 # GKE: lowercase letter first, at most 40 characters. Firestore database ids: 4-63 characters.
 _CLUSTER_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
 _DATABASE_ID = re.compile(r"^[a-z][a-z0-9-]{2,61}[a-z0-9]$")
+# Front door: IAM members IAP accepts, and a DNS name a Google-managed certificate can cover (no wildcard).
+FRONT_DOORS = ("iap", "password")
+_MEMBER = re.compile(
+    r"^(?:(?:user|group|serviceAccount):[^@\s:]+@[a-z0-9.-]+\.[a-z]{2,}|domain:[a-z0-9.-]+\.[a-z]{2,})$"
+)
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 class ConfigError(ValueError):
@@ -51,6 +60,12 @@ class StackConfig:
     chat_image: str | None
     hf_token: pulumi.Output[str] | None
     chat_auth_users: pulumi.Output[str] | None
+    front_door: str
+    domain: str | None
+    chat_users: tuple[str, ...]
+    """IAM members IAP lets in; empty means the identity running `pulumi up`."""
+    iap_client_id: str | None
+    iap_client_secret: pulumi.Output[str] | None
 
 
 class _Reader:
@@ -127,6 +142,7 @@ def load_config() -> StackConfig:
         "`pulumi config set --secret hfToken hf_...` (a Hugging Face token that accepted the Gemma licence), "
         "or `pulumi config set gemmaEnabled false`",
     )
+    front_door, domain, chat_users, iap_client_secret = _front_door(r)
     if r.errors:
         raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
 
@@ -146,4 +162,58 @@ def load_config() -> StackConfig:
         chat_image=r.text("chatImage") or None,
         hf_token=hf_token if gemma_enabled else None,
         chat_auth_users=r.own.get_secret("chatAuthUsers"),
+        front_door=front_door,
+        domain=domain,
+        chat_users=chat_users,
+        iap_client_id=r.text("iapClientId") or None,
+        iap_client_secret=iap_client_secret,
     )
+
+
+def _front_door(r: _Reader) -> tuple[str, str | None, tuple[str, ...], pulumi.Output[str] | None]:
+    front_door = r.text("frontDoor").lower()
+    r.check(
+        front_door in FRONT_DOORS,
+        f"{PROJECT}:frontDoor must be iap (Google sign-in) or password (CHAT_AUTH_USERS logins), got {front_door!r}; "
+        "there is no plain-HTTP option",
+    )
+    domain = r.text("domain").lower().rstrip(".") or None
+    r.check(
+        domain is None or bool(_HOSTNAME.match(domain)),
+        f"{PROJECT}:domain {domain!r} is not a DNS name a managed certificate can cover (e.g. chat.example.com, "
+        "no wildcard, no scheme)",
+    )
+    try:
+        users = r.own.get_object("chatUsers") or []
+    except pulumi.ConfigTypeError:  # not JSON (the CLI stores lists set with --path as JSON)
+        users = None
+    r.check(
+        isinstance(users, list),
+        f"{PROJECT}:chatUsers must be a list: `pulumi config set --path 'chatUsers[0]' user:you@example.com`",
+    )
+    members = tuple(str(u).strip() for u in users) if isinstance(users, list) else ()
+    for member in members:
+        r.check(
+            bool(_MEMBER.match(member)),
+            f"{PROJECT}:chatUsers entry {member!r} is not an IAM member: use user:EMAIL, group:EMAIL, "
+            "serviceAccount:EMAIL or domain:DOMAIN",
+        )
+    client_id = r.text("iapClientId")
+    client_secret = r.own.get_secret("iapClientSecret")
+    r.check(
+        bool(client_id) == (client_secret is not None),
+        f"{PROJECT}:iapClientId and {PROJECT}:iapClientSecret go together (a custom OAuth client): set both, "
+        "`pulumi config set iapClientId ID` and `pulumi config set --secret iapClientSecret SECRET`, or neither",
+    )
+    r.check(
+        front_door != "password" or r.own.get_secret("chatAuthUsers") is not None,
+        f"{PROJECT}:frontDoor is password but {PROJECT}:chatAuthUsers is not set: run "
+        "`pulumi config set --secret chatAuthUsers alice:long-password`",
+    )
+    # Keys of the other front door are kept (switching back needs no re-typing) but say that they do nothing.
+    unused = ["chatAuthUsers"] if front_door == "iap" and r.own.get("chatAuthUsers") is not None else []
+    if front_door == "password":
+        unused += [key for key, value in (("chatUsers", members), ("iapClientId", client_id)) if value]
+    for key in unused:
+        pulumi.log.warn(f"{PROJECT}:{key} is ignored while {PROJECT}:frontDoor is {front_door}")
+    return front_door, domain, members, client_secret

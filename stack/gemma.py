@@ -41,7 +41,7 @@ def server_args(model: str, gpus: int) -> list[str]:
         # window holds a long conversation while leaving most of the KV cache (the GPU memory the weights leave
         # free) for those 64 sequences instead of one 128K context. vLLM still queues if the cache runs out.
         "--max-model-len=8192",
-        "--max-num-seqs=64",
+        f"--max-num-seqs={kube.CHAT_CONCURRENCY}",
     ]
 
 

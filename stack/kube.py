@@ -1,10 +1,14 @@
-"""Names and labels shared by the Kubernetes objects (and by the IAM principal that must match them)."""
+"""Names, ports, limits and labels shared by the Kubernetes objects (and by the IAM principal that must match them)."""
 
 from __future__ import annotations
 
 NAMESPACE = "hybrid-chat"
 CHAT_SERVICE_ACCOUNT = "chat"
 CHAT_PORT = 7860
+# Generations one chat replica runs at once (CHAT_CONCURRENCY); vLLM's --max-num-seqs batches as many.
+CHAT_CONCURRENCY = 64
+# Seconds the chat waits on a model (CHAT_REQUEST_TIMEOUT); the load balancer's backend timeout must exceed it.
+CHAT_REQUEST_TIMEOUT_S = 120
 # Not `vllm`: a Service of that name injects VLLM_PORT=tcp://… into pods, which vLLM reads as its own setting.
 GEMMA_SERVICE = "gemma"
 GEMMA_PORT = 8000

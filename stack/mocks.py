@@ -13,13 +13,7 @@ FAKE_PROJECT_NUMBER = "123456789012"
 FAKE_ACCESS_TOKEN = "offline-fake-access-token"
 FAKE_LOAD_BALANCER_IP = "203.0.113.10"  # TEST-NET-3: never routable
 FAKE_DIGEST = "sha256:" + "0" * 64
-# Distinctive, so a test can search every rendered input and output for it (and for a prefix of it).
-FAKE_RANDOM_PASSWORD_SEED = "offlineFakeRandomPasswordThatMustNeverLeak"
-
-
-def fake_random_password(length: int) -> str:
-    """What the mocks give a RandomPassword of `length` as its `result`."""
-    return (FAKE_RANDOM_PASSWORD_SEED * (length // len(FAKE_RANDOM_PASSWORD_SEED) + 1))[:length]
+FAKE_DEPLOYER_EMAIL = "deployer@example.com"  # who runs `pulumi up`, as Google's userinfo endpoint says
 
 
 @dataclass(frozen=True)
@@ -52,10 +46,8 @@ def _outputs(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if typ == "docker:index/image:Image":
         base = str(inputs.get("imageName", "image")).rsplit(":", 1)[0]
         return {"repoDigest": f"{base}@{FAKE_DIGEST}"}
-    if typ == "random:index/randomPassword:RandomPassword":
-        return {"result": fake_random_password(int(inputs["length"]))}
-    if typ == "kubernetes:core/v1:Service" and inputs.get("spec", {}).get("type") == "LoadBalancer":
-        return {"status": {"loadBalancer": {"ingress": [{"ip": FAKE_LOAD_BALANCER_IP}]}}}
+    if typ == "gcp:compute/globalAddress:GlobalAddress":
+        return {"address": FAKE_LOAD_BALANCER_IP}
     return {}
 
 
@@ -70,7 +62,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             Registration(args.typ, args.name, dict(args.inputs), bool(args.custom), args.provider or "")
         )
         state = {**args.inputs, **_outputs(args.typ, args.inputs)}
-        # The engine, not the SDK, marks a provider's declared secret outputs (RandomPassword.result) secret.
+        # The engine, not the SDK, marks a provider's declared secret outputs (e.g. a generated password) secret.
         # Pulumi's MockMonitor does not: without this, such a value would be plain text here but secret in `up`.
         secret = self.secret_outputs.get((args.typ, args.name), frozenset())
         return f"{args.name}-id", {k: rpc.wrap_rpc_secret(v) if k in secret else v for k, v in state.items()}
@@ -80,6 +72,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"number": FAKE_PROJECT_NUMBER, "projectId": args.args.get("projectId")}
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
             return {"accessToken": FAKE_ACCESS_TOKEN}
+        if args.token == "gcp:organizations/getClientOpenIdUserInfo:getClientOpenIdUserInfo":
+            return {"email": FAKE_DEPLOYER_EMAIL, "id": FAKE_DEPLOYER_EMAIL}
         raise NotImplementedError(f"no offline answer for {args.token}: add one to stack/mocks.py")
 
 

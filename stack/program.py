@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_gcp as gcp
 
 from stack.apis import Apis, ApisArgs
-from stack.chat import Chat, ChatArgs
+from stack.chat import SERVICE_PORT, Chat, ChatArgs
 from stack.cluster import Cluster, ClusterArgs
 from stack.config import StackConfig
 from stack.firestore import Firestore, FirestoreArgs
+from stack.frontdoor import FrontDoor, FrontDoorArgs
 from stack.gemma import Gemma, GemmaArgs
 from stack.identity import WorkloadIdentity, WorkloadIdentityArgs
 from stack.image import ChatImage, ChatImageArgs
@@ -49,6 +51,10 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
                 namespace=cluster.namespace,
             ),
         )
+    iap = cfg.front_door == "iap"
+    # IAP signs for `/projects/NUMBER/global/backendServices/ID`; the id is the Gateway controller's, so the chat
+    # checks the prefix (the number is looked up, not configured).
+    number = gcp.organizations.get_project_output(project_id=cfg.project).number
     chat = Chat(
         "chat",
         ChatArgs(
@@ -59,14 +65,34 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             firestore_database=firestore.database.name,
             gemma_model=cfg.gemma_model,
             gemini_model=cfg.gemini_model,
+            auth="iap" if iap else "password",
             auth_users=cfg.chat_auth_users,
+            iap_audience=number.apply(lambda n: f"/projects/{n}/global/backendServices/") if iap else None,
             provider=cluster.provider,
             namespace=cluster.namespace,
             depends_on=[*identity.members, firestore.initialize, firestore.sessions_by_owner, apis.get("aiplatform")],
         ),
     )
+    front = FrontDoor(
+        "frontdoor",
+        FrontDoorArgs(
+            project=cfg.project,
+            prefix=cfg.cluster_name,
+            iap=iap,
+            domain=cfg.domain,
+            members=cfg.chat_users,
+            iap_client_id=cfg.iap_client_id,
+            iap_client_secret=cfg.iap_client_secret,
+            service=chat.service.metadata.name,
+            service_port=SERVICE_PORT,
+            provider=cluster.provider,
+            namespace=cluster.namespace,
+            apis=[apis.get("compute"), apis.get("certificatemanager"), apis.get("iap")],
+        ),
+    )
     return {
-        "url": chat.url,
+        "url": front.url,
+        "ip": front.ip,
         "clusterName": cluster.cluster.name,
         "kubeconfig": cluster.kubeconfig,
         "image": image.ref,

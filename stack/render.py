@@ -29,10 +29,11 @@ from stack.mocks import RecordingMocks, RecordingMonitor, Registration, is_secre
 from stack.stackfiles import ROOT, StackSettings, full_key, load_stack_settings
 
 SECRET_MASK = "[secret]"
-KIND_ORDER = {
-    kind: i
-    for i, kind in enumerate(["Namespace", "ServiceAccount", "Secret", "Deployment", "Service", "NetworkPolicy"])
-}
+APPLY_ORDER = (
+    *("Namespace", "ServiceAccount", "Secret", "Deployment", "Service", "NetworkPolicy"),
+    *("Gateway", "HTTPRoute", "HealthCheckPolicy", "GCPBackendPolicy"),
+)
+KIND_ORDER = {kind: i for i, kind in enumerate(APPLY_ORDER)}
 
 
 class RenderError(RuntimeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,12 @@ def full_key(key: str) -> str:
 
 
 def _text(value: Any) -> str:
-    # The CLI hands every value to the program as a string; booleans as `true`/`false`.
+    # The CLI hands every value to the program as a string; booleans as `true`/`false`, lists and maps (set
+    # with `pulumi config set --path`) as JSON.
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
     return str(value)
 
 

@@ -1,8 +1,10 @@
 """Each stack is rendered once per session (a subprocess, ~1.5 s) and shared by the tests that read it."""
 
+import json
+
 import pytest
 
-from tests.infra.rendering import Plan, plan
+from tests.infra.rendering import CHAT_USERS, DOMAIN, IAP_CLIENT_ID, IAP_CLIENT_SECRET, Plan, plan
 
 
 @pytest.fixture(scope="session")
@@ -18,12 +20,21 @@ def gemma_off_plan() -> Plan:
 
 @pytest.fixture(scope="session")
 def scaled_plan() -> Plan:
-    """Several chat replicas, logins, a prebuilt image and two GPUs."""
+    """Several chat replicas, a prebuilt image, two GPUs, an own domain, named IAP users and a custom OAuth client."""
     return plan(
         {
             "chatReplicas": "3",
             "chatImage": "example.com/chat@sha256:" + "1" * 64,
             "gemmaGpus": "2",
+            "domain": DOMAIN,
+            "chatUsers": json.dumps(list(CHAT_USERS)),
+            "iapClientId": IAP_CLIENT_ID,
         },
-        secret={"chatAuthUsers": "alice:wonderland-secret"},
+        secret={"iapClientSecret": IAP_CLIENT_SECRET, "chatAuthUsers": "ignored:with-iap-secret"},
     )
+
+
+@pytest.fixture(scope="session")
+def password_plan() -> Plan:
+    """`frontDoor: password`: HTTPS with the chat's own logins, IAP off."""
+    return plan({"frontDoor": "password"}, secret={"chatAuthUsers": "alice:wonderland-secret"})

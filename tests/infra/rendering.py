@@ -18,6 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "test-project"
 REGION = "europe-west4"
 HF_TOKEN = "hf_offlineTestTokenThatMustNeverLeak"
+DOMAIN = "chat.example.com"
+CHAT_USERS = ("user:ada@example.com", "group:chat-team@example.com", "domain:example.org")
+IAP_CLIENT_ID = "1234-abc.apps.googleusercontent.com"
+IAP_CLIENT_SECRET = "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everLeak"
+# The API groups of the custom resources (Gateway API, GKE policies): not in kubernetes-validate's schemas.
+CUSTOM_GROUPS = ("gateway.networking.k8s.io", "networking.gke.io")
 
 
 def run_render(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,6 +69,12 @@ class Plan:
         found = [r for r in self.of_type(typ) if name is None or r["name"] == name]
         assert len(found) == 1, f"expected one {typ} {name or ''}, found {len(found)}"
         return found[0]
+
+    def custom_resources(self) -> list[dict[str, Any]]:
+        return [m for m in self.data["manifests"] if m["apiVersion"].split("/")[0] in CUSTOM_GROUPS]
+
+    def core_manifests(self) -> list[dict[str, Any]]:
+        return [m for m in self.data["manifests"] if m["apiVersion"].split("/")[0] not in CUSTOM_GROUPS]
 
     def manifest(self, kind: str, name: str) -> dict[str, Any]:
         found = [m for m in self.data["manifests"] if m["kind"] == kind and m["metadata"]["name"] == name]

@@ -1,5 +1,7 @@
 """Configuration: defaults in one place, and errors that name the key before anything is created."""
 
+import json
+
 import yaml
 
 from stack.config import DEFAULTS
@@ -55,3 +57,60 @@ def test_example_stack_has_no_secrets():
     assert stack["config"]["gcp:project"]
     assert not any(isinstance(v, dict) for v in stack["config"].values())
     assert "hfToken" not in str(stack)
+
+
+def test_front_door_must_be_iap_or_password():
+    message = render_error({"gcp:project": "p", "frontDoor": "http"}, {"hfToken": HF_TOKEN})
+    assert "hybrid-chat:frontDoor must be iap (Google sign-in) or password" in message
+    assert "no plain-HTTP option" in message
+
+
+def test_bad_chat_users_name_the_entry():
+    users = json.dumps(["user:ok@example.com", "alice@example.com", "group:", "domain:example.com"])
+    message = render_error({"gcp:project": "p", "chatUsers": users}, {"hfToken": HF_TOKEN})
+    assert "chatUsers entry 'alice@example.com' is not an IAM member" in message
+    assert "chatUsers entry 'group:' is not an IAM member" in message
+    assert "ok@example.com" not in message and "'domain:example.com'" not in message
+
+
+def test_chat_users_must_be_a_list():
+    message = render_error({"gcp:project": "p", "chatUsers": "user:a@example.com"}, {"hfToken": HF_TOKEN})
+    assert "hybrid-chat:chatUsers must be a list" in message
+    assert "--path 'chatUsers[0]'" in message
+
+
+def test_client_id_without_secret_and_secret_without_id():
+    message = render_error({"gcp:project": "p", "iapClientId": "x.apps.googleusercontent.com"}, {"hfToken": HF_TOKEN})
+    assert "iapClientId and hybrid-chat:iapClientSecret go together" in message
+    message = render_error({"gcp:project": "p"}, {"hfToken": HF_TOKEN, "iapClientSecret": "s"})
+    assert "iapClientId and hybrid-chat:iapClientSecret go together" in message
+
+
+def test_password_front_door_needs_logins():
+    message = render_error({"gcp:project": "p", "frontDoor": "password"}, {"hfToken": HF_TOKEN})
+    assert "frontDoor is password but hybrid-chat:chatAuthUsers is not set" in message
+
+
+def test_domain_must_be_a_plain_dns_name():
+    for bad in ("https://chat.example.com", "*.example.com", "chat_example.com", "localhost"):
+        message = render_error({"gcp:project": "p", "domain": bad}, {"hfToken": HF_TOKEN})
+        assert "hybrid-chat:domain" in message and "is not a DNS name" in message, bad
+
+
+def test_chat_users_from_a_stack_file_reach_the_program(tmp_path):
+    # `pulumi config set --path 'chatUsers[0]' …` writes a YAML list; the CLI hands it over as JSON.
+    from stack.stackfiles import load_stack_settings
+
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.t.yaml").write_text("config:\n  hybrid-chat:chatUsers:\n    - user:a@example.com\n")
+    settings = load_stack_settings("t", root=tmp_path)
+    assert json.loads(settings.config["hybrid-chat:chatUsers"]) == ["user:a@example.com"]
+
+
+def test_keys_of_the_other_front_door_are_reported_unused():
+    plain = {"gcp:project": "p", "frontDoor": "password", "chatUsers": '["user:a@example.com"]'}
+    result = run_render(*config_args(plain, {"hfToken": HF_TOKEN, "chatAuthUsers": "a:long-password"}))
+    assert result.returncode == 0, result.stderr
+    assert "hybrid-chat:chatUsers is ignored while hybrid-chat:frontDoor is password" in result.stderr
+    result = run_render(*config_args({"gcp:project": "p"}, {"hfToken": HF_TOKEN, "chatAuthUsers": "a:pw"}))
+    assert "hybrid-chat:chatAuthUsers is ignored while hybrid-chat:frontDoor is iap" in result.stderr

@@ -10,7 +10,16 @@ def test_apis_enabled_and_kept_on_destroy(default_plan):
     services = default_plan.of_type("gcp:projects/service:Service")
     assert {s["inputs"]["service"] for s in services} == {
         f"{api}.googleapis.com"
-        for api in ("container", "firestore", "aiplatform", "artifactregistry", "compute", "cloudresourcemanager")
+        for api in (
+            "container",
+            "firestore",
+            "aiplatform",
+            "artifactregistry",
+            "compute",
+            "cloudresourcemanager",
+            "certificatemanager",
+            "iap",
+        )
     }
     assert all(s["inputs"]["disableOnDestroy"] is False and s["inputs"]["project"] == PROJECT for s in services)
 
@@ -20,6 +29,7 @@ def test_autopilot_cluster_that_destroy_can_delete(default_plan):
     assert cluster["enableAutopilot"] is True
     assert cluster["deletionProtection"] is False
     assert cluster["releaseChannel"] == {"channel": "REGULAR"}
+    assert cluster["gatewayApiConfig"] == {"channel": "CHANNEL_STANDARD"}  # the front door's Gateway API
     assert cluster["name"] == "gradio-chat-cluster"
     assert cluster["location"] == REGION
     assert cluster["project"] == PROJECT

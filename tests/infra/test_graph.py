@@ -2,9 +2,9 @@
 
 from collections import Counter
 
-COMPONENTS = {"Apis", "Cluster", "Firestore", "WorkloadIdentity", "ChatImage", "Gemma", "Chat"}
+COMPONENTS = {"Apis", "Cluster", "Firestore", "WorkloadIdentity", "ChatImage", "Gemma", "Chat", "FrontDoor"}
 EXPECTED = {
-    "gcp:projects/service:Service": 6,
+    "gcp:projects/service:Service": 8,
     "gcp:container/cluster:Cluster": 1,
     "pulumi:providers:kubernetes": 1,
     "gcp:firestore/database:Database": 1,
@@ -15,11 +15,19 @@ EXPECTED = {
     "docker:index/image:Image": 1,
     "kubernetes:core/v1:Namespace": 1,
     "kubernetes:core/v1:ServiceAccount": 1,
-    "kubernetes:core/v1:Secret": 2,
+    "kubernetes:core/v1:Secret": 1,
     "kubernetes:apps/v1:Deployment": 2,
     "kubernetes:core/v1:Service": 2,
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 1,
-    "random:index/randomPassword:RandomPassword": 1,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 2,
+    "gcp:compute/globalAddress:GlobalAddress": 1,
+    "gcp:certificatemanager/certificate:Certificate": 1,
+    "gcp:certificatemanager/certificateMap:CertificateMap": 1,
+    "gcp:certificatemanager/certificateMapEntry:CertificateMapEntry": 1,
+    "gcp:iap/webIamMember:WebIamMember": 1,
+    "kubernetes:gateway.networking.k8s.io/v1:Gateway": 1,
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": 2,
+    "kubernetes:networking.gke.io/v1:HealthCheckPolicy": 1,
+    "kubernetes:networking.gke.io/v1:GCPBackendPolicy": 1,
 }
 
 
@@ -48,8 +56,9 @@ def test_kubernetes_objects_go_through_the_clusters_provider(default_plan):
 
 def test_outputs(default_plan):
     outputs = default_plan.outputs
-    assert set(outputs) == {"url", "clusterName", "kubeconfig", "image", "firestoreDatabase"}
-    assert outputs["url"] == "http://203.0.113.10"
+    assert set(outputs) == {"url", "ip", "clusterName", "kubeconfig", "image", "firestoreDatabase"}
+    assert outputs["url"] == "https://203-0-113-10.nip.io"
+    assert outputs["ip"] == "203.0.113.10"
     assert outputs["clusterName"] == "gradio-chat-cluster"
     assert outputs["firestoreDatabase"] == "chat-app-db"
     assert "@sha256:" in outputs["image"]
@@ -74,14 +83,6 @@ def test_order_database_before_index_before_chat(default_plan):
     assert p.depends_on(*index, "gcp:firestore/database:Database", "firestore")
     # Without this edge the first pods could start while the session list query is still rejected.
     assert p.depends_on("kubernetes:apps/v1:Deployment", "chat", *index)
-
-
-def test_order_browser_secret_before_chat(default_plan):
-    p = default_plan
-    secret = ("kubernetes:core/v1:Secret", "chat-browser")
-    assert p.depends_on(*secret, "random:index/randomPassword:RandomPassword", "chat-browser-secret")
-    # A pod whose secretKeyRef names a missing Secret does not start (CreateContainerConfigError).
-    assert p.depends_on("kubernetes:apps/v1:Deployment", "chat", *secret)
 
 
 def test_resources_wait_for_their_api(default_plan):

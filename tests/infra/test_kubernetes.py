@@ -1,4 +1,5 @@
-"""Kubernetes objects: Gemma and the chat as the issue specifies, each valid against the OpenAPI schema."""
+"""Kubernetes objects: Gemma and the chat as the issue specifies, each core object valid against the OpenAPI schema
+(the Gateway API and GKE custom resources are checked against their CRD schemas in test_custom_resources.py)."""
 
 import kubernetes_validate
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from stack import kube
 from stack.chat import display_name
 from stack.gemma import server_args
-from stack.mocks import fake_random_password
+from stack.mocks import FAKE_PROJECT_NUMBER
 from tests.infra.rendering import HF_TOKEN, PROJECT, REGION, fingerprint
 
 # GKE's REGULAR channel runs about 1.33; the newest schema catches fields that have since been removed.
@@ -22,9 +23,9 @@ def env(container):
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("which", ["default_plan", "gemma_off_plan", "scaled_plan"])
+@pytest.mark.parametrize("which", ["default_plan", "gemma_off_plan", "scaled_plan", "password_plan"])
 def test_every_manifest_is_valid(which, version, request):
-    manifests = request.getfixturevalue(which).data["manifests"]
+    manifests = request.getfixturevalue(which).core_manifests()
     assert manifests
     for manifest in manifests:
         kubernetes_validate.validate(manifest, version, strict=True)
@@ -112,8 +113,11 @@ def test_chat_environment_contract(default_plan):
         "GOOGLE_GENAI_USE_VERTEXAI": "true",
         "GOOGLE_CLOUD_LOCATION": REGION,
         "CHAT_CONCURRENCY": "64",
+        "CHAT_REQUEST_TIMEOUT": "120",
+        "CHAT_AUTH": "iap",
+        "CHAT_IAP_AUDIENCE": f"/projects/{FAKE_PROJECT_NUMBER}/global/backendServices/",
+        "CHAT_TRUSTED_PROXY": "true",
         "HOME": "/tmp",
-        "CHAT_BROWSER_SECRET": {"secretKeyRef": {"name": "chat-browser", "key": "secret"}},
     }
 
 
@@ -149,40 +153,22 @@ def test_recommended_labels(default_plan):
             assert manifest["metadata"]["namespace"] == "hybrid-chat"
 
 
-def test_one_replica_needs_no_affinity(default_plan):
-    service = default_plan.manifest("Service", "chat")["spec"]
-    assert service["type"] == "LoadBalancer"
-    assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
-    assert service["sessionAffinity"] == "None"
-
-
-def test_several_replicas_pin_each_browser(scaled_plan):
+def test_chat_service_is_internal(default_plan, scaled_plan):
+    for plan in (default_plan, scaled_plan):
+        service = plan.manifest("Service", "chat")["spec"]
+        assert service["type"] == "ClusterIP"
+        assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+        # Affinity is the load balancer's (a cookie, see test_frontdoor); the Service adds none.
+        assert "sessionAffinity" not in service
     assert scaled_plan.manifest("Deployment", "chat")["spec"]["replicas"] == 3
-    service = scaled_plan.manifest("Service", "chat")["spec"]
-    assert service["sessionAffinity"] == "ClientIP"
-    assert service["externalTrafficPolicy"] == "Local"
 
 
-@pytest.mark.parametrize("which", ["default_plan", "gemma_off_plan", "scaled_plan"])
-def test_browser_secret_is_generated_once_for_every_replica(which, request):
-    plan = request.getfixturevalue(which)
-    password = plan.one("random:index/randomPassword:RandomPassword", "chat-browser-secret")["inputs"]
-    assert password["length"] == 64
-    assert password["special"] is False
-    # No keepers: nothing in the config may regenerate it (that would empty every anonymous conversation list).
-    assert "keepers" not in password
-    secret = plan.one("kubernetes:core/v1:Secret", "chat-browser")["inputs"]
-    assert secret["stringData"] == fingerprint({"secret": fake_random_password(64)})
-    # One Deployment, one env source: every replica, and every rollout, reads the same Secret.
-    chat_env = env(pod(plan, "chat")["containers"][0])
-    assert chat_env["CHAT_BROWSER_SECRET"] == {"secretKeyRef": {"name": "chat-browser", "key": "secret"}}
-
-
-def test_chat_auth_users_flow_from_secret_config(default_plan, scaled_plan):
+def test_chat_auth_users_flow_from_secret_config(default_plan, password_plan):
     assert "CHAT_AUTH_USERS" not in env(pod(default_plan, "chat")["containers"][0])
-    secret = scaled_plan.one("kubernetes:core/v1:Secret", "chat-auth")["inputs"]
+    secret = password_plan.one("kubernetes:core/v1:Secret", "chat-auth")["inputs"]
     assert secret["stringData"] == fingerprint({"users": "alice:wonderland-secret"})
-    chat_env = env(pod(scaled_plan, "chat")["containers"][0])
+    assert password_plan.depends_on("kubernetes:apps/v1:Deployment", "chat", "kubernetes:core/v1:Secret", "chat-auth")
+    chat_env = env(pod(password_plan, "chat")["containers"][0])
     assert chat_env["CHAT_AUTH_USERS"] == {"secretKeyRef": {"name": "chat-auth", "key": "users"}}
 
 
@@ -192,7 +178,7 @@ def test_gemma_off_stack(gemma_off_plan):
     # The chat still knows where Gemma would be: its self-hosted slot reports unreachable until it is on.
     chat_env = env(pod(gemma_off_plan, "chat")["containers"][0])
     assert chat_env["SELF_HOSTED_URL"] == kube.GEMMA_URL
-    assert gemma_off_plan.outputs["url"] == "http://203.0.113.10"
+    assert gemma_off_plan.outputs["url"] == "https://203-0-113-10.nip.io"
 
 
 def test_display_names():

@@ -13,7 +13,7 @@ def test_renders_the_dev_stack_offline():
     result = run_render()
     assert result.returncode == 0, result.stderr
     header, _, documents = result.stdout.partition("\n---\n")
-    assert "# 25 resources" in header
+    assert "# 36 resources" in header
     assert "hybrid-chat:hfToken is not set: rendered with a placeholder" in header
     assert "kubeconfig: [secret]" in header
     kinds = [d["kind"] for d in yaml.safe_load_all(documents)]
@@ -21,13 +21,19 @@ def test_renders_the_dev_stack_offline():
         "Namespace",
         "ServiceAccount",
         "Secret",
-        "Secret",
         "Deployment",
         "Deployment",
         "Service",
         "Service",
         "NetworkPolicy",
+        "NetworkPolicy",
+        "Gateway",
+        "HTTPRoute",
+        "HTTPRoute",
+        "HealthCheckPolicy",
+        "GCPBackendPolicy",
     ]
+    assert "url: https://203-0-113-10.nip.io" in header
     assert "my-gcp-project" in documents  # the stack file's project, not a default
 
 
