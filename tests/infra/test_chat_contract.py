@@ -19,15 +19,12 @@ from stack import kube
 from stack.chat import display_name
 from stack.config import DEFAULTS
 from stack.gemma import server_args
+from stack.mocks import FAKE_PROJECT_NUMBER
 
 PLANS = ("default_plan", "gemma_off_plan", "scaled_plan", "password_plan")
 # Read by libraries, not by chatapp/settings.py: google-genai (Vertex AI switch and location), and $HOME for
 # anything that caches.
 FOR_LIBRARIES = {"GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_LOCATION", "HOME"}
-# The sign-in contract the chat is gaining at the same time as the front door (CHAT_AUTH=none|password|iap,
-# the IAP audience, trusting X-Forwarded-For behind the load balancer). Until chatapp/settings.py reads them
-# they are listed here; once it does, the checks below cover them like every other variable.
-SIGN_IN_CONTRACT = {"CHAT_AUTH", "CHAT_IAP_AUDIENCE", "CHAT_TRUSTED_PROXY"}
 # Stand-ins for values the pod reads from Secrets (the plan shows only a secretKeyRef).
 SECRET_VALUES = {("chat-auth", "users"): "alice:wonderland-secret"}
 
@@ -75,17 +72,19 @@ def test_the_chat_accepts_the_environment_the_stack_renders(which, request):
     env = RecordingEnv(pod_environment(request.getfixturevalue(which)))
     settings = load_settings(env)  # raises SettingsError naming the variable if the chat would refuse to start
     unread = set(env.values) - env.read - FOR_LIBRARIES
-    assert unread <= SIGN_IN_CONTRACT, f"the stack sets variables the chat never reads: {sorted(unread)}"
+    assert not unread, f"the stack sets variables the chat never reads: {sorted(unread)}"
     assert settings.store == "firestore"
     assert settings.self_hosted_url == kube.GEMMA_URL
     assert settings.port == kube.CHAT_PORT
     assert settings.concurrency == kube.CHAT_CONCURRENCY
     assert settings.request_timeout_s == kube.CHAT_REQUEST_TIMEOUT_S
     assert settings.self_hosted_label != settings.gemini_label
+    assert settings.trusted_proxy is True  # always behind Google's load balancer
     if which == "password_plan":
-        assert settings.auth_users == {"alice": "wonderland-secret"}
+        assert (settings.auth, settings.auth_users) == ("password", {"alice": "wonderland-secret"})
     else:
-        assert settings.auth_users == {}
+        assert (settings.auth, settings.auth_users) == ("iap", {})
+        assert settings.iap_audience == f"/projects/{FAKE_PROJECT_NUMBER}/global/backendServices/"
 
 
 def test_the_rendered_environment_overrides_a_hostile_default(default_plan):
