@@ -8,10 +8,10 @@ import pytest
 
 from chatapp.history.base import SessionNotFound, StoreError
 from chatapp.history.firestore import DELETE_BATCH, FirestoreStore
-from tests.fixtures.firestore_emulator import PROJECT
+from harness.firestore_emulator import PROJECT
+from harness.rpc_counter import READS, RpcCounter
+from harness.support import free_port
 from tests.history.conftest import make_turn
-from tests.history.rpc_counter import READS, RpcCounter
-from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 

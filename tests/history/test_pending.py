@@ -11,9 +11,9 @@ from chatapp.history.base import SessionNotFound, StoreError, Turn
 from chatapp.history.firestore import FirestoreStore
 from chatapp.history.pending import RetryingStore
 from chatapp.history.sqlite import SqliteStore
-from tests.fixtures.firestore_emulator import PROJECT
+from harness.firestore_emulator import PROJECT
+from harness.rpc_counter import RpcCounter
 from tests.history.conftest import make_turn
-from tests.history.rpc_counter import RpcCounter
 
 
 class FlakyStore(SqliteStore):

@@ -10,9 +10,9 @@ import pytest
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
 from chatapp.models.openai_compat import OpenAICompatModel
-from tests.fakes.openai_server import FakeOpenAIServer
+from harness.fakes.openai_server import FakeOpenAIServer
+from harness.support import free_port
 from tests.models.helpers import PARAMS, ask, collect
-from tests.support import free_port
 
 
 def model_for(fake: FakeOpenAIServer, **kwargs) -> OpenAICompatModel:

@@ -19,7 +19,7 @@ A request can also pick its mode itself with the header `X-Fake-Mode: cut` or a 
 
 Subprocess use (benchmarks, so the fake does not share the app's GIL):
 
-    python -m tests.fakes.openai_server --port 8011 --tokens-per-s 20 --reply-tokens 100
+    python -m harness.fakes.openai_server --port 8011 --tokens-per-s 20 --reply-tokens 100
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tests.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
+from harness.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
 
 MODES = (
     "normal",  # stream the reply at `tokens_per_s`

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
+from harness.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
 
 MODES = (
     "normal",  # stream the reply, finishReason STOP on the last chunk
