@@ -115,6 +115,28 @@ class FirestoreEmulator:
             process.kill()
             process.wait(timeout=10)
 
+    def warm_up(self, timeout: float = 60.0) -> None:
+        """One write through the Firestore client with a generous deadline. The emulator's first gRPC calls
+        run cold JVM code and can take longer than a store's 5 s write deadline on a busy machine; tests that
+        time how fast a dead store fails must not pay for that."""
+        from google.cloud import firestore
+
+        database = "warm-up"
+        saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        os.environ["FIRESTORE_EMULATOR_HOST"] = self.host  # the client reads it when it is created
+        try:
+            client = firestore.Client(project=PROJECT, database=database)
+        finally:
+            if saved is None:
+                del os.environ["FIRESTORE_EMULATOR_HOST"]
+            else:
+                os.environ["FIRESTORE_EMULATOR_HOST"] = saved
+        try:
+            client.collection("warm-up").document("warm-up").set({"at": time.time()}, timeout=timeout)
+        finally:
+            client.close()
+        self.reset(database)
+
     def reset(self, database: str = "(default)", project: str = PROJECT) -> None:
         """Delete every document of one database (the emulator's own reset endpoint)."""
         url = f"http://{self.host}/emulator/v1/projects/{project}/databases/{database}/documents"
