@@ -13,6 +13,9 @@ from chatapp.inputs import InputError
 from chatapp.models.base import GenerationParams, ModelUnavailable, StreamCut
 from chatapp.models.gemini import GeminiModel
 
+# These tests run code in worker threads: an assert or error there must fail the test, not just warn.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 class ScriptedModel:
     """A ChatModel that replays chunks, then optionally raises; records prompts and whether it was closed.

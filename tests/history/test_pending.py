@@ -16,6 +16,9 @@ from harness.firestore_emulator import PROJECT
 from harness.rpc_counter import RpcCounter
 from tests.history.conftest import make_turn
 
+# These tests run code in worker threads: an assert or error there must fail the test, not just warn.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 class FlakyStore(SqliteStore):
     """A real SQLite store that can be switched "down" (transient errors) and records what it saved."""

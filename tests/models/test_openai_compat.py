@@ -14,6 +14,9 @@ from harness.fakes.openai_server import FakeOpenAIServer
 from harness.support import free_port
 from tests.models.helpers import PARAMS, ask, collect
 
+# These tests run code in worker threads: an assert or error there must fail the test, not just warn.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 def model_for(fake: FakeOpenAIServer, **kwargs) -> OpenAICompatModel:
     return OpenAICompatModel("Gemma Test", fake.base_url, fake.model, **kwargs)
