@@ -216,6 +216,13 @@ MUTATIONS = [
         ("tests/models/test_openai_compat.py",),
     ),
     Mutation(
+        "openai-aborted-reply-taken-as-complete",
+        "chatapp/models/openai_compat.py",
+        "        if stats.finish_reason not in _COMPLETE and stats.finish_reason is not None:",
+        "        if False:",
+        ("tests/models/test_openai_compat.py",),
+    ),
+    Mutation(
         "gemini-stop-leaves-the-sdk-stream-open",
         "chatapp/models/gemini.py",
         "            chunks.close()",

@@ -141,6 +141,7 @@ def test_server_that_never_answers_times_out_clearly(fake_openai):
         ("cut", "connection to Gemma Test broke mid-reply (connection closed mid-response)"),
         ("end_early", "stopped before finishing the reply"),
         ("error_event", "failed while answering: The engine died"),
+        ("abort", "stopped mid-reply because the server aborted the request"),
     ],
 )
 def test_stream_broken_mid_reply_keeps_the_partial_text(fake_openai, mode, expected):
