@@ -180,7 +180,7 @@ def test_concurrent_replies_of_one_conversation_are_saved_in_turn_order():
     """Two replies of one conversation finishing together (a double send, an API client submitting twice):
     the second turn is saved only after the first, so the store never sees turn 1 before turn 0 (its
     turn count would go backwards)."""
-    first_save_started = threading.Event()
+    first_save_started, second_saved = threading.Event(), threading.Event()
 
     class SlowFirstSaver(ListSaver):
         def __init__(self):
@@ -190,9 +190,12 @@ def test_concurrent_replies_of_one_conversation_are_saved_in_turn_order():
         def save(self, turn):
             if turn.index == 0:
                 first_save_started.set()
-                time.sleep(0.3)  # a slow commit
+                # A slow commit. Without the lock, turn 1 is saved meanwhile and ends this wait early.
+                second_saved.wait(timeout=1.0)
             self.turns.append(turn)
             self.completed.append(turn.index)
+            if turn.index == 1:
+                second_saved.set()
             return True
 
     saver = SlowFirstSaver()
