@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Built once per machine (llama.cpp takes minutes), shared by every clone on it.
 export HYBRID_CHAT_CACHE ?= $(HOME)/.cache/hybrid-chat
 
-.PHONY: dev test lint bench plan venv local-model browser crd-check clean
+.PHONY: dev test lint bench mutations plan venv local-model browser crd-check clean
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.local-model
 	$(BIN)/python -m bench
+
+# Plants known bugs one at a time in a scratch copy and checks a test catches each (minutes; not in make test).
+mutations: $(VENV)/.installed
+	$(BIN)/python -m bench.mutations
 
 plan: $(VENV)/.installed
 	@$(BIN)/python -m stack.render

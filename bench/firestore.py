@@ -1,7 +1,7 @@
 """Firestore cost per turn and resume time, against Google's emulator.
 
 A turn goes through the real send path (ChatService → RetryingStore → FirestoreStore) with an in-process model,
-and every RPC the Firestore client sends is counted (tests/history/rpc_counter.py wraps the transport).
+and every RPC the Firestore client sends is counted (harness/rpc_counter.py wraps the transport).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from chatapp.history.base import Turn
 from chatapp.history.firestore import MESSAGES, SESSIONS, FirestoreStore
 from chatapp.history.pending import RetryingStore
 from chatapp.models.base import GenerationParams
-from tests.fixtures.firestore_emulator import FirestoreEmulator, find_emulator_jar
-from tests.history.rpc_counter import RpcCounter
+from harness.firestore_emulator import FirestoreEmulator, find_emulator_jar
+from harness.rpc_counter import RpcCounter
 
 PROJECT = "demo-bench"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import requests
 
-from tests.fixtures.chat_server import ChatProcess, start_chat
-from tests.support import free_port
+from harness.chat_process import ChatProcess, start_chat
+from harness.support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def fake_model_server(tokens_per_s: float, reply_tokens: int) -> Iterator[str]:
     """The fault-injecting OpenAI server in its own process (so it never competes for the chat's GIL)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port),
+        [sys.executable, "-m", "harness.fakes.openai_server", "--port", str(port),
          "--tokens-per-s", str(tokens_per_s), "--reply-tokens", str(reply_tokens)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

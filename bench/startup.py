@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from bench.processes import ROOT
-from tests.fixtures.chat_server import start_chat
+from harness.chat_process import start_chat
 
 
 def _seconds(command: list[str]) -> float:

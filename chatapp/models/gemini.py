@@ -10,6 +10,7 @@ from those same variables and pass them explicitly, which is otherwise exactly w
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -44,7 +45,11 @@ _EMPTY_BECAUSE = {
     "IMAGE_SAFETY": "its safety filters blocked the reply",
     "LANGUAGE": "the reply's language is not supported",
     "MALFORMED_FUNCTION_CALL": "it produced a malformed function call",
+    "MODEL_ARMOR": "Model Armor blocked the reply",
 }
+# Finish reasons of a reply that ended normally; every other one (SAFETY, OTHER, …) cut it short. Gemini sends
+# the finish reason on the last chunk only, so a stream that ends without one was cut too.
+_COMPLETE = {"STOP", "MAX_TOKENS"}
 
 
 def _env_flag(name: str) -> bool | None:
@@ -95,12 +100,13 @@ class GeminiModel:
             top_p=params.top_p,
             max_output_tokens=params.max_tokens,
         )
-        chunks = self._open(client, contents, config)
+        first, chunks = self._open(client, contents, config)
         try:
-            yield from self._read(chunks, params, stats)
+            yield from self._read(first, chunks, params, stats)
         finally:
-            # On GeneratorExit (stop) this unwinds the SDK's generators down to the HTTP response,
-            # which closes the connection so Gemini stops generating (and billing) for us.
+            # On GeneratorExit (stop) this unwinds the SDK's generators down to the HTTP response, which
+            # closes the connection so Gemini stops generating (and billing) for us. Explicitly: whoever
+            # still holds the SDK stream would otherwise keep the request open until garbage collection.
             chunks.close()
 
     # -- client ------------------------------------------------------------------------------------------
@@ -147,8 +153,9 @@ class GeminiModel:
     # -- request -----------------------------------------------------------------------------------------
     def _open(
         self, client: genai.Client, contents: list[types.Content], config: types.GenerateContentConfig
-    ) -> Iterator[types.GenerateContentResponse]:
-        """Start the stream and pull its first chunk (the HTTP status arrives with it), retrying 429s."""
+    ) -> tuple[types.GenerateContentResponse | None, Iterator[types.GenerateContentResponse]]:
+        """Start the stream and pull its first chunk (the HTTP status arrives with it), retrying 429s.
+        Returns that first chunk (None for an empty stream) and the SDK stream, which the caller closes."""
         started = time.monotonic()
         deadline = started + self.retry_budget_s
         backoff = 1.0
@@ -175,15 +182,19 @@ class GeminiModel:
             except Exception as exc:
                 chunks.close()
                 raise self._failure(exc, received=False) from exc
-            return _prepend(first, chunks)
+            return first, chunks
 
     def _read(
-        self, chunks: Iterator[types.GenerateContentResponse], params: GenerationParams, stats: ReplyStats
+        self,
+        first: types.GenerateContentResponse | None,
+        rest: Iterator[types.GenerateContentResponse],
+        params: GenerationParams,
+        stats: ReplyStats,
     ) -> Iterator[str]:
         received = False
         finish: str | None = None
         try:
-            for chunk in chunks:
+            for chunk in itertools.chain([first] if first is not None else [], rest):
                 feedback = chunk.prompt_feedback
                 if feedback and feedback.block_reason:
                     reason = _name(feedback.block_reason)
@@ -210,8 +221,9 @@ class GeminiModel:
             raise StreamCut(f"{self.label} stopped before finishing the reply (the stream ended early).")
         if not received:
             raise ModelError(self._empty_reason(finish, params))
-        if finish in _EMPTY_BECAUSE:
-            raise StreamCut(f"{self.label} stopped mid-reply because {_EMPTY_BECAUSE[finish]}.")
+        if finish not in _COMPLETE:  # text came, then the model was stopped: keep it, say why
+            because = _EMPTY_BECAUSE.get(finish, f"of finish reason {finish}")
+            raise StreamCut(f"{self.label} stopped mid-reply because {because}.")
 
     # -- errors ------------------------------------------------------------------------------------------
     def _empty_reason(self, finish: str, params: GenerationParams) -> str:
@@ -268,17 +280,3 @@ def _retry_delay(exc: errors.APIError) -> float | None:
         if isinstance(detail, dict) and (match := re.fullmatch(r"([\d.]+)s", str(detail.get("retryDelay", "")))):
             return float(match.group(1))
     return None
-
-
-def _prepend(first: types.GenerateContentResponse | None, rest: Iterator[Any]) -> Iterator[Any]:
-    """The stream with its already-pulled first chunk put back; closing it closes the SDK stream."""
-
-    def chain() -> Iterator[Any]:
-        try:
-            if first is not None:
-                yield first
-            yield from rest
-        finally:
-            rest.close()  # type: ignore[attr-defined]
-
-    return chain()

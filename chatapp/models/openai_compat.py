@@ -23,6 +23,13 @@ from chatapp.models.sse import sse_data
 
 log = logging.getLogger(__name__)
 
+# finish_reason values of a reply that ended as the model meant it to (or at the max tokens limit).
+_COMPLETE = {"stop", "length", "tool_calls", "function_call"}
+_CUT_BECAUSE = {
+    "abort": "the server aborted the request (restarting or scaling down?); try again",
+    "content_filter": "its content filter stopped the reply",
+}
+
 # Statuses a load balancer or a loading server answers while the model is not serving yet.
 _NOT_READY = {502, 503, 504}
 
@@ -189,6 +196,12 @@ class OpenAICompatModel:
             stats.tokens_out = deltas
         if not done and stats.finish_reason is None:
             raise StreamCut(f"{self.label} stopped before finishing the reply (the stream ended early).")
+        if stats.finish_reason not in _COMPLETE and stats.finish_reason is not None:
+            # vLLM ends a request its engine aborted (shutdown, scale-down) with finish_reason "abort" and a
+            # normal [DONE]; OpenAI-style servers use "content_filter". Neither is a whole reply.
+            because = _CUT_BECAUSE.get(stats.finish_reason, f"of finish reason {stats.finish_reason!r}")
+            cls = StreamCut if received else ModelError
+            raise cls(f"{self.label} stopped mid-reply because {because}.")
 
 
 def _parse(data: str) -> dict[str, Any] | None:

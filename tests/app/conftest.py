@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness.chat_process import ChatProcess, start_chat
+from harness.fakes.openai_server import FakeOpenAIServer
+from harness.fakes.vertex_server import FakeVertexServer
 from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.fakes.vertex_server import FakeVertexServer
-from tests.fixtures.chat_server import ChatProcess, start_chat
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: f
 
 
 def sqlite_path(chat: Any) -> Path:
-    """The history file of a chat process started by tests.fixtures.chat_server."""
+    """The history file of a chat process started by harness.chat_process."""
     return Path(chat.env["CHAT_SQLITE_PATH"])
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from harness.chat_process import ChatProcess
+from harness.fakes.openai_server import FakeOpenAIServer
 from tests.app.helpers import (
     DEFAULTS,
     FAKE_LABEL,
@@ -31,8 +33,6 @@ from tests.app.helpers import (
     sqlite_path,
     stored_history,
 )
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.fixtures.chat_server import ChatProcess
 
 REFUSED = "REFUSED-7f3a"
 

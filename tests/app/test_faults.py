@@ -21,6 +21,11 @@ from typing import Any
 import pytest
 import requests
 
+from harness.chat_process import ChatProcess
+from harness.fakes.openai_server import FakeOpenAIServer
+from harness.fakes.vertex_server import FakeVertexServer
+from harness.firestore_emulator import FirestoreEmulator
+from harness.support import free_port
 from tests.app.helpers import (
     FAKE_LABEL,
     GEMINI_LABEL,
@@ -34,11 +39,6 @@ from tests.app.helpers import (
     stored_history,
     wait_until,
 )
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.fakes.vertex_server import FakeVertexServer
-from tests.fixtures.chat_server import ChatProcess
-from tests.fixtures.firestore_emulator import FirestoreEmulator
-from tests.support import free_port
 
 # Long enough that "half the reply" (the fakes cut at the middle token) is clearly a partial reply.
 LONG = "please tell me about the weather in seven cities across three continents today"

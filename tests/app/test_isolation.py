@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from harness.chat_process import ChatProcess
+from harness.fakes.openai_server import FakeOpenAIServer
+from harness.fakes.vertex_server import FakeVertexServer
 from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL, chat, healthy, owner_of, sqlite_path, stored_history
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.fakes.vertex_server import FakeVertexServer
-from tests.fixtures.chat_server import ChatProcess
 
 SESSIONS = 50
 TURNS = 4

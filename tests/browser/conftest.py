@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
+from harness.chat_process import ROOT, ChatProcess, start_chat
+from harness.fakes.openai_server import FakeOpenAIServer
+from harness.fakes.vertex_server import FakeVertexServer
+from harness.support import require
 from tests.browser.chat_page import ChatPage
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.fakes.vertex_server import FakeVertexServer
-from tests.fixtures.chat_server import ROOT, ChatProcess, start_chat
-from tests.support import require
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM_ARGS = [

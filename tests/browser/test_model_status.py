@@ -11,10 +11,10 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from harness.chat_process import ROOT
+from harness.support import free_port
 from tests.browser.chat_page import ChatPage
 from tests.browser.conftest import GEMINI_LABEL
-from tests.fixtures.chat_server import ROOT
-from tests.support import free_port
 
 # The server re-checks every 10 s and the page re-reads every 10 s: a change shows within 20 s, plus slack.
 STATUS_CHANGE_MS = 30_000
@@ -26,7 +26,7 @@ def model_process() -> Iterator[tuple[subprocess.Popen, str]]:
     (in-process, its keep-alive connections would outlive the listening socket and keep answering)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(port)],
+        [sys.executable, "-m", "harness.fakes.openai_server", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

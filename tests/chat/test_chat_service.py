@@ -2,24 +2,37 @@
 
 import json
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from chatapp.chat import ChatService, ChatSession
 from chatapp.inputs import InputError
 from chatapp.models.base import GenerationParams, ModelUnavailable, StreamCut
+from chatapp.models.gemini import GeminiModel
+
+# These tests run code in worker threads: an assert or error there must fail the test, not just warn.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 class ScriptedModel:
-    """A ChatModel that replays chunks, then optionally raises; records prompts and whether it was closed."""
+    """A ChatModel that replays chunks, then optionally raises; records prompts and whether it was closed.
+
+    It keeps a reference to every stream it hands out (`streams`), so garbage collection can never close one
+    behind the caller's back: a stream that is closed was closed explicitly."""
 
     def __init__(self, label, chunks=("Hel", "lo", "!"), error=None, delay=0.0):
         self.label, self.chunks, self.error, self.delay = label, chunks, error, delay
-        self.prompts, self.closed = [], False
+        self.prompts, self.closed, self.streams = [], False, []
 
     def stream(self, messages, params, stats):
         self.prompts.append(list(messages))
+        self.streams.append(self._generate(stats))
+        return self.streams[-1]
+
+    def _generate(self, stats):
         try:
             for chunk in self.chunks:
                 time.sleep(self.delay)
@@ -99,7 +112,8 @@ def test_stopping_closes_the_model_stream_and_saves_what_was_shown():
     )
     shown = [next(updates).text for _ in range(3)]
     updates.close()
-    assert model.closed
+    # The model's stream is still referenced (model.streams), so only an explicit close() can have ended it.
+    assert model.closed and model.streams[0].gi_frame is None
     assert saver.turns[0].assistant == shown[-1] == "aaa"
 
 
@@ -160,3 +174,63 @@ def test_update_interval_stretches_with_streams_in_flight():
     assert svc._interval() == pytest.approx(0.16)
     svc._active = 500
     assert svc._interval() == pytest.approx(0.5)
+
+
+def test_concurrent_replies_of_one_conversation_are_saved_in_turn_order():
+    """Two replies of one conversation finishing together (a double send, an API client submitting twice):
+    the second turn is saved only after the first, so the store never sees turn 1 before turn 0 (its
+    turn count would go backwards)."""
+    first_save_started, second_saved = threading.Event(), threading.Event()
+
+    class SlowFirstSaver(ListSaver):
+        def __init__(self):
+            super().__init__()
+            self.completed = []
+
+        def save(self, turn):
+            if turn.index == 0:
+                first_save_started.set()
+                # A slow commit. Without the lock, turn 1 is saved meanwhile and ends this wait early.
+                second_saved.wait(timeout=1.0)
+            self.turns.append(turn)
+            self.completed.append(turn.index)
+            if turn.index == 1:
+                second_saved.set()
+            return True
+
+    saver = SlowFirstSaver()
+    svc = service(ScriptedModel("M"), saver=saver)
+    session = ChatSession(owner="o")
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(run, svc, session, "one", "M")
+        assert first_save_started.wait(5)
+        run(svc, session, "two", "M")
+        first.result()
+
+    assert saver.completed == [0, 1]
+    assert [(t.index, t.user) for t in saver.turns] == [(0, "one"), (1, "two")]
+    assert [m.content for m in session.messages] == ["one", "Hello!", "two", "Hello!"]
+
+
+# -- real model clients against the wire-faithful fakes ------------------------------------------------------
+REPLY = "one two three four five six seven eight nine ten eleven twelve"
+
+
+@pytest.mark.parametrize(
+    ("mode", "kept", "why"),
+    [
+        ("no_finish", REPLY, "stopped before finishing the reply"),
+        ("safety_after_text", "one two three four five six", "stopped mid-reply because its safety filters"),
+    ],
+)
+def test_a_gemini_reply_cut_short_is_kept_saved_and_explained(fake_vertex, mode, kept, why):
+    fake_vertex.mode, fake_vertex.reply = mode, REPLY
+    saver = ListSaver()
+    session = ChatSession(owner="o")
+
+    final = run(service(GeminiModel("Gemini", "gemini-2.5-flash"), saver=saver), session, "hi", "Gemini")[-1]
+
+    assert final.done and final.text == kept
+    assert final.notice is not None and why in final.notice
+    assert [(t.user, t.assistant) for t in saver.turns] == [("hi", kept)]
+    assert [m.content for m in session.messages] == ["hi", kept]

@@ -40,3 +40,39 @@ def test_params_accept_numeric_strings_and_refuse_nonsense():
     ]:
         with pytest.raises(InputError):
             clean_params(*bad)
+
+
+# The documented ranges (README, UI sliders), pinned here as numbers so a changed bound fails a test.
+PARAMS = ("Temperature", "Top-p", "Max tokens")
+DEFAULTS = {"Temperature": 0.7, "Top-p": 0.95, "Max tokens": 256}
+RANGES = {
+    "Temperature": (0.0, 2.0, -0.01, 2.01),
+    "Top-p": (0.01, 1.0, 0.009, 1.001),
+    "Max tokens": (1, 8192, 0, 8193),
+}
+
+
+def _params(name, value):
+    return clean_params(*({**DEFAULTS, name: value}[p] for p in PARAMS))
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_every_generation_parameter_accepts_its_range_and_refuses_beyond_it(name):
+    low, high, below, above = RANGES[name]
+    attribute = {"Temperature": "temperature", "Top-p": "top_p", "Max tokens": "max_tokens"}[name]
+    assert getattr(_params(name, low), attribute) == low
+    assert getattr(_params(name, high), attribute) == high
+    assert getattr(_params(name, str(high)), attribute) == high  # API callers may send strings
+    for bad in (below, above, -above, float("inf"), float("-inf")):
+        with pytest.raises(InputError, match=f"^{name} must be between {low} and {high}, got "):
+            _params(name, bad)
+
+
+@pytest.mark.parametrize(
+    ("clean", "what", "limit"),
+    [(clean_message, "message", 100_000), (clean_system_prompt, "system prompt", 20_000)],
+)
+def test_text_lengths_up_to_the_limit_are_kept_and_beyond_refused(clean, what, limit):
+    assert clean("é" * limit) == "é" * limit  # the limit counts characters, not bytes
+    with pytest.raises(InputError, match=f"The {what} is {limit + 1:,} characters long; the limit is {limit:,}"):
+        clean("é" * (limit + 1))

@@ -53,3 +53,20 @@ def test_reads_every_variable():
 def test_bad_values_name_the_variable(env, variable):
     with pytest.raises(SettingsError, match=variable):
         load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("variable", "low", "high", "below", "above"),
+    [
+        ("CHAT_PORT", "1", "65535", "0", "65536"),
+        ("CHAT_CONCURRENCY", "1", "1024", "0", "1025"),
+        ("CHAT_CONTEXT_CHARS", "1000", "10000000", "999", "10000001"),
+        ("CHAT_REQUEST_TIMEOUT", "1", "3600", "0.99", "3600.5"),
+    ],
+)
+def test_numeric_settings_accept_their_range_and_refuse_beyond_it(variable, low, high, below, above):
+    for value in (low, high):
+        load_settings({variable: value})
+    for value in (below, above):
+        with pytest.raises(SettingsError, match=f"^{variable} must be between"):
+            load_settings({variable: value})

@@ -177,6 +177,10 @@ def test_truncate_undoes_the_newest_turns_for_the_owner_only(store):
         store.save_turn(make_turn(index))
     with pytest.raises(SessionNotFound):
         store.truncate("s-1", "bob", 1)
+    with pytest.raises(SessionNotFound):
+        store.truncate("s-1", "bob", 0)  # would delete the whole conversation
+    assert len(store.load_messages("s-1", "alice")) == 6  # Alice's conversation is untouched
+    assert store.list_sessions("alice")[0].turns == 3
 
     store.truncate("s-1", "alice", 1)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
+from google.api_core import exceptions as gexc
 
+from chatapp.history import firestore as firestore_module
 from chatapp.history.base import SessionNotFound, StoreError
 from chatapp.history.firestore import DELETE_BATCH, FirestoreStore
-from tests.fixtures.firestore_emulator import PROJECT
+from harness.firestore_emulator import PROJECT
+from harness.rpc_counter import READS, RpcCounter
+from harness.support import free_port
 from tests.history.conftest import make_turn
-from tests.history.rpc_counter import READS, RpcCounter
-from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +103,34 @@ def test_delete_removes_every_message_across_several_batches(firestore_store):
 
     assert list(session.collection("messages").limit(1).stream()) == []
     assert not session.get().exists
+
+
+def test_a_delete_stopped_halfway_can_be_finished_by_deleting_again(firestore_store, monkeypatch):
+    """Messages go first and the session document last: a delete that fails halfway leaves a conversation
+    that is still listed (so its owner can delete it again), never message documents nobody can reach."""
+    monkeypatch.setattr(firestore_module, "DELETE_BATCH", 2)
+    _save_conversation(firestore_store, "half", 3, 10)  # 6 messages: three delete batches
+    api = firestore_store.client._firestore_api
+    commit, commits = api.commit, []
+
+    def second_commit_fails(*args, **kwargs):
+        commits.append(kwargs)
+        if len(commits) == 2:
+            raise gexc.PermissionDenied("injected failure")
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(api, "commit", second_commit_fails)
+    with pytest.raises(StoreError):
+        firestore_store.delete_session("half", "alice")
+
+    assert [s.session_id for s in firestore_store.list_sessions("alice")] == ["half"]
+    assert [m.seq for m in firestore_store.load_messages("half", "alice")] == [2, 3, 4, 5]
+
+    firestore_store.delete_session("half", "alice")
+
+    session = firestore_store.client.collection("chat_sessions").document("half")
+    assert list(session.collection("messages").stream()) == [] and not session.get().exists
+    assert firestore_store.list_sessions("alice") == []
 
 
 @pytest.mark.parametrize("call", ["save_turn", "load_messages", "list_sessions", "ping"])

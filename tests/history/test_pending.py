@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -11,9 +12,12 @@ from chatapp.history.base import SessionNotFound, StoreError, Turn
 from chatapp.history.firestore import FirestoreStore
 from chatapp.history.pending import RetryingStore
 from chatapp.history.sqlite import SqliteStore
-from tests.fixtures.firestore_emulator import PROJECT
+from harness.firestore_emulator import PROJECT
+from harness.rpc_counter import RpcCounter
 from tests.history.conftest import make_turn
-from tests.history.rpc_counter import RpcCounter
+
+# These tests run code in worker threads: an assert or error there must fail the test, not just warn.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 class FlakyStore(SqliteStore):
@@ -97,6 +101,59 @@ def test_a_later_save_writes_older_queued_turns_first(retrying, flaky, later):
     assert later == [("s-1", 0), ("s-2", 0), ("s-1", 1)]
 
 
+def wait_until(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_store_down_through_several_background_retries_loses_nothing(retrying, flaky, later):
+    """The retry thread itself meets failures (not only the first inline save): every queued turn survives
+    them and is then saved once, in order, and reported once."""
+    flaky.down = True
+    for turn in (make_turn(0), make_turn(0, session_id="s-2"), make_turn(1)):
+        assert retrying.save(turn) is False
+    queued_attempts = flaky.attempts
+
+    assert wait_until(lambda: flaky.attempts >= queued_attempts + 3), "the retry thread did not retry"
+    assert retrying.pending_count() == 3  # failed retries dropped nothing
+
+    flaky.down = False
+    assert wait_until(lambda: retrying.pending_count() == 0), "the retry thread did not save the queue"
+    assert flaky.saved == [("s-1", 0), ("s-2", 0), ("s-1", 1)]  # each once, in order
+    assert later == [("s-1", 0), ("s-2", 0), ("s-1", 1)]
+
+
+def test_close_saves_queued_turns_when_the_store_is_back(flaky, later):
+    store = RetryingStore(flaky, on_saved=lambda t: later.append(t.index), first_backoff_s=60)  # no retry before
+    flaky.down = True
+    assert [store.save(make_turn(i)) for i in range(3)] == [False] * 3
+    flaky.down = False
+
+    store.close(timeout=5)  # shutdown: the last attempt
+
+    assert flaky.saved == [("s-1", 0), ("s-1", 1), ("s-1", 2)] and later == [0, 1, 2]
+
+
+def test_close_names_every_turn_it_could_not_save(flaky, caplog):
+    store = RetryingStore(flaky, first_backoff_s=0.05)
+    flaky.down = True
+    store.save(make_turn(0))
+    store.save(make_turn(0, session_id="s-2"))
+
+    store.close(timeout=0.5)  # the store never comes back
+
+    lost = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "never saved" in r.getMessage()]
+    assert lost == [
+        "history: turn s-1#0 was never saved (store down at shutdown)",
+        "history: turn s-2#0 was never saved (store down at shutdown)",
+    ]
+    assert flaky.saved == []
+
+
 def test_a_turn_no_retry_can_save_is_raised_not_queued(retrying):
     with pytest.raises(StoreError) as caught:
         retrying.save(make_turn(0, user="x" * 1_000_000))
@@ -148,6 +205,37 @@ def test_reads_show_queued_turns_and_delete_drops_them(retrying, flaky):
     assert ("only-queued", 0) not in flaky.saved  # a late retry does not bring it back
 
 
+@pytest.mark.parametrize("action", ["delete", "truncate", "load"])
+def test_another_owner_cannot_touch_queued_turns(retrying, flaky, action):
+    """Bob naming Alice's conversation (only in the queue, or stored with later turns queued) changes nothing
+    of hers: he is told it does not exist, and her queued turns are still saved later."""
+    retrying.save(make_turn(0, session_id="stored"))
+    flaky.down = True
+    retrying.save(make_turn(1, session_id="stored"))
+    retrying.save(make_turn(0, session_id="queued"))
+
+    for session_id in ("stored", "queued"):
+        with pytest.raises(SessionNotFound):
+            if action == "delete":
+                retrying.delete_session(session_id, "bob")
+            elif action == "truncate":
+                retrying.truncate(session_id, "bob", 0)
+            else:
+                retrying.load_messages(session_id, "bob")
+
+    assert retrying.pending_count() == 2
+    flaky.down = False
+    assert retrying.flush(timeout=5)
+    assert flaky.saved == [("stored", 0), ("stored", 1), ("queued", 0)]
+    assert [m.content for m in retrying.load_messages("stored", "alice")] == [
+        "question 0",
+        "answer 0",
+        "question 1",
+        "answer 1",
+    ]
+    assert len(retrying.load_messages("queued", "alice")) == 2
+
+
 def test_a_failing_callback_does_not_stop_retries(flaky):
     def boom(turn):
         raise RuntimeError("ui went away")
@@ -178,13 +266,12 @@ def test_many_threads_with_a_flapping_store_lose_nothing_and_keep_session_order(
 
     flapper = threading.Thread(target=flap)
     flapper.start()
-    workers = [threading.Thread(target=chat, args=(n,)) for n in range(sessions)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    with ThreadPoolExecutor(sessions) as pool:
+        workers = [pool.submit(chat, n) for n in range(sessions)]
     stop.set()
     flapper.join()
+    for worker in workers:
+        worker.result()  # a worker's exception fails the test here
     flaky.down = False
 
     assert retrying.flush(timeout=30)

@@ -14,6 +14,9 @@ from chatapp.history.sqlite import SqliteStore
 from chatapp.settings import Settings
 from tests.history.conftest import make_turn
 
+# These tests run code in worker threads: an assert or error there must fail the test, not just warn.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 @pytest.fixture
 def db(tmp_path):

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from harness.support import require
 from tests.infra.rendering import ROOT
-from tests.support import require
 
 CRD = ROOT / "tests" / "infra" / "crd"
 PLANS = ("default_plan", "gemma_off_plan", "scaled_plan", "password_plan")

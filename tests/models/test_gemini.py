@@ -9,7 +9,7 @@ import pytest
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
 from chatapp.models.gemini import GeminiModel
-from tests.fakes.vertex_server import FAKE_TOKEN
+from harness.fakes.vertex_server import FAKE_TOKEN
 from tests.fixtures.model_servers import use_gemini_env
 from tests.models.helpers import PARAMS, ask, collect
 
@@ -101,6 +101,43 @@ def test_cut_mid_stream_keeps_the_partial_text(fake_vertex):
     assert "".join(chunks).startswith("one two three")
 
 
+REPLY = "one two three four five six seven eight nine ten eleven twelve"
+
+
+@pytest.mark.parametrize(
+    ("mode", "finish", "received", "why"),
+    [
+        ("no_finish", None, REPLY, "stopped before finishing the reply (the stream ended early)"),
+        (
+            "safety_after_text",
+            "SAFETY",
+            "one two three four five six",
+            "stopped mid-reply because its safety filters blocked the reply",
+        ),
+        ("safety_after_text", "RECITATION", "one two three four five six", "would have recited copyrighted"),
+        ("safety_after_text", "OTHER", "one two three four five six", "because of finish reason OTHER"),
+    ],
+)
+def test_a_reply_cut_short_keeps_its_text_and_says_why(fake_vertex, mode, finish, received, why):
+    """A stream that ends without a finish reason, or whose model is stopped after some text, is not a complete
+    answer: the text is kept (StreamCut) and the reason is given."""
+    fake_vertex.mode = mode
+    fake_vertex.reply = REPLY
+    if finish:
+        fake_vertex.finish_after_text = finish
+    chunks, stats, error = collect(gemini(), ask("x"))
+    assert "".join(chunks) == received
+    assert isinstance(error, StreamCut) and why in str(error)
+    assert stats.finish_reason == (finish.lower() if finish else None)
+
+
+def test_max_tokens_after_text_is_a_complete_reply(fake_vertex):
+    fake_vertex.mode, fake_vertex.finish_after_text = "safety_after_text", "MAX_TOKENS"
+    fake_vertex.reply = REPLY
+    chunks, stats, error = collect(gemini(), ask("x"))
+    assert error is None and "".join(chunks) == "one two three four five six" and stats.finish_reason == "length"
+
+
 def test_never_answering_times_out(fake_vertex):
     fake_vertex.mode = "hang"
     started = time.monotonic()
@@ -109,13 +146,28 @@ def test_never_answering_times_out(fake_vertex):
     assert time.monotonic() - started < 3
 
 
-def test_closing_the_stream_closes_the_upstream_connection(fake_vertex):
+def test_stop_closes_the_sdk_stream_explicitly_and_with_it_the_connection(fake_vertex, monkeypatch):
     fake_vertex.reply = " ".join(f"w{i}" for i in range(300))
     fake_vertex.tokens_per_s = 30
-    stream = gemini().stream(ask("x"), PARAMS, ReplyStats())
+    model = gemini()
+    client = model._get_client()
+    # Hold every SDK stream the model opens: garbage collection can then never close one for us, so only the
+    # model's own explicit close() can end it.
+    held = []
+    open_stream = client.models.generate_content_stream
+
+    def holding(**kwargs):
+        held.append(open_stream(**kwargs))
+        return held[-1]
+
+    monkeypatch.setattr(client.models, "generate_content_stream", holding)
+    stream = model.stream(ask("x"), PARAMS, ReplyStats())
     assert next(stream) == "w0 w1 w2"
-    stream.close()
-    assert fake_vertex.wait_for_disconnect(3.0), "the SDK kept reading after the generator was closed"
+
+    stream.close()  # what the chat does when the user presses stop
+
+    assert len(held) == 1 and held[0].gi_frame is None, "the SDK stream was left open after stop"
+    assert fake_vertex.wait_for_disconnect(3.0), "the server kept streaming after stop"
 
 
 def test_client_is_created_once_and_kept(fake_vertex):

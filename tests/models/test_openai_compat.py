@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
 from chatapp.models.openai_compat import OpenAICompatModel
-from tests.fakes.openai_server import FakeOpenAIServer
+from harness.fakes.openai_server import FakeOpenAIServer
+from harness.support import free_port
 from tests.models.helpers import PARAMS, ask, collect
-from tests.support import free_port
+
+# These tests run code in worker threads: an assert or error there must fail the test, not just warn.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
 def model_for(fake: FakeOpenAIServer, **kwargs) -> OpenAICompatModel:
@@ -138,6 +141,7 @@ def test_server_that_never_answers_times_out_clearly(fake_openai):
         ("cut", "connection to Gemma Test broke mid-reply (connection closed mid-response)"),
         ("end_early", "stopped before finishing the reply"),
         ("error_event", "failed while answering: The engine died"),
+        ("abort", "stopped mid-reply because the server aborted the request"),
     ],
 )
 def test_stream_broken_mid_reply_keeps_the_partial_text(fake_openai, mode, expected):
@@ -156,12 +160,40 @@ def test_malformed_line_is_skipped_and_the_stream_continues(fake_openai, caplog)
     assert "malformed stream line" in caplog.text
 
 
-def test_closing_the_stream_closes_the_upstream_connection(fake_openai):
+def hold_response_bodies(model: OpenAICompatModel) -> list:
+    """Keep a reference to every response the model opens and to the body iterator it reads, so garbage
+    collection can never close the connection for the model: only its explicit close() can."""
+    held = []
+    post = model._session.post
+
+    def holding_post(*args, **kwargs):
+        response = post(*args, **kwargs)
+        iter_content = response.iter_content
+
+        def holding_iter_content(*a, **kw):
+            body = iter_content(*a, **kw)
+            held.append((response, body))
+            return body
+
+        response.iter_content = holding_iter_content
+        return response
+
+    model._session.post = holding_post
+    return held
+
+
+def test_stop_closes_the_upstream_response_explicitly(fake_openai):
     fake_openai.reply = 200
     fake_openai.tokens_per_s = 50
-    stream = model_for(fake_openai).stream(ask("x"), PARAMS, ReplyStats())
+    model = model_for(fake_openai)
+    held = hold_response_bodies(model)
+    stream = model.stream(ask("x"), PARAMS, ReplyStats())
     assert next(stream) == "tok1 "
-    stream.close()  # what Gradio does when the user presses stop
+
+    stream.close()  # what the chat does when the user presses stop
+
+    [(response, _body)] = held
+    assert response.raw.closed, "the response was left open after stop"
     assert fake_openai.wait_for_disconnect(2.0), "the server kept streaming to a closed generator"
     assert fake_openai.completed == 0
 
@@ -178,12 +210,11 @@ def test_32_concurrent_streams_do_not_slow_each_other(fake_openai):
     started = time.monotonic()
     one()
     single = time.monotonic() - started
-    threads = [threading.Thread(target=one) for _ in range(32)]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(32) as pool:
+        futures = [pool.submit(one) for _ in range(32)]
     many = time.monotonic() - started
+    for future in futures:
+        future.result()  # re-raises a worker's failed assert here, where it fails the test
     assert fake_openai.completed == 33
     assert many <= 1.25 * single + 0.1, f"32 streams took {many:.2f} s vs {single:.2f} s for one"

@@ -15,8 +15,8 @@ import requests
 from gradio_client import Client
 
 from chatapp.history.sqlite import SqliteStore
-from tests.fakes.openai_server import FakeOpenAIServer
-from tests.fixtures.chat_server import ChatProcess, start_chat
+from harness.chat_process import ChatProcess, start_chat
+from harness.fakes.openai_server import FakeOpenAIServer
 from tests.security.iap_keys import PREFIX, KeyServer, SigningKey
 
 LABEL = "Fake model"

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
+from harness.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
 
 MODES = (
     "normal",  # stream the reply, finishReason STOP on the last chunk
@@ -35,6 +35,12 @@ MODES = (
     "rate_limit",  # 429 RESOURCE_EXHAUSTED
     "error_500",  # 500 INTERNAL
     "cut",  # half the reply, then the TCP connection drops mid-body
+    # Candidate.finishReason is absent until generation stops, so a body that simply ends after text
+    # without one is a reply the server never finished.
+    "no_finish",  # the whole reply, but no chunk carries a finishReason; the body ends cleanly
+    # When streaming, a candidate blocked by the content filters comes with finishReason SAFETY and an empty
+    # content (no parts), after whatever text was already sent.
+    "safety_after_text",  # half the reply, then finishReason SAFETY (or `.finish_after_text`), no content
     "hang",  # never answers
 )
 
@@ -57,6 +63,7 @@ class FakeVertexServer(FakeServer):
         super().__init__(_handler_for(self), port=port, mode=mode)
         self.tokens_per_s = tokens_per_s
         self.reply = reply
+        self.finish_after_text = "SAFETY"  # the finishReason "safety_after_text" sends (OTHER, RECITATION…)
 
     @property
     def base_url(self) -> str:
@@ -206,9 +213,16 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 if mode == "cut" and i == max(1, len(chunks) // 2):
                     self.cut_connection()
                     return
+                if mode == "safety_after_text" and i == max(1, len(chunks) // 2):
+                    rating = {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+                    reason = server.finish_after_text
+                    blocked = {"content": {"role": "model"}, "finishReason": reason, "safetyRatings": [rating]}
+                    usage = _usage(prompt_tokens, len("".join(chunks[:i]).split()))
+                    self._event({"candidates": [blocked], "usageMetadata": usage, **meta})
+                    break
                 candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}}
                 event: dict[str, Any] = {"candidates": [candidate], **meta}
-                if i == len(chunks) - 1:
+                if i == len(chunks) - 1 and mode != "no_finish":
                     candidate["finishReason"] = "STOP"
                     event["usageMetadata"] = _usage(prompt_tokens, len(words))
                 else:

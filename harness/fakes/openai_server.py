@@ -19,7 +19,7 @@ A request can also pick its mode itself with the header `X-Fake-Mode: cut` or a 
 
 Subprocess use (benchmarks, so the fake does not share the app's GIL):
 
-    python -m tests.fakes.openai_server --port 8011 --tokens-per-s 20 --reply-tokens 100
+    python -m harness.fakes.openai_server --port 8011 --tokens-per-s 20 --reply-tokens 100
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tests.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
+from harness.fakes.sse_http import ClientGone, FakeServer, SSEHandler, wait_or_gone
 
 MODES = (
     "normal",  # stream the reply at `tokens_per_s`
@@ -45,6 +45,7 @@ MODES = (
     "end_early",  # stream half the reply, then end the body cleanly without finish_reason or [DONE]
     "malformed",  # one broken `data:` line in the middle, the rest of the stream intact
     "error_event",  # half the reply, then `data: {"error": ...}` and `data: [DONE]` as vLLM does
+    "abort",  # half the reply, then finish_reason "abort" and a normal [DONE]: vLLM's engine aborted it
     "hang",  # accept the request and never answer
 )
 
@@ -200,6 +201,9 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 if i == half and mode == "end_early":
                     self.end_chunks()
                     return
+                if i == half and mode == "abort":
+                    tokens, finish = tokens[:half], "abort"
+                    break
                 if i == half and mode == "malformed":
                     self._send_raw(b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n')
                 if i == half and mode == "error_event":

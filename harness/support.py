@@ -1,4 +1,4 @@
-"""Shared test helpers."""
+"""Small helpers the tests and benchmarks share: a free local port, and skipping on a missing component."""
 
 from __future__ import annotations
 

@@ -1,0 +1,388 @@
+"""`make mutations`: plant known bugs one at a time in a scratch copy and check that a test catches each.
+
+Every entry of MUTATIONS breaks one promise the README makes (a failed save is never silent, stop closes the
+upstream request, the reply says why it ended, one commit per turn, conversations belong to their owner…)
+with a one-line change. For each, the script copies the working tree to a scratch directory once, swaps
+that line, runs the entry's tests there, and restores the line: "killed" means a test failed, "survived"
+means the suite did not notice and a test is missing. The real tree is never modified.
+
+    python -m bench.mutations            # all of them, then a table; exit status 1 if any survived
+    python -m bench.mutations --list     # names only
+    python -m bench.mutations NAME...    # a few
+
+To add one: a Mutation with a new name, the file, its exact original line (indentation included; it must
+occur once in the file, or give `occurrence`), the replacement (may span lines) and the tests to run (pytest
+arguments: files, node ids, -k/-m expressions). First the unmutated tree must pass all selected tests
+(under CI=true, so a missing component fails instead of skipping and nothing survives by being skipped).
+Not part of `make test`: it runs the selected tests once per mutation (minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 600  # a mutation that hangs the tests this long counts as killed (pytest-timeout fires sooner)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    original: str
+    replacement: str
+    tests: tuple[str, ...]
+    occurrence: int | None = None  # 1-based, only when `original` occurs more than once
+
+    def apply(self, text: str) -> str:
+        """`text` with the line replaced; ValueError if the line is missing or ambiguous."""
+        lines = text.split("\n")
+        hits = [i for i, line in enumerate(lines) if line == self.original]
+        if not hits:
+            raise ValueError(f"{self.file} no longer has the line {self.original.strip()!r}; update the entry")
+        if self.occurrence is None and len(hits) > 1:
+            raise ValueError(f"{self.file} has {len(hits)} lines {self.original.strip()!r}; set occurrence")
+        if len(hits) < (self.occurrence or 1):
+            raise ValueError(f"{self.file} has only {len(hits)} lines {self.original.strip()!r}")
+        lines[hits[(self.occurrence or 1) - 1]] = self.replacement
+        return "\n".join(lines)
+
+
+PENDING = "chatapp/history/pending.py"
+SQLITE = "chatapp/history/sqlite.py"
+FIRESTORE = "chatapp/history/firestore.py"
+PENDING_TESTS = ("tests/history/test_pending.py", "-m", "not integration")
+CONTRACT_SQLITE = ("tests/history/test_contract.py", "-k", "sqlite")
+CONTRACT_FIRESTORE = ("tests/history/test_contract.py", "-k", "firestore")
+
+MUTATIONS = [
+    # -- the retry queue: a failed save is never silent, never lost, never someone else's business ----------
+    Mutation(
+        "retry-drops-the-oldest-turn-on-a-transient-failure",
+        PENDING,
+        "                if exc.transient:",
+        "                if exc.transient and turn is own:",
+        PENDING_TESTS,
+    ),
+    Mutation(
+        "close-skips-its-final-flush",
+        PENDING,
+        "        saved = self.flush(timeout)",
+        "        saved = False",
+        PENDING_TESTS,
+    ),
+    Mutation(
+        "close-does-not-name-the-turns-it-lost",
+        PENDING,
+        '            log.error("history: turn %s#%d was never saved (store down at shutdown)", turn.session_id, '
+        "turn.index)",
+        "            pass",
+        PENDING_TESTS,
+    ),
+    Mutation(
+        "delete-drops-another-owners-queued-turns",
+        PENDING,
+        "            self._queue = [t for t in self._queue if not (t.session_id == session_id and t.owner == owner)]",
+        "            self._queue = [t for t in self._queue if t.session_id != session_id]",
+        PENDING_TESTS,
+    ),
+    Mutation(
+        "truncate-drops-another-owners-queued-turns",
+        PENDING,
+        "                    t for t in self._queue if not (t.session_id == session_id and t.owner == owner and "
+        "t.index >= turns)",
+        "                    t for t in self._queue if not (t.session_id == session_id and t.index >= turns)",
+        PENDING_TESTS,
+    ),
+    Mutation(
+        "load-shows-another-owners-queued-turns",
+        PENDING,
+        "            queued = [t for t in self._queue if t.session_id == session_id and t.owner == owner]",
+        "            queued = [t for t in self._queue if t.session_id == session_id]",
+        PENDING_TESTS,
+    ),
+    # -- the stores: a conversation belongs to its owner ---------------------------------------------------
+    Mutation(
+        "sqlite-load-skips-the-owner-check",
+        SQLITE,
+        "                self._check_owner(conn, session_id, owner)",
+        "                pass",
+        CONTRACT_SQLITE,
+    ),
+    Mutation(
+        "sqlite-delete-skips-the-owner-check",
+        SQLITE,
+        "            self._check_owner(conn, session_id, owner)",
+        "            pass",
+        CONTRACT_SQLITE,
+        occurrence=1,
+    ),
+    Mutation(
+        "sqlite-truncate-skips-the-owner-check",
+        SQLITE,
+        "            self._check_owner(conn, session_id, owner)",
+        "            pass",
+        CONTRACT_SQLITE,
+        occurrence=2,
+    ),
+    Mutation(
+        "sqlite-saves-into-another-owners-conversation",
+        SQLITE,
+        "            if row is not None and row[0] is not None and row[0] != turn.owner:",
+        "            if False:",
+        ("tests/history/test_sqlite.py",),
+    ),
+    Mutation(
+        "firestore-owner-check-ignores-the-owner",
+        FIRESTORE,
+        '        if not snap.exists or not owner or (snap.to_dict() or {}).get("owner") != owner:',
+        "        if not snap.exists:",
+        CONTRACT_FIRESTORE,
+    ),
+    Mutation(
+        "firestore-load-skips-the-owner-check",
+        FIRESTORE,
+        '        ref = self._owned(session_id, owner, "loading a conversation")',
+        "        ref = self._sessions.document(session_id)",
+        CONTRACT_FIRESTORE,
+    ),
+    Mutation(
+        "firestore-delete-skips-the-owner-check",
+        FIRESTORE,
+        '        ref = self._owned(session_id, owner, "deleting a conversation")',
+        "        ref = self._sessions.document(session_id)",
+        CONTRACT_FIRESTORE,
+    ),
+    Mutation(
+        "firestore-truncate-skips-the-owner-check",
+        FIRESTORE,
+        '        ref = self._owned(session_id, owner, "undoing a turn")',
+        "        ref = self._sessions.document(session_id)",
+        CONTRACT_FIRESTORE,
+    ),
+    # -- Firestore: one commit per turn; a half-done delete can be finished --------------------------------
+    Mutation(
+        "firestore-turn-in-two-commits",
+        FIRESTORE,
+        "        batch.set(session, head, merge=True)",
+        "        session.set(head, merge=True)",
+        ("tests/history/test_firestore.py::test_one_turn_is_exactly_one_commit_and_zero_reads",),
+    ),
+    Mutation(
+        "firestore-deletes-the-session-before-its-messages",
+        FIRESTORE,
+        "            while True:",
+        "            ref.delete(**opts)\n            while True:",
+        ("tests/history/test_firestore.py::test_a_delete_stopped_halfway_can_be_finished_by_deleting_again",),
+    ),
+    # -- chat: stop closes the upstream request; concurrent replies are saved in turn order ----------------
+    Mutation(
+        "chat-stop-leaves-the-model-stream-open",
+        "chatapp/chat.py",
+        "                    close()  # closes the upstream request when we stop early",
+        "                    pass",
+        ("tests/chat/test_chat_service.py",),
+    ),
+    Mutation(
+        "chat-saves-without-the-conversation-lock",
+        "chatapp/chat.py",
+        "        with session.save_lock:",
+        "        if True:",
+        ("tests/chat/test_chat_service.py",),
+    ),
+    # -- models: stop closes the upstream request; the reply says why it ended -----------------------------
+    Mutation(
+        "openai-stop-leaves-the-response-open",
+        "chatapp/models/openai_compat.py",
+        "            response.close()",
+        "            pass",
+        ("tests/models/test_openai_compat.py",),
+        occurrence=1,
+    ),
+    Mutation(
+        "openai-stream-ending-early-taken-as-complete",
+        "chatapp/models/openai_compat.py",
+        "        if not done and stats.finish_reason is None:",
+        "        if False:",
+        ("tests/models/test_openai_compat.py",),
+    ),
+    Mutation(
+        "openai-aborted-reply-taken-as-complete",
+        "chatapp/models/openai_compat.py",
+        "        if stats.finish_reason not in _COMPLETE and stats.finish_reason is not None:",
+        "        if False:",
+        ("tests/models/test_openai_compat.py",),
+    ),
+    Mutation(
+        "gemini-stop-leaves-the-sdk-stream-open",
+        "chatapp/models/gemini.py",
+        "            chunks.close()",
+        "            pass",
+        ("tests/models/test_gemini.py",),
+    ),
+    Mutation(
+        "gemini-no-finish-reason-taken-as-complete",
+        "chatapp/models/gemini.py",
+        "        if finish is None:",
+        "        if False:",
+        ("tests/models/test_gemini.py", "tests/chat/test_chat_service.py"),
+    ),
+    Mutation(
+        "gemini-safety-after-text-taken-as-complete",
+        "chatapp/models/gemini.py",
+        "        if finish not in _COMPLETE:  # text came, then the model was stopped: keep it, say why",
+        "        if False:",
+        ("tests/models/test_gemini.py", "tests/chat/test_chat_service.py"),
+    ),
+    # -- the prompt: trimmed by whole turns, within budget ---------------------------------------------------
+    Mutation(
+        "trim-one-message-at-a-time",
+        "chatapp/conversation.py",
+        "        older = older[2:] if len(older) >= 2 else []",
+        "        older = older[1:]",
+        ("tests/chat/test_conversation.py",),
+    ),
+    Mutation(
+        "trim-drops-a-turn-that-fits-exactly",
+        "chatapp/conversation.py",
+        "    while older and fixed + _size(older) > budget_chars:",
+        "    while older and fixed + _size(older) >= budget_chars:",
+        ("tests/chat/test_conversation.py",),
+    ),
+    # -- inputs: every range enforced ------------------------------------------------------------------------
+    Mutation(
+        "max-tokens-above-the-range-accepted",
+        "chatapp/inputs.py",
+        '    tokens = _number(max_tokens, "Max tokens", *MAX_TOKENS_RANGE)',
+        '    tokens = _number(max_tokens, "Max tokens", MAX_TOKENS_RANGE[0], 1e9)',
+        ("tests/chat/test_inputs.py",),
+    ),
+    Mutation(
+        "temperature-range-widened",
+        "chatapp/models/base.py",
+        "TEMPERATURE_RANGE = (0.0, 2.0)",
+        "TEMPERATURE_RANGE = (0.0, 5.0)",
+        ("tests/chat/test_inputs.py",),
+    ),
+    Mutation(
+        "top-p-zero-accepted",
+        "chatapp/models/base.py",
+        "TOP_P_RANGE = (0.01, 1.0)  # vLLM rejects top_p = 0",
+        "TOP_P_RANGE = (0.0, 1.0)",
+        ("tests/chat/test_inputs.py",),
+    ),
+    Mutation(
+        "message-one-character-over-the-limit-accepted",
+        "chatapp/inputs.py",
+        "    if len(value) > limit:",
+        "    if len(value) > limit + 1:",
+        ("tests/chat/test_inputs.py",),
+    ),
+]
+
+
+def scratch_copy(destination: Path) -> None:
+    """The working tree as git sees it (tracked and new files, nothing ignored), uncommitted edits included."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a deleted but still tracked file is skipped
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+
+
+def run_tests(scratch: Path, tests: tuple[str, ...]) -> tuple[int | None, str]:
+    """pytest's exit status (None on timeout) and the tail of its output."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(scratch),
+        "PYTHONDONTWRITEBYTECODE": "1",  # no stale bytecode of a mutated file
+        "CI": "true",  # a missing component fails rather than skips
+    }
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--timeout=180", *tests]
+    try:
+        done = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {TIMEOUT_S} s"
+    return done.returncode, (done.stdout + done.stderr)[-3000:]
+
+
+def first_failure(output: str) -> str:
+    """The test pytest reported failing first (its short summary line), without the module path."""
+    for line in output.splitlines():
+        if match := re.match(r"(?:FAILED|ERROR) (\S+::.+?)(?: - |$)", line):
+            test = match.group(1).rpartition("/")[2]
+            return test if len(test) <= 100 else test.partition("[")[0] + "[…]"
+    return "(timed out)" if "timed out" in output else ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Plant known bugs one at a time and check a test catches each.")
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="print the mutation names and exit")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(m.name for m in MUTATIONS))
+        return 0
+    known = {m.name: m for m in MUTATIONS}
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        parser.error(f"unknown mutation(s) {', '.join(unknown)}; see --list")
+    chosen = [known[n] for n in args.names] or MUTATIONS
+
+    with tempfile.TemporaryDirectory(prefix="hybrid-chat-mutations-") as tmp:
+        scratch = Path(tmp)
+        scratch_copy(scratch)
+        for mutation in chosen:  # a stale entry is reported before anything slow runs
+            mutation.apply((scratch / mutation.file).read_text())
+        for tests in dict.fromkeys(m.tests for m in chosen):  # each distinct selection once
+            print(f"  baseline  {' '.join(tests)}", file=sys.stderr, flush=True)
+            status, output = run_tests(scratch, tests)
+            if status != 0:
+                print(output, file=sys.stderr)
+                print("the unmutated tree fails these tests: fix them first; no mutation was tried", file=sys.stderr)
+                return 2
+
+        rows = []
+        for mutation in chosen:
+            path = scratch / mutation.file
+            original = path.read_text()
+            path.write_text(mutation.apply(original))
+            started = time.monotonic()
+            try:
+                status, output = run_tests(scratch, mutation.tests)
+            finally:
+                path.write_text(original)
+            # 1 = a test failed; None = hung (counts as caught); 2-5 = pytest could not run the selection.
+            verdict = "killed" if status in (1, None) else "survived" if status == 0 else f"error ({status})"
+            seconds = time.monotonic() - started
+            caught_by = first_failure(output) if verdict == "killed" else ""
+            rows.append((mutation, verdict, caught_by, seconds))
+            print(f"  {verdict:9} {mutation.name} ({seconds:.0f} s) {caught_by}", file=sys.stderr, flush=True)
+            if verdict.startswith("error"):
+                print(output, file=sys.stderr)
+
+    print("\n| mutation | file | result | first test that caught it | seconds |\n|---|---|---|---|---|")
+    for mutation, verdict, caught_by, seconds in rows:
+        print(f"| {mutation.name} | {mutation.file} | {verdict} | {caught_by} | {seconds:.0f} |")
+    killed = sum(verdict == "killed" for _, verdict, _, _ in rows)
+    print(f"\n{killed} of {len(rows)} mutations killed.")
+    return 0 if killed == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

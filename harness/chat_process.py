@@ -1,0 +1,73 @@
+"""The chat service as a real process (`python -m chatapp`), as it runs in the container.
+
+`start_chat(env, workdir)` starts one on a free port with SQLite history under `workdir` (unless `env` says
+otherwise) and waits for `/healthz`; the returned `ChatProcess` has `.url`, `.env`, `.log()` and `.stop()`.
+Tests use it through the `chat_server` fixture (tests/fixtures/chat_server.py), which stops what it started.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from harness.support import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ChatProcess:
+    process: subprocess.Popen
+    url: str
+    env: dict[str, str]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after `grace_s`. A client that leaves a Gradio stream open makes uvicorn wait
+        out its 15 s graceful shutdown; tests that are done asserting may pass a shorter grace."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_chat(env_overrides: dict[str, str], workdir: Path, timeout_s: float = 180.0) -> ChatProcess:
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "GEMINI_", "SELF_HOSTED_"))},
+        "CHAT_HOST": "127.0.0.1",
+        "CHAT_PORT": str(port),
+        "CHAT_SQLITE_PATH": str(workdir / "history.sqlite3"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        **env_overrides,
+    }
+    log_path = workdir / f"chat-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatapp"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    chat = ChatProcess(process, f"http://127.0.0.1:{port}", env, log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the chat exited with {process.returncode}:\n{chat.log()}")
+        try:
+            if requests.get(f"{chat.url}/healthz", timeout=1).status_code == 200:
+                return chat
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    chat.stop()
+    raise RuntimeError(f"the chat did not answer /healthz within {timeout_s} s:\n{chat.log()}")
