@@ -11,8 +11,8 @@ that id like any other data. Message text is made inert (`safe_markdown`) before
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +36,6 @@ BROWSER_STORAGE_KEY = "hybrid-chat"
 BROWSER_STATE_KEY = "hybrid-chat-open-conversation"
 IAP_SIGN_OUT = "/?gcp-iap-mode=CLEAR_LOGIN_COOKIE"
 PASSWORD_SIGN_OUT = "/logout"
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
 
 
 @dataclass
@@ -71,13 +70,14 @@ def sidebar_choices(conversations: list[Summary]) -> list[tuple[str, str]]:
 
 
 def signed_in_as(owner: str, request: gr.Request) -> str:
-    """Markdown naming who is signed in, with the sign-out link of the sign-in in use."""
+    """HTML naming who is signed in, with the sign-out link of the sign-in in use (in this tab, not a new one
+    as Markdown links open)."""
     if owner.startswith("browser:"):
-        return "Signed in as **this browser** (no sign-in: this browser's cookie holds your conversations)"
-    name = _MARKDOWN_SPECIAL.sub(r"\\\1", owner.removeprefix("user:"))
+        return "<p>Signed in as <strong>this browser</strong> (no sign-in: a cookie holds your conversations)</p>"
+    name = html.escape(owner.removeprefix("user:"))
     iap = request is not None and request.headers.get("x-goog-iap-jwt-assertion")
     sign_out = IAP_SIGN_OUT if iap else PASSWORD_SIGN_OUT
-    return f"Signed in as **{name}** · [Sign out]({sign_out})"
+    return f'<p>Signed in as <strong>{name}</strong> · <a href="{html.escape(sign_out)}">Sign out</a></p>'
 
 
 @contextlib.contextmanager
@@ -312,7 +312,7 @@ class ChatUI:
             tab = gr.State(None)
             browser = gr.BrowserState({"session_id": None}, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_STATE_KEY)
             with gr.Sidebar(label="Conversations"):
-                who = gr.Markdown(elem_id="signed-in")
+                who = gr.HTML(elem_id="signed-in")
                 new_button = gr.Button("➕ New chat", variant="primary", elem_id="new-chat")
                 sessions = gr.Radio(choices=[], label="Past conversations", elem_id="sessions")
                 delete_button = gr.Button("🗑️ Delete this conversation", variant="stop", elem_id="delete-chat")

@@ -32,7 +32,3 @@ def password_chat(fake_model: FakeOpenAIServer, tmp_path_factory: pytest.TempPat
     chat = start_chat(env, tmp_path_factory.mktemp("password-chat"))
     yield chat
     chat.stop(grace_s=3)
-
-
-# The browser fixtures of tests/browser (Debian's Chromium through Playwright), for the rendering tests here.
-from tests.browser.conftest import browser, playwright  # noqa: E402, F401
