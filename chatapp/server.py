@@ -5,33 +5,28 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import secrets
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import gradio as gr
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.routing import Mount
 
 from chatapp.chat import ChatService
 from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
 from chatapp.history.pending import RetryingStore
+from chatapp.iap import IapVerifier
 from chatapp.models import build_models
 from chatapp.settings import Settings
 from chatapp.status import ModelStatus
 from chatapp.ui import ChatUI
+from chatapp.web import MAX_BODY_BYTES, Guard
 
 log = logging.getLogger(__name__)
-
-
-def _browser_secret(settings: Settings) -> str:
-    if settings.browser_secret:
-        return settings.browser_secret
-    if settings.store == "firestore":
-        log.warning("CHAT_BROWSER_SECRET is not set: anonymous users lose their conversation list on restart")
-    return secrets.token_urlsafe(24)
 
 
 def _skip_matplotlib_probe() -> None:
@@ -52,6 +47,26 @@ def _set_concurrency(demo: gr.Blocks, concurrency: int) -> None:
     demo._queue.max_thread_count = threads
 
 
+def _caller_from_guard(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("caller")
+
+
+def _signed_in_user(app: FastAPI) -> Callable[[Request], str | None]:
+    """Gradio's password sign-in keeps its sessions in the mounted app's token map, keyed by a cookie."""
+
+    def user(request: Request) -> str | None:
+        gradio_app = next((r.app for r in app.routes if isinstance(r, Mount)), None)
+        if gradio_app is None:
+            return None
+        cookie_id = gradio_app.cookie_id
+        token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
+            f"access-token-unsecure-{cookie_id}"
+        )
+        return gradio_app.tokens.get(token) if token else None
+
+    return user
+
+
 def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
     """Build the whole service; `store` may be given by tests that already hold one."""
     # Every read and write goes through the retrying wrapper, so a reload shows turns still waiting to be saved.
@@ -59,7 +74,7 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
     models = build_models(settings)
     status = ModelStatus(models)
     service = ChatService(models, history, settings.context_chars, settings.log_content)
-    demo = ChatUI(service, history, status, _browser_secret(settings)).build()
+    demo = ChatUI(service, history, status).build()
     _set_concurrency(demo, settings.concurrency)
     _skip_matplotlib_probe()
 
@@ -71,7 +86,14 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
         # Give turns that could not be saved a last chance before the process goes.
         await run_in_threadpool(history.close, 10.0)  # logs every turn it could not save
 
-    app = FastAPI(title="hybrid-chat", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="hybrid-chat",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        max_body_size=MAX_BODY_BYTES,
+    )
     app.state.history = history
     app.state.status = status
 
@@ -87,13 +109,27 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok", "unsaved_turns": history.pending_count()})
 
-    auth = list(settings.auth_users.items()) or None
+    # No cross-origin access at all: with Starlette's CORS middleware on the parent app, Gradio's own (which echoes
+    # a foreign Origin with credentials allowed) steps aside.
+    app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
+    app.add_middleware(
+        Guard,
+        mode=settings.auth,
+        trusted_proxy=settings.trusted_proxy,
+        iap=IapVerifier(settings.iap_audience, settings.iap_certs_url) if settings.iap_audience else None,
+        password_user=_signed_in_user(app) if settings.auth == "password" else None,
+    )
+    password = settings.auth == "password"
     return gr.mount_gradio_app(
         app,
         demo,
         path="/",
-        auth=auth,
-        auth_message="Sign in to chat." if auth else None,
+        # Password sign-in is Gradio's own login page; the other modes hand Gradio the caller the Guard derived
+        # from the request (a verified IAP identity, or this browser's id).
+        auth=list(settings.auth_users.items()) if password else None,
+        auth_message="Sign in to chat." if password else None,
+        auth_dependency=None if password else _caller_from_guard,
+        max_file_size=0,
         ssr_mode=False,
         footer_links=["api"],
         run_history=False,

@@ -7,9 +7,14 @@ A bad value stops start-up with a message that names the variable, so a typo in 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
+
+AUTH_MODES = ("none", "password", "iap")
+# IAP's audience for a backend service (the GKE Gateway's), exact or as the project's prefix.
+IAP_AUDIENCE = re.compile(r"^/projects/[0-9]+/global/backendServices/(?:[0-9]+)?$")
 
 
 class SettingsError(ValueError):
@@ -30,12 +35,17 @@ class Settings:
     gemini_model: str = "gemini-2.5-flash"
     gemini_label: str = "Gemini 2.5 Flash (Vertex AI)"
     concurrency: int = 64
-    # `user:password` pairs; empty means no sign-in and conversations belong to the browser.
+    # Who may call: "none" (a random browser-id cookie is the credential), "password" (`auth_users`) or "iap"
+    # (a verified Identity-Aware Proxy assertion on every request).
+    auth: str = "none"
+    # `user:password` pairs for CHAT_AUTH=password.
     auth_users: dict[str, str] = field(default_factory=dict)
+    # Exact IAP audience, or a prefix ending in "/" (the backend service id is only known after deployment).
+    iap_audience: str | None = None
+    iap_certs_url: str = "https://www.gstatic.com/iap/verify/public_key"
+    # Behind Google's load balancer: the client address is the last X-Forwarded-For hop the balancer added.
+    trusted_proxy: bool = False
     log_content: bool = False
-    # Encrypts the browser's stored owner id; must be the same on every replica and across restarts, or
-    # anonymous users lose their conversation list. None: a random one per process (fine for one laptop).
-    browser_secret: str | None = None
     # Oldest turns are dropped beyond this many characters of prompt (~4 chars per token).
     context_chars: int = 24_000
     request_timeout_s: float = 120.0
@@ -93,6 +103,14 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _text(env, name, default)
+    parsed = urlparse(value)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise SettingsError(f"{name} must be an http(s) URL such as {default!r}, got {value!r}")
+    return value
+
+
 def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     value = _text(env, name, default).rstrip("/")
     parsed = urlparse(value)
@@ -120,6 +138,28 @@ def _auth_users(env: Mapping[str, str], name: str) -> dict[str, str]:
     return users
 
 
+def _check_auth(settings: Settings) -> None:
+    """A sign-in mode without what it needs, or settings for another mode, would fail open or confuse: refuse."""
+    if settings.auth == "password" and not settings.auth_users:
+        raise SettingsError("CHAT_AUTH=password needs CHAT_AUTH_USERS (user:password pairs, comma separated)")
+    if settings.auth != "password" and settings.auth_users:
+        raise SettingsError(f"CHAT_AUTH_USERS is set but CHAT_AUTH is {settings.auth!r}: set CHAT_AUTH=password")
+    if settings.auth == "iap":
+        audience = settings.iap_audience
+        if not audience:
+            raise SettingsError(
+                "CHAT_AUTH=iap needs CHAT_IAP_AUDIENCE: /projects/NUMBER/global/backendServices/ID, "
+                "or that prefix ending in '/'"
+            )
+        if not IAP_AUDIENCE.match(audience):
+            raise SettingsError(
+                "CHAT_IAP_AUDIENCE must look like /projects/NUMBER/global/backendServices/ID (exact) or "
+                f"/projects/NUMBER/global/backendServices/ (any backend service of the project), got {audience!r}"
+            )
+    elif settings.iap_audience:
+        raise SettingsError(f"CHAT_IAP_AUDIENCE is set but CHAT_AUTH is {settings.auth!r}: set CHAT_AUTH=iap")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise SettingsError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -137,12 +177,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gemini_model=_text(env, "GEMINI_MODEL", defaults.gemini_model),
         gemini_label=_text(env, "GEMINI_LABEL", defaults.gemini_label),
         concurrency=_int(env, "CHAT_CONCURRENCY", defaults.concurrency, 1, 1024),
+        auth=_choice(env, "CHAT_AUTH", defaults.auth, AUTH_MODES),
         auth_users=_auth_users(env, "CHAT_AUTH_USERS"),
+        iap_audience=env.get("CHAT_IAP_AUDIENCE", "").strip() or None,
+        iap_certs_url=_url(env, "CHAT_IAP_CERTS_URL", defaults.iap_certs_url),
+        trusted_proxy=_bool(env, "CHAT_TRUSTED_PROXY", defaults.trusted_proxy),
         log_content=_bool(env, "CHAT_LOG_CONTENT", defaults.log_content),
-        browser_secret=env.get("CHAT_BROWSER_SECRET", "").strip() or None,
         context_chars=_int(env, "CHAT_CONTEXT_CHARS", defaults.context_chars, 1_000, 10_000_000),
         request_timeout_s=_float(env, "CHAT_REQUEST_TIMEOUT", defaults.request_timeout_s, 1.0, 3600.0),
     )
+    _check_auth(settings)
     if settings.self_hosted_label == settings.gemini_label:
         raise SettingsError("SELF_HOSTED_LABEL and GEMINI_LABEL must differ: the model menu tells them apart by label")
     return settings

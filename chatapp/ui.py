@@ -91,8 +91,7 @@ def people_errors(action: str) -> Iterator[None]:
 
 
 class ChatUI:
-    def __init__(self, service: ChatService, store: ChatStore, status: ModelStatus, *_retired: object) -> None:
-        """`_retired` absorbs the BrowserState secret server.py used to pass: that key is public (see above)."""
+    def __init__(self, service: ChatService, store: ChatStore, status: ModelStatus) -> None:
         # The wiring: from here on only `Conversations` holds the store.
         self.conversations = Conversations(service, store)
         self.status = status

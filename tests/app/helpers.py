@@ -3,7 +3,8 @@
 `call()` speaks Gradio's REST form (`POST /gradio_api/call/<api>` then GET the event stream) so tests can send
 values `gradio_client` would refuse to (wrong types, NaN, lone surrogates, undecodable bytes). A
 `session_hash` plays the part of one client: Gradio keys server-side state (the open conversation) by it, and
-an API caller's conversations belong to the owner `api:<session_hash>`.
+each such client keeps its own cookies, like a browser: with no sign-in (CHAT_AUTH=none) the chat's random
+browser-id cookie is the credential, and that client's conversations belong to `owner_of(session_hash)`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,23 @@ class Result:
         return str(self.value)
 
 
+# One cookie jar per simulated client (keyed by its session_hash), as each browser has its own.
+_clients: dict[str | None, requests.Session] = {}
+
+
+def client(session_hash: str | None) -> requests.Session:
+    if session_hash not in _clients:
+        _clients[session_hash] = requests.Session()
+    return _clients[session_hash]
+
+
+def owner_of(session_hash: str) -> str:
+    """The owner id the chat gave this client: its browser-id cookie (set on its first request)."""
+    cookie = client(session_hash).cookies.get("hybrid-chat-browser")
+    assert cookie, f"client {session_hash} has made no request yet"
+    return f"browser:{cookie}"
+
+
 def new_session() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -53,8 +71,8 @@ def call(
     http: requests.Session | None = None,
 ) -> Result:
     """One event through Gradio's REST API; `data` as a list (JSON-encoded, NaN allowed) or raw body bytes.
-    `http` is the caller's HTTP session (its cookies are its sign-in); by default a new one."""
-    http = http or requests.Session()
+    `http` is the caller's HTTP session (its cookies are its sign-in); by default the one of `session_hash`."""
+    http = http or client(session_hash)
     if isinstance(data, bytes):
         body = data
     else:
@@ -153,6 +171,7 @@ def stored_history(path: Path) -> dict[str, tuple[str, list[Row]]]:
 
 def conversation_of(path: Path, session_hash: str) -> list[Row]:
     """The one stored conversation of the API client `session_hash` (fails unless there is exactly one)."""
-    owned = [rows for owner, rows in stored_history(path).values() if owner == f"api:{session_hash}"]
-    assert len(owned) == 1, f"api:{session_hash} owns {len(owned)} conversations"
+    owner = owner_of(session_hash)
+    owned = [rows for stored_owner, rows in stored_history(path).values() if stored_owner == owner]
+    assert len(owned) == 1, f"{owner} owns {len(owned)} conversations"
     return owned[0]

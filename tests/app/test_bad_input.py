@@ -27,6 +27,7 @@ from tests.app.helpers import (
     conversation_of,
     healthy,
     new_session,
+    owner_of,
     sqlite_path,
     stored_history,
 )
@@ -263,7 +264,7 @@ def test_malformed_conversation_id_refused(app: ChatProcess, session_id: Any) ->
 def test_conversation_of_someone_else_is_not_found(app: ChatProcess, fake_model: FakeOpenAIServer) -> None:
     alice, mallory = new_session(), new_session()
     assert chat(app.url, "alice's secret plan", session_hash=alice).kind == "complete"
-    alice_id = next(sid for sid, (owner, _) in stored_history(sqlite_path(app)).items() if owner == f"api:{alice}")
+    alice_id = next(sid for sid, (owner, _) in stored_history(sqlite_path(app)).items() if owner == owner_of(alice))
     chat(app.url, "mallory's own chat", session_hash=mallory)
 
     # The API takes only the id: the owner is always the caller's own session, never something it claims.
@@ -286,7 +287,7 @@ def test_well_formed_unknown_id_is_not_found_and_own_id_resumes(app: ChatProcess
     session = new_session()
     assert call(app.url, "resume", ["0" * 32], session).error == "No such conversation (it may have been deleted)."
     chat(app.url, "first words", session_hash=session)
-    own_id = next(sid for sid, (owner, _) in stored_history(sqlite_path(app)).items() if owner == f"api:{session}")
+    own_id = next(sid for sid, (owner, _) in stored_history(sqlite_path(app)).items() if owner == owner_of(session))
     # A new client resumes nothing of this owner's... but the owner itself (same session) can reopen it.
     resumed = call(app.url, "resume", [own_id], session)
     assert resumed.kind == "complete"

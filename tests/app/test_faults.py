@@ -29,6 +29,7 @@ from tests.app.helpers import (
     conversation_of,
     healthy,
     new_session,
+    owner_of,
     sqlite_path,
     stored_history,
     wait_until,
@@ -221,7 +222,7 @@ def test_self_hosted_persistent_429_is_reported(app: ChatProcess, fake_model: Fa
     assert count() - before == 2
     assert outcome.partner_started_before_fault_ended
     assert_partner_unaffected(outcome, GEMINI_LABEL, session)
-    assert not [o for o, _ in stored_history(sqlite_path(app)).values() if o == f"api:{session}"]
+    assert not [o for o, _ in stored_history(sqlite_path(app)).values() if o == owner_of(session)]
 
 
 def test_self_hosted_slow_first_token(app: ChatProcess, fake_model: FakeOpenAIServer) -> None:
@@ -328,12 +329,12 @@ def test_firestore_stopped_mid_conversation_and_started_again(
     readyz = f"{chat_app.url}/readyz"
     assert requests.get(readyz, timeout=10).json() == {"status": "ok", "unsaved_turns": 0}
     session = new_session()
-    owner = f"api:{session}"
 
     def say(text: str) -> str:
         return chat(chat_app.url, text, session_hash=session, timeout=60).reply
 
     assert say("turn 1 before the outage") == "You said: turn 1 before the outage"
+    owner = owner_of(session)
     store = FirestoreStore("demo-test", database)
     try:
         (summary,) = store.list_sessions(owner)

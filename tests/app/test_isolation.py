@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL, chat, healthy, sqlite_path, stored_history
+from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL, chat, healthy, owner_of, sqlite_path, stored_history
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.vertex_server import FakeVertexServer
 from tests.fixtures.chat_server import ChatProcess
@@ -79,11 +79,11 @@ def test_fifty_sessions_at_once_keep_their_own_turns(
 
     # What is stored: one conversation per client, exactly its own turns in order, each reply with its model.
     history = stored_history(sqlite_path(app))  # also checks seq contiguity and role alternation
-    by_owner = {owner: rows for owner, rows in history.values() if owner.startswith("api:iso")}
+    by_owner = {owner: rows for owner, rows in history.values()}
     assert len(by_owner) == len(history) == SESSIONS
     expected_context: dict[str, list[str]] = {}
     for client in range(SESSIONS):
-        rows = by_owner[f"api:{hashes[client]}"]
+        rows = by_owner[owner_of(hashes[client])]
         expected = []
         for turn in range(TURNS):
             text, model = message(tags[client], client, turn), model_for(client, turn)
@@ -126,7 +126,7 @@ def test_one_client_sending_many_messages_at_once_loses_none(app: ChatProcess, f
     replies = [job.result(timeout=60) for job in jobs]
     assert replies == [f"You said: {text}" for text in texts]
     history = stored_history(sqlite_path(app))  # seq contiguous, roles alternate, turn count matches
-    (rows,) = [rows for owner, rows in history.values() if owner == f"api:{client.session_hash}"]
+    (rows,) = [rows for owner, rows in history.values() if owner == f"browser:{client.cookies['hybrid-chat-browser']}"]
     users = [content for role, content, _, _ in rows if role == "user"]
     assert users[0] == "opening message" and sorted(users[1:]) == sorted(texts)
     client.close()

@@ -10,6 +10,7 @@ def test_defaults_match_the_design_contract():
     assert settings.self_hosted_url == "http://127.0.0.1:8000/v1"
     assert settings.firestore_database == "chat-app-db"
     assert settings.concurrency == 64
+    assert settings.auth == "none"
     assert settings.auth_users == {}
 
 
@@ -20,6 +21,7 @@ def test_reads_every_variable():
             "CHAT_STORE": "firestore",
             "SELF_HOSTED_URL": "http://gemma:8000/v1/",
             "CHAT_CONCURRENCY": "8",
+            "CHAT_AUTH": "password",
             "CHAT_AUTH_USERS": "ada:s3cret, bob:pa:ss",
             "CHAT_LOG_CONTENT": "true",
         }
@@ -41,8 +43,8 @@ def test_reads_every_variable():
         ({"SELF_HOSTED_URL": "gemma:8000"}, "SELF_HOSTED_URL"),
         ({"SELF_HOSTED_URL": "http://gemma:8000"}, "SELF_HOSTED_URL"),
         ({"CHAT_CONCURRENCY": "0"}, "CHAT_CONCURRENCY"),
-        ({"CHAT_AUTH_USERS": "ada"}, "CHAT_AUTH_USERS"),
-        ({"CHAT_AUTH_USERS": "ada:1,ada:2"}, "CHAT_AUTH_USERS"),
+        ({"CHAT_AUTH": "password", "CHAT_AUTH_USERS": "ada"}, "CHAT_AUTH_USERS"),
+        ({"CHAT_AUTH": "password", "CHAT_AUTH_USERS": "ada:1,ada:2"}, "CHAT_AUTH_USERS"),
         ({"CHAT_LOG_CONTENT": "maybe"}, "CHAT_LOG_CONTENT"),
         ({"GEMINI_MODEL": "  "}, "GEMINI_MODEL"),
         ({"GEMINI_LABEL": "Same", "SELF_HOSTED_LABEL": "Same"}, "GEMINI_LABEL"),

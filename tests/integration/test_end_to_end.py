@@ -38,7 +38,7 @@ def test_switching_models_mid_conversation_keeps_context_and_saves_every_turn_on
 
     store = FirestoreStore(project, firestore_database)
     try:
-        (session,) = store.list_sessions(f"api:{client.session_hash}")
+        (session,) = store.list_sessions(f"browser:{client.cookies['hybrid-chat-browser']}")
         assert (session.turns, session.title) == (2, "What is the capital of France?")
         messages = store.load_messages(session.session_id, session.owner)
     finally:

@@ -12,6 +12,7 @@ LABEL = "Fake model"
 
 def test_signed_in_users_own_their_conversations_across_clients(chat_server, fake_openai, tmp_path):
     chat = chat_server(
+        CHAT_AUTH="password",
         CHAT_AUTH_USERS="ada:correct horse,bob:battery staple",
         SELF_HOSTED_URL=fake_openai.base_url,
         SELF_HOSTED_MODEL=fake_openai.model,
