@@ -92,11 +92,10 @@ def test_sign_in_chat_reload_undo_delete_sees_only_your_own(
     ui.resume("Ada's first topic")
     expect(ui.user_messages).to_have_text(["Ada's first topic"])
     ui.wait_idle()
-    ui.delete()  # asks first: "Keep it" keeps it
-    page.locator("#keep-chat").click()
+    ui.ask_delete()  # asks first: "Keep it" keeps it
+    ui.keep()
     expect(ui.sidebar_entry("Ada's first topic")).to_have_count(1)
     ui.delete()
-    page.locator("#confirm-delete").click()
     expect(ui.sidebar_entries).to_have_count(0)
     expect(ui.user_messages).to_have_count(0)
     ui.wait_idle()
