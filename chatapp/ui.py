@@ -130,7 +130,12 @@ class ChatUI:
             messages_for(tab),
             gr.update(choices=tab.sidebar, value=session.session_id if listed else None),
             signed_in_as(owner, request),
+            self.status.markdown(),
         )
+
+    def model_status(self, request: gr.Request) -> str:
+        caller(request)  # nothing for strangers, like every other event
+        return self.status.markdown()
 
     def new_chat(self, state: Any, request: gr.Request) -> tuple:
         owner = caller(request)
@@ -319,9 +324,8 @@ class ChatUI:
                     confirm = gr.Button("Delete for good", variant="stop", elem_id="confirm-delete")
                     keep = gr.Button("Keep it", elem_id="keep-chat")
                 gr.Markdown("**Models**")
-                # A callable, so every page load shows the latest check; a value would be frozen at build time
-                # ("not checked yet") until the first timer tick, 10 s later.
-                status = gr.Markdown(self.status.markdown, elem_id="model-status")
+                # Filled by the page's load event, so every page load shows the latest check.
+                status = gr.Markdown(elem_id="model-status")
             # allow_tags=False: no custom tag survives either (message text is escaped before it gets here).
             chatbot = gr.Chatbot(
                 label="Chat", elem_id="chatbot", scale=1, height="60vh", buttons=["copy"], allow_tags=False
@@ -346,11 +350,11 @@ class ChatUI:
             controls = [model, temperature, top_p, max_tokens, system_prompt]
             private: dict[str, Any] = {"api_visibility": "private"}
 
-            loading = demo.load(self.load, [browser], [tab, browser, chatbot, sessions, who], **private)
+            loading = demo.load(self.load, [browser], [tab, browser, chatbot, sessions, who, status], **private)
             # Browser-only marker that the page knows its owner and conversation: before that, a message would
             # start a conversation the sidebar never lists. Tests wait for it instead of guessing a delay.
             loading.then(None, js="() => { document.body.dataset.chatReady = 'true'; }", **private)
-            gr.Timer(10).tick(self.status.markdown, None, status, queue=False, **private)
+            gr.Timer(10).tick(self.model_status, None, status, queue=False, **private)
 
             # Queued, because only queued events carry a gr.Error's message to the browser (an unqueued one shows
             # a bare "Error"); no progress overlay, which on error would cover the chat and the message box.

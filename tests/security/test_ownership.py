@@ -166,3 +166,24 @@ def test_the_owner_lists_resumes_and_deletes_her_own(password_chat: ChatProcess,
             other.predict("../../etc", api_name="/delete")
     finally:
         other.close()
+
+
+def test_refusals_are_one_log_line_and_name_no_python_object(password_chat: ChatProcess, ada: Victim):
+    bob = Client(password_chat.url, auth=("bob", USERS["bob"]), verbose=False)
+    mistakes = [
+        ((ada.conversation_id,), "/resume", "No such conversation"),
+        (({"id": ada.conversation_id},), "/delete", "That is not a valid conversation id."),
+        (("hi", "no such model", 0.7, 0.95, 256, ""), "/chat", "Unknown model 'no such model'"),
+    ]
+    try:
+        for args, api, message in mistakes:
+            with pytest.raises(AppError) as refused:
+                bob.predict(*args, api_name=api)
+            assert message in str(refused.value) and "object at 0x" not in str(refused.value)
+    finally:
+        bob.close()
+    log = password_chat.log()
+    assert "Traceback" not in log
+    for _, api, message in mistakes:
+        lines = [line for line in log.splitlines() if f"{api} refused" in line and message in line]
+        assert lines, f"no log line for the refused {api}"
