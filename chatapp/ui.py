@@ -50,18 +50,14 @@ class Tab:
     sidebar: list[tuple[str, str]] = field(default_factory=list)
 
 
-def shown(text: str) -> str:
-    return safe_markdown(text)
-
-
 def messages_for(tab: Tab, partial: str | None = None) -> list[dict[str, Any]]:
-    out = [{"role": m.role, "content": shown(m.content)} for m in tab.session.messages if m.role != "system"]
+    out = [{"role": m.role, "content": safe_markdown(m.content)} for m in tab.session.messages if m.role != "system"]
     if tab.unanswered is not None:
-        out.append({"role": "user", "content": shown(tab.unanswered)})
+        out.append({"role": "user", "content": safe_markdown(tab.unanswered)})
     if partial is not None:
-        out.append({"role": "assistant", "content": shown(partial)})
+        out.append({"role": "assistant", "content": safe_markdown(partial)})
     if tab.notice:
-        out.append({"role": "assistant", "content": shown(f"⚠️ {tab.notice}")})
+        out.append({"role": "assistant", "content": safe_markdown(f"⚠️ {tab.notice}")})
     return out
 
 
