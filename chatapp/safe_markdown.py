@@ -21,22 +21,26 @@ import re
 
 from markdown_it import MarkdownIt
 
+# Block structure is all that is needed (where fenced code is): the inline rules, the costly part, are off.
 _PARSER = MarkdownIt("commonmark").enable("table")
+_PARSER.core.ruler.disable(["inline", "text_join"])
 _BACKTICKS = re.compile(r"`+")
+# What the inline scan acts on: a backslash escape of ASCII punctuation, a backtick run, "<", "![".
+_SPECIAL = re.compile(r"\\[!-/:-@\[-`{-~]|`+|<|!\[")
 # Line endings as Markdown knows them (str.splitlines also splits on \x85, \u2028 and others, which would put
 # this module's line numbers out of step with the parser's).
 _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
-_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
 def safe_markdown(text: str) -> str:
-    """`text` with every `<` outside code escaped and images turned into text; code left as written."""
-    lines = _LINES.findall(text)
-    fenced = _top_level_fence_lines(text)
-    out: list[str] = []
-    for number, line in enumerate(lines):
-        out.append(line if number in fenced else _inline(line))
-    return "".join(out)
+    """`text` with every `<` outside code escaped and images turned into text; code left as written.
+
+    Costs ~0 for text without "<" or "![", else ~2 ms per KB with fenced code (the block parse), far less
+    without."""
+    if "<" not in text and "![" not in text:
+        return text  # nothing to escape (most messages): skip the parse
+    fenced = _top_level_fence_lines(text) if "```" in text or "~~~" in text else set()
+    return "".join(line if number in fenced else _inline(line) for number, line in enumerate(_LINES.findall(text)))
 
 
 def _top_level_fence_lines(text: str) -> set[int]:
@@ -50,33 +54,27 @@ def _top_level_fence_lines(text: str) -> set[int]:
 
 def _inline(line: str) -> str:
     out: list[str] = []
-    i = 0
-    while i < len(line):
-        char = line[i]
-        if char == "\\" and i + 1 < len(line) and line[i + 1] in _PUNCTUATION:
+    done = 0  # line[:done] is in `out`
+    at = 0
+    while (found := _SPECIAL.search(line, at)) is not None:
+        token, start = found.group(), found.start()
+        if token == "<":
+            out += [line[done:start], "&lt;"]
+            done = at = found.end()
+        elif token == "![":
+            out += [line[done:start], "!\\["]
+            done = at = found.end()
+        elif token.startswith("\\"):
             # A backslash escape: the next character is literal text ("\`" opens no code span). An escaped "<"
             # is written as the entity alone, so nothing depends on the escape being read the same way.
-            out.append("&lt;" if line[i + 1] == "<" else line[i : i + 2])
-            i += 2
-        elif char == "`":
-            opener = _BACKTICKS.match(line, i)
-            assert opener is not None
-            end = _span_end(line, opener.end(), len(opener.group()))
-            if end is None:  # no closing run: the backticks are plain text
-                out.append(opener.group())
-                i = opener.end()
-            else:
-                out.append(line[i:end])
-                i = end
-        elif char == "<":
-            out.append("&lt;")
-            i += 1
-        elif char == "!" and line.startswith("[", i + 1):
-            out.append("!\\[")
-            i += 2
-        else:
-            out.append(char)
-            i += 1
+            if token == "\\<":
+                out += [line[done:start], "&lt;"]
+                done = found.end()
+            at = found.end()
+        else:  # a backtick run: a code span if a run of the same width closes it on this line
+            end = _span_end(line, found.end(), len(token))
+            at = end if end is not None else found.end()
+    out.append(line[done:])
     return "".join(out)
 
 

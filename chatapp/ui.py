@@ -11,6 +11,7 @@ that id like any other data. Message text is made inert (`safe_markdown`) before
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import logging
 from collections.abc import Iterator
@@ -50,8 +51,13 @@ class Tab:
     sidebar: list[tuple[str, str]] = field(default_factory=list)
 
 
+# Every streamed update re-renders the whole conversation, whose earlier messages never change: remember them.
+# Partial replies go uncached (each is new), so they cannot push the finished messages out.
+_finished = functools.lru_cache(maxsize=512)(safe_markdown)
+
+
 def messages_for(tab: Tab, partial: str | None = None) -> list[dict[str, Any]]:
-    out = [{"role": m.role, "content": safe_markdown(m.content)} for m in tab.session.messages if m.role != "system"]
+    out = [{"role": m.role, "content": _finished(m.content)} for m in tab.session.messages if m.role != "system"]
     if tab.unanswered is not None:
         out.append({"role": "user", "content": safe_markdown(tab.unanswered)})
     if partial is not None:
