@@ -101,3 +101,27 @@ def test_html_the_user_types_stays_text(signed_in_page: tuple[Page, list[str]], 
         expect(message.locator(ACTIVE)).to_have_count(0)
         expect(message).to_contain_text("<form><input name=p></form>")
     assert foreign == []
+
+
+TRICKY = [
+    "- a list item\n  ```\n  <form><input name=a></form>\n  ```",  # a fence nested in a list
+    "> ```\n> <iframe src=https://evil.example/q></iframe>",  # a fence in a quote
+    "\\`<form><input name=b>` an escaped backtick opens no code span",
+    "| a | b |\n|---|---|\n| `x | <form><input name=c>` |",  # a code span split by a table cell
+    "```\n<b>fence</b>\n```\n<form><input name=d></form>",  # text right after a closed fence
+]
+
+
+@pytest.mark.parametrize("typed", TRICKY)
+def test_markdown_where_code_ends_is_judged_safely(
+    signed_in_page: tuple[Page, list[str]], password_chat: ChatProcess, typed: str
+):
+    page, foreign = signed_in_page
+    ui = ChatPage(page, password_chat.url).open()
+    ui.send(typed)
+    mine = ui.user_messages.last
+    expect(mine).to_be_visible()
+    ui.wait_idle()
+    expect(mine.locator(ACTIVE)).to_have_count(0)
+    expect(ui.last_bot.locator(ACTIVE)).to_have_count(0)
+    assert foreign == []
