@@ -380,7 +380,11 @@ class ChatUI:
             # The Chatbot's own clear (trash) icon empties the screen: it starts a new conversation too, so
             # the model never sees a conversation the person no longer does.
             chatbot.clear(self.new_chat, [tab], fresh, queue=False, **private)
-            sessions.input(self.resume, [sessions, tab], [tab, browser, chatbot], api_name="open", **private)
+            # preprocess=False: the Radio's own check of an id it does not list answers with a Python type repr;
+            # `resume` checks the id itself (and whose it is).
+            sessions.input(
+                self.resume, [sessions, tab], [tab, browser, chatbot], api_name="open", preprocess=False, **private
+            )
             delete_button.click(self.ask_delete, None, [delete_button, confirm_row], queue=False, **private)
             keep.click(self.keep, None, [delete_button, confirm_row], queue=False, **private)
             confirm.click(self.confirm_delete, [tab], [*fresh, delete_button, confirm_row], **private)

@@ -187,3 +187,13 @@ def test_refusals_are_one_log_line_and_name_no_python_object(password_chat: Chat
     for _, api, message in mistakes:
         lines = [line for line in log.splitlines() if f"{api} refused" in line and message in line]
         assert lines, f"no log line for the refused {api}"
+
+
+def test_private_open_with_another_users_id_in_your_own_session(password_chat: ChatProcess, ada: Victim, bob):
+    """The sidebar's private `open` event, called by fn_index in Bob's own session with Ada's id."""
+    before = owned_by(password_chat, "user:ada")
+    index = fn_index(bob, password_chat.url, "open")
+    result = join(bob, password_chat.url, index, [ada.conversation_id, None], f"bob{uuid.uuid4().hex[:8]}")
+    assert result.kind == "error" and "No such conversation" in str(result.value)
+    assert "<class" not in str(result.value) and not leaks(result, ada.secret)
+    assert owned_by(password_chat, "user:ada") == before
