@@ -1,36 +1,42 @@
-"""The Gradio 6 interface: chat, model switch, generation controls, and a sidebar of past conversations.
+"""The Gradio 6 interface over `Conversations`: chat, model switch, generation controls, a sidebar of past
+conversations, and the API (`/chat`, `/resume`, `/conversations`, `/delete`).
 
-`ChatSession` (server side, per tab) is the source of truth for what the models see; the Chatbot only shows it.
-A `gr.BrowserState` keeps this browser's anonymous owner id and the open conversation across page reloads
-(Gradio's session_hash changes on every load). With sign-in, conversations belong to the user name instead.
+Every handler, public or private, derives the caller from the request it handles (`identity.caller`), never
+from Gradio state: Gradio keys `gr.State` by the client-supplied `session_hash` alone, so per-tab state (`Tab`)
+whose conversation belongs to someone else is discarded, never used. The `gr.BrowserState` keeps only the id of
+the open conversation across page reloads (Gradio's session_hash changes on every load); the server checks
+that id like any other data. Message text is made inert (`safe_markdown`) before the Chatbot renders it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import html
 import logging
-import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import gradio as gr
 
 from chatapp.chat import ChatService, ChatSession, Update
-from chatapp.conversation import to_gradio
-from chatapp.history.base import TITLE_CHARS, ChatStore, SessionNotFound, SessionSummary, StoreError
+from chatapp.conversation import Message
+from chatapp.conversations import ChatStore, ConversationError, Conversations, Summary
 from chatapp.identity import caller
-from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt
+from chatapp.inputs import InputError
 from chatapp.models.base import MAX_TOKENS_RANGE, TEMPERATURE_RANGE, TOP_P_RANGE
+from chatapp.safe_markdown import safe_markdown
 from chatapp.status import ModelStatus
 
 log = logging.getLogger(__name__)
 
-SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 BROWSER_STORAGE_KEY = "hybrid-chat"
-SIDEBAR_LIMIT = 50
+# Gradio sends a BrowserState's key to every browser in /config, so it protects nothing; the stored value (the
+# open conversation id) is data the server checks. A fixed key keeps it readable across restarts and replicas.
+BROWSER_STATE_KEY = "hybrid-chat-open-conversation"
+IAP_SIGN_OUT = "/?gcp-iap-mode=CLEAR_LOGIN_COOKIE"
+PASSWORD_SIGN_OUT = "/logout"
 
 
 @dataclass
@@ -45,108 +51,138 @@ class Tab:
     sidebar: list[tuple[str, str]] = field(default_factory=list)
 
 
-def owner_of(request: gr.Request | None, browser: dict[str, Any] | None) -> str:
-    return caller(request)
+# Every streamed update re-renders the whole conversation, whose earlier messages never change: remember them.
+# Partial replies go uncached (each is new), so they cannot push the finished messages out.
+_finished = functools.lru_cache(maxsize=512)(safe_markdown)
 
 
 def messages_for(tab: Tab, partial: str | None = None) -> list[dict[str, Any]]:
-    shown = to_gradio(tab.session.messages)
+    out = [{"role": m.role, "content": _finished(m.content)} for m in tab.session.messages if m.role != "system"]
     if tab.unanswered is not None:
-        shown.append({"role": "user", "content": tab.unanswered})
+        out.append({"role": "user", "content": safe_markdown(tab.unanswered)})
     if partial is not None:
-        shown.append({"role": "assistant", "content": partial})
+        out.append({"role": "assistant", "content": safe_markdown(partial)})
     if tab.notice:
-        shown.append({"role": "assistant", "content": f"⚠️ {tab.notice}"})
-    return shown
+        out.append({"role": "assistant", "content": safe_markdown(f"⚠️ {tab.notice}")})
+    return out
 
 
-def session_choices(sessions: list[SessionSummary]) -> list[tuple[str, str]]:
-    return [(f"{s.title or 'Untitled'} · {s.updated_at:%b %d %H:%M}", s.session_id) for s in sessions]
+def sidebar_choices(conversations: list[Summary]) -> list[tuple[str, str]]:
+    return [(f"{c.title or 'Untitled'} · {c.updated_at:%b %d %H:%M}", c.id) for c in conversations]
+
+
+def signed_in_as(owner: str, request: gr.Request) -> str:
+    """HTML naming who is signed in, with the sign-out link of the sign-in in use (in this tab, not a new one
+    as Markdown links open)."""
+    if owner.startswith("browser:"):
+        return "<p>Signed in as <strong>this browser</strong> (no sign-in: a cookie holds your conversations)</p>"
+    name = html.escape(owner.removeprefix("user:"))
+    iap = request is not None and request.headers.get("x-goog-iap-jwt-assertion")
+    sign_out = IAP_SIGN_OUT if iap else PASSWORD_SIGN_OUT
+    return f'<p>Signed in as <strong>{name}</strong> · <a href="{html.escape(sign_out)}">Sign out</a></p>'
+
+
+@contextlib.contextmanager
+def people_errors(action: str) -> Iterator[None]:
+    """A person's mistake or a refused request becomes a toast and one log line, never a traceback."""
+    try:
+        yield
+    except (InputError, ConversationError) as exc:
+        log.info("%s refused: %s", action, exc)
+        raise gr.Error(str(exc), print_exception=False) from None
 
 
 class ChatUI:
-    def __init__(
-        self, service: ChatService, store: ChatStore, status: ModelStatus, browser_secret: str = "not-a-secret"
-    ) -> None:
-        self.service = service
-        self.store = store
+    def __init__(self, service: ChatService, store: ChatStore, status: ModelStatus) -> None:
+        # The wiring: from here on only `Conversations` holds the store.
+        self.conversations = Conversations(service, store)
         self.status = status
-        self.browser_secret = browser_secret
+
+    def _tab(self, state: Any, owner: str) -> Tab:
+        """The caller's own per-tab state; anything else (none yet, or a replayed session of someone else's)
+        is discarded for a new conversation of the caller."""
+        if isinstance(state, Tab) and self.conversations.owns(owner, state.session):
+            return state
+        if state is not None:
+            log.warning("discarded per-tab state that belongs to another caller")
+        return Tab(self.conversations.start(owner))
+
+    def _sidebar(self, owner: str) -> list[tuple[str, str]]:
+        try:
+            return sidebar_choices(self.conversations.list(owner))
+        except ConversationError as exc:
+            gr.Warning(str(exc))
+            return []
 
     # -- conversation lifecycle --------------------------------------------------------------------------
 
-    def _list(self, owner: str) -> list[tuple[str, str]]:
+    def load(self, browser: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        opened = browser.get("session_id") if isinstance(browser, dict) else None
         try:
-            return session_choices(self.store.list_sessions(owner, SIDEBAR_LIMIT))
-        except StoreError as exc:
-            gr.Warning(f"Could not list past conversations: {exc}")
-            return []
+            session = self.conversations.reopen(owner, opened)
+        except ConversationError as exc:
+            gr.Warning(str(exc))
+            session = self.conversations.start(owner)
+        tab = Tab(session, sidebar=self._sidebar(owner))
+        listed = any(sid == session.session_id for _, sid in tab.sidebar)
+        return (
+            tab,
+            {"session_id": session.session_id},
+            messages_for(tab),
+            gr.update(choices=tab.sidebar, value=session.session_id if listed else None),
+            signed_in_as(owner, request),
+            self.status.markdown(),
+        )
 
-    def _open(self, owner: str, session_id: str | None) -> Tab:
-        if session_id:
-            try:
-                return Tab(ChatSession.resumed(owner, session_id, self.store.load_messages(session_id, owner)))
-            except SessionNotFound:
-                pass  # never saved (no turn finished) or deleted elsewhere: start afresh
-            except StoreError as exc:
-                gr.Warning(f"Could not load the conversation: {exc}")
-        return Tab(ChatSession(owner=owner))
+    def model_status(self, request: gr.Request) -> str:
+        caller(request)  # nothing for strangers, like every other event
+        return self.status.markdown()
 
-    def load(self, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
-        browser = dict(browser or {})
-        if not str(browser.get("owner", "")).startswith("browser:"):
-            browser["owner"] = f"browser:{uuid.uuid4().hex}"
-        owner = owner_of(request, browser)
-        tab = self._open(owner, browser.get("session_id"))
-        browser["session_id"] = tab.session.session_id
-        choices = tab.sidebar = self._list(owner)
-        selected = tab.session.session_id if any(sid == tab.session.session_id for _, sid in choices) else None
-        return tab, browser, messages_for(tab), gr.update(choices=choices, value=selected)
+    def new_chat(self, state: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        old = self._tab(state, owner)
+        tab = Tab(self.conversations.start(owner), sidebar=old.sidebar if old is state else self._sidebar(owner))
+        return tab, {"session_id": tab.session.session_id}, [], gr.update(choices=tab.sidebar, value=None)
 
-    def new_chat(self, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
-        owner = tab.session.owner if tab else owner_of(request, browser)
-        tab = Tab(ChatSession(owner=owner), sidebar=tab.sidebar if tab else [])
-        browser = {**(browser or {}), "session_id": tab.session.session_id}
-        return tab, browser, [], gr.update(value=None)
+    def resume(self, conversation_id: Any, state: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        old = self._tab(state, owner)
+        with people_errors("resume"):
+            session = self.conversations.resume(owner, conversation_id)
+        tab = Tab(session, sidebar=old.sidebar if old is state else self._sidebar(owner))
+        return tab, {"session_id": session.session_id}, messages_for(tab)
 
-    def _resumed(self, owner: str, session_id: Any, sidebar: list[tuple[str, str]]) -> Tab:
-        if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
-            raise gr.Error("That is not a valid conversation id.")
-        try:
-            stored = self.store.load_messages(session_id, owner)
-        except SessionNotFound:
-            raise gr.Error("No such conversation (it may have been deleted).") from None
-        except StoreError as exc:
-            raise gr.Error(f"Could not load the conversation: {exc}") from None
-        return Tab(ChatSession.resumed(owner, session_id, stored), sidebar=sidebar)
+    def ask_delete(self, request: gr.Request) -> tuple:
+        caller(request)
+        return gr.update(visible=False), gr.update(visible=True)
 
-    def resume(self, session_id: Any, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
-        owner = tab.session.owner if tab else owner_of(request, browser)
-        tab = self._resumed(owner, session_id, tab.sidebar if tab else [])
-        browser = {**(browser or {}), "session_id": session_id}
-        return tab, browser, messages_for(tab)
+    def keep(self, request: gr.Request) -> tuple:
+        caller(request)
+        return gr.update(visible=True), gr.update(visible=False)
 
-    def delete(self, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
-        if tab is not None and tab.session.turns:
-            try:
-                self.store.delete_session(tab.session.session_id, tab.session.owner)
-            except SessionNotFound:
-                pass
-            except StoreError as exc:
-                raise gr.Error(f"Could not delete the conversation: {exc}") from None
-        tab, browser, chat, _ = self.new_chat(tab, browser, request)
-        tab.sidebar = self._list(tab.session.owner)
-        return tab, browser, chat, gr.update(choices=tab.sidebar, value=None)
+    def confirm_delete(self, state: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        tab = self._tab(state, owner)
+        with people_errors("delete"):
+            self.conversations.discard(owner, tab.session)
+        tab = Tab(self.conversations.start(owner), sidebar=self._sidebar(owner))
+        return (
+            tab,
+            {"session_id": tab.session.session_id},
+            [],
+            gr.update(choices=tab.sidebar, value=None),
+            gr.update(visible=True),
+            gr.update(visible=False),
+        )
 
     # -- sending -----------------------------------------------------------------------------------------
 
-    def accept(self, text: Any, tab: Tab | None, browser: dict[str, Any] | None, request: gr.Request) -> tuple:
-        """Validate the message, show it at once, and clear the box; the reply streams in `respond`."""
-        try:
-            message = clean_message(text)
-        except InputError as exc:  # the user's mistake, not ours: a toast, no traceback in the log
-            raise gr.Error(str(exc), print_exception=False) from None
-        tab = tab or Tab(ChatSession(owner=owner_of(request, browser)))
+    def accept(self, text: Any, state: Any, request: gr.Request) -> tuple:
+        """Check the message, show it at once, and clear the box; the reply streams in `respond`."""
+        tab = self._tab(state, caller(request))
+        with people_errors("message"):
+            message = self.conversations.check_message(text)
         if tab.unanswered is not None:  # the previous message got no reply: it joins this one
             message = f"{tab.unanswered}\n\n{message}"
         tab.unanswered, tab.notice = message, None
@@ -154,26 +190,30 @@ class ChatUI:
 
     def respond(
         self,
-        tab: Tab,
+        state: Any,
         model: Any,
         temperature: Any,
         top_p: Any,
         max_tokens: Any,
         system_prompt: Any,
+        request: gr.Request,
     ) -> Iterator[tuple]:
-        if tab is None or tab.unanswered is None:
+        owner = caller(request)
+        if not (isinstance(state, Tab) and self.conversations.owns(owner, state.session)):
+            return  # nothing of the caller's to answer (no accepted message in this tab)
+        tab = state
+        if tab.unanswered is None:
             return
         try:
-            self.service.model(model)
-            params = clean_params(temperature, top_p, max_tokens)
-            system = clean_system_prompt(system_prompt)
+            ask = self.conversations.check(tab.unanswered, model, temperature, top_p, max_tokens, system_prompt)
         except InputError as exc:
+            log.info("message refused: %s", exc)
             tab.notice = str(exc)
             yield tab, messages_for(tab), gr.update()
             return
-        text, turns_before = tab.unanswered, tab.session.turns
+        turns_before = tab.session.turns
         try:
-            with contextlib.closing(self.service.reply(tab.session, text, model, params, system)) as updates:
+            with contextlib.closing(self.conversations.reply(owner, tab.session, ask)) as updates:
                 for update in updates:
                     if update.done:
                         yield self._finish(tab, update)
@@ -194,41 +234,35 @@ class ChatUI:
         # A conversation is listed once it has a turn; checked on every reply, not just the first, because a
         # first reply cut short by stop never gets here.
         if tab.session.turns and all(sid != session_id for _, sid in tab.sidebar):
-            now = datetime.now(UTC)
-            title = " ".join(tab.session.messages[0].content.split())[:TITLE_CHARS]
-            summary = SessionSummary(session_id, tab.session.owner, title, now, now, tab.session.turns)
-            tab.sidebar = [*session_choices([summary]), *tab.sidebar]
+            tab.sidebar = [*sidebar_choices([self.conversations.summary_of(tab.session)]), *tab.sidebar]
             sidebar = gr.update(choices=tab.sidebar, value=session_id)
         return tab, messages_for(tab), sidebar
 
-    def retry(self, tab: Tab | None) -> tuple:
-        if tab is None:
-            return tab, []
+    def retry(self, state: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        tab = self._tab(state, owner)
         if tab.unanswered is None:
-            last = tab.session.drop_last_turn()
-            tab.unanswered = last.content if last else None
+            with people_errors("retry"):
+                tab.unanswered = self.conversations.retry(owner, tab.session)
         tab.notice = None
         return tab, messages_for(tab)
 
-    def undo(self, tab: Tab | None) -> tuple:
-        if tab is None:
-            return tab, [], "", gr.update()
+    def undo(self, state: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        tab = self._tab(state, owner)
         tab.notice = None
         if tab.unanswered is not None:
             text, tab.unanswered = tab.unanswered, None
             return tab, messages_for(tab), text, gr.update()
-        last = tab.session.drop_last_turn()
-        try:
-            self.store.truncate(tab.session.session_id, tab.session.owner, tab.session.turns)
-        except StoreError as exc:
-            gr.Warning(f"The undone turn is still stored and will be replaced by your next message: {exc}")
+        with people_errors("undo"):
+            text = self.conversations.undo(owner, tab.session)
         sidebar = gr.update()
         if tab.session.turns == 0:  # the store deleted the now empty conversation: unlist it
             tab.sidebar = [c for c in tab.sidebar if c[1] != tab.session.session_id]
             sidebar = gr.update(choices=tab.sidebar, value=None)
-        return tab, messages_for(tab), last.content if last else "", sidebar
+        return tab, messages_for(tab), text or "", sidebar
 
-    # -- the `/chat` API ---------------------------------------------------------------------------------
+    # -- the API -----------------------------------------------------------------------------------------
 
     def api_chat(
         self,
@@ -238,48 +272,66 @@ class ChatUI:
         top_p: Any,
         max_tokens: Any,
         system_prompt: Any,
-        tab: Tab | None,
+        state: Any,
         request: gr.Request,
     ) -> Iterator[tuple[str, Tab]]:
         """One turn for `gradio_client` callers; the conversation continues across calls of one client."""
-        try:
-            text = clean_message(message)
-            self.service.model(model)
-            params = clean_params(temperature, top_p, max_tokens)
-            system = clean_system_prompt(system_prompt)
-        except InputError as exc:
-            raise gr.Error(str(exc)) from None
-        tab = tab or Tab(ChatSession(owner=owner_of(request, None)))
-        with contextlib.closing(self.service.reply(tab.session, text, model, params, system)) as updates:
+        owner = caller(request)
+        tab = self._tab(state, owner)
+        with people_errors("/chat"):
+            ask = self.conversations.check(message, model, temperature, top_p, max_tokens, system_prompt)
+        with contextlib.closing(self.conversations.reply(owner, tab.session, ask)) as updates:
             for update in updates:
                 reply = update.text
                 if update.notice:
                     reply = f"{reply}\n\n⚠️ {update.notice}" if reply else f"⚠️ {update.notice}"
                 yield reply, tab
 
-    def api_resume(self, session_id: Any, tab: Tab | None, request: gr.Request) -> tuple[list[dict[str, Any]], Tab]:
-        """Continue one of this API client's own conversations; returns its messages."""
-        tab = self._resumed(tab.session.owner if tab else owner_of(request, None), session_id, [])
-        return [{"role": m.role, "content": m.content, "model": m.model} for m in tab.session.messages], tab
+    def api_resume(self, conversation_id: Any, state: Any, request: gr.Request) -> tuple[list[dict[str, Any]], Tab]:
+        """Continue one of the caller's conversations; returns its messages."""
+        owner = caller(request)
+        with people_errors("/resume"):
+            session = self.conversations.resume(owner, conversation_id)
+        return [_api_message(m) for m in session.messages], Tab(session)
+
+    def api_conversations(self, request: gr.Request) -> list[dict[str, Any]]:
+        """The caller's conversations, newest first."""
+        owner = caller(request)
+        with people_errors("/conversations"):
+            return [c.as_dict() for c in self.conversations.list(owner)]
+
+    def api_delete(self, conversation_id: Any, state: Any, request: gr.Request) -> tuple[dict[str, Any], Tab]:
+        """Delete one of the caller's conversations; a client that had it open starts a new one."""
+        owner = caller(request)
+        tab = self._tab(state, owner)
+        with people_errors("/delete"):
+            self.conversations.delete(owner, conversation_id)
+        if tab.session.session_id == conversation_id:
+            tab = Tab(self.conversations.start(owner))
+        return {"deleted": conversation_id}, tab
 
     # -- layout ------------------------------------------------------------------------------------------
 
     def build(self, title: str = "hybrid-chat") -> gr.Blocks:
-        labels = list(self.service.models)
+        labels = self.conversations.models
         with gr.Blocks(title=title, fill_height=True) as demo:
             tab = gr.State(None)
-            browser = gr.BrowserState(
-                {"owner": None, "session_id": None}, storage_key=BROWSER_STORAGE_KEY, secret=self.browser_secret
-            )
+            browser = gr.BrowserState({"session_id": None}, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_STATE_KEY)
             with gr.Sidebar(label="Conversations"):
+                who = gr.HTML(elem_id="signed-in")
                 new_button = gr.Button("➕ New chat", variant="primary", elem_id="new-chat")
                 sessions = gr.Radio(choices=[], label="Past conversations", elem_id="sessions")
                 delete_button = gr.Button("🗑️ Delete this conversation", variant="stop", elem_id="delete-chat")
+                with gr.Row(visible=False, elem_id="confirm-delete-row") as confirm_row:
+                    confirm = gr.Button("Delete for good", variant="stop", elem_id="confirm-delete")
+                    keep = gr.Button("Keep it", elem_id="keep-chat")
                 gr.Markdown("**Models**")
-                # A callable, so every page load shows the latest check; a value would be frozen at build time
-                # ("not checked yet") until the first timer tick, 10 s later.
-                status = gr.Markdown(self.status.markdown, elem_id="model-status")
-            chatbot = gr.Chatbot(label="Chat", elem_id="chatbot", scale=1, height="60vh", buttons=["copy"])
+                # Filled by the page's load event, so every page load shows the latest check.
+                status = gr.Markdown(elem_id="model-status")
+            # allow_tags=False: no custom tag survives either (message text is escaped before it gets here).
+            chatbot = gr.Chatbot(
+                label="Chat", elem_id="chatbot", scale=1, height="60vh", buttons=["copy"], allow_tags=False
+            )
             with gr.Row():
                 textbox = gr.Textbox(
                     placeholder="Type a message and press Enter", show_label=False, scale=8, elem_id="message"
@@ -298,58 +350,62 @@ class ChatUI:
                     )
                 system_prompt = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt")
             controls = [model, temperature, top_p, max_tokens, system_prompt]
+            private: dict[str, Any] = {"api_visibility": "private"}
 
-            loading = demo.load(self.load, [browser], [tab, browser, chatbot, sessions], api_visibility="private")
+            loading = demo.load(self.load, [browser], [tab, browser, chatbot, sessions, who, status], **private)
             # Browser-only marker that the page knows its owner and conversation: before that, a message would
             # start a conversation the sidebar never lists. Tests wait for it instead of guessing a delay.
-            loading.then(None, js="() => { document.body.dataset.chatReady = 'true'; }", api_visibility="private")
-            gr.Timer(10).tick(self.status.markdown, None, status, api_visibility="private", queue=False)
+            loading.then(None, js="() => { document.body.dataset.chatReady = 'true'; }", **private)
+            gr.Timer(10).tick(self.model_status, None, status, queue=False, **private)
 
             # Queued, because only queued events carry a gr.Error's message to the browser (an unqueued one shows
             # a bare "Error"); no progress overlay, which on error would cover the chat and the message box.
             sending = gr.on(
                 [textbox.submit, send.click],
                 self.accept,
-                [textbox, tab, browser],
+                [textbox, tab],
                 [tab, chatbot, textbox],
-                api_visibility="private",
                 show_progress="hidden",
+                **private,
             )
-            streaming = sending.success(
-                self.respond, [tab, *controls], [tab, chatbot, sessions], api_visibility="private"
-            )
-            retrying = chatbot.retry(self.retry, [tab], [tab, chatbot], api_visibility="private", queue=False)
-            restreaming = retrying.success(
-                self.respond, [tab, *controls], [tab, chatbot, sessions], api_visibility="private"
-            )
-            stop.click(None, None, None, cancels=[streaming, restreaming], api_visibility="private", queue=False)
-            # Queued so that its gr.Warning (turn still stored) reaches the browser.
-            chatbot.undo(self.undo, [tab], [tab, chatbot, textbox, sessions], api_visibility="private")
+            streaming = sending.success(self.respond, [tab, *controls], [tab, chatbot, sessions], **private)
+            retrying = chatbot.retry(self.retry, [tab], [tab, chatbot], queue=False, **private)
+            restreaming = retrying.success(self.respond, [tab, *controls], [tab, chatbot, sessions], **private)
+            stop.click(None, None, None, cancels=[streaming, restreaming], queue=False, **private)
+            # Queued so that its gr.Error (store unreachable) reaches the browser.
+            chatbot.undo(self.undo, [tab], [tab, chatbot, textbox, sessions], **private)
 
-            new_button.click(
-                self.new_chat, [tab, browser], [tab, browser, chatbot, sessions], api_visibility="private", queue=False
-            )
+            fresh = [tab, browser, chatbot, sessions]
+            new_button.click(self.new_chat, [tab], fresh, queue=False, **private)
+            # The Chatbot's own clear (trash) icon empties the screen: it starts a new conversation too, so
+            # the model never sees a conversation the person no longer does.
+            chatbot.clear(self.new_chat, [tab], fresh, queue=False, **private)
+            # preprocess=False: the Radio's own check of an id it does not list answers with a Python type repr;
+            # `resume` checks the id itself (and whose it is).
             sessions.input(
-                self.resume,
-                [sessions, tab, browser],
-                [tab, browser, chatbot],
-                api_name="open",
-                api_visibility="private",
+                self.resume, [sessions, tab], [tab, browser, chatbot], api_name="open", preprocess=False, **private
             )
-            delete_button.click(
-                self.delete, [tab, browser], [tab, browser, chatbot, sessions], api_visibility="private"
-            )
+            delete_button.click(self.ask_delete, None, [delete_button, confirm_row], queue=False, **private)
+            keep.click(self.keep, None, [delete_button, confirm_row], queue=False, **private)
+            confirm.click(self.confirm_delete, [tab], [*fresh, delete_button, confirm_row], **private)
 
             # API-only endpoints, wired to hidden components so their inputs are exactly the visible controls.
             api_reply = gr.Textbox(visible=False)
-            api_session_id = gr.Textbox(visible=False)
-            api_history = gr.JSON(visible=False)
+            api_conversation_id = gr.Textbox(visible=False)
+            api_json = gr.JSON(visible=False)
             # preprocess=False: the sliders' and dropdown's own checks would answer a bad value with a message
             # that names no control ("Could not preprocess input component at index 2"); ours name it.
-            gr.Button(visible=False).click(
-                self.api_chat, [textbox, *controls, tab], [api_reply, tab], api_name="chat", preprocess=False
+            hidden = gr.Button(visible=False)
+            hidden.click(self.api_chat, [textbox, *controls, tab], [api_reply, tab], api_name="chat", preprocess=False)
+            hidden.click(
+                self.api_resume, [api_conversation_id, tab], [api_json, tab], api_name="resume", preprocess=False
             )
-            gr.Button(visible=False).click(
-                self.api_resume, [api_session_id, tab], [api_history, tab], api_name="resume", preprocess=False
+            hidden.click(self.api_conversations, None, api_json, api_name="conversations")
+            hidden.click(
+                self.api_delete, [api_conversation_id, tab], [api_json, tab], api_name="delete", preprocess=False
             )
         return demo
+
+
+def _api_message(message: Message) -> dict[str, Any]:
+    return {"role": message.role, "content": message.content, "model": message.model}

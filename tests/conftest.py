@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.firestore_emulator",
     "tests.fixtures.model_servers",
     "tests.fixtures.chat_server",
+    "tests.fixtures.chromium",
 ]

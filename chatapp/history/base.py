@@ -72,8 +72,13 @@ class Turn:
 
     @property
     def title(self) -> str:
-        line = " ".join(self.user.split())
-        return line[:TITLE_CHARS]
+        return title_of(self.user)
+
+
+def title_of(first_message: str) -> str:
+    """A conversation's title: its first message on one line, cut to TITLE_CHARS (the one rule for both the
+    stores and the sidebar entry shown before the store is read again)."""
+    return " ".join(first_message.split())[:TITLE_CHARS]
 
 
 def valid_session_id(session_id: str) -> bool:

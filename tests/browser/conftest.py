@@ -15,29 +15,18 @@ context is a new anonymous owner with its own sidebar, and the fakes' settings a
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from harness.chat_process import ROOT, ChatProcess, start_chat
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.fakes.vertex_server import FakeVertexServer
-from harness.support import require
 from tests.browser.chat_page import ChatPage
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 SELF_HOSTED_LABEL = "Gemma (fake vLLM)"
 LLAMA_LABEL = "SmolLM2 (llama.cpp)"
 GEMINI_LABEL = "Gemini (fake Vertex)"
@@ -67,21 +56,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             if isinstance(value, ChatProcess):
                 report.sections.append((f"chat log ({name}, last lines)", "\n".join(value.log().splitlines()[-40:])))
     return report
-
-
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    require(chromium is not None, "Debian's chromium", "install Debian's chromium: scripts/install-chromium.sh")
-    browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
 
 
 @pytest.fixture

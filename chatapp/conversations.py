@@ -1,0 +1,216 @@
+"""What a person may see and change: the one owner of the history store once the service is wired.
+
+Every call takes the caller's owner id (`chatapp.identity.caller`, derived from the request being handled) and
+acts only on that owner's conversations. A conversation held in memory (`ChatSession`, kept per browser tab or
+API client) is used only by its own owner: one whose owner differs from the caller is refused, so a replayed
+Gradio session cannot act on someone else's conversation even if its state reaches us.
+
+Each in-memory conversation has one lock (`ChatSession.save_lock`) that covers its messages and its stored
+turns together: a reply appends and saves under it, and undo and retry change both under it, so two events of
+one conversation (a double send, an undo while a reply is saved) cannot leave the store and the memory
+disagreeing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chatapp.chat import ChatService, ChatSession, Update
+from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError, title_of
+from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt
+from chatapp.models.base import GenerationParams
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Ask", "ChatStore", "ConversationError", "Conversations", "NotFound", "Summary", "Unavailable"]
+
+# The ids this service creates (uuid4().hex). Anything else is refused before the store sees it.
+CONVERSATION_ID = re.compile(r"^[0-9a-f]{32}$")
+LIST_LIMIT = 50
+
+
+class ConversationError(Exception):
+    """A request about a conversation that cannot be done; the message is written for the person."""
+
+
+class NotFound(ConversationError):
+    """No such conversation for this caller: never saved, deleted, or someone else's (reported alike)."""
+
+    def __init__(self) -> None:
+        super().__init__("No such conversation (it may have been deleted).")
+
+
+class Unavailable(ConversationError):
+    """The history store failed; the message says what could not be done and why."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One entry of a caller's conversation list."""
+
+    id: str
+    title: str
+    updated_at: datetime
+    turns: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "updated_at": self.updated_at.isoformat(), "turns": self.turns}
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One checked request for a reply: everything a person or API client sends with a message."""
+
+    text: str
+    model: str
+    params: GenerationParams
+    system_prompt: str
+
+
+def _summary(stored: SessionSummary) -> Summary:
+    return Summary(stored.session_id, stored.title, stored.updated_at, stored.turns)
+
+
+class Conversations:
+    def __init__(self, service: ChatService, store: ChatStore, list_limit: int = LIST_LIMIT) -> None:
+        self._service = service
+        self._store = store
+        self._list_limit = list_limit
+
+    @property
+    def models(self) -> list[str]:
+        """The model labels a person can choose from, in menu order."""
+        return list(self._service.models)
+
+    # -- input checks (each rule lives in chatapp.inputs; this is the one place that applies them) --------
+
+    @staticmethod
+    def check_message(message: Any) -> str:
+        """The message as it will be sent; raises InputError saying what to change."""
+        return clean_message(message)
+
+    def check(self, message: Any, model: Any, temperature: Any, top_p: Any, max_tokens: Any, system_prompt: Any) -> Ask:
+        """Everything sent with a message, checked; raises InputError naming the first bad value."""
+        text = clean_message(message)
+        self._service.model(model)
+        return Ask(text, model, clean_params(temperature, top_p, max_tokens), clean_system_prompt(system_prompt))
+
+    # -- opening ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def start(owner: str) -> ChatSession:
+        """A new, empty conversation (stored with its first turn)."""
+        return ChatSession(owner=owner)
+
+    def resume(self, owner: str, conversation_id: Any) -> ChatSession:
+        """One of the caller's conversations with all its messages; NotFound for any other id."""
+        if not isinstance(conversation_id, str) or not CONVERSATION_ID.match(conversation_id):
+            raise InputError("That is not a valid conversation id.")
+        try:
+            stored = self._store.load_messages(conversation_id, owner)
+        except SessionNotFound:
+            raise NotFound() from None
+        except StoreError as exc:
+            raise Unavailable(f"Could not load the conversation: {exc}") from None
+        return ChatSession.resumed(owner, conversation_id, stored)
+
+    def reopen(self, owner: str, conversation_id: Any) -> ChatSession:
+        """The conversation a browser had open when it reloaded, or a new one if it is gone or not the
+        caller's (the id comes from browser storage: data to check, never a credential)."""
+        if conversation_id is None:
+            return self.start(owner)
+        try:
+            return self.resume(owner, conversation_id)
+        except (InputError, NotFound):  # never saved (no turn finished), deleted, or not theirs: start afresh
+            return self.start(owner)
+
+    def owns(self, owner: str, session: Any) -> bool:
+        """Whether `session` (e.g. per-tab state) is a conversation of `owner`; others must be discarded."""
+        return isinstance(session, ChatSession) and session.owner == owner
+
+    def _own(self, owner: str, session: ChatSession) -> None:
+        if not self.owns(owner, session):
+            # The caller holds state that is not theirs (a replayed Gradio session): act on nothing.
+            log.warning("refused: a request used a conversation that is not the caller's")
+            raise NotFound()
+
+    # -- listing and deleting ----------------------------------------------------------------------------
+
+    def list(self, owner: str) -> list[Summary]:
+        """The caller's conversations, most recently updated first."""
+        try:
+            return [_summary(s) for s in self._store.list_sessions(owner, self._list_limit)]
+        except StoreError as exc:
+            raise Unavailable(f"Could not list your conversations: {exc}") from None
+
+    def delete(self, owner: str, conversation_id: Any) -> None:
+        """Delete one of the caller's conversations; NotFound for any other id."""
+        if not isinstance(conversation_id, str) or not CONVERSATION_ID.match(conversation_id):
+            raise InputError("That is not a valid conversation id.")
+        try:
+            self._store.delete_session(conversation_id, owner)
+        except SessionNotFound:
+            raise NotFound() from None
+        except StoreError as exc:
+            raise Unavailable(f"Could not delete the conversation: {exc}") from None
+
+    def discard(self, owner: str, session: ChatSession) -> None:
+        """Delete the open conversation if it was ever stored; nothing to do for one without turns."""
+        self._own(owner, session)
+        with session.save_lock:
+            if not session.turns:
+                return
+            try:
+                self._store.delete_session(session.session_id, owner)
+            except SessionNotFound:
+                pass  # deleted elsewhere already
+            except StoreError as exc:
+                raise Unavailable(f"Could not delete the conversation: {exc}") from None
+            session.messages.clear()
+
+    # -- turns --------------------------------------------------------------------------------------------
+
+    def reply(self, owner: str, session: ChatSession, ask: Ask) -> Iterator[Update]:
+        """Stream the reply to `ask` in the caller's conversation and store the turn (see ChatService.reply)."""
+        self._own(owner, session)
+        return self._service.reply(session, ask.text, ask.model, ask.params, ask.system_prompt)
+
+    def retry(self, owner: str, session: ChatSession) -> str | None:
+        """Take back the last turn to answer its message again; returns that message (None if none).
+
+        Only memory changes: the new reply is stored at the same position, replacing the old one."""
+        self._own(owner, session)
+        with session.save_lock:
+            last = session.drop_last_turn()
+        return last.content if last else None
+
+    def undo(self, owner: str, session: ChatSession) -> str | None:
+        """Remove the last turn from the conversation and the store; returns its message (None if none).
+
+        The store goes first: if it fails, memory keeps the turn too and Unavailable says so, so what the
+        person sees is what is stored. A conversation left with no turn is deleted (it is unlisted)."""
+        self._own(owner, session)
+        with session.save_lock:
+            if not session.turns:
+                return None
+            try:
+                self._store.truncate(session.session_id, owner, session.turns - 1)
+            except SessionNotFound:
+                pass  # its turns were never stored (or it was deleted elsewhere): memory alone changes
+            except StoreError as exc:
+                raise Unavailable(f"Could not undo the last turn: {exc}") from None
+            last = session.drop_last_turn()
+        return last.content if last else None
+
+    # -- what a person sees of a conversation -------------------------------------------------------------
+
+    @staticmethod
+    def summary_of(session: ChatSession) -> Summary:
+        """The list entry of a conversation just stored, without reading the store again."""
+        first = next((m.content for m in session.messages if m.role == "user"), "")
+        return Summary(session.session_id, title_of(first), datetime.now(UTC), session.turns)

@@ -1,0 +1,41 @@
+"""safe_markdown: no `<` outside code and no image syntax survive; code and other Markdown are kept as written.
+(What Chromium makes of the result is checked in tests/security/test_message_html.py.)"""
+
+import re
+
+import pytest
+
+from chatapp.safe_markdown import safe_markdown
+
+
+def outside_code(text: str) -> str:
+    """The text with top-level fenced blocks and one-line code spans removed."""
+    text = re.sub(r"(?ms)^```.*?^```[ \t]*$", "", text)
+    return re.sub(r"(`+)[^`\n|]+?\1", "", text)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        '<form action="https://evil.example"><input name="p"><button>Go</button></form>',
+        "<img src=https://evil.example/p.png>",
+        "![x](https://evil.example/p.png) and ![ref][r]\n\n[r]: https://evil.example/r.png",
+        "\\`<form>` escaped backtick opens no code span",
+        "`unclosed <form>",
+        "| `a | <form>` |\n|---|---|",  # a table cell boundary splits the span
+        "- item\n  ```\n  <form>\n  ```",  # a fence nested in a list is treated as text
+        "> ```\n> <iframe src=x>",
+        "line\u2028<form>\x85<input>\n```\n<ok>\n```",  # exotic line breaks must not shift line numbers
+        "<scr<script>ipt>",
+    ],
+)
+def test_no_tag_or_image_survives_outside_code(hostile: str):
+    safe = safe_markdown(hostile)
+    assert "<" not in outside_code(safe).replace("<ok>", "")
+    assert "![" not in outside_code(safe)
+
+
+def test_code_and_markdown_are_kept():
+    text = "Use `a < b` here.\n\n```cpp\nvector<int> v;\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n[docs](https://x.y)"
+    assert safe_markdown(text) == text
+    assert safe_markdown("a < b") == "a &lt; b"
