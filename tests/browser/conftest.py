@@ -1,6 +1,6 @@
 """Real-browser fixtures: Debian's Chromium driven by Playwright (sync API), and the chat as a real process.
 
-    browser      (session)   one Chromium for the whole run; skips (fails under CI=true) without `chromium`
+    browser      (session)   one Chromium for the whole run (tests/fixtures/chromium.py)
     page         (function)  a fresh context (so fresh localStorage: a new anonymous owner) and page per test;
                              a failing test leaves a full-page screenshot in test-artifacts/browser/<test>.png
     fake_model   (function)  the shared vLLM-shaped fake behind `chat`, its knobs reset after each test
