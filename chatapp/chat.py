@@ -12,11 +12,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from chatapp.conversation import Message, build_prompt
+from chatapp.conversation import ImageRef, Message, build_prompt
 from chatapp.history.base import StoredMessage, StoreError, Turn
 from chatapp.inputs import InputError
 from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut
@@ -58,7 +58,11 @@ class ChatSession:
 
     @classmethod
     def resumed(cls, owner: str, session_id: str, stored: list[StoredMessage]) -> ChatSession:
-        messages = [Message(m.role, m.content, m.model) for m in stored if m.role in ("user", "assistant")]
+        messages = [
+            Message(m.role, m.content, m.model, m.images)  # type: ignore[arg-type]
+            for m in stored
+            if m.role in ("user", "assistant")
+        ]
         return cls(owner=owner, session_id=session_id, messages=messages)  # type: ignore[arg-type]
 
     def drop_last_turn(self) -> Message | None:
@@ -76,6 +80,12 @@ class Update:
     saved: bool | None = None  # set on the final update when a turn was stored (or queued)
 
 
+class ImageLoader(Protocol):
+    def __call__(self, owner: str, conversation_id: str, image: ImageRef) -> bytes:
+        """The bytes of an image of this conversation; raise an exception whose text a person can read."""
+        ...
+
+
 class ChatService:
     def __init__(
         self,
@@ -84,7 +94,9 @@ class ChatService:
         context_chars: int,
         log_content: bool = False,
         update_interval_s: float = UPDATE_INTERVAL_S,
+        load_image: ImageLoader | None = None,
     ) -> None:
+        self.load_image = load_image
         self.models = models
         self.saver = saver
         self.context_chars = context_chars
@@ -114,13 +126,19 @@ class ChatService:
         model_label: str,
         params: GenerationParams,
         system_prompt: str = "",
+        images: tuple[ImageRef, ...] = (),
     ) -> Iterator[Update]:
-        """Stream one reply to `text` (already validated) and save the turn.
+        """Stream one reply to `text` (already validated) and its `images` (already stored) and save the turn.
 
         If the caller stops iterating (the user pressed stop), the partial reply the user saw is still saved.
         """
         model = self.model(model_label)
-        prompt = build_prompt(session.messages, text, system_prompt, self.context_chars)
+        prompt = build_prompt(session.messages, text, system_prompt, self.context_chars, images)
+        try:
+            prompt = self._with_image_bytes(session, prompt)
+        except Exception as exc:  # the media store failed: nothing was sent, say what
+            yield Update("", notice=f"Could not read an image of this conversation: {exc}", done=True)
+            return
         stats = ReplyStats()
         started = time.monotonic()
         first_token_s: float | None = None
@@ -164,7 +182,7 @@ class ChatService:
                 self._active -= 1
             if reply.strip():
                 try:
-                    saved = self._save(session, text, reply, model_label)
+                    saved = self._save(session, text, reply, model_label, images)
                 except StoreError as exc:  # a turn no retry can store (e.g. too large): say so, promise nothing
                     saved, refused = False, str(exc)
             self._log(session, model_label, outcome, started, first_token_s, stats, saved, text, reply)
@@ -179,7 +197,28 @@ class ChatService:
             notice = f"{notice}\n\n{note}" if notice else note
         yield Update(reply, notice=notice, done=True, saved=saved)
 
-    def _save(self, session: ChatSession, text: str, reply: str, model_label: str) -> bool:
+    def _with_image_bytes(self, session: ChatSession, prompt: list[Message]) -> list[Message]:
+        """The prompt with each image's bytes (models are sent the image itself, never a URL to fetch)."""
+        if not any(m.images for m in prompt):
+            return prompt
+        out = []
+        for message in prompt:
+            if message.images:
+                loaded = []
+                for image in message.images:
+                    if image.data is None:
+                        if self.load_image is None:
+                            raise RuntimeError("this chat has no image store")
+                        image = replace(image, data=self.load_image(session.owner, session.session_id, image))
+                    loaded.append(image)
+                message = replace(message, images=tuple(loaded))
+            out.append(message)
+        return out
+
+    def _save(
+        self, session: ChatSession, text: str, reply: str, model_label: str, images: tuple[ImageRef, ...] = ()
+    ) -> bool:
+        refs = tuple(replace(i, data=None) for i in images)  # memory and the store keep references only
         with session.save_lock:
             turn = Turn(
                 session_id=session.session_id,
@@ -189,8 +228,9 @@ class ChatService:
                 assistant=reply,
                 model=model_label,
                 created_at=datetime.now(UTC),
+                user_images=refs,
             )
-            session.messages += [Message("user", text), Message("assistant", reply, model_label)]
+            session.messages += [Message("user", text, images=refs), Message("assistant", reply, model_label)]
             return self.saver.save(turn)
 
     def _log(

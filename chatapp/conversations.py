@@ -16,13 +16,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from chatapp.chat import ChatService, ChatSession, Update
+from chatapp.conversation import ImageRef
 from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError, title_of
+from chatapp.images import Upload
 from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt
+from chatapp.media.base import MediaError, MediaStore
 from chatapp.models.base import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class Ask:
     model: str
     params: GenerationParams
     system_prompt: str
+    images: tuple[ImageRef, ...] = ()  # already stored with `attach`
 
 
 def _summary(stored: SessionSummary) -> Summary:
@@ -77,10 +81,13 @@ def _summary(stored: SessionSummary) -> Summary:
 
 
 class Conversations:
-    def __init__(self, service: ChatService, store: ChatStore, list_limit: int = LIST_LIMIT) -> None:
+    def __init__(
+        self, service: ChatService, store: ChatStore, list_limit: int = LIST_LIMIT, media: MediaStore | None = None
+    ) -> None:
         self._service = service
         self._store = store
         self._list_limit = list_limit
+        self._media = media
 
     @property
     def models(self) -> list[str]:
@@ -94,11 +101,63 @@ class Conversations:
         """The message as it will be sent; raises InputError saying what to change."""
         return clean_message(message)
 
-    def check(self, message: Any, model: Any, temperature: Any, top_p: Any, max_tokens: Any, system_prompt: Any) -> Ask:
+    def check(
+        self,
+        message: Any,
+        model: Any,
+        temperature: Any,
+        top_p: Any,
+        max_tokens: Any,
+        system_prompt: Any,
+        images: tuple[ImageRef, ...] = (),
+    ) -> Ask:
         """Everything sent with a message, checked; raises InputError naming the first bad value."""
-        text = clean_message(message)
+        text = clean_message_or_images(message, images)
         self._service.model(model)
-        return Ask(text, model, clean_params(temperature, top_p, max_tokens), clean_system_prompt(system_prompt))
+        params = clean_params(temperature, top_p, max_tokens)
+        return Ask(text, model, params, clean_system_prompt(system_prompt), images)
+
+    # -- images -------------------------------------------------------------------------------------------
+
+    def attach(self, owner: str, session: ChatSession, uploads: list[Upload]) -> tuple[ImageRef, ...]:
+        """Store checked images in the caller's conversation; the references go with the next message."""
+        self._own(owner, session)
+        if not uploads:
+            return ()
+        if self._media is None:
+            raise InputError("This chat takes text only.")
+        refs: list[ImageRef] = []
+        try:
+            for upload in uploads:
+                ref = self._media.put(owner, session.session_id, upload.data, upload.mime_type)
+                refs.append(replace(ref, data=upload.data))  # sent to the model without reading it back
+        except MediaError as exc:
+            self.forget_images(owner, session, refs)
+            raise Unavailable(f"Could not store the image: {exc}") from None
+        return tuple(refs)
+
+    def image(self, owner: str, conversation_id: str, image_id: str) -> bytes:
+        """An image of one of the caller's conversations (MediaNotFound for anyone else's)."""
+        if self._media is None:
+            raise NotFound()
+        return self._media.get(owner, conversation_id, image_id)
+
+    def forget_images(self, owner: str, session: ChatSession, images: Any) -> None:
+        """Delete attached images that no stored message references (a message taken back before its reply)."""
+        if not images or self._media is None or not self.owns(owner, session):
+            return
+        try:
+            self._media.delete(owner, session.session_id, [i.id for i in images])
+        except MediaError as exc:
+            log.error("images left in the media store: %s", exc)
+
+    def _delete_media(self, owner: str, conversation_id: str) -> None:
+        if self._media is None:
+            return
+        try:
+            self._media.delete_conversation(owner, conversation_id)
+        except MediaError as exc:  # the conversation is gone already; the images are unreachable but kept
+            log.error("images of a deleted conversation left in the media store: %s", exc)
 
     # -- opening ------------------------------------------------------------------------------------------
 
@@ -158,6 +217,7 @@ class Conversations:
             raise NotFound() from None
         except StoreError as exc:
             raise Unavailable(f"Could not delete the conversation: {exc}") from None
+        self._delete_media(owner, conversation_id)
 
     def discard(self, owner: str, session: ChatSession) -> None:
         """Delete the open conversation if it was ever stored; nothing to do for one without turns."""
@@ -172,13 +232,14 @@ class Conversations:
             except StoreError as exc:
                 raise Unavailable(f"Could not delete the conversation: {exc}") from None
             session.messages.clear()
+        self._delete_media(owner, session.session_id)
 
     # -- turns --------------------------------------------------------------------------------------------
 
     def reply(self, owner: str, session: ChatSession, ask: Ask) -> Iterator[Update]:
         """Stream the reply to `ask` in the caller's conversation and store the turn (see ChatService.reply)."""
         self._own(owner, session)
-        return self._service.reply(session, ask.text, ask.model, ask.params, ask.system_prompt)
+        return self._service.reply(session, ask.text, ask.model, ask.params, ask.system_prompt, ask.images)
 
     def retry(self, owner: str, session: ChatSession) -> str | None:
         """Take back the last turn to answer its message again; returns that message (None if none).
@@ -205,6 +266,8 @@ class Conversations:
             except StoreError as exc:
                 raise Unavailable(f"Could not undo the last turn: {exc}") from None
             last = session.drop_last_turn()
+        if last is not None:
+            self.forget_images(owner, session, last.images)  # the turn is gone from the store: so are its images
         return last.content if last else None
 
     # -- what a person sees of a conversation -------------------------------------------------------------
@@ -212,5 +275,15 @@ class Conversations:
     @staticmethod
     def summary_of(session: ChatSession) -> Summary:
         """The list entry of a conversation just stored, without reading the store again."""
-        first = next((m.content for m in session.messages if m.role == "user"), "")
-        return Summary(session.session_id, title_of(first), datetime.now(UTC), session.turns)
+        first = next((m for m in session.messages if m.role == "user"), None)
+        title = title_of(first.content) if first else ""
+        if first is not None and not title and first.images:
+            title = "(image)"
+        return Summary(session.session_id, title, datetime.now(UTC), session.turns)
+
+
+def clean_message_or_images(message: Any, images: tuple[ImageRef, ...]) -> str:
+    """The message text; it may be empty only when images carry the message."""
+    if images and (message is None or (isinstance(message, str) and not message.strip())):
+        return ""
+    return clean_message(message)

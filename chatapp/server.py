@@ -12,7 +12,7 @@ import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 
 from chatapp.chat import ChatService
@@ -20,10 +20,13 @@ from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
 from chatapp.history.pending import RetryingStore
 from chatapp.iap import IapVerifier
+from chatapp.images import MAX_IMAGE_BYTES, sniff
+from chatapp.media import MediaError, MediaNotFound, MediaStore, open_media
 from chatapp.models import build_models
 from chatapp.settings import Settings
 from chatapp.status import ModelStatus
 from chatapp.ui import ChatUI
+from chatapp.uploads import UploadRegistry
 from chatapp.web import MAX_BODY_BYTES, Guard
 
 log = logging.getLogger(__name__)
@@ -67,14 +70,23 @@ def _signed_in_user(app: FastAPI) -> Callable[[Request], str | None]:
     return user
 
 
-def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
-    """Build the whole service; `store` may be given by tests that already hold one."""
+def create_app(settings: Settings, store: ChatStore | None = None, media: MediaStore | None = None) -> FastAPI:
+    """Build the whole service; `store` and `media` may be given by tests that already hold them."""
     # Every read and write goes through the retrying wrapper, so a reload shows turns still waiting to be saved.
     history = RetryingStore(store or open_store(settings))
+    media = media or open_media(settings)
+    uploads = UploadRegistry()
     models = build_models(settings)
     status = ModelStatus(models)
-    service = ChatService(models, history, settings.context_chars, settings.log_content)
-    demo = ChatUI(service, history, status).build()
+    service = ChatService(
+        models,
+        history,
+        settings.context_chars,
+        settings.log_content,
+        load_image=lambda owner, conversation_id, image: media.get(owner, conversation_id, image.id),
+    )
+    ui = ChatUI(service, history, status, media=media, uploads=uploads)
+    demo = ui.build()
     _set_concurrency(demo, settings.concurrency)
     _skip_matplotlib_probe()
 
@@ -109,6 +121,26 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
         return JSONResponse({"status": "ok", "unsaved_turns": history.pending_count()})
 
+    @app.get("/media/{conversation_id}/{image_id}", include_in_schema=False)
+    def image(conversation_id: str, image_id: str, request: Request) -> Response:
+        """An image of one of the caller's conversations, from the chat itself (the page's CSP allows no other
+        image source); anyone else's is answered as missing."""
+        owner = _caller_from_guard(request)
+        if owner is None:
+            return PlainTextResponse("Unauthorized: sign in first.\n", status_code=401)
+        try:
+            data = ui.conversations.image(owner, conversation_id, image_id)
+        except MediaNotFound:
+            return PlainTextResponse("No such image.\n", status_code=404)
+        except MediaError as exc:
+            log.warning("could not serve an image: %s", exc)
+            return PlainTextResponse("The image store is unavailable; try again.\n", status_code=503)
+        mime = sniff(data)  # checked when it was attached; checked again rather than trusting a stored type
+        if mime is None:
+            return PlainTextResponse("No such image.\n", status_code=404)
+        headers = {"Cache-Control": "private, max-age=86400, immutable", "Content-Disposition": "inline"}
+        return Response(data, media_type=mime, headers=headers)
+
     # No cross-origin access at all: with Starlette's CORS middleware on the parent app, Gradio's own (which echoes
     # a foreign Origin with credentials allowed) steps aside.
     app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
@@ -118,6 +150,7 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
         trusted_proxy=settings.trusted_proxy,
         iap=IapVerifier(settings.iap_audience, settings.iap_certs_url) if settings.iap_audience else None,
         password_user=_signed_in_user(app) if settings.auth == "password" else None,
+        uploads=uploads,
     )
     password = settings.auth == "password"
     return gr.mount_gradio_app(
@@ -129,7 +162,7 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
         auth=list(settings.auth_users.items()) if password else None,
         auth_message="Sign in to chat." if password else None,
         auth_dependency=None if password else _caller_from_guard,
-        max_file_size=0,
+        max_file_size=MAX_IMAGE_BYTES,
         ssr_mode=False,
         footer_links=["api"],
         run_history=False,

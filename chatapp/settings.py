@@ -49,6 +49,8 @@ class Settings:
     # Oldest turns are dropped beyond this many characters of prompt (~4 chars per token).
     context_chars: int = 24_000
     request_timeout_s: float = 120.0
+    # Cloud Storage bucket for images; None keeps them in a folder beside the SQLite file.
+    media_bucket: str | None = None
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -160,6 +162,18 @@ def _check_auth(settings: Settings) -> None:
         raise SettingsError(f"CHAT_IAP_AUDIENCE is set but CHAT_AUTH is {settings.auth!r}: set CHAT_AUTH=iap")
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+
+
+def _bucket(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if not _BUCKET.match(value.removeprefix("gs://")):
+        raise SettingsError(f"{name} must be a Cloud Storage bucket name (3-63 of a-z 0-9 . _ -), got {value!r}")
+    return value.removeprefix("gs://")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment; raise SettingsError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -185,6 +199,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_content=_bool(env, "CHAT_LOG_CONTENT", defaults.log_content),
         context_chars=_int(env, "CHAT_CONTEXT_CHARS", defaults.context_chars, 1_000, 10_000_000),
         request_timeout_s=_float(env, "CHAT_REQUEST_TIMEOUT", defaults.request_timeout_s, 1.0, 3600.0),
+        media_bucket=_bucket(env, "CHAT_MEDIA_BUCKET"),
     )
     _check_auth(settings)
     if settings.self_hosted_label == settings.gemini_label:

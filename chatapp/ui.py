@@ -21,13 +21,16 @@ from typing import Any
 import gradio as gr
 
 from chatapp.chat import ChatService, ChatSession, Update
-from chatapp.conversation import Message
+from chatapp.conversation import ImageRef, Message
 from chatapp.conversations import ChatStore, ConversationError, Conversations, Summary
 from chatapp.identity import caller
+from chatapp.images import MAX_IMAGES_PER_MESSAGE, read_images
 from chatapp.inputs import InputError
+from chatapp.media.base import MediaStore
 from chatapp.models.base import MAX_TOKENS_RANGE, TEMPERATURE_RANGE, TOP_P_RANGE
 from chatapp.safe_markdown import safe_markdown
 from chatapp.status import ModelStatus
+from chatapp.uploads import UploadRegistry
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ BROWSER_STORAGE_KEY = "hybrid-chat"
 BROWSER_STATE_KEY = "hybrid-chat-open-conversation"
 IAP_SIGN_OUT = "/?gcp-iap-mode=CLEAR_LOGIN_COOKIE"
 PASSWORD_SIGN_OUT = "/logout"
+UPLOAD_EXPIRY_S = 3600
 
 
 @dataclass
@@ -46,6 +50,8 @@ class Tab:
     session: ChatSession
     unanswered: str | None = None
     notice: str | None = None
+    # The images of the unanswered message (already in the media store; referenced once its turn is saved).
+    images: tuple[ImageRef, ...] = ()
     # What this tab's sidebar lists. An event receives a Radio's value, never its choices, so a first turn
     # needs this to add its entry without dropping the others (and without reading the store again).
     sidebar: list[tuple[str, str]] = field(default_factory=list)
@@ -56,10 +62,24 @@ class Tab:
 _finished = functools.lru_cache(maxsize=512)(safe_markdown)
 
 
+def with_images(markdown: str, conversation_id: str, images: tuple[ImageRef, ...]) -> str:
+    """Message Markdown (already inert) followed by its images, served by the chat itself with an owner check
+    (`/media/...`; the ids are hex, checked when stored, so nothing in them can break out of the URL)."""
+    if not images:
+        return markdown
+    links = [f"![image {n}](/media/{conversation_id}/{i.id})" for n, i in enumerate(images, 1)]
+    return "\n\n".join([markdown, *links]) if markdown else "\n\n".join(links)
+
+
 def messages_for(tab: Tab, partial: str | None = None) -> list[dict[str, Any]]:
-    out = [{"role": m.role, "content": _finished(m.content)} for m in tab.session.messages if m.role != "system"]
+    sid = tab.session.session_id
+    out = [
+        {"role": m.role, "content": with_images(_finished(m.content), sid, m.images)}
+        for m in tab.session.messages
+        if m.role != "system"
+    ]
     if tab.unanswered is not None:
-        out.append({"role": "user", "content": safe_markdown(tab.unanswered)})
+        out.append({"role": "user", "content": with_images(safe_markdown(tab.unanswered), sid, tab.images)})
     if partial is not None:
         out.append({"role": "assistant", "content": safe_markdown(partial)})
     if tab.notice:
@@ -92,11 +112,45 @@ def people_errors(action: str) -> Iterator[None]:
         raise gr.Error(str(exc), print_exception=False) from None
 
 
+def message_parts(value: Any) -> tuple[Any, list[Any]]:
+    """A message as text, or as the multimodal textbox's `{"text": …, "files": […]}` (files as paths or as
+    gradio_client's FileData maps), split into its text and its file paths."""
+    if not isinstance(value, dict):
+        return value, []
+    files = value.get("files") or []
+    if not isinstance(files, list):
+        raise InputError('"files" must be a list of uploaded images.')
+    paths = [f.get("path") if isinstance(f, dict) else f for f in files]
+    return value.get("text", ""), paths
+
+
 class ChatUI:
-    def __init__(self, service: ChatService, store: ChatStore, status: ModelStatus) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        store: ChatStore,
+        status: ModelStatus,
+        media: MediaStore | None = None,
+        uploads: UploadRegistry | None = None,
+    ) -> None:
         # The wiring: from here on only `Conversations` holds the store.
-        self.conversations = Conversations(service, store)
+        self.conversations = Conversations(service, store, media=media)
         self.status = status
+        self.uploads = uploads
+
+    def _attach(self, owner: str, tab: Tab, paths: list[Any]) -> tuple[ImageRef, ...]:
+        """The caller's own uploads, checked and stored in the tab's conversation; the temporary files go."""
+        if not paths:
+            return ()
+        if len(paths) + len(tab.images) > MAX_IMAGES_PER_MESSAGE:
+            raise InputError(f"A message may carry at most {MAX_IMAGES_PER_MESSAGE} images.")
+        if self.uploads is None or not all(self.uploads.owns(owner, p) for p in paths):
+            # Another person's upload path is answered like an expired one: nothing says it exists.
+            raise InputError("An attached image is not one you uploaded here, or it expired: attach it again.")
+        refs = self.conversations.attach(owner, tab.session, read_images(paths))
+        for path in paths:
+            self.uploads.consume(owner, path)
+        return refs
 
     def _tab(self, state: Any, owner: str) -> Tab:
         """The caller's own per-tab state; anything else (none yet, or a replayed session of someone else's)
@@ -180,13 +234,19 @@ class ChatUI:
 
     def accept(self, text: Any, state: Any, request: gr.Request) -> tuple:
         """Check the message, show it at once, and clear the box; the reply streams in `respond`."""
-        tab = self._tab(state, caller(request))
+        owner = caller(request)
+        tab = self._tab(state, owner)
         with people_errors("message"):
-            message = self.conversations.check_message(text)
+            text, paths = message_parts(text)
+            if paths and not (isinstance(text, str) and text.strip()):
+                message = ""  # images alone are a message
+            else:
+                message = self.conversations.check_message(text)
+            images = self._attach(owner, tab, paths)
         if tab.unanswered is not None:  # the previous message got no reply: it joins this one
-            message = f"{tab.unanswered}\n\n{message}"
-        tab.unanswered, tab.notice = message, None
-        return tab, messages_for(tab), ""
+            message = "\n\n".join(t for t in (tab.unanswered, message) if t)
+        tab.unanswered, tab.notice, tab.images = message, None, tab.images + images
+        return tab, messages_for(tab), None
 
     def respond(
         self,
@@ -205,7 +265,9 @@ class ChatUI:
         if tab.unanswered is None:
             return
         try:
-            ask = self.conversations.check(tab.unanswered, model, temperature, top_p, max_tokens, system_prompt)
+            ask = self.conversations.check(
+                tab.unanswered, model, temperature, top_p, max_tokens, system_prompt, tab.images
+            )
         except InputError as exc:
             log.info("message refused: %s", exc)
             tab.notice = str(exc)
@@ -223,12 +285,12 @@ class ChatUI:
             # Stop cancels this generator before `_finish` runs, yet the partial reply was saved as a turn:
             # the message is answered, so it must not be glued onto the user's next message.
             if tab.session.turns > turns_before:
-                tab.unanswered = None
+                tab.unanswered, tab.images = None, ()
 
     def _finish(self, tab: Tab, update: Update) -> tuple:
         tab.notice = update.notice
         if update.text.strip():
-            tab.unanswered = None  # the turn is now part of tab.session
+            tab.unanswered, tab.images = None, ()  # the turn is now part of tab.session
         sidebar = gr.update()
         session_id = tab.session.session_id
         # A conversation is listed once it has a turn; checked on every reply, not just the first, because a
@@ -242,8 +304,10 @@ class ChatUI:
         owner = caller(request)
         tab = self._tab(state, owner)
         if tab.unanswered is None:
+            last = next((m for m in reversed(tab.session.messages) if m.role == "user"), None)
             with people_errors("retry"):
                 tab.unanswered = self.conversations.retry(owner, tab.session)
+            tab.images = last.images if last is not None and tab.unanswered is not None else ()
         tab.notice = None
         return tab, messages_for(tab)
 
@@ -253,14 +317,16 @@ class ChatUI:
         tab.notice = None
         if tab.unanswered is not None:
             text, tab.unanswered = tab.unanswered, None
-            return tab, messages_for(tab), text, gr.update()
+            self.conversations.forget_images(owner, tab.session, tab.images)
+            tab.images = ()
+            return tab, messages_for(tab), {"text": text, "files": []}, gr.update()
         with people_errors("undo"):
             text = self.conversations.undo(owner, tab.session)
         sidebar = gr.update()
         if tab.session.turns == 0:  # the store deleted the now empty conversation: unlist it
             tab.sidebar = [c for c in tab.sidebar if c[1] != tab.session.session_id]
             sidebar = gr.update(choices=tab.sidebar, value=None)
-        return tab, messages_for(tab), text or "", sidebar
+        return tab, messages_for(tab), {"text": text or "", "files": []}, sidebar
 
     # -- the API -----------------------------------------------------------------------------------------
 
@@ -279,7 +345,14 @@ class ChatUI:
         owner = caller(request)
         tab = self._tab(state, owner)
         with people_errors("/chat"):
-            ask = self.conversations.check(message, model, temperature, top_p, max_tokens, system_prompt)
+            text, paths = message_parts(message)
+            tab.images = ()
+            images = self._attach(owner, tab, paths)
+            try:
+                ask = self.conversations.check(text, model, temperature, top_p, max_tokens, system_prompt, images)
+            except InputError:  # a bad setting: the images stored for this message go again
+                self.conversations.forget_images(owner, tab.session, images)
+                raise
         with contextlib.closing(self.conversations.reply(owner, tab.session, ask)) as updates:
             for update in updates:
                 reply = update.text
@@ -314,7 +387,9 @@ class ChatUI:
 
     def build(self, title: str = "hybrid-chat") -> gr.Blocks:
         labels = self.conversations.models
-        with gr.Blocks(title=title, fill_height=True) as demo:
+        # delete_cache: uploads never sent (a closed tab) leave Gradio's cache within two hours; sent ones are
+        # deleted as soon as they are copied to the media store.
+        with gr.Blocks(title=title, fill_height=True, delete_cache=(UPLOAD_EXPIRY_S, UPLOAD_EXPIRY_S)) as demo:
             tab = gr.State(None)
             browser = gr.BrowserState({"session_id": None}, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_STATE_KEY)
             with gr.Sidebar(label="Conversations"):
@@ -333,8 +408,15 @@ class ChatUI:
                 label="Chat", elem_id="chatbot", scale=1, height="60vh", buttons=["copy"], allow_tags=False
             )
             with gr.Row():
-                textbox = gr.Textbox(
-                    placeholder="Type a message and press Enter", show_label=False, scale=8, elem_id="message"
+                textbox = gr.MultimodalTextbox(
+                    placeholder="Type a message and press Enter; attach up to 5 images (PNG, JPEG, WebP, GIF)",
+                    show_label=False,
+                    scale=8,
+                    elem_id="message",
+                    file_types=["image"],
+                    file_count="multiple",
+                    sources=["upload"],
+                    submit_btn=False,
                 )
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                 stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
@@ -391,12 +473,16 @@ class ChatUI:
 
             # API-only endpoints, wired to hidden components so their inputs are exactly the visible controls.
             api_reply = gr.Textbox(visible=False)
+            # Text, or {"text": …, "files": [handle_file(…), …]}: a JSON input takes both forms.
+            api_message = gr.JSON(visible=False, label="message")
             api_conversation_id = gr.Textbox(visible=False)
             api_json = gr.JSON(visible=False)
             # preprocess=False: the sliders' and dropdown's own checks would answer a bad value with a message
             # that names no control ("Could not preprocess input component at index 2"); ours name it.
             hidden = gr.Button(visible=False)
-            hidden.click(self.api_chat, [textbox, *controls, tab], [api_reply, tab], api_name="chat", preprocess=False)
+            hidden.click(
+                self.api_chat, [api_message, *controls, tab], [api_reply, tab], api_name="chat", preprocess=False
+            )
             hidden.click(
                 self.api_resume, [api_conversation_id, tab], [api_json, tab], api_name="resume", preprocess=False
             )
@@ -408,4 +494,7 @@ class ChatUI:
 
 
 def _api_message(message: Message) -> dict[str, Any]:
-    return {"role": message.role, "content": message.content, "model": message.model}
+    out = {"role": message.role, "content": message.content, "model": message.model}
+    if message.images:
+        out["images"] = [i.as_dict() for i in message.images]
+    return out

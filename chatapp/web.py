@@ -9,8 +9,12 @@ One ASGI middleware, `Guard`, in front of everything:
   presenting it (to join the queue, read its events, cancel them, or keep it alive) gets 403.
 - **Sign-in hygiene.** Failed logins are limited per client address and per user name; session cookies are
   `SameSite=Lax`, and `Secure` when the request arrived over HTTPS.
-- **A small surface.** There is no upload route (the chat takes text only); cross-site writes are refused;
-  HTML responses carry a Content-Security-Policy that forbids framing, foreign form targets and remote images.
+- **A small surface.** Cross-site writes are refused; HTML responses carry a Content-Security-Policy that
+  forbids framing, foreign form targets and remote images.
+- **Uploads are the uploader's.** Gradio's upload route takes images from signed-in callers only, with a body
+  cap of its own (every other route keeps `MAX_BODY_BYTES`); the paths it answers are recorded for that caller
+  (`chatapp.uploads`), and `/gradio_api/file=` serves a path only to the caller who uploaded it, nothing else
+  (no other file, no URL to fetch). Without an `UploadRegistry` there is no upload route at all.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio.to_thread
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatapp.iap import HEADER as IAP_HEADER
 from chatapp.iap import AssertionRefused, IapVerifier
+from chatapp.images import MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE
+from chatapp.uploads import UploadRegistry
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,9 @@ BROWSER_COOKIE_MAX_AGE_S = 400 * 24 * 3600  # the longest browsers keep a cookie
 # Refused with 413 before anything parses them (FastAPI's own limit, set by the server; it also covers the
 # bodies this guard reads). A chat message is at most 100,000 characters.
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# The upload route alone: one message's images at once, plus the multipart framing.
+MAX_UPLOAD_BODY_BYTES = MAX_IMAGES_PER_MESSAGE * MAX_IMAGE_BYTES + 1024 * 1024
+MAX_UPLOAD_ANSWER_BYTES = 1024 * 1024
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 LOGIN_FAILURES_PER_MINUTE = 10
 SESSIONS_REMEMBERED = 200_000  # bound on the session → owner map (~40 MB at worst); the oldest are forgotten
@@ -77,6 +87,8 @@ _SESSION_IN_BODY = re.compile(rf"^{_API}/(?:queue/join|cancel|(?:run|api|call)/[
 # Gradio leaves these without its own sign-in check.
 _NEEDS_CALLER = re.compile(rf"^{_API}/(?:cancel|reset|heartbeat/[^/]+)/?$")
 _UPLOADS = re.compile(rf"^{_API}/(?:upload|upload_progress)/?$")
+_UPLOAD = re.compile(rf"^{_API}/upload/?$")
+_FILE = re.compile(rf"^{_API}/file(?:=|/)(.*)$", re.DOTALL)
 _LOGIN = re.compile(r"^/login/?$")
 
 
@@ -138,6 +150,7 @@ class Guard:
         trusted_proxy: bool = False,
         iap: IapVerifier | None = None,
         password_user: Callable[[Request], str | None] | None = None,
+        uploads: UploadRegistry | None = None,
     ) -> None:
         if mode == "iap" and iap is None:
             raise ValueError("CHAT_AUTH=iap needs an IapVerifier")
@@ -148,6 +161,7 @@ class Guard:
         self.trusted_proxy = trusted_proxy
         self.iap = iap
         self.password_user = password_user
+        self.uploads = uploads
         self.logins = LoginLimiter()
         self.sessions = SessionOwners()
 
@@ -211,6 +225,10 @@ class Guard:
             await self._login(request, scope, receive, send_hardened)
             return
 
+        if _UPLOAD.match(path) and request.method == "POST" and self.uploads is not None:
+            await self._upload(scope, receive, send_hardened)
+            return
+
         if _SESSION_IN_BODY.match(path) and request.method == "POST":
             body = await _read_body(receive)
             refusal = self._check_session(_session_from_json(body), scope)
@@ -227,7 +245,7 @@ class Guard:
         if self.is_cross_site_write(request):
             log.info("refused a cross-site %s %s from origin %s", request.method, path, request.headers.get("origin"))
             return _refuse(403, "Cross-site requests are not accepted.")
-        if _UPLOADS.match(path):
+        if _UPLOADS.match(path) and self.uploads is None:
             return _refuse(404, "This chat takes text only: there is no upload.")
 
         caller: str | None
@@ -252,8 +270,12 @@ class Guard:
             caller = f"browser:{browser_id}"
         request.scope.setdefault("state", {})["caller"] = caller
 
-        if caller is None and _NEEDS_CALLER.match(path):
+        if caller is None and (_NEEDS_CALLER.match(path) or _UPLOADS.match(path)):
             return _refuse(401, "Unauthorized: sign in first.")
+        # A file only for the caller who uploaded it, by the exact path they were given: nothing else of the
+        # disk, nobody else's upload, no URL for the server to fetch.
+        if (match := _FILE.match(path)) and not (caller and self.uploads and self.uploads.owns(caller, match[1])):
+            return _refuse(404, "No such file.")
         session_hash = None
         if match := _SESSION_IN_PATH.match(path):
             session_hash = match.group(1)
@@ -271,6 +293,30 @@ class Guard:
             log.warning("refused %s: session %s… belongs to another caller", scope["path"], session_hash[:6])
             return _refuse(403, "Forbidden: this session belongs to someone else. Reload the page.")
         return None
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Let Gradio write the files (with the larger body cap), then record the answered paths for the caller
+        before the caller learns them."""
+        assert self.uploads is not None
+        caller = scope["state"]["caller"]
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        limited = RequestBodyLimitMiddleware(self.app, MAX_UPLOAD_BODY_BYTES)
+        await limited(scope, receive, hold)
+        start = next((m for m in held if m["type"] == "http.response.start"), None)
+        body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+        if start is not None and start["status"] == 200 and len(body) <= MAX_UPLOAD_ANSWER_BYTES:
+            try:
+                paths = json.loads(body)
+            except ValueError:
+                paths = None
+            if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+                self.uploads.add(caller, paths)
+        for message in held:
+            await send(message)
 
     async def _login(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)

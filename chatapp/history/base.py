@@ -8,9 +8,12 @@ A turn (user message + reply) is written in ONE batch together with the session 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+from chatapp.conversation import ImageRef
 
 TITLE_CHARS = 80
 # Firestore caps a document at 1 MiB; a message document is its content plus a few small fields. Both stores
@@ -44,6 +47,8 @@ class StoredMessage:
     model: str | None
     created_at: datetime
     seq: int
+    # References to the user message's images (their bytes live in the media store, never here).
+    images: tuple[ImageRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,28 @@ class Turn:
     assistant: str
     model: str
     created_at: datetime
+    user_images: tuple[ImageRef, ...] = ()
 
     @property
     def title(self) -> str:
-        return title_of(self.user)
+        return title_of(self.user) or ("(image)" if self.user_images else "")
+
+
+def images_json(images: tuple[ImageRef, ...]) -> str | None:
+    """How a store keeps a message's image references: a small JSON list (about 80 bytes an image)."""
+    return json.dumps([i.as_dict() for i in images]) if images else None
+
+
+def images_from(value: object) -> tuple[ImageRef, ...]:
+    """A stored image list (JSON text or a list of maps) back into references; malformed entries are skipped."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return ()
+    if not isinstance(value, list):
+        return ()
+    return tuple(ref for ref in (ImageRef.from_dict(v) for v in value) if ref is not None)
 
 
 def title_of(first_message: str) -> str:

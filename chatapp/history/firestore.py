@@ -32,6 +32,7 @@ from chatapp.history.base import (
     StoreError,
     Turn,
     check_turn,
+    images_from,
     valid_session_id,
 )
 
@@ -123,14 +124,14 @@ class FirestoreStore:
             head |= {"owner": turn.owner, "title": turn.title, "created_at": turn.created_at}
         batch = self.client.batch()
         batch.set(session, head, merge=True)
-        for seq, role, content, model in (
-            (2 * turn.index, "user", turn.user, None),
-            (2 * turn.index + 1, "assistant", turn.assistant, turn.model),
+        for seq, role, content, model, images in (
+            (2 * turn.index, "user", turn.user, None, turn.user_images),
+            (2 * turn.index + 1, "assistant", turn.assistant, turn.model, ()),
         ):
-            batch.set(
-                session.collection(MESSAGES).document(message_id(seq)),
-                {"role": role, "content": content, "model": model, "created_at": turn.created_at, "seq": seq},
-            )
+            doc: dict[str, Any] = {"role": role, "content": content, "model": model, "created_at": turn.created_at}
+            if images:  # references only (~80 bytes each); the bytes are in the media store
+                doc["images"] = [i.as_dict() for i in images]
+            batch.set(session.collection(MESSAGES).document(message_id(seq)), doc | {"seq": seq})
         with self._errors("saving a turn"):
             t = self._write_timeout_s
             batch.commit(retry=_retry(t), timeout=t)
@@ -153,7 +154,14 @@ class FirestoreStore:
         with self._errors("loading a conversation"):
             docs = [snap.to_dict() or {} for snap in query.stream(**self._read_opts())]
         return [
-            StoredMessage(d.get("role", ""), d.get("content", ""), d.get("model"), _utc(d.get("created_at")), d["seq"])
+            StoredMessage(
+                d.get("role", ""),
+                d.get("content", ""),
+                d.get("model"),
+                _utc(d.get("created_at")),
+                d["seq"],
+                images_from(d.get("images")),
+            )
             for d in docs
             if isinstance(d.get("seq"), int)
         ]

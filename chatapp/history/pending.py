@@ -208,7 +208,7 @@ class RetryingStore:
             stored = []  # the whole conversation is still queued (its first turn included)
         extra: dict[int, StoredMessage] = {}
         for t in queued:
-            extra[2 * t.index] = StoredMessage("user", t.user, None, t.created_at, 2 * t.index)
+            extra[2 * t.index] = StoredMessage("user", t.user, None, t.created_at, 2 * t.index, t.user_images)
             extra[2 * t.index + 1] = StoredMessage("assistant", t.assistant, t.model, t.created_at, 2 * t.index + 1)
         merged = [m for m in stored if m.seq not in extra] + list(extra.values())
         return sorted(merged, key=lambda m: m.seq)

@@ -21,6 +21,8 @@ from chatapp.history.base import (
     StoreError,
     Turn,
     check_turn,
+    images_from,
+    images_json,
     valid_session_id,
 )
 
@@ -41,6 +43,7 @@ CREATE TABLE IF NOT EXISTS messages (
     content    TEXT NOT NULL,
     model      TEXT,
     created_at INTEGER NOT NULL,
+    images     TEXT,               -- JSON list of image references (id, mime_type, size) or NULL
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
 """
@@ -73,6 +76,9 @@ class SqliteStore:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the file
             conn.executescript(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+            if "images" not in columns:  # a history file from before images
+                conn.execute("ALTER TABLE messages ADD COLUMN images TEXT")
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
@@ -142,11 +148,11 @@ class SqliteStore:
                     (turn.session_id, at, turn.index + 1),
                 )
             conn.executemany(
-                "INSERT OR REPLACE INTO messages (session_id, seq, role, content, model, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO messages (session_id, seq, role, content, model, created_at, images)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (turn.session_id, 2 * turn.index, "user", turn.user, None, at),
-                    (turn.session_id, 2 * turn.index + 1, "assistant", turn.assistant, turn.model, at),
+                    (turn.session_id, 2 * turn.index, "user", turn.user, None, at, images_json(turn.user_images)),
+                    (turn.session_id, 2 * turn.index + 1, "assistant", turn.assistant, turn.model, at, None),
                 ],
             )
 
@@ -160,12 +166,16 @@ class SqliteStore:
             try:
                 self._check_owner(conn, session_id, owner)
                 rows = conn.execute(
-                    "SELECT role, content, model, created_at, seq FROM messages WHERE session_id = ? ORDER BY seq",
+                    "SELECT role, content, model, created_at, seq, images FROM messages"
+                    " WHERE session_id = ? ORDER BY seq",
                     (session_id,),
                 ).fetchall()
             finally:
                 conn.execute("COMMIT")
-        return [StoredMessage(role, content, model, _moment(at), seq) for role, content, model, at, seq in rows]
+        return [
+            StoredMessage(role, content, model, _moment(at), seq, images_from(images))
+            for role, content, model, at, seq, images in rows
+        ]
 
     def list_sessions(self, owner: str, limit: int = 50) -> list[SessionSummary]:
         with self._errors("listing conversations"):

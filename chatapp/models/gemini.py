@@ -90,7 +90,7 @@ class GeminiModel:
         client = self._get_client()
         system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
         contents = [
-            types.Content(role="model" if m.role == "assistant" else "user", parts=[types.Part(text=m.content)])
+            types.Content(role="model" if m.role == "assistant" else "user", parts=_parts(m))
             for m in messages
             if m.role != "system"
         ]
@@ -267,6 +267,16 @@ class GeminiModel:
             return cut(f"The connection to {self.label} broke mid-reply ({type(exc).__name__}: {exc}).")
         log.exception("unexpected error from %s", self.label)
         return cut(f"{self.label} failed unexpectedly ({type(exc).__name__}: {exc}).")
+
+
+def _parts(message: Message) -> list[types.Part]:
+    """Text, then each image inline (its bytes in the request, as Vertex's `inlineData`)."""
+    parts = [types.Part(text=message.content)] if message.content or not message.images else []
+    for image in message.images:
+        if image.data is None:
+            raise ModelError("An image of this conversation could not be read; attach it again.")
+        parts.append(types.Part.from_bytes(data=image.data, mime_type=image.mime_type))
+    return parts
 
 
 def _name(value: Any) -> str:

@@ -6,6 +6,7 @@ text ourselves is what let users forge turns in the old app.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -68,16 +69,29 @@ class OpenAICompatModel:
     def stream(self, messages: Sequence[Message], params: GenerationParams, stats: ReplyStats) -> Iterator[str]:
         payload = {
             "model": self.model_id,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [wire_message(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
         }
-        response = self._open(payload)
+        # A text-only server refuses images in its own way (llama-cpp-python: HTTP 500 without a stream, an
+        # empty 200 stream with one; vLLM: 400): with images in the prompt, any failure before the first token
+        # (other than "not reachable") is explained as that, with the server's words kept.
+        with_images = any(m.images for m in messages)
+        try:
+            response = self._open(payload)
+        except ModelError as exc:
+            if with_images and not isinstance(exc, ModelUnavailable):
+                raise ModelError(no_images_sentence(self.label, exc)) from exc
+            raise
         try:
             yield from self._read(response, stats)
+        except ModelError as exc:
+            if with_images and not isinstance(exc, StreamCut | ModelUnavailable):
+                raise ModelError(no_images_sentence(self.label, exc)) from exc
+            raise
         finally:
             # Also runs on GeneratorExit (the user pressed stop): closing the socket is what tells the
             # server to stop generating; returning it to the pool half-read would keep the server busy.
@@ -202,6 +216,29 @@ class OpenAICompatModel:
             because = _CUT_BECAUSE.get(stats.finish_reason, f"of finish reason {stats.finish_reason!r}")
             cls = StreamCut if received else ModelError
             raise cls(f"{self.label} stopped mid-reply because {because}.")
+
+
+def wire_message(message: Message) -> dict[str, Any]:
+    """One message as the OpenAI chat API takes it: plain text, or text and `image_url` parts whose URL is a
+    base64 `data:` URL of the bytes. Never an http(s) URL: vLLM fetches those itself (a way into the cluster's
+    network for whoever controls the URL)."""
+    if not message.images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    for image in message.images:
+        if image.data is None:
+            raise ModelError("An image of this conversation could not be read; attach it again.")
+        url = f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return {"role": message.role, "content": parts}
+
+
+def no_images_sentence(label: str, exc: ModelError) -> str:
+    """What a person reads when a model refused a prompt with images (a text-only model, or too many)."""
+    return (
+        f"{label} could not take the images of this conversation; it may not read images at all. "
+        f"Switch to a model that does (Gemma 3, Gemini), or start a new conversation for text only. ({exc})"
+    )
 
 
 def _parse(data: str) -> dict[str, Any] | None:
