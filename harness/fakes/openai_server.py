@@ -25,6 +25,7 @@ Subprocess use (benchmarks, so the fake does not share the app's GIL):
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import re
 import time
@@ -108,6 +109,8 @@ class FakeOpenAIServer(FakeServer):
         self.retry_after_s = retry_after_s
         self.split_utf8 = split_utf8
         self.completed = 0  # streams sent to the end
+        # False: answer image parts with a 400 as vLLM does when serving a text-only model.
+        self.vision = True
 
     @property
     def base_url(self) -> str:
@@ -136,8 +139,44 @@ class FakeOpenAIServer(FakeServer):
             return [f"tok{i} " for i in range(1, reply + 1)]
         if isinstance(reply, str):
             return tokenize(reply)
-        users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
-        return tokenize(f"You said: {users[-1] if users else ''}")
+        users = [_text_of(m.get("content", "")) for m in body.get("messages", []) if m.get("role") == "user"]
+        images = len(image_parts(body))
+        seen = f" [images in context: {images}]" if images else ""
+        return tokenize(f"You said: {users[-1] if users else ''}{seen}")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return str(content)
+
+
+def image_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `image_url` parts of a chat request, in order (OpenAI's content-part form, which vLLM serves)."""
+    return [
+        part
+        for m in body.get("messages", [])
+        if isinstance(m.get("content"), list)
+        for part in m["content"]
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
+
+
+def image_problem(body: dict[str, Any], vision: bool) -> str | None:
+    """What vLLM would refuse about the images of a request (None: acceptable). An http(s) URL is refused
+    here although vLLM would fetch it: a fetch from inside the cluster is exactly what the chat must never ask."""
+    parts = image_parts(body)
+    if parts and not vision:
+        return f"{body.get('model')} is not a multimodal model; image inputs are not supported"
+    for part in parts:
+        url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+        if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
+            return f"fake: only base64 data: image URLs are accepted, got {str(url)[:60]!r}"
+        try:
+            base64.b64decode(url.split(";base64,", 1)[1], validate=True)
+        except ValueError:
+            return "fake: the image data URL is not valid base64"
+    return None
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
@@ -165,6 +204,10 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 return
             if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
                 self.send_json(400, _flat_error("messages: field required", 400))
+                return
+            problem = image_problem(body, server.vision)
+            if problem:
+                self.send_json(400, _flat_error(problem, 400))
                 return
             mode = server._pick_mode(body, self.headers.get("X-Fake-Mode"))
             try:

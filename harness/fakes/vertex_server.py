@@ -18,6 +18,7 @@ Paths served:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -107,7 +108,30 @@ class FakeVertexServer(FakeServer):
         contents = body.get("contents") or []
         users = [c for c in contents if c.get("role", "user") == "user"]
         last = "".join(p.get("text", "") for p in (users[-1].get("parts") or [])) if users else ""
-        return f"You said: {last} ({len(contents)} messages in context)"
+        images = len(inline_images(body))
+        seen = f" [images in context: {images}]" if images else ""
+        return f"You said: {last} ({len(contents)} messages in context){seen}"
+
+
+def inline_images(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `inlineData` parts of a generateContent request (Vertex's REST form: {mimeType, data (base64)})."""
+    return [
+        part["inlineData"]
+        for content in body.get("contents") or []
+        for part in content.get("parts") or []
+        if isinstance(part, dict) and isinstance(part.get("inlineData"), dict)
+    ]
+
+
+def inline_problem(body: dict[str, Any]) -> str | None:
+    for data in inline_images(body):
+        if not str(data.get("mimeType", "")).startswith("image/"):
+            return f"Unsupported MIME type: {data.get('mimeType')}"
+        try:
+            base64.b64decode(data.get("data", ""), validate=True)
+        except ValueError:
+            return "Invalid value at 'contents.parts.inline_data.data' (TYPE_BYTES), Base64 decoding failed"
+    return None
 
 
 def fake_service_account(token_uri: str, project: str) -> dict[str, str]:
@@ -157,6 +181,10 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 self.send_json(
                     401, _status_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
                 )
+                return
+            problem = inline_problem(body or {})
+            if problem:
+                self.send_json(400, _status_error(400, "INVALID_ARGUMENT", problem))
                 return
             try:
                 self._serve(server._pick_mode(), body or {}, match.group(4))
