@@ -19,8 +19,10 @@ One ASGI middleware, `Guard`, in front of everything:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import secrets
 import time
@@ -38,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatapp.iap import HEADER as IAP_HEADER
 from chatapp.iap import AssertionRefused, IapVerifier
-from chatapp.images import MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE
+from chatapp.images import ALLOWED, MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE, sniff
 from chatapp.uploads import UploadRegistry
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,8 @@ log = logging.getLogger(__name__)
 BROWSER_COOKIE = "hybrid-chat-browser"
 BROWSER_ID = re.compile(r"^[0-9a-f]{32}$")
 BROWSER_COOKIE_MAX_AGE_S = 400 * 24 * 3600  # the longest browsers keep a cookie
-# Refused with 413 before anything parses them (FastAPI's own limit, set by the server; it also covers the
-# bodies this guard reads). A chat message is at most 100,000 characters.
+# Refused with 413 before anything parses them (by the Guard, which also reads some bodies itself). A chat
+# message is at most 100,000 characters.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 # The upload route alone: one message's images at once, plus the multipart framing.
 MAX_UPLOAD_BODY_BYTES = MAX_IMAGES_PER_MESSAGE * MAX_IMAGE_BYTES + 1024 * 1024
@@ -199,6 +201,13 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # The one body cap (FastAPI's own is off: it applies at the app and again at the router, and the inner
+        # one would override any per-route value). 413 before anything parses the body, this guard included.
+        upload = self.uploads is not None and _UPLOAD.match(scope["path"]) is not None
+        limit = MAX_UPLOAD_BODY_BYTES if upload else MAX_BODY_BYTES
+        await RequestBodyLimitMiddleware(self._guarded, limit)(scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         path = scope["path"]
         https = self.is_https(request)
@@ -295,7 +304,7 @@ class Guard:
         return None
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Let Gradio write the files (with the larger body cap), then record the answered paths for the caller
+        """Let Gradio write the files (under the upload body cap), then record the answered paths for the caller
         before the caller learns them."""
         assert self.uploads is not None
         caller = scope["state"]["caller"]
@@ -304,8 +313,7 @@ class Guard:
         async def hold(message: Message) -> None:
             held.append(message)
 
-        limited = RequestBodyLimitMiddleware(self.app, MAX_UPLOAD_BODY_BYTES)
-        await limited(scope, receive, hold)
+        await self.app(scope, receive, hold)
         start = next((m for m in held if m["type"] == "http.response.start"), None)
         body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
         if start is not None and start["status"] == 200 and len(body) <= MAX_UPLOAD_ANSWER_BYTES:
@@ -314,6 +322,10 @@ class Guard:
             except ValueError:
                 paths = None
             if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+                if not await anyio.to_thread.run_sync(_all_images, paths):
+                    refusal = _refuse(415, f"Only {ALLOWED} images can be attached (judged by their content).")
+                    await refusal(scope, receive, send)
+                    return
                 self.uploads.add(caller, paths)
         for message in held:
             await send(message)
@@ -340,6 +352,22 @@ class Guard:
         if status != 200:
             self.logins.failed(keys)
             log.info("failed sign-in from %s", keys[0])
+
+
+def _all_images(paths: list[str]) -> bool:
+    """Whether every uploaded file starts like an accepted image; if not, all of them are deleted at once."""
+    ok = True
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                ok = ok and sniff(file.read(16)) is not None
+        except OSError:
+            ok = False
+    if not ok:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    return ok
 
 
 async def _read_body(receive: Receive) -> bytes:

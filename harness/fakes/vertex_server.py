@@ -123,10 +123,16 @@ def inline_images(body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def inline_mime_type(data: dict[str, Any]) -> Any:
+    """google-genai sends the Blob's field as `mime_type`; proto3 JSON parsing (Vertex's) accepts the proto
+    field name and the lowerCamelCase `mimeType` alike, so the fake does too."""
+    return data.get("mimeType", data.get("mime_type"))
+
+
 def inline_problem(body: dict[str, Any]) -> str | None:
     for data in inline_images(body):
-        if not str(data.get("mimeType", "")).startswith("image/"):
-            return f"Unsupported MIME type: {data.get('mimeType')}"
+        if not str(inline_mime_type(data)).startswith("image/"):
+            return f"Unsupported MIME type: {inline_mime_type(data)}"
         try:
             base64.b64decode(data.get("data", ""), validate=True)
         except ValueError:

@@ -255,6 +255,14 @@ def test_sign_out_ends_the_session_on_the_server(password_chat):
     assert requests.get(f"{password_chat.url}/config", cookies=stolen, timeout=TIMEOUT).status_code == 401
 
 
+def test_uploads_need_a_sign_in(password_chat):
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+    upload = requests.post(f"{password_chat.url}/gradio_api/upload", files={"files": ("a.png", png)}, timeout=TIMEOUT)
+    assert upload.status_code == 401
+    progress = requests.get(f"{password_chat.url}/gradio_api/upload_progress?upload_id=x", timeout=TIMEOUT)
+    assert progress.status_code == 401
+
+
 def test_password_session_routes_need_a_sign_in(password_chat):
     for path, body in [
         ("/gradio_api/cancel", {"session_hash": "abc", "fn_index": 0, "event_id": "x"}),
@@ -342,11 +350,14 @@ def test_a_foreign_origin_gets_no_credentialed_access(open_chat):
     assert write.status_code == 403
 
 
-def test_no_upload_route_and_large_bodies_refused_before_parsing(open_chat):
+def test_uploads_take_images_only_and_large_bodies_refused_before_parsing(open_chat):
     upload = requests.post(
-        f"{open_chat.url}/gradio_api/upload", files={"files": ("a.txt", b"x" * 1000)}, timeout=TIMEOUT
+        f"{open_chat.url}/gradio_api/upload", files={"files": ("a.png", b"<html>" + b"x" * 1000)}, timeout=TIMEOUT
     )
-    assert upload.status_code == 404
+    assert (upload.status_code, upload.text.strip()) == (
+        415,
+        "Only PNG, JPEG, WebP or GIF images can be attached (judged by their content).",
+    )
     big = b'{"data": ["' + b"x" * (3 * 1024 * 1024) + b'"]}'
     declared = requests.post(
         f"{open_chat.url}/gradio_api/call/chat", data=big, headers={"Content-Type": "application/json"}, timeout=30
