@@ -86,10 +86,18 @@ class OpenAICompatModel:
             if with_images and not isinstance(exc, ModelUnavailable):
                 raise ModelError(no_images_sentence(self.label, exc)) from exc
             raise
+        received = False
         try:
-            yield from self._read(response, stats)
+            for chunk in self._read(response, stats):
+                received = received or bool(chunk)
+                yield chunk
         except ModelError as exc:
-            if with_images and not isinstance(exc, StreamCut | ModelUnavailable):
+            # A stream that ended abnormally may leave its connection in the pool although the server closed it
+            # (llama-cpp-python does, after a failure inside a stream): the next turn would get "connection
+            # reset". Idle connections are cheap to reopen; streams in flight are not in the pool.
+            for adapter in self._session.adapters.values():
+                adapter.poolmanager.clear()
+            if with_images and not received and not isinstance(exc, ModelUnavailable):
                 raise ModelError(no_images_sentence(self.label, exc)) from exc
             raise
         finally:
