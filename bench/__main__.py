@@ -7,7 +7,7 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from bench import firestore, startup, streaming
+from bench import firestore, images, startup, streaming
 
 
 def machine() -> str:
@@ -45,6 +45,14 @@ def main() -> int:
             "p50 ≤ 50 ms",
             f["overhead_p50_ms"] <= 50,
         )
+    im = images.image_turn_overhead()
+    row(
+        "a turn with a 1 MB image ÷ a text turn (upload + /chat, median)",
+        f"{im['ratio']:.2f}× (+{im['overhead_ms']:.0f} ms)",
+        f"text turn {im['text_s'] * 1000:.0f} ms",
+        "≤ +250 ms",
+        im["overhead_ms"] <= 250,
+    )
     fs = firestore.measure()
     row(
         "Firestore RPCs per turn (emulator)",
