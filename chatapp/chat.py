@@ -18,7 +18,7 @@ from typing import Protocol
 
 from chatapp.conversation import Message, build_prompt
 from chatapp.history.base import StoredMessage, StoreError, Turn
-from chatapp.inputs import InputError
+from chatapp.inputs import InputError, shown
 from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut
 
 turn_log = logging.getLogger("chatapp.turns")
@@ -103,8 +103,8 @@ class ChatService:
     def model(self, label: str) -> ChatModel:
         model = self.models.get(label) if isinstance(label, str) else None
         if model is None:
-            known = ", ".join(repr(name) for name in self.models)
-            raise InputError(f"Unknown model {label!r}. Choose one of: {known}.")
+            known = ", ".join(shown(name) for name in self.models)
+            raise InputError(f"Unknown model {shown(label)}. Choose one of: {known}.")
         return model
 
     def reply(
