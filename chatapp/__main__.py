@@ -20,6 +20,10 @@ def main() -> int:
     from chatapp.server import create_app  # after validation: a bad variable fails fast, before heavy imports
 
     app = create_app(settings)
+    from chatapp import metrics
+
+    metrics.watch_unsaved(app.state.history.pending_count)
+    metrics.serve(settings.host, settings.metrics_port)
     print(f"hybrid-chat: serving on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=15)
     return 0
