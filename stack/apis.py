@@ -14,6 +14,9 @@ SERVICES = (
     "artifactregistry.googleapis.com",
     "firestore.googleapis.com",
     "aiplatform.googleapis.com",  # Gemini through Vertex AI
+    "iam.googleapis.com",  # the nodes' service account
+    "storage.googleapis.com",  # the model weights bucket
+    "monitoring.googleapis.com",  # Managed Prometheus, the dashboard and the alert
 )
 
 

@@ -52,6 +52,9 @@ def _outputs(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if typ == "docker:index/image:Image":
         base = str(inputs.get("imageName", "image")).rsplit(":", 1)[0]
         return {"repoDigest": f"{base}@{FAKE_DIGEST}"}
+    if typ == "gcp:serviceaccount/account:Account":
+        email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
+        return {"email": email, "member": f"serviceAccount:{email}"}
     if typ == "random:index/randomPassword:RandomPassword":
         return {"result": fake_random_password(int(inputs["length"]))}
     if typ == "kubernetes:core/v1:Service" and inputs.get("spec", {}).get("type") == "LoadBalancer":

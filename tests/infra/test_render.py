@@ -13,20 +13,26 @@ def test_renders_the_dev_stack_offline():
     result = run_render()
     assert result.returncode == 0, result.stderr
     header, _, documents = result.stdout.partition("\n---\n")
-    assert "# 25 resources" in header
+    assert "# 47 resources" in header
     assert "hybrid-chat:hfToken is not set: rendered with a placeholder" in header
     assert "kubeconfig: [secret]" in header
     kinds = [d["kind"] for d in yaml.safe_load_all(documents)]
     assert kinds == [
         "Namespace",
-        "ServiceAccount",
+        *["ServiceAccount"] * 3,
         "Secret",
         "Secret",
         "Deployment",
         "Deployment",
         "Service",
         "Service",
-        "NetworkPolicy",
+        *["NetworkPolicy"] * 3,
+        # Kinds without a place in the renderer's order come last, by name.
+        "HorizontalPodAutoscaler",
+        "PodMonitoring",
+        "PodDisruptionBudget",
+        "PodMonitoring",
+        "Job",
     ]
     assert "my-gcp-project" in documents  # the stack file's project, not a default
 
