@@ -48,7 +48,7 @@ class ChatImage(pulumi.ComponentResource):
             f"{name}-node-reader",
             project=args.project,
             location=args.region,
-            repository=repository.name,
+            repository=repository.repository_id,
             role="roles/artifactregistry.reader",
             member=args.node_member,
             opts=pulumi.ResourceOptions(parent=self),

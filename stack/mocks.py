@@ -67,6 +67,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.registrations: list[Registration] = []
         self.secret_outputs: dict[tuple[str, str], frozenset[str]] = {}
         """Per resource, the outputs its provider declares secret (filled in by RecordingMonitor)."""
+        self.invokes: list[tuple[str, tuple[str, ...]]] = []
+        """Each data-source call and the names of the resources already registered when it ran (ordering)."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         self.registrations.append(
@@ -79,6 +81,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", {k: rpc.wrap_rpc_secret(v) if k in secret else v for k, v in state.items()}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        self.invokes.append((args.token, tuple(r.name for r in self.registrations)))
         if args.token == "gcp:organizations/getProject:getProject":
             return {"number": FAKE_PROJECT_NUMBER, "projectId": args.args.get("projectId")}
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":

@@ -44,6 +44,7 @@ class Rendering:
     registrations: list[Registration]
     outputs: dict[str, Any]
     secret_outputs: frozenset[str]
+    invokes: list[tuple[str, tuple[str, ...]]]
 
     def resources(self) -> list[Registration]:
         """Custom resources (what the cloud gets), in a stable order."""
@@ -119,7 +120,7 @@ def render(
 
     _sync_await(run_pulumi_func(run))
     _check_unique(mocks.registrations)
-    return Rendering(monitor.with_edges(mocks.registrations), outputs, frozenset(secrets))
+    return Rendering(monitor.with_edges(mocks.registrations), outputs, frozenset(secrets), mocks.invokes)
 
 
 def as_json(rendering: Rendering) -> str:
@@ -142,6 +143,7 @@ def as_json(rendering: Rendering) -> str:
                 for k, v in rendering.outputs.items()
             },
             "secretOutputs": sorted(rendering.secret_outputs),
+            "invokes": [{"token": token, "after": list(after)} for token, after in rendering.invokes],
             "manifests": rendering.manifests(),
         },
         indent=1,

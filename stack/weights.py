@@ -95,8 +95,8 @@ class WeightsArgs:
 
 
 def model_dir(model: str) -> str:
-    """Where `model` lives under MOUNT (and in the bucket, under PREFIX)."""
-    return posixpath.join(MOUNT, PREFIX, model)
+    """Where `model` appears in the pods: the volumes mount only PREFIX, so `PREFIX/<model>` in the bucket."""
+    return posixpath.join(MOUNT, model)
 
 
 def bucket_volume(

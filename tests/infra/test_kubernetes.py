@@ -38,7 +38,7 @@ def test_gemma_runs_the_pinned_openai_server(default_plan):
     assert container["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
     args = container["args"]
     # The copy in the bucket, served under the Hugging Face id the chat asks for.
-    assert "--model=/weights/models/google/gemma-3-12b-it" in args
+    assert "--model=/weights/google/gemma-3-12b-it" in args
     assert "--served-model-name=google/gemma-3-12b-it" in args
     assert "--tensor-parallel-size=2" in args
     assert "--max-model-len=8192" in args
