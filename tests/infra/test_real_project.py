@@ -365,3 +365,19 @@ def test_chat_start_up_allows_for_iam_propagation(default_plan):
     (container,) = pod(default_plan, "Deployment", "chat")["spec"]["containers"]
     probe = container["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 600
+
+
+def test_readme_lists_every_key_with_its_default():
+    from stack.config import DEFAULTS
+    from tests.infra.rendering import ROOT
+
+    rows = {
+        line.split("|")[1].strip(): line for line in (ROOT / "README.md").read_text().splitlines() if line[:3] == "| `"
+    }
+    for key, default in DEFAULTS.items():
+        if isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        else:
+            shown = "empty" if default == "" else f"`{default}`"
+        assert shown in rows[f"`{key}`"].split("|")[2], key
+    assert "`9090`" in rows["`CHAT_METRICS_PORT`"]
