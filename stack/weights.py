@@ -59,17 +59,18 @@ for name in wanted:
     size = hub.get_hf_file_metadata(url).size
     target = os.path.join(dest, name)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    if os.path.exists(target) and os.path.getsize(target) == size:
+    if size is not None and os.path.exists(target) and os.path.getsize(target) == size:
         print(f"{name}: already copied"); sizes[name] = size; continue
     with requests.get(url, headers=headers, stream=True, timeout=60) as response:
         response.raise_for_status()
         with open(target, "wb") as out:
             for chunk in response.iter_content(chunk_size=16 << 20):
                 out.write(chunk)
-    if os.path.getsize(target) != size:
-        sys.exit(f"{name}: copied {os.path.getsize(target)} bytes, expected {size}")
-    print(f"{name}: {size} bytes copied", flush=True)
-    sizes[name] = size
+    copied = os.path.getsize(target)
+    if size is not None and copied != size:
+        sys.exit(f"{name}: copied {copied} bytes, expected {size}")
+    print(f"{name}: {copied} bytes copied", flush=True)
+    sizes[name] = copied
 with open(marker, "w") as out:
     json.dump(sizes, out)
 print(f"{repo}: {sum(sizes.values())} bytes in {len(sizes)} files")
