@@ -318,6 +318,8 @@ def project_wide_names(p):
 
 def test_two_stacks_in_one_project_share_no_name_or_grant(default_plan, prod_plan):
     dev, prod = project_wide_names(default_plan), project_wide_names(prod_plan)
+    # Members only: a binding or policy would own the whole role and revoke the other stack's grants.
+    assert not [r["type"] for r in default_plan.resources if "IAMBinding" in r["type"] or "IAMPolicy" in r["type"]]
     assert len(dev) >= 15 and len(prod) == len(dev)
     assert dev.isdisjoint(prod)
     assert ("repository", "hybrid-chat-prod") in prod
