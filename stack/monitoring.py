@@ -94,7 +94,9 @@ def queries(cluster: str) -> dict[str, str]:
     }
 
 
-def _chart(title: str, series: dict[str, str], unit: str = "") -> dict[str, Any]:
+def _chart(title: str, *series: tuple[str | None, str]) -> dict[str, Any]:
+    """An XY chart of PromQL `series`, each `(legend, query)`. A None legend keeps the console's default, which
+    lists the series' labels (e.g. the model), so per-model series stay apart."""
     return {
         "title": title,
         "xyChart": {
@@ -102,11 +104,11 @@ def _chart(title: str, series: dict[str, str], unit: str = "") -> dict[str, Any]
             "dataSets": [
                 {
                     "plotType": "LINE",
-                    "legendTemplate": legend,
                     "targetAxis": "Y1",
-                    "timeSeriesQuery": {"prometheusQuery": query, **({"unitOverride": unit} if unit else {})},
+                    "timeSeriesQuery": {"prometheusQuery": query},
+                    **({"legendTemplate": legend} if legend else {}),
                 }
-                for legend, query in series.items()
+                for legend, query in series
             ],
         },
     }
@@ -116,14 +118,15 @@ def dashboard(stack: str, cluster: str) -> dict[str, Any]:
     """Cloud Monitoring dashboard JSON (mosaic layout, two tiles per row)."""
     q = queries(cluster)
     charts = [
-        _chart("Time to first token (s)", {"p50 ${labels.model}": q["ttft_p50"], "p95 ${labels.model}": q["ttft_p95"]}),
-        _chart("Tokens per second (out)", {"${labels.model}": q["tokens_per_second"]}),
-        _chart("vLLM requests", {"running": q["vllm_running"], "waiting": q["vllm_waiting"]}),
-        _chart("vLLM KV-cache use (0-1)", {"KV cache": q["vllm_kv_cache"]}),
-        _chart("GPU utilisation (%)", {"GPU ${labels.gpu}": q["gpu_utilisation"]}),
-        _chart("Failed turns (share)", {"${labels.model}": q["error_rate"]}),
-        _chart("Turns waiting to be saved", {"unsaved": q["unsaved_turns"]}),
-        _chart("Replies streaming now", {"${labels.model}": q["streams_in_flight"]}),
+        _chart("Time to first token p50 (s), per model", (None, q["ttft_p50"])),
+        _chart("Time to first token p95 (s), per model", (None, q["ttft_p95"])),
+        _chart("Tokens per second (out), per model", (None, q["tokens_per_second"])),
+        _chart("vLLM requests", ("running", q["vllm_running"]), ("waiting", q["vllm_waiting"])),
+        _chart("vLLM KV-cache use (0-1)", ("KV cache", q["vllm_kv_cache"])),
+        _chart("GPU utilisation (%), per GPU", (None, q["gpu_utilisation"])),
+        _chart("Failed turns (share), per model", (None, q["error_rate"])),
+        _chart("Turns waiting to be saved", ("unsaved", q["unsaved_turns"])),
+        _chart("Replies streaming now, per model", (None, q["streams_in_flight"])),
     ]
     width, height = 24, 16  # the mosaic is 48 columns wide
     tiles = [
