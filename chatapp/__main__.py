@@ -23,7 +23,11 @@ def main() -> int:
     from chatapp import metrics
 
     metrics.watch_unsaved(app.state.history.pending_count)
-    metrics.serve(settings.host, settings.metrics_port)
+    try:
+        metrics.serve(settings.host, settings.metrics_port)
+    except OSError as exc:
+        print(f"hybrid-chat: CHAT_METRICS_PORT {settings.metrics_port}: {exc}", file=sys.stderr)
+        return 2
     print(f"hybrid-chat: serving on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=15)
     return 0

@@ -185,7 +185,9 @@ class Weights(pulumi.ComponentResource):
             # Not awaited: the copy takes minutes to tens of minutes, and the model server waits for it anyway.
             metadata=meta(JOB, {"pulumi.com/skipAwait": "true"}),
             spec=k8s.batch.v1.JobSpecArgs(
-                backoff_limit=6,  # Hugging Face hiccups: each retry resumes where the last one stopped
+                # Hugging Face hiccups, and a bucket role still propagating on a first `up` (up to ~7 minutes):
+                # retries back off to 6 minutes apart, and each resumes where the last one stopped.
+                backoff_limit=10,
                 active_deadline_seconds=4 * 3600,
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations),

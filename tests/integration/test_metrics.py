@@ -1,6 +1,7 @@
 """The chat's Prometheus endpoint after real turns: llama.cpp in the self-hosted slot, a failing Vertex-shaped
 server in the Gemini slot, scraped from the separate CHAT_METRICS_PORT as Managed Prometheus would."""
 
+import pytest
 import requests
 from gradio_client import Client
 from prometheus_client.parser import text_string_to_metric_families
@@ -89,3 +90,18 @@ def test_tokens_in_and_out_as_a_vllm_shaped_server_reports_them(chat_server, fak
     model = "Gemma 3 12B (self-hosted)"
     assert value(after, "chat_tokens_total", model=model, direction="in") == _prompt_tokens(request)
     assert value(after, "chat_tokens_total", model=model, direction="out") > 0
+
+
+def test_a_taken_metrics_port_stops_the_chat_with_a_clear_message(tmp_path):
+    import socket
+
+    from tests.fixtures.chat_server import start_chat
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError) as error:
+            start_chat({"CHAT_METRICS_PORT": str(port)}, tmp_path, timeout_s=60)
+    assert f"CHAT_METRICS_PORT {port}:" in str(error.value)
+    assert "Traceback" not in str(error.value)
