@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from chatapp import metrics
 from chatapp.conversation import Message, build_prompt
 from chatapp.history.base import StoredMessage, StoreError, Turn
 from chatapp.inputs import InputError, shown
@@ -131,6 +132,7 @@ class ChatService:
         refused: str | None = None
         with self._active_lock:
             self._active += 1
+        metrics.STREAMS_IN_FLIGHT.labels(model_label).inc()
         try:
             stream = model.stream(prompt, params, stats)
             try:
@@ -162,6 +164,7 @@ class ChatService:
         finally:
             with self._active_lock:
                 self._active -= 1
+            metrics.STREAMS_IN_FLIGHT.labels(model_label).dec()
             if reply.strip():
                 try:
                     saved = self._save(session, text, reply, model_label)
@@ -220,3 +223,12 @@ class ChatService:
         if self.log_content:
             record |= {"message": text, "reply": reply}
         turn_log.info(json.dumps(record, ensure_ascii=False))
+        empty = outcome == "ok" and not reply.strip()  # reply() reports it as "empty" once this has run
+        metrics.record_turn(
+            model_label,
+            "empty" if empty else outcome,
+            time.monotonic() - started,
+            first_token_s,
+            stats.tokens_in,
+            stats.tokens_out,
+        )
