@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_gcp as gcp
 
 from stack import names
 from stack.apis import Apis, ApisArgs
@@ -104,7 +103,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
     iap = cfg.front_door == "iap"
     # IAP signs for `/projects/NUMBER/global/backendServices/ID`; the id is the Gateway controller's, so the chat
     # checks the prefix (the number is looked up, not configured).
-    number = gcp.organizations.get_project_output(project_id=cfg.project).number
+    number = identity.number
     chat = Chat(
         "chat",
         ChatArgs(

@@ -6,7 +6,7 @@ import requests
 from gradio_client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes.openai_server import _prompt_tokens
+from harness.fakes.openai_server import _prompt_tokens
 
 SMOL = "SmolLM2 (llama.cpp)"
 GEMINI = "Gemini (fake Vertex)"
@@ -95,7 +95,7 @@ def test_tokens_in_and_out_as_a_vllm_shaped_server_reports_them(chat_server, fak
 def test_a_taken_metrics_port_stops_the_chat_with_a_clear_message(tmp_path):
     import socket
 
-    from tests.fixtures.chat_server import start_chat
+    from harness.chat_process import start_chat
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
