@@ -287,6 +287,49 @@ MUTATIONS = [
         "    if len(value) > limit + 1:",
         ("tests/chat/test_inputs.py",),
     ),
+    # -- who is calling: the request decides, sessions belong to their caller, conversations to their owner --
+    Mutation(
+        "conversation-service-ignores-the-owner",
+        "chatapp/conversations.py",
+        "        return isinstance(session, ChatSession) and session.owner == owner",
+        "        return isinstance(session, ChatSession)",
+        ("tests/chat/test_conversations.py",),
+    ),
+    Mutation(
+        "replayed-session-hash-accepted",
+        "chatapp/web.py",
+        "        if not self.sessions.claim(session_hash, caller):",
+        "        if False:",
+        ("tests/security/test_front_door.py", "-k", "replayed or stolen"),
+    ),
+    Mutation(
+        "login-attempts-unlimited",
+        "chatapp/web.py",
+        "        if wait is not None:",
+        "        if False:",
+        ("tests/security/test_front_door.py", "-k", "brute_force"),
+    ),
+    Mutation(
+        "iap-issuer-not-checked",
+        "chatapp/iap.py",
+        '        if claims.get("iss") != ISSUER:',
+        "        if False:",
+        ("tests/security/test_iap_verifier.py",),
+    ),
+    Mutation(
+        "iap-prefix-audience-accepts-any-suffix",
+        "chatapp/iap.py",
+        "            return audience.startswith(self.audience) and rest.isdigit()",
+        "            return audience.startswith(self.audience)",
+        ("tests/security/test_iap_verifier.py",),
+    ),
+    Mutation(
+        "model-html-left-active",
+        "chatapp/safe_markdown.py",
+        '            out += [line[done:start], "&lt;"]',
+        '            out += [line[done:start], "<"]',
+        ("tests/chat/test_safe_markdown.py",),
+    ),
 ]
 
 

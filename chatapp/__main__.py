@@ -20,6 +20,14 @@ def main() -> int:
     from chatapp.server import create_app  # after validation: a bad variable fails fast, before heavy imports
 
     app = create_app(settings)
+    from chatapp import metrics
+
+    metrics.watch_unsaved(app.state.history.pending_count)
+    try:
+        metrics.serve(settings.host, settings.metrics_port)
+    except OSError as exc:
+        print(f"hybrid-chat: CHAT_METRICS_PORT {settings.metrics_port}: {exc}", file=sys.stderr)
+        return 2
     print(f"hybrid-chat: serving on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
     uvicorn.run(
         app,

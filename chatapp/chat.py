@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+from chatapp import metrics
 from chatapp.conversation import ImageRef, Message, build_prompt
 from chatapp.history.base import StoredMessage, StoreError, Turn
-from chatapp.inputs import InputError
+from chatapp.inputs import InputError, shown
 from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut
 
 turn_log = logging.getLogger("chatapp.turns")
@@ -115,8 +116,8 @@ class ChatService:
     def model(self, label: str) -> ChatModel:
         model = self.models.get(label) if isinstance(label, str) else None
         if model is None:
-            known = ", ".join(repr(name) for name in self.models)
-            raise InputError(f"Unknown model {label!r}. Choose one of: {known}.")
+            known = ", ".join(shown(name) for name in self.models)
+            raise InputError(f"Unknown model {shown(label)}. Choose one of: {known}.")
         return model
 
     def reply(
@@ -149,6 +150,7 @@ class ChatService:
         refused: str | None = None
         with self._active_lock:
             self._active += 1
+        metrics.STREAMS_IN_FLIGHT.labels(model_label).inc()
         try:
             stream = model.stream(prompt, params, stats)
             try:
@@ -180,6 +182,7 @@ class ChatService:
         finally:
             with self._active_lock:
                 self._active -= 1
+            metrics.STREAMS_IN_FLIGHT.labels(model_label).dec()
             if reply.strip():
                 try:
                     saved = self._save(session, text, reply, model_label, images)
@@ -260,3 +263,12 @@ class ChatService:
         if self.log_content:
             record |= {"message": text, "reply": reply}
         turn_log.info(json.dumps(record, ensure_ascii=False))
+        empty = outcome == "ok" and not reply.strip()  # reply() reports it as "empty" once this has run
+        metrics.record_turn(
+            model_label,
+            "empty" if empty else outcome,
+            time.monotonic() - started,
+            first_token_s,
+            stats.tokens_in,
+            stats.tokens_out,
+        )

@@ -7,6 +7,7 @@ downstream would fail on them) or NUL bytes.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -22,6 +23,15 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 class InputError(ValueError):
     """Bad input; the message says what to change."""
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """A value as the caller sent it (JSON), shortened: never a Python repr in a message for people."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = f"a value of type {type(value).__name__}"
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 def clean_text(value: Any, what: str, limit: int) -> str:
@@ -50,20 +60,20 @@ def clean_system_prompt(value: Any) -> str:
 
 def _number(value: Any, name: str, low: float, high: float) -> float:
     if isinstance(value, bool):
-        raise InputError(f"{name} must be a number between {low} and {high}, got {value!r}.")
+        raise InputError(f"{name} must be a number between {low} and {high}, got {shown(value)}.")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number between {low} and {high}, got {value!r}.") from None
+        raise InputError(f"{name} must be a number between {low} and {high}, got {shown(value)}.") from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise InputError(f"{name} must be between {low} and {high}, got {value!r}.")
+        raise InputError(f"{name} must be between {low} and {high}, got {shown(value)}.")
     return number
 
 
 def clean_params(temperature: Any, top_p: Any, max_tokens: Any) -> GenerationParams:
     tokens = _number(max_tokens, "Max tokens", *MAX_TOKENS_RANGE)
     if tokens != int(tokens):
-        raise InputError(f"Max tokens must be a whole number, got {max_tokens!r}.")
+        raise InputError(f"Max tokens must be a whole number, got {shown(max_tokens)}.")
     return GenerationParams(
         temperature=_number(temperature, "Temperature", *TEMPERATURE_RANGE),
         top_p=_number(top_p, "Top-p", *TOP_P_RANGE),

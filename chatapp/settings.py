@@ -25,6 +25,8 @@ class SettingsError(ValueError):
 class Settings:
     host: str = "0.0.0.0"
     port: int = 7860
+    # Prometheus /metrics on a port of its own (never behind the public front door); 0 turns it off.
+    metrics_port: int = 9090
     store: str = "sqlite"
     sqlite_path: str = "./chat-history.sqlite3"
     firestore_database: str = "chat-app-db"
@@ -181,6 +183,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         host=_text(env, "CHAT_HOST", defaults.host),
         port=_int(env, "CHAT_PORT", defaults.port, 1, 65535),
+        metrics_port=_int(env, "CHAT_METRICS_PORT", defaults.metrics_port, 0, 65535),
         store=_choice(env, "CHAT_STORE", defaults.store, ("sqlite", "firestore")),
         sqlite_path=_text(env, "CHAT_SQLITE_PATH", defaults.sqlite_path),
         firestore_database=_text(env, "FIRESTORE_DATABASE", defaults.firestore_database),
@@ -202,6 +205,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         media_bucket=_bucket(env, "CHAT_MEDIA_BUCKET"),
     )
     _check_auth(settings)
+    if settings.metrics_port == settings.port:
+        raise SettingsError(
+            f"CHAT_METRICS_PORT must differ from CHAT_PORT ({settings.port}), or be 0 to turn metrics off"
+        )
     if settings.self_hosted_label == settings.gemini_label:
         raise SettingsError("SELF_HOSTED_LABEL and GEMINI_LABEL must differ: the model menu tells them apart by label")
     return settings

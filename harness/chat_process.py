@@ -28,6 +28,11 @@ class ChatProcess:
     env: dict[str, str]
     log_path: Path
 
+    @property
+    def metrics_url(self) -> str:
+        """The separate Prometheus endpoint (CHAT_METRICS_PORT)."""
+        return f"http://127.0.0.1:{self.env['CHAT_METRICS_PORT']}/metrics"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -49,6 +54,8 @@ def start_chat(env_overrides: dict[str, str], workdir: Path, timeout_s: float = 
         **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "GEMINI_", "SELF_HOSTED_"))},
         "CHAT_HOST": "127.0.0.1",
         "CHAT_PORT": str(port),
+        # Its own free port, so chats started side by side never fight over the default 9090.
+        "CHAT_METRICS_PORT": str(free_port()),
         "CHAT_SQLITE_PATH": str(workdir / "history.sqlite3"),
         "GRADIO_ANALYTICS_ENABLED": "False",
         **env_overrides,

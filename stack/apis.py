@@ -16,6 +16,9 @@ SERVICES = (
     "aiplatform.googleapis.com",  # Gemini through Vertex AI
     "certificatemanager.googleapis.com",  # the front door's Google-managed certificate
     "iap.googleapis.com",  # Identity-Aware Proxy in front of the chat
+    "iam.googleapis.com",  # the nodes' service account
+    "storage.googleapis.com",  # the model weights bucket
+    "monitoring.googleapis.com",  # Managed Prometheus, the dashboard and the alert
 )
 
 

@@ -40,6 +40,10 @@ class ChatArgs:
     namespace: pulumi.Resource
     # Created before the pods, so their first /readyz already finds Firestore reachable.
     depends_on: list[pulumi.Resource]
+    # Stack-scoped: its Workload Identity principal holds the chat's roles (stack/names.py).
+    service_account: str
+    # Keys the pod template's checksum annotation (kube.checksum_annotation).
+    checksum_key: pulumi.Input[str]
 
 
 def display_name(model_id: str) -> str:
@@ -70,6 +74,7 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
         # Every request arrives through Google's load balancer, which appends the browser's address to
         # X-Forwarded-For; the NetworkPolicy guarantees no one else can connect.
         "CHAT_TRUSTED_PROXY": "true",
+        "CHAT_METRICS_PORT": str(kube.CHAT_METRICS_PORT),
         # The root filesystem is read-only: anything that caches under $HOME lands in the /tmp emptyDir.
         "HOME": "/tmp",
     }
@@ -116,14 +121,18 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
     container = k8s.core.v1.ContainerArgs(
         name=NAME,
         image=args.image,
-        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=kube.CHAT_PORT)],
+        ports=[
+            k8s.core.v1.ContainerPortArgs(name="http", container_port=kube.CHAT_PORT),
+            k8s.core.v1.ContainerPortArgs(name="metrics", container_port=kube.CHAT_METRICS_PORT),
+        ],
         env=environment(args),
         resources=k8s.core.v1.ResourceRequirementsArgs(requests=size, limits=size),
         # /readyz checks the store. As the startup probe it stops a rollout whose pods cannot reach Firestore
         # (wrong database, missing IAM binding) from replacing working ones. It is not the readiness probe:
         # during a Firestore outage the chat keeps answering and queues turns for retry, whereas taking every
         # replica out of the load balancer would turn a history outage into a chat outage.
-        startup_probe=_probe("/readyz", period=2, failures=60),
+        # Ten minutes: on a first `up` the new IAM grants can take several minutes to reach Firestore.
+        startup_probe=_probe("/readyz", period=2, failures=300),
         readiness_probe=_probe("/healthz", period=10, failures=3),
         liveness_probe=_probe("/healthz", period=20, failures=3),
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
@@ -134,9 +143,12 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
         ),
     )
     return k8s.core.v1.PodTemplateSpecArgs(
-        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+        # Changing the logins restarts the pods: they read the Secret only at start.
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            labels=labels, annotations=kube.checksum_annotation(args.checksum_key, args.auth_users)
+        ),
         spec=k8s.core.v1.PodSpecArgs(
-            service_account_name=kube.CHAT_SERVICE_ACCOUNT,
+            service_account_name=args.service_account,
             enable_service_links=False,
             # On SIGTERM the chat lets open streams finish (up to 15 s), then makes a last attempt (up to
             # 10 s) to save turns still queued; the 30 s default would leave no margin.
@@ -169,9 +181,7 @@ class Chat(pulumi.ComponentResource):
             return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=kube.NAMESPACE, labels=labels)
 
         # Its name is the one in the Workload Identity principal that holds the Vertex AI and Firestore roles.
-        account = k8s.core.v1.ServiceAccount(
-            kube.CHAT_SERVICE_ACCOUNT, metadata=meta(kube.CHAT_SERVICE_ACCOUNT), opts=child
-        )
+        account = k8s.core.v1.ServiceAccount(args.service_account, metadata=meta(args.service_account), opts=child)
         needs: list[pulumi.Resource] = [account, *args.depends_on]
         if args.auth == "password" and args.auth_users is not None:
             needs.append(
@@ -187,11 +197,18 @@ class Chat(pulumi.ComponentResource):
             NAME,
             metadata=meta(NAME),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
+                # No `replicas`: the HorizontalPodAutoscaler owns the count (stack/scaling.py); setting it here
+                # would scale the chat back to the minimum on every `up`.
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
                 template=_pod(args, labels),
             ),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=needs)),
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                # The startup probe allows 10 minutes; Pulumi's default wait for a Deployment is 10 minutes too.
+                pulumi.ResourceOptions(
+                    depends_on=needs, custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m")
+                ),
+            ),
         )
         # Internal only: the Gateway's load balancer reaches the pods directly (container-native, through
         # network endpoint groups) and keeps each browser on one pod with a cookie (see frontdoor.py).

@@ -16,15 +16,18 @@ DEFAULTS: dict[str, str | int | bool] = {
     "firestoreLocation": "nam5",
     "gemmaEnabled": True,
     "gemmaModel": "google/gemma-3-12b-it",
-    "gemmaGpus": 4,
+    "gemmaGpus": 2,
     "gemmaAccelerator": "nvidia-l4",
+    "gemmaSpot": False,
     "vllmImage": "vllm/vllm-openai:v0.10.2",
     "geminiModel": "gemini-2.5-flash",
     "chatReplicas": 1,
+    "chatMaxReplicas": 4,
     "chatImage": "",
     "frontDoor": "iap",
     "domain": "",
     "iapClientId": "",
+    "alertEmail": "",
 }
 DEFAULT_REGION = "us-central1"
 
@@ -37,6 +40,20 @@ _MEMBER = re.compile(
     r"^(?:(?:user|group|serviceAccount):[^@\s:]+@[a-z0-9.-]+\.[a-z]{2,}|domain:[a-z0-9.-]+\.[a-z]{2,})$"
 )
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+# GPUs per node GKE offers (and vLLM needs the attention heads to split evenly across them).
+GPU_COUNTS = (1, 2, 4, 8)
+# Memory per GPU in GB, for the accelerators whose fit we can check; others are taken on trust.
+GPU_MEMORY_GB = {
+    "nvidia-l4": 24,
+    "nvidia-tesla-t4": 16,
+    "nvidia-tesla-a100": 40,
+    "nvidia-a100-80gb": 80,
+    "nvidia-h100-80gb": 80,
+}
+# Share of GPU memory the bf16 weights may take: vLLM needs the rest for activations and the KV cache.
+WEIGHTS_SHARE = 0.75
+_PARAMS = re.compile(r"(?:^|[-_])(\d+(?:\.\d+)?)b(?:$|[-_])", re.IGNORECASE)
 
 
 class ConfigError(ValueError):
@@ -54,10 +71,15 @@ class StackConfig:
     gemma_model: str
     gemma_gpus: int
     gemma_accelerator: str
+    gemma_spot: bool
     vllm_image: str
     gemini_model: str
     chat_replicas: int
+    chat_max_replicas: int
     chat_image: str | None
+    alert_email: str | None
+    # The Pulumi stack: scopes every project-wide name, so two stacks in one project never share one.
+    stack: str
     hf_token: pulumi.Output[str] | None
     chat_auth_users: pulumi.Output[str] | None
     front_door: str
@@ -104,6 +126,22 @@ class _Reader:
             self.errors.append(message)
 
 
+def weights_gb(model: str) -> float | None:
+    """bf16 weights of `model` in GB (two bytes per parameter), from the size its id names (`…-12b-…`)."""
+    found = _PARAMS.search(model.rsplit("/", 1)[-1])
+    return None if found is None else 2 * float(found.group(1))
+
+
+def minimum_gpus(model: str, accelerator: str) -> int | None:
+    """Fewest GPUs (of GPU_COUNTS) whose memory holds `model`'s bf16 weights with room for the KV cache.
+
+    None when unknown: the model id names no size or the accelerator is not in GPU_MEMORY_GB."""
+    weights, memory = weights_gb(model), GPU_MEMORY_GB.get(accelerator)
+    if weights is None or memory is None:
+        return None
+    return next((n for n in GPU_COUNTS if weights <= WEIGHTS_SHARE * memory * n), GPU_COUNTS[-1])
+
+
 def load_config() -> StackConfig:
     r = _Reader()
     project = (r.gcp.get("project") or "").strip()
@@ -127,11 +165,28 @@ def load_config() -> StackConfig:
 
     gemma_enabled = r.boolean("gemmaEnabled")
     gpus = r.integer("gemmaGpus")
-    r.check(gpus >= 1, f"{PROJECT}:gemmaGpus must be at least 1, got {gpus}")
     # vLLM splits attention heads evenly across GPUs and GKE offers 1, 2, 4 or 8 GPUs per node for L4s.
-    r.check(gpus < 1 or gpus & (gpus - 1) == 0, f"{PROJECT}:gemmaGpus must be 1, 2, 4 or 8, got {gpus}")
+    r.check(gpus in GPU_COUNTS, f"{PROJECT}:gemmaGpus must be 1, 2, 4 or 8, got {gpus}")
+    model, accelerator = r.text("gemmaModel"), r.text("gemmaAccelerator")
+    needed = minimum_gpus(model, accelerator)
+    r.check(
+        not gemma_enabled or gpus not in GPU_COUNTS or needed is None or gpus >= needed,
+        f"{PROJECT}:gemmaGpus is {gpus}, but {model} (bf16 weights) needs at least {needed} {accelerator} GPUs: "
+        f"run `pulumi config set gemmaGpus {needed}`",
+    )
+    gemma_spot = r.boolean("gemmaSpot")
     replicas = r.integer("chatReplicas")
     r.check(replicas >= 1, f"{PROJECT}:chatReplicas must be at least 1, got {replicas}")
+    max_replicas = r.integer("chatMaxReplicas")
+    r.check(
+        max_replicas >= replicas,
+        f"{PROJECT}:chatMaxReplicas ({max_replicas}) must be at least {PROJECT}:chatReplicas ({replicas})",
+    )
+    alert_email = r.text("alertEmail")
+    r.check(
+        not alert_email or bool(_EMAIL.match(alert_email)),
+        f"{PROJECT}:alertEmail {alert_email!r} is not one email address (leave it empty for no alert)",
+    )
     for key in ("gemmaModel", "gemmaAccelerator", "vllmImage", "geminiModel"):
         r.check(bool(r.text(key)), f"{PROJECT}:{key} must not be empty")
 
@@ -153,13 +208,17 @@ def load_config() -> StackConfig:
         firestore_database=database,
         firestore_location=location,
         gemma_enabled=gemma_enabled,
-        gemma_model=r.text("gemmaModel"),
+        gemma_model=model,
         gemma_gpus=gpus,
-        gemma_accelerator=r.text("gemmaAccelerator"),
+        gemma_accelerator=accelerator,
+        gemma_spot=gemma_spot,
         vllm_image=r.text("vllmImage"),
         gemini_model=r.text("geminiModel"),
         chat_replicas=replicas,
+        chat_max_replicas=max_replicas,
         chat_image=r.text("chatImage") or None,
+        alert_email=alert_email or None,
+        stack=pulumi.get_stack(),
         hf_token=hf_token if gemma_enabled else None,
         chat_auth_users=r.own.get_secret("chatAuthUsers"),
         front_door=front_door,

@@ -253,6 +253,15 @@ class FrontDoor(pulumi.ComponentResource):
                     project=args.project,
                     role=IAP_ACCESSOR_ROLE,
                     member=member,
+                    # The role covers every IAP-protected app of the project (the backend service is named by
+                    # the Gateway controller, after `up`); the condition narrows it to this stack's hostname. It
+                    # also makes each stack's grant its own: two stacks granting the same person never share
+                    # one member, so one stack's destroy cannot revoke the other's access.
+                    condition=gcp.iap.WebIamMemberConditionArgs(
+                        title=per_host.apply(lambda prefix: f"{prefix}-only"),
+                        description="Only this stack's chat hostname",
+                        expression=self.host.apply(lambda host: f'request.host == "{host}"'),
+                    ),
                     opts=cloud,
                 )
         self.register_outputs({"url": self.url, "ip": self.ip})

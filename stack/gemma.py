@@ -1,22 +1,42 @@
-"""Gemma on vLLM's OpenAI-compatible server: Secret, Deployment, ClusterIP Service, NetworkPolicy."""
+"""Gemma on vLLM's OpenAI-compatible server: Deployment, ClusterIP Service, NetworkPolicy.
+
+The weights come from the stack's bucket (stack/weights.py) through Cloud Storage FUSE, read-only.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stack import kube
+from stack import kube, weights
+from stack.config import weights_gb
 
 NAME = "gemma"
-TOKEN_SECRET = "hf-token"
 # A GPU node on Autopilot can take minutes to days (quota, stock-outs). Pulumi would otherwise wait for the pod
 # (Deployment) and for its endpoints (Service) and fail `pulumi up` after 10 minutes; the pod comes up on its own.
 DONT_WAIT = {"pulumi.com/skipAwait": "true"}
-# Gemma 3 12B: ~24 GB of bf16 weights, downloaded on every start, so the cache needs real disk.
-MODEL_CACHE = "/data"
-MODEL_CACHE_SIZE = "40Gi"
+# vLLM 0.10 is built for CUDA 12.8; Autopilot's default driver is older, and vLLM then fails at start with an
+# unsupported-driver error. `latest` is what Google's own Gemma 3 manifests select.
+DRIVER_SELECTOR = {"cloud.google.com/gke-gpu-driver-version": "latest"}
+SPOT_SELECTOR = {"cloud.google.com/gke-spot": "true"}
+# Autopilot's largest CPU and memory request for a pod with that many L4s (the g2 machine of that size, less
+# what the node keeps for itself). Our requests must stay below, leaving room for the FUSE sidecar.
+L4_MAXIMUM = {1: (31, 115), 2: (23, 83), 4: (47, 179), 8: (95, 371)}
+# Per GPU: a core for each tensor-parallel worker plus tokenization and the HTTP server; memory to hold a
+# GPU's share of the weights while loading them. 2 L4s: 8 vCPU and 32 GiB, well inside 23 and 83.
+CPU_PER_GPU = 4
+MEMORY_GIB_PER_GPU = 16
+# The FUSE file cache holds the whole model (parallel downloads need it); sized from the model, else this.
+DEFAULT_CACHE_GIB = 64
+# Mount options for serving: parallel downloads into the file cache (whole files, also for vLLM's range reads);
+# never cache "file not found", so the wait for the copy's marker sees it as soon as it is written.
+READ_OPTIONS = (
+    "implicit-dirs,file-cache:enable-parallel-downloads:true,file-cache:cache-file-for-range-read:true,"
+    "metadata-cache:negative-ttl-secs:0"
+)
 
 
 @dataclass(frozen=True)
@@ -24,15 +44,43 @@ class GemmaArgs:
     model: str
     gpus: int
     accelerator: str
+    spot: bool
     image: str
-    hf_token: pulumi.Input[str]
+    bucket: pulumi.Input[str]
+    # The Kubernetes service account whose principal may read the bucket, and what grants that.
+    service_account: str
+    readable: list[pulumi.Resource]
+    checksum_key: pulumi.Input[str]
     provider: k8s.Provider
     namespace: pulumi.Resource
 
 
+def resources(gpus: int, accelerator: str, model: str) -> dict[str, str]:
+    """The vLLM container's requests (= limits) for `gpus` GPUs, within Autopilot's bounds for L4s."""
+    cpu, memory = CPU_PER_GPU * gpus, MEMORY_GIB_PER_GPU * gpus
+    if accelerator == "nvidia-l4":
+        max_cpu, max_memory = L4_MAXIMUM[gpus]
+        cpu, memory = min(cpu, max_cpu - 1), min(memory, max_memory - 4)
+    return {
+        "cpu": str(cpu),
+        "memory": f"{memory}Gi",
+        # The FUSE file cache volume counts against the pod's ephemeral storage; 10 GiB more for logs and /tmp.
+        "ephemeral-storage": f"{cache_gib(model) + 10}Gi",
+        "nvidia.com/gpu": str(gpus),
+    }
+
+
+def cache_gib(model: str) -> int:
+    """FUSE file cache size: the model's weights plus a fifth for tokenizer files and rounding."""
+    size = weights_gb(model)
+    return DEFAULT_CACHE_GIB if size is None else max(8, math.ceil(size * 1.2))
+
+
 def server_args(model: str, gpus: int) -> list[str]:
     return [
-        f"--model={model}",
+        # The copy in the bucket; the chat still asks for the Hugging Face id, which vLLM answers to.
+        f"--model={weights.model_dir(model)}",
+        f"--served-model-name={model}",
         "--host=0.0.0.0",
         f"--port={kube.GEMMA_PORT}",
         f"--tensor-parallel-size={gpus}",
@@ -55,13 +103,28 @@ def _probe(period: int, failures: int) -> k8s.core.v1.ProbeArgs:
     )
 
 
+def _wait_for_weights(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
+    """Holds the pod until the copy Job has written its marker: vLLM would otherwise start on a half-copied
+    model. Runs after the FUSE sidecar (a native sidecar, started first), so the bucket is mounted."""
+    marker = f"{weights.model_dir(args.model)}/{weights.MARKER}"
+    return k8s.core.v1.ContainerArgs(
+        name="wait-for-weights",
+        image=args.image,
+        command=[
+            "sh",
+            "-c",
+            f'until [ -f "{marker}" ]; do echo "waiting for the weights copy ({marker})"; sleep 15; done',
+        ],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="weights", mount_path=weights.MOUNT, read_only=True)],
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "100m", "memory": "128Mi"}
+        ),
+        security_context=k8s.core.v1.SecurityContextArgs(allow_privilege_escalation=False),
+    )
+
+
 def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
-    size = {
-        "cpu": str(4 * args.gpus),
-        "memory": f"{16 * args.gpus}Gi",
-        "ephemeral-storage": "50Gi",
-        "nvidia.com/gpu": str(args.gpus),
-    }
+    size = resources(args.gpus, args.accelerator, args.model)
     return k8s.core.v1.ContainerArgs(
         name="vllm",
         image=args.image,
@@ -70,26 +133,30 @@ def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
         args=server_args(args.model, args.gpus),
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=kube.GEMMA_PORT)],
         env=[
-            k8s.core.v1.EnvVarArgs(
-                name="HF_TOKEN",
-                value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=TOKEN_SECRET, key="token")
-                ),
-            ),
-            k8s.core.v1.EnvVarArgs(name="HF_HOME", value=f"{MODEL_CACHE}/huggingface"),
+            # Everything is local: never ask Hugging Face for anything (no token here at all).
+            k8s.core.v1.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
+            k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/tmp/huggingface"),
         ],
         resources=k8s.core.v1.ResourceRequirementsArgs(requests=size, limits=size),
-        # Downloading and loading the weights takes many minutes: allow an hour before the kubelet gives up.
-        startup_probe=_probe(period=10, failures=360),
+        # Loading ~24 GB through FUSE takes minutes (README: cold starts); allow 30 before the kubelet gives up.
+        startup_probe=_probe(period=10, failures=180),
         readiness_probe=_probe(period=5, failures=3),
         liveness_probe=_probe(period=15, failures=4),
         volume_mounts=[
             # Tensor-parallel workers exchange data through shared memory; the default 64 MiB /dev/shm is too small.
             k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
-            k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=MODEL_CACHE),
+            k8s.core.v1.VolumeMountArgs(name="weights", mount_path=weights.MOUNT, read_only=True),
         ],
         security_context=k8s.core.v1.SecurityContextArgs(allow_privilege_escalation=False),
     )
+
+
+def node_selector(args: GemmaArgs) -> dict[str, str]:
+    return {
+        "cloud.google.com/gke-accelerator": args.accelerator,
+        **DRIVER_SELECTOR,
+        **(SPOT_SELECTOR if args.spot else {}),
+    }
 
 
 class Gemma(pulumi.ComponentResource):
@@ -100,13 +167,18 @@ class Gemma(pulumi.ComponentResource):
         super().__init__("hybrid-chat:stack:Gemma", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.namespace])
         labels = kube.labels(NAME, "model-server")
-        token = k8s.core.v1.Secret(
-            TOKEN_SECRET,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=TOKEN_SECRET, namespace=kube.NAMESPACE, labels=labels),
-            type="Opaque",
-            string_data={"token": args.hf_token},
+        # Its principal alone may read the bucket; no token is mounted (the FUSE driver gets its own).
+        account = k8s.core.v1.ServiceAccount(
+            args.service_account,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.service_account, namespace=kube.NAMESPACE, labels=labels),
+            automount_service_account_token=False,
             opts=child,
         )
+        pod_annotations = kube.checksum_annotation(
+            args.checksum_key, args.model, " ".join(server_args(args.model, args.gpus))
+        ).apply(lambda checksum: {**weights.FUSE_ANNOTATION, **checksum})
+        cache = f"{cache_gib(args.model) + 2}Gi"
+        cache_capacity = f"{cache_gib(args.model)}Gi"
         self.deployment = k8s.apps.v1.Deployment(
             NAME,
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -118,15 +190,17 @@ class Gemma(pulumi.ComponentResource):
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations),
                     spec=k8s.core.v1.PodSpecArgs(
-                        node_selector={"cloud.google.com/gke-accelerator": args.accelerator},
+                        service_account_name=args.service_account,
+                        node_selector=node_selector(args),
                         # Service links would put GEMMA_* / other services' variables into vLLM's environment.
                         enable_service_links=False,
                         automount_service_account_token=False,
                         security_context=k8s.core.v1.PodSecurityContextArgs(
                             seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
                         ),
+                        init_containers=[_wait_for_weights(args)],
                         containers=[_container(args)],
                         volumes=[
                             k8s.core.v1.VolumeArgs(
@@ -135,15 +209,22 @@ class Gemma(pulumi.ComponentResource):
                                     medium="Memory", size_limit=f"{2 * args.gpus}Gi"
                                 ),
                             ),
+                            # An explicit capacity below the volume's size: with none ("-1") gcsfuse fills the
+                            # volume and then fails writes instead of evicting.
+                            weights.bucket_volume(
+                                "weights", args.bucket, True, READ_OPTIONS, fileCacheCapacity=cache_capacity
+                            ),
+                            # The FUSE sidecar's file cache: a volume of this name replaces its 5 GiB default,
+                            # which could not hold the model and would refetch it on every read.
                             k8s.core.v1.VolumeArgs(
-                                name="model-cache",
-                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=MODEL_CACHE_SIZE),
+                                name="gke-gcsfuse-cache",
+                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=cache),
                             ),
                         ],
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[token])),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[account, *args.readable])),
         )
         self.service = k8s.core.v1.Service(
             kube.GEMMA_SERVICE,

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_gcp as gcp
 
-REPOSITORY = "hybrid-chat"
+from stack import names
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,9 @@ class ChatImageArgs:
     project: str
     region: str
     registry_api: pulumi.Resource
+    stack: str
+    # The cluster's node service account (`serviceAccount:…`): it pulls the image, so it may read the repository.
+    node_member: pulumi.Input[str]
     # A prebuilt image (ideally `…@sha256:…`): skips the registry and the build.
     prebuilt: str | None = None
 
@@ -34,10 +37,21 @@ class ChatImage(pulumi.ComponentResource):
             name,
             project=args.project,
             location=args.region,
-            repository_id=REPOSITORY,
+            # Per stack: two stacks in one project would otherwise share (and one destroy delete) the repository.
+            repository_id=names.repository(args.stack),
             format="DOCKER",
-            description="hybrid-chat images",
+            description=f"hybrid-chat images ({args.stack})",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.registry_api]),
+        )
+        # On this repository only, not project-wide.
+        gcp.artifactregistry.RepositoryIamMember(
+            f"{name}-node-reader",
+            project=args.project,
+            location=args.region,
+            repository=repository.repository_id,
+            role="roles/artifactregistry.reader",
+            member=args.node_member,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         server = f"{args.region}-docker.pkg.dev"
         # The caller's own short-lived OAuth token: no key file, no `gcloud auth configure-docker` step.

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+
+import pulumi
+
 NAMESPACE = "hybrid-chat"
 CHAT_SERVICE_ACCOUNT = "chat"
+# Separate from CHAT_PORT: Managed Prometheus scrapes it inside the cluster; the front door never routes to it.
+CHAT_METRICS_PORT = 9090
+# The NetworkPolicy peer for Managed Prometheus' collectors (namespaces carry this label since Kubernetes 1.21).
+GMP_NAMESPACE = "gmp-system"
+# On a pod template: changes whenever a Secret or setting the pod reads at start changes, so the pods restart.
+CHECKSUM_ANNOTATION = "hybrid-chat/config-checksum"
 CHAT_PORT = 7860
 # Generations one chat replica runs at once (CHAT_CONCURRENCY); vLLM's --max-num-seqs batches as many.
 CHAT_CONCURRENCY = 64
@@ -30,9 +42,24 @@ def labels(name: str, component: str) -> dict[str, str]:
     }
 
 
-def workload_identity_principal(project_number: str, project: str) -> str:
-    """The IAM principal GKE Workload Identity Federation gives the chat's Kubernetes service account."""
+def workload_identity_principal(project_number: str, project: str, account: str = CHAT_SERVICE_ACCOUNT) -> str:
+    """The IAM principal GKE Workload Identity Federation gives a Kubernetes service account of our namespace.
+
+    The same in every cluster of the project: the account name must be unique per stack (stack/names.py)."""
     return (
         f"principal://iam.googleapis.com/projects/{project_number}/locations/global/workloadIdentityPools/"
-        f"{project}.svc.id.goog/subject/ns/{NAMESPACE}/sa/{CHAT_SERVICE_ACCOUNT}"
+        f"{project}.svc.id.goog/subject/ns/{NAMESPACE}/sa/{account}"
     )
+
+
+def checksum(key: str, values: list[str]) -> str:
+    """HMAC-SHA256 of `values`. Keyed, because they include passwords and tokens: anyone who may read a
+    Deployment could otherwise test guesses against a plain hash of `alice:password`."""
+    return hmac.new(key.encode(), json.dumps(values).encode(), hashlib.sha256).hexdigest()
+
+
+def checksum_annotation(key: pulumi.Input[str], *values: pulumi.Input[str | None]) -> pulumi.Output[dict[str, str]]:
+    """The pod template annotation for `values` (None counts as empty). Not secret: it reveals nothing without
+    the key, and a plain value shows in `pulumi preview` that a rollout is coming."""
+    digest = pulumi.Output.all(key, *values).apply(lambda v: checksum(v[0], [x or "" for x in v[1:]]))
+    return pulumi.Output.unsecret(digest).apply(lambda d: {CHECKSUM_ANNOTATION: d})

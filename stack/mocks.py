@@ -14,6 +14,13 @@ FAKE_ACCESS_TOKEN = "offline-fake-access-token"
 FAKE_LOAD_BALANCER_IP = "203.0.113.10"  # TEST-NET-3: never routable
 FAKE_DIGEST = "sha256:" + "0" * 64
 FAKE_DEPLOYER_EMAIL = "deployer@example.com"  # who runs `pulumi up`, as Google's userinfo endpoint says
+# Distinctive, so a test can search every rendered input and output for it (and for a prefix of it).
+FAKE_RANDOM_PASSWORD_SEED = "offlineFakeRandomPasswordThatMustNeverLeak"
+
+
+def fake_random_password(length: int) -> str:
+    """What the mocks give a RandomPassword of `length` as its `result`."""
+    return (FAKE_RANDOM_PASSWORD_SEED * (length // len(FAKE_RANDOM_PASSWORD_SEED) + 1))[:length]
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,11 @@ def _outputs(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"repoDigest": f"{base}@{FAKE_DIGEST}"}
     if typ == "gcp:compute/globalAddress:GlobalAddress":
         return {"address": FAKE_LOAD_BALANCER_IP}
+    if typ == "random:index/randomPassword:RandomPassword":
+        return {"result": fake_random_password(int(inputs["length"]))}
+    if typ == "gcp:serviceaccount/account:Account":
+        email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
+        return {"email": email, "member": f"serviceAccount:{email}"}
     return {}
 
 
@@ -56,6 +68,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.registrations: list[Registration] = []
         self.secret_outputs: dict[tuple[str, str], frozenset[str]] = {}
         """Per resource, the outputs its provider declares secret (filled in by RecordingMonitor)."""
+        self.invokes: list[tuple[str, tuple[str, ...]]] = []
+        """Each data-source call and the names of the resources already registered when it ran (ordering)."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         self.registrations.append(
@@ -68,6 +82,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", {k: rpc.wrap_rpc_secret(v) if k in secret else v for k, v in state.items()}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        self.invokes.append((args.token, tuple(r.name for r in self.registrations)))
         if args.token == "gcp:organizations/getProject:getProject":
             return {"number": FAKE_PROJECT_NUMBER, "projectId": args.args.get("projectId")}
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_gcp as gcp
 
+from stack import names
 from stack.apis import Apis, ApisArgs
+from stack.chat import NAME as CHAT_NAME
 from stack.chat import SERVICE_PORT, Chat, ChatArgs
 from stack.cluster import Cluster, ClusterArgs
 from stack.config import StackConfig
@@ -14,13 +15,24 @@ from stack.frontdoor import FrontDoor, FrontDoorArgs
 from stack.gemma import Gemma, GemmaArgs
 from stack.identity import WorkloadIdentity, WorkloadIdentityArgs
 from stack.image import ChatImage, ChatImageArgs
+from stack.monitoring import Monitoring, MonitoringArgs
+from stack.scaling import ChatScaling, ChatScalingArgs
+from stack.weights import Weights, WeightsArgs
 
 
 def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
     apis = Apis("apis", ApisArgs(project=cfg.project))
     cluster = Cluster(
         "cluster",
-        ClusterArgs(project=cfg.project, region=cfg.region, name=cfg.cluster_name, container_api=apis.get("container")),
+        ClusterArgs(
+            project=cfg.project,
+            region=cfg.region,
+            name=cfg.cluster_name,
+            container_api=apis.get("container"),
+            compute_api=apis.get("compute"),
+            iam_api=apis.get("iam"),
+            stack=cfg.stack,
+        ),
     )
     firestore = Firestore(
         "firestore",
@@ -31,22 +43,59 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             firestore_api=apis.get("firestore"),
         ),
     )
-    identity = WorkloadIdentity("chat-identity", WorkloadIdentityArgs(project=cfg.project, cluster=cluster.cluster))
+    chat_account = names.kubernetes_account(CHAT_NAME, cfg.stack)
+    identity = WorkloadIdentity(
+        "chat-identity",
+        WorkloadIdentityArgs(
+            project=cfg.project,
+            cluster=cluster.cluster,
+            resource_manager_api=apis.get("cloudresourcemanager"),
+            chat_account=chat_account,
+            firestore_database=cfg.firestore_database,
+        ),
+    )
     image = ChatImage(
         "chat-image",
         ChatImageArgs(
-            project=cfg.project, region=cfg.region, registry_api=apis.get("artifactregistry"), prebuilt=cfg.chat_image
+            project=cfg.project,
+            region=cfg.region,
+            registry_api=apis.get("artifactregistry"),
+            stack=cfg.stack,
+            node_member=cluster.node_account.email.apply(lambda email: f"serviceAccount:{email}"),
+            prebuilt=cfg.chat_image,
         ),
     )
+    checksum_key = cluster.checksum_key
     if cfg.gemma_enabled and cfg.hf_token is not None:
+        weights = Weights(
+            "weights",
+            WeightsArgs(
+                project=cfg.project,
+                region=cfg.region,
+                stack=cfg.stack,
+                model=cfg.gemma_model,
+                image=cfg.vllm_image,
+                hf_token=cfg.hf_token,
+                checksum_key=checksum_key,
+                principal_of=identity.principal_of,
+                storage_api=apis.get("storage"),
+                cluster=cluster.cluster,
+                provider=cluster.provider,
+                namespace=cluster.namespace,
+            ),
+        )
         Gemma(
             "gemma",
             GemmaArgs(
                 model=cfg.gemma_model,
                 gpus=cfg.gemma_gpus,
                 accelerator=cfg.gemma_accelerator,
+                spot=cfg.gemma_spot,
                 image=cfg.vllm_image,
-                hf_token=cfg.hf_token,
+                bucket=weights.bucket.name,
+                service_account=weights.reader_account,
+                readable=weights.readable,
+                checksum_key=checksum_key,
                 provider=cluster.provider,
                 namespace=cluster.namespace,
             ),
@@ -54,7 +103,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
     iap = cfg.front_door == "iap"
     # IAP signs for `/projects/NUMBER/global/backendServices/ID`; the id is the Gateway controller's, so the chat
     # checks the prefix (the number is looked up, not configured).
-    number = gcp.organizations.get_project_output(project_id=cfg.project).number
+    number = identity.number
     chat = Chat(
         "chat",
         ChatArgs(
@@ -71,6 +120,32 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             provider=cluster.provider,
             namespace=cluster.namespace,
             depends_on=[*identity.members, firestore.initialize, firestore.sessions_by_owner, apis.get("aiplatform")],
+            service_account=chat_account,
+            checksum_key=checksum_key,
+        ),
+    )
+    ChatScaling(
+        "chat-scaling",
+        ChatScalingArgs(
+            name=CHAT_NAME,
+            min_replicas=cfg.chat_replicas,
+            max_replicas=cfg.chat_max_replicas,
+            deployment=chat.deployment,
+            provider=cluster.provider,
+        ),
+    )
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            project=cfg.project,
+            stack=cfg.stack,
+            cluster_name=cfg.cluster_name,
+            gemma_enabled=cfg.gemma_enabled,
+            alert_email=cfg.alert_email,
+            monitoring_api=apis.get("monitoring"),
+            cluster=cluster.cluster,
+            provider=cluster.provider,
+            namespace=cluster.namespace,
         ),
     )
     front = FrontDoor(
@@ -97,4 +172,5 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
         "kubeconfig": cluster.kubeconfig,
         "image": image.ref,
         "firestoreDatabase": firestore.database.name,
+        "dashboardUrl": monitoring.url,
     }

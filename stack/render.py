@@ -30,8 +30,9 @@ from stack.stackfiles import ROOT, StackSettings, full_key, load_stack_settings
 
 SECRET_MASK = "[secret]"
 APPLY_ORDER = (
-    *("Namespace", "ServiceAccount", "Secret", "Deployment", "Service", "NetworkPolicy"),
-    *("Gateway", "HTTPRoute", "HealthCheckPolicy", "GCPBackendPolicy"),
+    *("Namespace", "ServiceAccount", "Secret", "Job", "Deployment", "Service"),
+    *("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"),
+    *("Gateway", "HTTPRoute", "HealthCheckPolicy", "GCPBackendPolicy", "PodMonitoring"),
 )
 KIND_ORDER = {kind: i for i, kind in enumerate(APPLY_ORDER)}
 
@@ -45,6 +46,7 @@ class Rendering:
     registrations: list[Registration]
     outputs: dict[str, Any]
     secret_outputs: frozenset[str]
+    invokes: list[tuple[str, tuple[str, ...]]]
 
     def resources(self) -> list[Registration]:
         """Custom resources (what the cloud gets), in a stable order."""
@@ -120,7 +122,7 @@ def render(
 
     _sync_await(run_pulumi_func(run))
     _check_unique(mocks.registrations)
-    return Rendering(monitor.with_edges(mocks.registrations), outputs, frozenset(secrets))
+    return Rendering(monitor.with_edges(mocks.registrations), outputs, frozenset(secrets), mocks.invokes)
 
 
 def as_json(rendering: Rendering) -> str:
@@ -143,6 +145,7 @@ def as_json(rendering: Rendering) -> str:
                 for k, v in rendering.outputs.items()
             },
             "secretOutputs": sorted(rendering.secret_outputs),
+            "invokes": [{"token": token, "after": list(after)} for token, after in rendering.invokes],
             "manifests": rendering.manifests(),
         },
         indent=1,

@@ -158,24 +158,24 @@ def test_template_tokens_are_literal_user_text(app: ChatProcess, fake_model: Fak
     ("index", "value", "words"),
     [
         pytest.param(
-            1, "hot", ["Temperature must be a number between 0.0 and 2.0, got 'hot'."], id="temperature-string"
+            1, "hot", ['Temperature must be a number between 0.0 and 2.0, got "hot".'], id="temperature-string"
         ),
-        pytest.param(1, None, ["Temperature must be a number between 0.0 and 2.0, got None."], id="temperature-null"),
+        pytest.param(1, None, ["Temperature must be a number between 0.0 and 2.0, got null."], id="temperature-null"),
         pytest.param(1, [0.5], ["Temperature must be a number between 0.0 and 2.0, got [0.5]."], id="temperature-list"),
-        pytest.param(1, True, ["Temperature must be a number between 0.0 and 2.0, got True."], id="temperature-bool"),
-        pytest.param(1, float("nan"), ["Temperature must be between 0.0 and 2.0, got nan."], id="temperature-nan"),
+        pytest.param(1, True, ["Temperature must be a number between 0.0 and 2.0, got true."], id="temperature-bool"),
+        pytest.param(1, float("nan"), ["Temperature must be between 0.0 and 2.0, got NaN."], id="temperature-nan"),
         pytest.param(1, -0.5, ["Temperature must be between 0.0 and 2.0, got -0.5."], id="temperature-negative"),
         pytest.param(1, 1e308, ["Temperature must be between 0.0 and 2.0, got 1e+308."], id="temperature-huge"),
         pytest.param(2, 0, ["Top-p must be between 0.01 and 1.0, got 0."], id="top_p-zero"),
-        pytest.param(2, float("inf"), ["Top-p must be between 0.01 and 1.0, got inf."], id="top_p-infinity"),
-        pytest.param(2, {"p": 1}, ["Top-p must be a number between 0.01 and 1.0, got {'p': 1}."], id="top_p-object"),
+        pytest.param(2, float("inf"), ["Top-p must be between 0.01 and 1.0, got Infinity."], id="top_p-infinity"),
+        pytest.param(2, {"p": 1}, ['Top-p must be a number between 0.01 and 1.0, got {"p": 1}.'], id="top_p-object"),
         pytest.param(3, 12.5, ["Max tokens must be a whole number, got 12.5."], id="max_tokens-fraction"),
         pytest.param(3, -5, ["Max tokens must be between 1 and 8192, got -5."], id="max_tokens-negative"),
         pytest.param(3, 10**12, ["Max tokens must be between 1 and 8192, got 1000000000000."], id="max_tokens-huge"),
         pytest.param(
-            3, "many", ["Max tokens must be a number between 1 and 8192, got 'many'."], id="max_tokens-string"
+            3, "many", ['Max tokens must be a number between 1 and 8192, got "many".'], id="max_tokens-string"
         ),
-        pytest.param(3, False, ["Max tokens must be a number between 1 and 8192, got False."], id="max_tokens-bool"),
+        pytest.param(3, False, ["Max tokens must be a number between 1 and 8192, got false."], id="max_tokens-bool"),
     ],
 )
 def test_generation_control_refused(app: ChatProcess, index: int, value: Any, words: list[str]) -> None:
@@ -208,10 +208,10 @@ def test_generation_controls_at_the_limits_are_sent(app: ChatProcess, fake_model
     ("model", "words"),
     [
         pytest.param(
-            "gpt-17", f"Unknown model 'gpt-17'. Choose one of: '{FAKE_LABEL}', '{GEMINI_LABEL}'.", id="unknown"
+            "gpt-17", f'Unknown model "gpt-17". Choose one of: "{FAKE_LABEL}", "{GEMINI_LABEL}".', id="unknown"
         ),
-        pytest.param(7, f"Unknown model 7. Choose one of: '{FAKE_LABEL}', '{GEMINI_LABEL}'.", id="number"),
-        pytest.param(None, f"Unknown model None. Choose one of: '{FAKE_LABEL}', '{GEMINI_LABEL}'.", id="null"),
+        pytest.param(7, f'Unknown model 7. Choose one of: "{FAKE_LABEL}", "{GEMINI_LABEL}".', id="number"),
+        pytest.param(None, f'Unknown model null. Choose one of: "{FAKE_LABEL}", "{GEMINI_LABEL}".', id="null"),
     ],
 )
 def test_unknown_model_refused(app: ChatProcess, model: Any, words: str) -> None:

@@ -123,7 +123,7 @@ def test_unsaved_turn_is_reported_to_the_user():
 
 
 def test_unknown_model_is_an_input_error():
-    with pytest.raises(InputError, match="Unknown model 'GPT'"):
+    with pytest.raises(InputError, match='Unknown model "GPT"'):
         run(service(ScriptedModel("M")), ChatSession(owner="o"), "hi", "GPT")
 
 

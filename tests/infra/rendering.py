@@ -91,10 +91,12 @@ class Plan:
         return self.urn(on_type, on_name) in self.one(typ, name)["dependencies"]
 
 
-def plan(plain: dict[str, str] | None = None, secret: dict[str, str] | None = None, token: bool = True) -> Plan:
+def plan(
+    plain: dict[str, str] | None = None, secret: dict[str, str] | None = None, token: bool = True, stack: str = "dev"
+) -> Plan:
     """Renders with only gcp:project, gcp:region, the secret HF token (unless token=False) and what is given."""
     plain = {"gcp:project": PROJECT, "gcp:region": REGION, **(plain or {})}
     secret = {**({"hfToken": HF_TOKEN} if token else {}), **(secret or {})}
-    result = run_render("--json", *config_args(plain, secret))
+    result = run_render("--json", "--stack", stack, *config_args(plain, secret))
     assert result.returncode == 0, result.stderr
     return Plan(json.loads(result.stdout), result.stdout + result.stderr)

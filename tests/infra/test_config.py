@@ -21,7 +21,7 @@ def test_missing_project():
 
 def test_gemma_gpus_below_one():
     message = render_error({"gcp:project": "p", "gemmaGpus": "0"}, {"hfToken": HF_TOKEN})
-    assert "hybrid-chat:gemmaGpus must be at least 1" in message
+    assert "hybrid-chat:gemmaGpus must be 1, 2, 4 or 8, got 0" in message
 
 
 def test_missing_hf_token_while_gemma_is_on():

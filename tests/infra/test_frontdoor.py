@@ -138,11 +138,15 @@ def test_custom_oauth_client(scaled_plan):
 
 def test_access_defaults_to_the_deploying_identity(default_plan):
     (member,) = default_plan.of_type("gcp:iap/webIamMember:WebIamMember")
+    condition = member["inputs"].pop("condition")
     assert member["inputs"] == {
         "project": PROJECT,
         "role": "roles/iap.httpsResourceAccessor",
         "member": f"user:{FAKE_DEPLOYER_EMAIL}",
     }
+    # Narrowed to this stack's hostname (IAP's hostname condition), which also keeps two stacks' grants apart.
+    assert condition["expression"] == 'request.host == "203-0-113-10.nip.io"'
+    assert condition["title"].endswith("-only")
 
 
 def test_deployer_member_kinds():

@@ -19,6 +19,9 @@ def test_apis_enabled_and_kept_on_destroy(default_plan):
             "cloudresourcemanager",
             "certificatemanager",
             "iap",
+            "iam",
+            "storage",
+            "monitoring",
         )
     }
     assert all(s["inputs"]["disableOnDestroy"] is False and s["inputs"]["project"] == PROJECT for s in services)
@@ -81,15 +84,15 @@ def test_session_list_composite_index(default_plan):
 
 
 def test_workload_identity_grants_exactly_two_roles_to_the_chat_principal(default_plan):
-    members = default_plan.of_type("gcp:projects/iAMMember:IAMMember")
+    members = [m for m in default_plan.of_type("gcp:projects/iAMMember:IAMMember") if "chat-identity" in m["name"]]
     assert sorted(m["inputs"]["role"] for m in members) == ["roles/aiplatform.user", "roles/datastore.user"]
     principal = (
         f"principal://iam.googleapis.com/projects/{FAKE_PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
-        f"{PROJECT}.svc.id.goog/subject/ns/hybrid-chat/sa/chat"
+        f"{PROJECT}.svc.id.goog/subject/ns/hybrid-chat/sa/chat-dev"
     )
     assert {m["inputs"]["member"] for m in members} == {principal}
     assert all(m["inputs"]["project"] == PROJECT for m in members)
-    account = default_plan.manifest("ServiceAccount", "chat")["metadata"]
+    account = default_plan.manifest("ServiceAccount", "chat-dev")["metadata"]
     assert principal.endswith(f"/ns/{account['namespace']}/sa/{account['name']}")
 
 

@@ -2,23 +2,47 @@
 
 from collections import Counter
 
-COMPONENTS = {"Apis", "Cluster", "Firestore", "WorkloadIdentity", "ChatImage", "Gemma", "Chat", "FrontDoor"}
+COMPONENTS = {
+    "Apis",
+    "Cluster",
+    "Firestore",
+    "WorkloadIdentity",
+    "ChatImage",
+    "Weights",
+    "Gemma",
+    "Chat",
+    "ChatScaling",
+    "Monitoring",
+    "FrontDoor",
+}
 EXPECTED = {
-    "gcp:projects/service:Service": 8,
+    "gcp:projects/service:Service": 11,
+    "gcp:compute/network:Network": 1,
+    "gcp:compute/subnetwork:Subnetwork": 1,
+    "gcp:serviceaccount/account:Account": 1,
     "gcp:container/cluster:Cluster": 1,
     "pulumi:providers:kubernetes": 1,
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/document:Document": 1,
     "gcp:firestore/index:Index": 1,
-    "gcp:projects/iAMMember:IAMMember": 2,
+    "gcp:projects/iAMMember:IAMMember": 3,
     "gcp:artifactregistry/repository:Repository": 1,
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
+    "gcp:storage/bucket:Bucket": 1,
+    "gcp:storage/bucketIAMMember:BucketIAMMember": 2,
+    "gcp:monitoring/dashboard:Dashboard": 1,
     "docker:index/image:Image": 1,
     "kubernetes:core/v1:Namespace": 1,
-    "kubernetes:core/v1:ServiceAccount": 1,
+    "kubernetes:core/v1:ServiceAccount": 3,
     "kubernetes:core/v1:Secret": 1,
     "kubernetes:apps/v1:Deployment": 2,
+    "kubernetes:batch/v1:Job": 1,
     "kubernetes:core/v1:Service": 2,
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 2,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 4,
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 1,
+    "kubernetes:policy/v1:PodDisruptionBudget": 1,
+    "kubernetes:monitoring.googleapis.com/v1:PodMonitoring": 2,
+    "random:index/randomPassword:RandomPassword": 1,
     "gcp:compute/globalAddress:GlobalAddress": 1,
     "gcp:certificatemanager/certificate:Certificate": 1,
     "gcp:certificatemanager/certificateMap:CertificateMap": 1,
@@ -56,7 +80,7 @@ def test_kubernetes_objects_go_through_the_clusters_provider(default_plan):
 
 def test_outputs(default_plan):
     outputs = default_plan.outputs
-    assert set(outputs) == {"url", "ip", "clusterName", "kubeconfig", "image", "firestoreDatabase"}
+    assert set(outputs) == {"url", "ip", "clusterName", "kubeconfig", "image", "firestoreDatabase", "dashboardUrl"}
     assert outputs["url"] == "https://203-0-113-10.nip.io"
     assert outputs["ip"] == "203.0.113.10"
     assert outputs["clusterName"] == "gradio-chat-cluster"

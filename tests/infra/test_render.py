@@ -13,25 +13,25 @@ def test_renders_the_dev_stack_offline():
     result = run_render()
     assert result.returncode == 0, result.stderr
     header, _, documents = result.stdout.partition("\n---\n")
-    assert "# 36 resources" in header
+    assert "# 58 resources" in header
     assert "hybrid-chat:hfToken is not set: rendered with a placeholder" in header
     assert "kubeconfig: [secret]" in header
     kinds = [d["kind"] for d in yaml.safe_load_all(documents)]
     assert kinds == [
         "Namespace",
-        "ServiceAccount",
+        *["ServiceAccount"] * 3,
         "Secret",
-        "Deployment",
-        "Deployment",
-        "Service",
-        "Service",
-        "NetworkPolicy",
-        "NetworkPolicy",
+        "Job",
+        *["Deployment"] * 2,
+        *["Service"] * 2,
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        *["NetworkPolicy"] * 4,
         "Gateway",
-        "HTTPRoute",
-        "HTTPRoute",
+        *["HTTPRoute"] * 2,
         "HealthCheckPolicy",
         "GCPBackendPolicy",
+        *["PodMonitoring"] * 2,
     ]
     assert "url: https://203-0-113-10.nip.io" in header
     assert "my-gcp-project" in documents  # the stack file's project, not a default

@@ -173,7 +173,7 @@ def test_refusals_are_one_log_line_and_name_no_python_object(password_chat: Chat
     mistakes = [
         ((ada.conversation_id,), "/resume", "No such conversation"),
         (({"id": ada.conversation_id},), "/delete", "That is not a valid conversation id."),
-        (("hi", "no such model", 0.7, 0.95, 256, ""), "/chat", "Unknown model 'no such model'"),
+        (("hi", "no such model", 0.7, 0.95, 256, ""), "/chat", 'Unknown model "no such model"'),
     ]
     try:
         for args, api, message in mistakes:

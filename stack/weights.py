@@ -1,0 +1,253 @@
+"""Model weights cached in Cloud Storage: a per-stack bucket and a one-shot Job that copies the model into it.
+
+Without it every start of the model server (restart, node upgrade, Spot preemption) downloaded ~24 GB from
+Hugging Face: minutes each time, and no Gemma at all while Hugging Face was slow or rate-limiting. Now only
+this Job talks to Hugging Face (it alone holds the token) and vLLM reads the bucket through Cloud Storage FUSE.
+vLLM 0.10.2 cannot stream `gs://` itself (its Run:ai streamer gained Google Cloud Storage auth in 0.11.1),
+so FUSE it is.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from stack import kube, names
+
+JOB = "weights-copy"
+TOKEN_SECRET = "hf-token"
+# Inside the bucket: one folder per model id, so changing gemmaModel copies the new one beside the old.
+PREFIX = "models"
+# Written last, listing every file and its size: a model folder without it is incomplete, never served.
+MARKER = ".complete"
+FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
+# Asks GKE's webhook to add the Cloud Storage FUSE sidecar to the pod.
+FUSE_ANNOTATION = {"gke-gcsfuse/volumes": "true"}
+# Mount point in every pod that uses the bucket.
+MOUNT = "/weights"
+# The Job's pod staging area for the FUSE sidecar's writes (a whole file is staged before upload); a volume of
+# this name replaces the sidecar's small default. The largest safetensors shard of Gemma 3 is ~5 GB.
+FUSE_TMP_VOLUME = "gke-gcsfuse-tmp"
+FUSE_TMP_SIZE = "12Gi"
+
+# Streams each file from Hugging Face straight into the bucket (no local copy), skipping files already there
+# with the right size, so a retried Job resumes. Only safetensors weights: never pickles (*.bin, *.pth), never
+# the duplicate `original/` checkpoints or GGUF conversions.
+COPY_SCRIPT = """
+import json, os, sys
+import huggingface_hub as hub, requests
+
+repo, dest = sys.argv[1], sys.argv[2]
+marker = os.path.join(dest, sys.argv[3])
+if os.path.exists(marker):
+    print(f"{repo}: already in the bucket"); sys.exit(0)
+files = hub.list_repo_files(repo)
+weights = [f for f in files if f.endswith(".safetensors")]
+if not weights:
+    sys.exit(f"{repo} has no safetensors weights")
+wanted = [f for f in files if not f.startswith("original/") and not f.endswith((".gguf", ".bin", ".pth", ".pt"))
+          and not f.startswith(".")]
+headers = {"Authorization": f"Bearer {os.environ['HF_TOKEN']}"}
+sizes = {}
+for name in wanted:
+    url = hub.hf_hub_url(repo, name)
+    size = hub.get_hf_file_metadata(url).size
+    target = os.path.join(dest, name)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if size is not None and os.path.exists(target) and os.path.getsize(target) == size:
+        print(f"{name}: already copied"); sizes[name] = size; continue
+    with requests.get(url, headers=headers, stream=True, timeout=60) as response:
+        response.raise_for_status()
+        with open(target, "wb") as out:
+            for chunk in response.iter_content(chunk_size=16 << 20):
+                out.write(chunk)
+    copied = os.path.getsize(target)
+    if size is not None and copied != size:
+        sys.exit(f"{name}: copied {copied} bytes, expected {size}")
+    print(f"{name}: {copied} bytes copied", flush=True)
+    sizes[name] = copied
+with open(marker, "w") as out:
+    json.dump(sizes, out)
+print(f"{repo}: {sum(sizes.values())} bytes in {len(sizes)} files")
+"""
+
+
+@dataclass(frozen=True)
+class WeightsArgs:
+    project: str
+    region: str
+    stack: str
+    model: str
+    # The vLLM image: it already carries huggingface_hub and requests, and the GPU node pulls it anyway.
+    image: str
+    hf_token: pulumi.Input[str]
+    checksum_key: pulumi.Input[str]
+    # Turns a Kubernetes service account name into its Workload Identity principal (after the project lookup).
+    principal_of: Callable[[str], pulumi.Output[str]]
+    storage_api: pulumi.Resource
+    cluster: pulumi.Resource
+    provider: k8s.Provider
+    namespace: pulumi.Resource
+
+
+def model_dir(model: str) -> str:
+    """Where `model` appears in the pods: the volumes mount only PREFIX, so `PREFIX/<model>` in the bucket."""
+    return posixpath.join(MOUNT, model)
+
+
+def bucket_volume(
+    name: str, bucket: pulumi.Input[str], read_only: bool, mount_options: str, **attributes: str
+) -> k8s.core.v1.VolumeArgs:
+    """A Cloud Storage FUSE CSI ephemeral volume of `bucket`, mounted only below PREFIX."""
+    return k8s.core.v1.VolumeArgs(
+        name=name,
+        csi=k8s.core.v1.CSIVolumeSourceArgs(
+            driver=FUSE_DRIVER,
+            read_only=read_only,
+            volume_attributes={
+                "bucketName": bucket,
+                "mountOptions": f"only-dir={PREFIX},{mount_options}",
+                **attributes,
+            },
+        ),
+    )
+
+
+class Weights(pulumi.ComponentResource):
+    bucket: gcp.storage.Bucket
+    job: k8s.batch.v1.Job
+    reader_account: str
+    """The Kubernetes service account allowed to read the bucket (the model server's)."""
+    readable: list[pulumi.Resource]
+    """What a reader must wait for: its bucket role."""
+
+    def __init__(self, name: str, args: WeightsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hybrid-chat:stack:Weights", name, {}, opts)
+        self.bucket = gcp.storage.Bucket(
+            name,
+            project=args.project,
+            name=names.weights_bucket(args.project, args.stack),
+            # Beside the GPUs: no cross-region transfer charges, the best read throughput.
+            location=args.region,
+            storage_class="STANDARD",
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            # `destroy` deletes the bucket with the weights in it; they can always be copied again.
+            force_destroy=True,
+            # Deleted weights are not worth keeping (and paying for) seven more days.
+            soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=0),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.storage_api]),
+        )
+        writer_account = names.kubernetes_account("weights-writer", args.stack)
+        self.reader_account = names.kubernetes_account(kube.GEMMA_SERVICE, args.stack)
+        # Roles on this bucket only; the principals exist once the cluster (its identity pool) does.
+        bucket_child = pulumi.ResourceOptions(parent=self, depends_on=[args.cluster])
+        writer_role = gcp.storage.BucketIAMMember(
+            f"{name}-writer",
+            bucket=self.bucket.name,
+            role="roles/storage.objectUser",
+            member=args.principal_of(writer_account),
+            opts=bucket_child,
+        )
+        reader_role = gcp.storage.BucketIAMMember(
+            f"{name}-reader",
+            bucket=self.bucket.name,
+            role="roles/storage.objectViewer",
+            member=args.principal_of(self.reader_account),
+            opts=bucket_child,
+        )
+        self.readable = [reader_role]
+
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.namespace])
+        labels = kube.labels(JOB, "weights")
+
+        def meta(object_name: str, annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=object_name, namespace=kube.NAMESPACE, labels=labels, annotations=annotations
+            )
+
+        writer = k8s.core.v1.ServiceAccount(writer_account, metadata=meta(writer_account), opts=child)
+        token = k8s.core.v1.Secret(
+            TOKEN_SECRET, metadata=meta(TOKEN_SECRET), type="Opaque", string_data={"token": args.hf_token}, opts=child
+        )
+        pod_annotations = pulumi.Output.all(
+            kube.checksum_annotation(args.checksum_key, args.hf_token, args.model)
+        ).apply(lambda parts: {**FUSE_ANNOTATION, **parts[0]})
+        # Ephemeral storage covers FUSE_TMP_VOLUME: the kubelet counts it against the pod's limits.
+        size = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "14Gi"}
+        self.job = k8s.batch.v1.Job(
+            JOB,
+            # Not awaited: the copy takes minutes to tens of minutes, and the model server waits for it anyway.
+            metadata=meta(JOB, {"pulumi.com/skipAwait": "true"}),
+            spec=k8s.batch.v1.JobSpecArgs(
+                # Hugging Face hiccups, and a bucket role still propagating on a first `up` (up to ~7 minutes):
+                # retries back off to 6 minutes apart, and each resumes where the last one stopped.
+                backoff_limit=10,
+                active_deadline_seconds=4 * 3600,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=writer_account,
+                        restart_policy="Never",
+                        enable_service_links=False,
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            run_as_non_root=True,
+                            run_as_user=1000,
+                            run_as_group=1000,
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                        ),
+                        containers=[
+                            k8s.core.v1.ContainerArgs(
+                                name="copy",
+                                image=args.image,
+                                command=["python3", "-c", COPY_SCRIPT, args.model, model_dir(args.model), MARKER],
+                                env=[
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="HF_TOKEN",
+                                        value_from=k8s.core.v1.EnvVarSourceArgs(
+                                            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                                                name=TOKEN_SECRET, key="token"
+                                            )
+                                        ),
+                                    ),
+                                    k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/tmp/huggingface"),
+                                    k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
+                                ],
+                                resources=k8s.core.v1.ResourceRequirementsArgs(requests=size, limits=size),
+                                volume_mounts=[
+                                    k8s.core.v1.VolumeMountArgs(name="weights", mount_path=MOUNT),
+                                    k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                                ],
+                                security_context=k8s.core.v1.SecurityContextArgs(
+                                    allow_privilege_escalation=False,
+                                    read_only_root_filesystem=True,
+                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                                ),
+                            )
+                        ],
+                        volumes=[
+                            # uid/gid: the files the copy writes belong to the container's user.
+                            bucket_volume("weights", self.bucket.name, False, "uid=1000,gid=1000"),
+                            k8s.core.v1.VolumeArgs(
+                                name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="512Mi")
+                            ),
+                            k8s.core.v1.VolumeArgs(
+                                name=FUSE_TMP_VOLUME,
+                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=FUSE_TMP_SIZE),
+                            ),
+                        ],
+                    ),
+                ),
+            ),
+            # Replaced (not patched: a Job's template is immutable) when the model or token changes.
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(depends_on=[writer, token, writer_role], delete_before_replace=True),
+            ),
+        )
+        self.register_outputs({"bucket": self.bucket.name})
