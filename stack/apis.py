@@ -17,7 +17,7 @@ SERVICES = (
     "certificatemanager.googleapis.com",  # the front door's Google-managed certificate
     "iap.googleapis.com",  # Identity-Aware Proxy in front of the chat
     "iam.googleapis.com",  # the nodes' service account
-    "storage.googleapis.com",  # the model weights bucket
+    "storage.googleapis.com",  # the model weights bucket, the chat's image bucket
     "monitoring.googleapis.com",  # Managed Prometheus, the dashboard and the alert
 )
 

@@ -44,6 +44,8 @@ class ChatArgs:
     service_account: str
     # Keys the pod template's checksum annotation (kube.checksum_annotation).
     checksum_key: pulumi.Input[str]
+    # Where attached images are kept (stack/media.py); None keeps them in the pod (tests only).
+    media_bucket: pulumi.Input[str] | None = None
 
 
 def display_name(model_id: str) -> str:
@@ -80,6 +82,8 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
     }
     if args.auth == "iap" and args.iap_audience is not None:
         plain["CHAT_IAP_AUDIENCE"] = args.iap_audience
+    if args.media_bucket is not None:
+        plain["CHAT_MEDIA_BUCKET"] = args.media_bucket
     env = [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in plain.items()]
     if args.auth == "password" and args.auth_users is not None:
         env.append(_from_secret("CHAT_AUTH_USERS", AUTH_SECRET, "users"))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from chatapp.conversation import PROMPT_IMAGES
 from stack import kube, weights
 from stack.config import weights_gb
 
@@ -90,6 +91,9 @@ def server_args(model: str, gpus: int) -> list[str]:
         # free) for those 64 sequences instead of one 128K context. vLLM still queues if the cache runs out.
         "--max-model-len=8192",
         f"--max-num-seqs={kube.CHAT_CONCURRENCY}",
+        # The chat sends at most this many images per prompt (chatapp.conversation.PROMPT_IMAGES), as base64
+        # data URLs only; JSON is the form vLLM 0.10 takes (`image=5` fails).
+        f'--limit-mm-per-prompt={{"image": {PROMPT_IMAGES}}}',
     ]
 
 

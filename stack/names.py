@@ -52,6 +52,11 @@ def weights_bucket(project: str, stack: str) -> str:
     return scoped(f"{project}-weights", stack)
 
 
+def media_bucket(project: str, stack: str) -> str:
+    """The chat's image bucket (global names, like the weights bucket)."""
+    return scoped(f"{project}-media", stack)
+
+
 def kubernetes_account(component: str, stack: str) -> str:
     """A Kubernetes service account whose Workload Identity principal holds Google roles."""
     return scoped(component, stack)

@@ -15,6 +15,7 @@ from stack.frontdoor import FrontDoor, FrontDoorArgs
 from stack.gemma import Gemma, GemmaArgs
 from stack.identity import WorkloadIdentity, WorkloadIdentityArgs
 from stack.image import ChatImage, ChatImageArgs
+from stack.media import Media, MediaArgs
 from stack.monitoring import Monitoring, MonitoringArgs
 from stack.scaling import ChatScaling, ChatScalingArgs
 from stack.weights import Weights, WeightsArgs
@@ -52,6 +53,17 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             resource_manager_api=apis.get("cloudresourcemanager"),
             chat_account=chat_account,
             firestore_database=cfg.firestore_database,
+        ),
+    )
+    media = Media(
+        "media",
+        MediaArgs(
+            project=cfg.project,
+            region=cfg.region,
+            stack=cfg.stack,
+            principal=identity.principal,
+            storage_api=apis.get("storage"),
+            cluster=cluster.cluster,
         ),
     )
     image = ChatImage(
@@ -119,9 +131,16 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             iap_audience=number.apply(lambda n: f"/projects/{n}/global/backendServices/") if iap else None,
             provider=cluster.provider,
             namespace=cluster.namespace,
-            depends_on=[*identity.members, firestore.initialize, firestore.sessions_by_owner, apis.get("aiplatform")],
+            depends_on=[
+                *identity.members,
+                media.member,
+                firestore.initialize,
+                firestore.sessions_by_owner,
+                apis.get("aiplatform"),
+            ],
             service_account=chat_account,
             checksum_key=checksum_key,
+            media_bucket=media.bucket.name,
         ),
     )
     ChatScaling(

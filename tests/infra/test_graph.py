@@ -9,6 +9,7 @@ COMPONENTS = {
     "WorkloadIdentity",
     "ChatImage",
     "Weights",
+    "Media",
     "Gemma",
     "Chat",
     "ChatScaling",
@@ -28,8 +29,8 @@ EXPECTED = {
     "gcp:projects/iAMMember:IAMMember": 3,
     "gcp:artifactregistry/repository:Repository": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
-    "gcp:storage/bucket:Bucket": 1,
-    "gcp:storage/bucketIAMMember:BucketIAMMember": 2,
+    "gcp:storage/bucket:Bucket": 2,  # the model weights, the chat's images
+    "gcp:storage/bucketIAMMember:BucketIAMMember": 3,
     "gcp:monitoring/dashboard:Dashboard": 1,
     "docker:index/image:Image": 1,
     "kubernetes:core/v1:Namespace": 1,

@@ -169,7 +169,7 @@ def test_other_new_keys_are_validated():
 
 
 def test_per_stack_bucket_deleted_on_destroy(default_plan):
-    bucket = default_plan.one("gcp:storage/bucket:Bucket")["inputs"]
+    bucket = default_plan.one("gcp:storage/bucket:Bucket", "weights")["inputs"]
     assert bucket["name"] == f"{PROJECT}-weights-dev"
     assert bucket["location"] == REGION
     assert bucket["forceDestroy"] is True
@@ -180,7 +180,8 @@ def test_per_stack_bucket_deleted_on_destroy(default_plan):
 
 def test_bucket_roles_on_the_bucket_only(default_plan):
     p = default_plan
-    roles = {m["inputs"]["role"]: m["inputs"] for m in p.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")}
+    members = p.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    roles = {m["inputs"]["role"]: m["inputs"] for m in members if m["name"].startswith("weights-")}
     assert roles["roles/storage.objectUser"]["member"] == principal("weights-writer-dev")
     assert roles["roles/storage.objectViewer"]["member"] == principal("gemma-dev")
     assert {r["bucket"] for r in roles.values()} == {f"{PROJECT}-weights-dev"}
@@ -256,7 +257,8 @@ def test_model_server_reads_the_bucket_and_waits_for_the_copy(default_plan):
 
 def test_gemma_off_has_no_bucket_job_or_token(gemma_off_plan):
     types = {r["type"] for r in gemma_off_plan.resources}
-    assert "gcp:storage/bucket:Bucket" not in types
+    buckets = [r["name"] for r in gemma_off_plan.of_type("gcp:storage/bucket:Bucket")]
+    assert buckets == ["media"]  # the chat's images only
     assert "kubernetes:batch/v1:Job" not in types
 
 
