@@ -127,6 +127,7 @@ def test_chat_environment_contract(default_plan):
         "CHAT_IAP_AUDIENCE": f"/projects/{FAKE_PROJECT_NUMBER}/global/backendServices/",
         "CHAT_TRUSTED_PROXY": "true",
         "CHAT_METRICS_PORT": "9090",
+        "CHAT_MEDIA_BUCKET": f"{PROJECT}-media-dev",
         "HOME": "/tmp",
     }
 
