@@ -330,6 +330,51 @@ MUTATIONS = [
         '            out += [line[done:start], "<"]',
         ("tests/chat/test_safe_markdown.py",),
     ),
+    # -- images: an upload and an image are their owner's alone, and go with their turn or conversation ------
+    Mutation(
+        "upload-file-route-serves-anyones-upload",
+        "chatapp/web.py",
+        "        if (match := _FILE.match(path)) and not (caller and self.uploads and self.uploads.owns(caller, "
+        "match[1])):",
+        "        if False:",
+        ("tests/app/test_images.py", "-k", "upload_path"),
+    ),
+    Mutation(
+        "chat-accepts-anyones-upload-path",
+        "chatapp/ui.py",
+        "        if self.uploads is None or not all(self.uploads.owns(owner, p) for p in paths):",
+        "        if self.uploads is None:",
+        ("tests/app/test_images.py", "-k", "upload_path"),
+    ),
+    Mutation(
+        "media-names-ignore-the-owner",
+        "chatapp/media/base.py",
+        '    return f"{owner_key(owner)}/{conversation_id}/{image_id}"',
+        '    return f"{conversation_id}/{image_id}"',
+        ("tests/media/test_local_store.py", "tests/media/test_gcs_store.py"),
+    ),
+    Mutation(
+        "upload-content-not-checked",
+        "chatapp/web.py",
+        "                if not await anyio.to_thread.run_sync(_all_images, paths):",
+        "                if False:",
+        ("tests/security/test_front_door.py", "-k", "uploads_take_images_only"),
+    ),
+    Mutation(
+        "undo-keeps-the-turns-images",
+        "chatapp/conversations.py",
+        "            self.forget_images(owner, session, last.images)  # the turn is gone from the store: so are its "
+        "images",
+        "            pass",
+        ("tests/chat/test_conversation_images.py",),
+    ),
+    Mutation(
+        "delete-keeps-the-conversations-images",
+        "chatapp/conversations.py",
+        "        self._delete_media(owner, conversation_id)",
+        "        pass",
+        ("tests/chat/test_conversation_images.py",),
+    ),
 ]
 
 
