@@ -84,7 +84,7 @@ class Update:
         """Which model answered and why, for an entry that delegates (Auto); None otherwise."""
         if self.answered_by is None:
             return None
-        return f"Answered by {self.answered_by}" + (f" ({self.because})" if self.because else "")
+        return f"Answered by {self.answered_by}" + (f" because {self.because}" if self.because else "")
 
 
 class ChatService:
