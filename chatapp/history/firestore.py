@@ -190,10 +190,7 @@ class FirestoreStore:
         if not owner:
             return 0
         with self._errors("reading today's usage"):
-            t = self._write_timeout_s
-            snap = self._usage.document(usage_id(owner, day)).get(
-                field_paths=["owner", "tokens"], retry=_retry(t), timeout=t
-            )
+            snap = self._usage.document(usage_id(owner, day)).get(field_paths=["owner", "tokens"], **self._read_opts())
         data = (snap.to_dict() or {}) if snap.exists else {}
         tokens = data.get("tokens")
         # The owner field guards against a hash collision, however unlikely.
