@@ -13,7 +13,7 @@ def test_daily_limit_is_off_unless_set():
 
 @pytest.mark.parametrize("value", ["0", "-5", "lots", "1.5", "1000000000001"])
 def test_a_bad_daily_limit_names_the_variable(value):
-    with pytest.raises(SettingsError, match="^CHAT_DAILY_TOKENS must be"):
+    with pytest.raises(SettingsError, match=r"^CHAT_DAILY_TOKENS must be"):
         load_settings({"CHAT_DAILY_TOKENS": value})
 
 

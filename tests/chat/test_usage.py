@@ -136,3 +136,23 @@ def test_an_unreadable_store_refuses_nobody():
 def test_next_reset_is_the_next_utc_midnight():
     assert next_reset(datetime(2025, 1, 2, 21, 47, tzinfo=UTC)) == datetime(2025, 1, 3, tzinfo=UTC)
     assert next_reset(datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC)) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class DownStore(SqliteStore):
+    """A store whose writes fail as if unreachable, so turns wait in the retry queue."""
+
+    def save_turn(self, turn) -> None:
+        raise StoreError("store down")
+
+
+def test_turns_waiting_in_the_retry_queue_count_too(tmp_path):
+    history = RetryingStore(DownStore(tmp_path / "down.sqlite3"), first_backoff_s=60)
+    try:
+        service = ChatService({"counting": CountingModel()}, history, 24_000)
+        (*_, last) = turn(service, ChatSession(owner="alice"))
+        assert last.saved is False
+        assert history.tokens_used("alice", datetime.now(UTC).date()) == 43
+        # A fresh read of the count (nothing cached) includes them too.
+        assert DailyUsage(history.tokens_used, 40).refusal("alice") is not None
+    finally:
+        history.close(timeout=0.1)
