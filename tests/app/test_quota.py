@@ -49,8 +49,10 @@ def test_daily_limit_holds_and_survives_a_restart(
     usage = call(first.url, "usage", [], session_hash=person).value[0]
     assert (usage["tokens_today"], usage["limit"]) == (26, LIMIT) and usage["resets_at"].endswith("T00:00:00+00:00")
 
-    # Someone else still chats.
-    assert chat(first.url, "hello there", session_hash=new_session()).reply == "You said: hello there"
+    # Someone else still chats, and sees only their own usage.
+    other = new_session()
+    assert chat(first.url, "hello there", session_hash=other).reply == "You said: hello there"
+    assert call(first.url, "usage", [], session_hash=other).value[0]["tokens_today"] == 10
 
     # The count is in Firestore: the replies' usage and the person's counter.
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
