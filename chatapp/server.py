@@ -24,6 +24,7 @@ from chatapp.models import build_models
 from chatapp.settings import Settings
 from chatapp.status import ModelStatus
 from chatapp.ui import ChatUI
+from chatapp.usage import DailyUsage
 from chatapp.web import MAX_BODY_BYTES, Guard
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def create_app(settings: Settings, store: ChatStore | None = None) -> FastAPI:
     history = RetryingStore(store or open_store(settings))
     models = build_models(settings)
     status = ModelStatus(models)
-    service = ChatService(models, history, settings.context_chars, settings.log_content)
+    usage = DailyUsage(history.tokens_used, settings.daily_tokens)
+    service = ChatService(models, history, settings.context_chars, settings.log_content, usage=usage)
     demo = ChatUI(service, history, status).build()
     _set_concurrency(demo, settings.concurrency)
     _skip_matplotlib_probe()
