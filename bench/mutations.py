@@ -329,6 +329,7 @@ MUTATIONS = [
         '            out += [line[done:start], "&lt;"]',
         '            out += [line[done:start], "<"]',
         ("tests/chat/test_safe_markdown.py",),
+    ),
     # -- Auto, usage and the daily limit ---------------------------------------------------------------------
     Mutation(
         "auto-finishes-a-cut-reply-with-gemini",
