@@ -55,9 +55,11 @@ def main() -> int:
     )
     fs = firestore.measure()
     row(
-        "Firestore RPCs per turn (emulator)",
-        f"{fs['commits_per_turn']:.2f} commits, {fs['reads_per_turn']:.2f} reads",
-        f"resuming that session: {fs['reads_per_load']} reads",
+        "Firestore RPCs per turn, usage accounting and a daily limit on (emulator)",
+        f"{fs['commits_per_turn']:.2f} commits ({fs['writes_per_commit']:.0f} writes each), "
+        f"{fs['reads_per_turn']:.2f} reads",
+        f"resuming that session: {fs['reads_per_load']} reads; usage counter read once per person: "
+        f"{fs['usage_reads_page_load']} at page load, {fs['usage_reads_cold_api_turn']} in an API client's first turn",
         "1 commit, 0 reads",
         fs["commits_per_turn"] == 1 and fs["reads_per_turn"] == 0,
     )

@@ -1,7 +1,9 @@
 """Firestore cost per turn and resume time, against Google's emulator.
 
 A turn goes through the real send path (ChatService → RetryingStore → FirestoreStore) with an in-process model,
-and every RPC the Firestore client sends is counted (harness/rpc_counter.py wraps the transport).
+and every RPC the Firestore client sends is counted (harness/rpc_counter.py wraps the transport). Usage
+accounting is on with a daily limit (CHAT_DAILY_TOKENS), as in production: the person's counter is read once
+when the page loads (as the UI does), then each turn's Increment rides in the turn's one commit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from chatapp.history.base import Turn
 from chatapp.history.firestore import MESSAGES, SESSIONS, FirestoreStore
 from chatapp.history.pending import RetryingStore
 from chatapp.models.base import GenerationParams
+from chatapp.usage import DailyUsage
 from harness.firestore_emulator import FirestoreEmulator, find_emulator_jar
 from harness.rpc_counter import RpcCounter
 
@@ -28,6 +31,7 @@ class _EchoModel:
     label = "echo"
 
     def stream(self, messages, params, stats) -> Iterator[str]:
+        stats.tokens_in, stats.tokens_out = 20, 5  # as a provider's usage report would
         yield f"echo: {messages[-1].content}"
 
     def check(self) -> None:
@@ -40,14 +44,27 @@ def measure(turns: int = 50, resume_messages: int = 1000) -> dict[str, float]:
         raise RuntimeError("the Firestore emulator is missing: install the gcloud component cloud-firestore-emulator")
     with FirestoreEmulator(jar) as emulator:
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host  # read by the Firestore client itself
+        emulator.warm_up()  # cold JVM code: its first calls would measure the emulator, not the chat
         store = FirestoreStore(project=PROJECT, database=f"bench-{uuid.uuid4().hex[:8]}")
         counter = RpcCounter(store.client)
-        service = ChatService({"echo": _EchoModel()}, RetryingStore(store), context_chars=24_000)
+        history = RetryingStore(store)
+        usage = DailyUsage(history.tokens_used, limit=10**9)
+        service = ChatService({"echo": _EchoModel()}, history, context_chars=24_000, usage=usage)
         session = ChatSession(owner="browser:bench")
+        usage.summary(session.owner)  # the page load shows usage today: the one read of the counter
+        page_load_reads = counter.reads
+        counter.reset()
         for i in range(turns):
             for _ in service.reply(session, f"question {i}", "echo", GenerationParams()):
                 pass
         commits, reads = counter.calls["commit"], counter.reads
+        writes = sum(len(request["writes"]) for name, request in counter.requests if name == "commit")
+        assert usage.used(session.owner) == turns * 25 == store.tokens_used(session.owner, datetime.now(UTC).date())
+        counter.reset()
+        # An API client's first message, with no page load before it: the counter is read on the send path once.
+        for _ in service.reply(ChatSession(owner="browser:api"), "question", "echo", GenerationParams()):
+            pass
+        cold_reads = counter.reads
         counter.reset()
         store.load_messages(session.session_id, session.owner)
         load_reads = counter.reads
@@ -71,6 +88,9 @@ def measure(turns: int = 50, resume_messages: int = 1000) -> dict[str, float]:
     return {
         "commits_per_turn": commits / turns,
         "reads_per_turn": reads / turns,
+        "writes_per_commit": writes / max(commits, 1),
+        "usage_reads_page_load": page_load_reads,
+        "usage_reads_cold_api_turn": cold_reads,
         "reads_per_load": load_reads,
         "resume_s": statistics.median(store_times),
         "raw_query_s": statistics.median(raw_times),

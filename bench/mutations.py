@@ -375,6 +375,38 @@ MUTATIONS = [
         "        pass",
         ("tests/chat/test_conversation_images.py",),
     ),
+    # -- Auto, usage and the daily limit ---------------------------------------------------------------------
+    Mutation(
+        "auto-finishes-a-cut-reply-with-gemini",
+        "chatapp/models/auto.py",
+        "                        yield from attempt  # from here on, a failure is the primary's to report: no fallback",
+        "                        try:\n"
+        "                            yield from attempt\n"
+        "                        except ModelError:\n"
+        "                            yield from self.fallback.stream(messages, params, stats)",
+        ("tests/models/test_auto.py", "-k", "no_fallback"),
+    ),
+    Mutation(
+        "auto-waits-out-a-busy-self-hosted-model",
+        "chatapp/models/auto.py",
+        "        retry_budget_s=0.0,",
+        "        retry_budget_s=12.0,",
+        ("tests/models/test_auto.py", "-k", "registry"),
+    ),
+    Mutation(
+        "daily-limit-not-checked",
+        "chatapp/chat.py",
+        "        refusal = self.usage.refusal(session.owner) if self.usage is not None else None",
+        "        refusal = None",
+        ("tests/chat/test_usage.py",),
+    ),
+    Mutation(
+        "firestore-usage-counter-overwritten-instead-of-incremented",
+        FIRESTORE,
+        '                "tokens": firestore.Increment(turn.usage.total),',
+        '                "tokens": turn.usage.total,',
+        ("tests/history/test_usage.py::test_with_usage_a_turn_is_still_one_commit_and_zero_reads",),
+    ),
 ]
 
 

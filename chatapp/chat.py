@@ -18,9 +18,10 @@ from typing import Protocol
 
 from chatapp import metrics
 from chatapp.conversation import ImageRef, Message, build_prompt
-from chatapp.history.base import StoredMessage, StoreError, Turn
+from chatapp.history.base import StoredMessage, StoreError, Turn, Usage
 from chatapp.inputs import InputError, shown
 from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut
+from chatapp.usage import DailyUsage
 
 turn_log = logging.getLogger("chatapp.turns")
 
@@ -79,6 +80,16 @@ class Update:
     notice: str | None = None  # what went wrong, for the user; None while all is well
     done: bool = False
     saved: bool | None = None  # set on the final update when a turn was stored (or queued)
+    # When the chosen entry delegates (Auto): which model is answering, and why that one (None = first choice).
+    answered_by: str | None = None
+    because: str | None = None
+
+    @property
+    def answered_note(self) -> str | None:
+        """Which model answered and why, for an entry that delegates (Auto); None otherwise."""
+        if self.answered_by is None:
+            return None
+        return f"Answered by {self.answered_by}" + (f" because {self.because}" if self.because else "")
 
 
 class ImageLoader(Protocol):
@@ -95,10 +106,12 @@ class ChatService:
         context_chars: int,
         log_content: bool = False,
         update_interval_s: float = UPDATE_INTERVAL_S,
+        usage: DailyUsage | None = None,
         load_image: ImageLoader | None = None,
     ) -> None:
         self.load_image = load_image
         self.models = models
+        self.usage = usage
         self.saver = saver
         self.context_chars = context_chars
         self.log_content = log_content
@@ -134,14 +147,20 @@ class ChatService:
         If the caller stops iterating (the user pressed stop), the partial reply the user saw is still saved.
         """
         model = self.model(model_label)
+        stats = ReplyStats()
+        started = time.monotonic()
+        refusal = self.usage.refusal(session.owner) if self.usage is not None else None
+        if refusal is not None:  # over the daily limit: refused before any request is sent
+            self._log(session, model_label, "over_quota", started, None, stats, None, text, "")
+            yield Update("", notice=refusal, done=True)
+            return
         prompt = build_prompt(session.messages, text, system_prompt, self.context_chars, images)
         try:
             prompt = self._with_image_bytes(session, prompt)
         except Exception as exc:  # the media store failed: nothing was sent, say what
+            self._log(session, model_label, "error", started, None, stats, None, text, "")
             yield Update("", notice=f"Could not read an image of this conversation: {exc}", done=True)
             return
-        stats = ReplyStats()
-        started = time.monotonic()
         first_token_s: float | None = None
         reply = ""
         notice: str | None = None
@@ -164,7 +183,7 @@ class ChatService:
                         first_token_s = now - started
                     if now - last_update >= self._interval():
                         last_update = now
-                        yield Update(reply)
+                        yield Update(reply, answered_by=stats.answered_by, because=stats.because)
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:
@@ -183,12 +202,13 @@ class ChatService:
             with self._active_lock:
                 self._active -= 1
             metrics.STREAMS_IN_FLIGHT.labels(model_label).dec()
-            if reply.strip():
+            usage = cost(stats, prompt, reply) if reply.strip() else None
+            if usage is not None:
                 try:
-                    saved = self._save(session, text, reply, model_label, images)
+                    saved = self._save(session, text, reply, stats.answered_by or model_label, usage, images)
                 except StoreError as exc:  # a turn no retry can store (e.g. too large): say so, promise nothing
                     saved, refused = False, str(exc)
-            self._log(session, model_label, outcome, started, first_token_s, stats, saved, text, reply)
+            self._log(session, model_label, outcome, started, first_token_s, stats, saved, text, reply, usage)
         if not reply.strip() and notice is None:
             outcome, notice = "empty", f"{model_label} returned an empty reply. Try again or switch models."
         if saved is False:
@@ -198,7 +218,7 @@ class ChatService:
                 else "This turn is not saved yet: the history store is unreachable. It will be retried."
             )
             notice = f"{notice}\n\n{note}" if notice else note
-        yield Update(reply, notice=notice, done=True, saved=saved)
+        yield Update(reply, notice=notice, done=True, saved=saved, answered_by=stats.answered_by, because=stats.because)
 
     def _with_image_bytes(self, session: ChatSession, prompt: list[Message]) -> list[Message]:
         """The prompt with each image's bytes (models are sent the image itself, never a URL to fetch)."""
@@ -219,7 +239,13 @@ class ChatService:
         return out
 
     def _save(
-        self, session: ChatSession, text: str, reply: str, model_label: str, images: tuple[ImageRef, ...] = ()
+        self,
+        session: ChatSession,
+        text: str,
+        reply: str,
+        model_label: str,
+        usage: Usage,
+        images: tuple[ImageRef, ...] = (),
     ) -> bool:
         refs = tuple(replace(i, data=None) for i in images)  # memory and the store keep references only
         with session.save_lock:
@@ -231,9 +257,12 @@ class ChatService:
                 assistant=reply,
                 model=model_label,
                 created_at=datetime.now(UTC),
+                usage=usage,
                 user_images=refs,
             )
             session.messages += [Message("user", text, images=refs), Message("assistant", reply, model_label)]
+            if self.usage is not None:
+                self.usage.add(session.owner, usage.total, turn.day)
             return self.saver.save(turn)
 
     def _log(
@@ -247,19 +276,23 @@ class ChatService:
         saved: bool | None,
         text: str,
         reply: str,
+        usage: Usage | None = None,
     ) -> None:
         record: dict[str, object] = {
             "event": "turn",
             "session": session.session_id,
-            "model": model_label,
+            "model": stats.answered_by or model_label,
             "outcome": outcome,
             "latency_s": round(time.monotonic() - started, 3),
             "first_token_s": None if first_token_s is None else round(first_token_s, 3),
-            "tokens_in": stats.tokens_in,
-            "tokens_out": stats.tokens_out,
+            "tokens_in": usage.tokens_in if usage else stats.tokens_in,
+            "tokens_out": usage.tokens_out if usage else stats.tokens_out,
+            "tokens_estimated": usage.estimated if usage else None,
             "finish_reason": stats.finish_reason,
             "saved": saved,
         }
+        if stats.answered_by is not None:
+            record |= {"requested": model_label, "because": stats.because}
         if self.log_content:
             record |= {"message": text, "reply": reply}
         turn_log.info(json.dumps(record, ensure_ascii=False))
@@ -272,3 +305,19 @@ class ChatService:
             stats.tokens_in,
             stats.tokens_out,
         )
+
+
+def estimate_tokens(chars: int) -> int:
+    """~4 characters per token: the usual rule of thumb for English text with these tokenizers."""
+    return max(1, -(-chars // 4))
+
+
+def cost(stats: ReplyStats, prompt: list[Message], reply: str) -> Usage:
+    """What a reply cost: the provider's counts, or estimates where it gave none."""
+    tokens_in = stats.tokens_in
+    tokens_out = stats.tokens_out
+    return Usage(
+        tokens_in if tokens_in is not None else estimate_tokens(sum(len(m.content) for m in prompt)),
+        tokens_out if tokens_out is not None else estimate_tokens(len(reply)),
+        estimated=tokens_in is None or tokens_out is None,
+    )

@@ -270,6 +270,18 @@ class Conversations:
             self.forget_images(owner, session, last.images)  # the turn is gone from the store: so are its images
         return last.content if last else None
 
+    # -- usage ----------------------------------------------------------------------------------------------
+
+    def usage_line(self, owner: str) -> str:
+        """The caller's token usage today (and the daily limit, if any), in one line for the page."""
+        usage = self._service.usage
+        return usage.summary(owner) if usage is not None else ""
+
+    def usage_report(self, owner: str) -> dict[str, Any]:
+        """The caller's token usage today for the API: tokens_today, limit, resets_at."""
+        usage = self._service.usage
+        return usage.report(owner) if usage is not None else {"tokens_today": None, "limit": None, "resets_at": None}
+
     # -- what a person sees of a conversation -------------------------------------------------------------
 
     @staticmethod

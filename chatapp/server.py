@@ -27,6 +27,7 @@ from chatapp.settings import Settings
 from chatapp.status import ModelStatus
 from chatapp.ui import ChatUI
 from chatapp.uploads import UploadRegistry
+from chatapp.usage import DailyUsage
 from chatapp.web import Guard
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,13 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     uploads = UploadRegistry()
     models = build_models(settings)
     status = ModelStatus(models)
+    usage = DailyUsage(history.tokens_used, settings.daily_tokens)
     service = ChatService(
         models,
         history,
         settings.context_chars,
         settings.log_content,
+        usage=usage,
         load_image=lambda owner, conversation_id, image: media.get(owner, conversation_id, image.id),
     )
     ui = ChatUI(service, history, status, media=media, uploads=uploads)

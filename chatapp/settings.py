@@ -36,6 +36,8 @@ class Settings:
     self_hosted_label: str = "Gemma 3 12B (self-hosted)"
     gemini_model: str = "gemini-2.5-flash"
     gemini_label: str = "Gemini 2.5 Flash (Vertex AI)"
+    # The entry that answers with the self-hosted model, or Gemini when that one cannot (chatapp/models/auto.py).
+    auto_label: str = "Auto: self-hosted, else Gemini"
     concurrency: int = 64
     # Who may call: "none" (a random browser-id cookie is the credential), "password" (`auth_users`) or "iap"
     # (a verified Identity-Aware Proxy assertion on every request).
@@ -51,6 +53,8 @@ class Settings:
     # Oldest turns are dropped beyond this many characters of prompt (~4 chars per token).
     context_chars: int = 24_000
     request_timeout_s: float = 120.0
+    # Tokens in + out one person may use per UTC day; None = no limit (usage is counted either way).
+    daily_tokens: int | None = None
     # Cloud Storage bucket for images; None keeps them in a folder beside the SQLite file.
     media_bucket: str | None = None
 
@@ -193,6 +197,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         self_hosted_label=_text(env, "SELF_HOSTED_LABEL", defaults.self_hosted_label),
         gemini_model=_text(env, "GEMINI_MODEL", defaults.gemini_model),
         gemini_label=_text(env, "GEMINI_LABEL", defaults.gemini_label),
+        auto_label=_text(env, "AUTO_LABEL", defaults.auto_label),
         concurrency=_int(env, "CHAT_CONCURRENCY", defaults.concurrency, 1, 1024),
         auth=_choice(env, "CHAT_AUTH", defaults.auth, AUTH_MODES),
         auth_users=_auth_users(env, "CHAT_AUTH_USERS"),
@@ -202,6 +207,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_content=_bool(env, "CHAT_LOG_CONTENT", defaults.log_content),
         context_chars=_int(env, "CHAT_CONTEXT_CHARS", defaults.context_chars, 1_000, 10_000_000),
         request_timeout_s=_float(env, "CHAT_REQUEST_TIMEOUT", defaults.request_timeout_s, 1.0, 3600.0),
+        daily_tokens=_int(env, "CHAT_DAILY_TOKENS", 0, 1, 10**12) if env.get("CHAT_DAILY_TOKENS") else None,
         media_bucket=_bucket(env, "CHAT_MEDIA_BUCKET"),
     )
     _check_auth(settings)
@@ -211,4 +217,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if settings.self_hosted_label == settings.gemini_label:
         raise SettingsError("SELF_HOSTED_LABEL and GEMINI_LABEL must differ: the model menu tells them apart by label")
+    if settings.auto_label in (settings.self_hosted_label, settings.gemini_label):
+        raise SettingsError("AUTO_LABEL must differ from SELF_HOSTED_LABEL and GEMINI_LABEL")
     return settings

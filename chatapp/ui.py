@@ -55,6 +55,8 @@ class Tab:
     # What this tab's sidebar lists. An event receives a Radio's value, never its choices, so a first turn
     # needs this to add its entry without dropping the others (and without reading the store again).
     sidebar: list[tuple[str, str]] = field(default_factory=list)
+    # "Answered by …" for the last reply of an entry that delegates (Auto); shown under the chat.
+    answered: str | None = None
 
 
 # Every streamed update re-renders the whole conversation, whose earlier messages never change: remember them.
@@ -289,6 +291,7 @@ class ChatUI:
 
     def _finish(self, tab: Tab, update: Update) -> tuple:
         tab.notice = update.notice
+        tab.answered = update.answered_note
         if update.text.strip():
             tab.unanswered, tab.images = None, ()  # the turn is now part of tab.session
         sidebar = gr.update()
@@ -299,6 +302,16 @@ class ChatUI:
             tab.sidebar = [*sidebar_choices([self.conversations.summary_of(tab.session)]), *tab.sidebar]
             sidebar = gr.update(choices=tab.sidebar, value=session_id)
         return tab, messages_for(tab), sidebar
+
+    def after_reply(self, state: Any, request: gr.Request) -> tuple[str, str]:
+        """Which model answered the last reply (for Auto) and the caller's usage today, once a reply is done."""
+        owner = caller(request)
+        tab = self._tab(state, owner)
+        note = tab.answered if tab is state else None
+        return (safe_markdown(f"↪ {note}") if note else ""), self.usage_line(request)
+
+    def usage_line(self, request: gr.Request) -> str:
+        return safe_markdown(self.conversations.usage_line(caller(request)))
 
     def retry(self, state: Any, request: gr.Request) -> tuple:
         owner = caller(request)
@@ -356,6 +369,8 @@ class ChatUI:
         with contextlib.closing(self.conversations.reply(owner, tab.session, ask)) as updates:
             for update in updates:
                 reply = update.text
+                if update.answered_note and reply:
+                    reply = f"{reply}\n\nℹ️ {update.answered_note}"
                 if update.notice:
                     reply = f"{reply}\n\n⚠️ {update.notice}" if reply else f"⚠️ {update.notice}"
                 yield reply, tab
@@ -372,6 +387,10 @@ class ChatUI:
         owner = caller(request)
         with people_errors("/conversations"):
             return [c.as_dict() for c in self.conversations.list(owner)]
+
+    def api_usage(self, request: gr.Request) -> dict[str, Any]:
+        """The caller's token usage today: tokens_today, limit (None = none), resets_at (UTC)."""
+        return self.conversations.usage_report(caller(request))
 
     def api_delete(self, conversation_id: Any, state: Any, request: gr.Request) -> tuple[dict[str, Any], Tab]:
         """Delete one of the caller's conversations; a client that had it open starts a new one."""
@@ -403,10 +422,12 @@ class ChatUI:
                 gr.Markdown("**Models**")
                 # Filled by the page's load event, so every page load shows the latest check.
                 status = gr.Markdown(elem_id="model-status")
+                usage_today = gr.Markdown(elem_id="usage-today")
             # allow_tags=False: no custom tag survives either (message text is escaped before it gets here).
             chatbot = gr.Chatbot(
                 label="Chat", elem_id="chatbot", scale=1, height="60vh", buttons=["copy"], allow_tags=False
             )
+            answered = gr.Markdown(elem_id="answered-by")
             with gr.Row():
                 textbox = gr.MultimodalTextbox(
                     placeholder="Type a message and press Enter; attach up to 5 images (PNG, JPEG, WebP, GIF)",
@@ -439,6 +460,7 @@ class ChatUI:
             # start a conversation the sidebar never lists. Tests wait for it instead of guessing a delay.
             loading.then(None, js="() => { document.body.dataset.chatReady = 'true'; }", **private)
             gr.Timer(10).tick(self.model_status, None, status, queue=False, **private)
+            loading.then(self.usage_line, None, usage_today, **private)
 
             # Queued, because only queued events carry a gr.Error's message to the browser (an unqueued one shows
             # a bare "Error"); no progress overlay, which on error would cover the chat and the message box.
@@ -454,6 +476,8 @@ class ChatUI:
             retrying = chatbot.retry(self.retry, [tab], [tab, chatbot], queue=False, **private)
             restreaming = retrying.success(self.respond, [tab, *controls], [tab, chatbot, sessions], **private)
             stop.click(None, None, None, cancels=[streaming, restreaming], queue=False, **private)
+            for replying in (streaming, restreaming):
+                replying.then(self.after_reply, [tab], [answered, usage_today], **private)
             # Queued so that its gr.Error (store unreachable) reaches the browser.
             chatbot.undo(self.undo, [tab], [tab, chatbot, textbox, sessions], **private)
 
@@ -487,6 +511,7 @@ class ChatUI:
                 self.api_resume, [api_conversation_id, tab], [api_json, tab], api_name="resume", preprocess=False
             )
             hidden.click(self.api_conversations, None, api_json, api_name="conversations")
+            hidden.click(self.api_usage, None, api_json, api_name="usage")
             hidden.click(
                 self.api_delete, [api_conversation_id, tab], [api_json, tab], api_name="delete", preprocess=False
             )

@@ -2,15 +2,17 @@
 
 Layout (Firestore; SQLite keeps the same logical shape):
   chat_sessions/{session_id}                = {owner, title, created_at, updated_at, turns}
-  chat_sessions/{session_id}/messages/{id}  = {role, content, model, created_at, seq}
-A turn (user message + reply) is written in ONE batch together with the session upsert, with no reads.
+  chat_sessions/{session_id}/messages/{id}  = {role, content, model, created_at, seq, usage (replies only)}
+  chat_usage/{day}_{hash of owner}          = {owner, day, tokens, updated_at}   (tokens in + out per UTC day)
+A turn (user message + reply) is written in ONE batch together with the session upsert and the increment of
+the owner's daily usage counter, with no reads.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from chatapp.conversation import ImageRef
@@ -41,12 +43,39 @@ class SessionNotFound(StoreError):
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Tokens one reply cost. `estimated`: the provider did not report a count (llama.cpp ignores
+    include_usage; a stopped stream never gets its usage chunk), so ~4 characters per token stood in."""
+
+    tokens_in: int
+    tokens_out: int
+    estimated: bool = False
+
+    @property
+    def total(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return {"tokens_in": self.tokens_in, "tokens_out": self.tokens_out, "estimated": self.estimated}
+
+    @classmethod
+    def from_dict(cls, value: object) -> Usage | None:
+        if not isinstance(value, dict):
+            return None
+        tokens_in, tokens_out = value.get("tokens_in"), value.get("tokens_out")
+        if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
+            return None
+        return cls(tokens_in, tokens_out, bool(value.get("estimated", False)))
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     role: str  # "user" | "assistant"
     content: str
     model: str | None
     created_at: datetime
     seq: int
+    usage: Usage | None = None  # replies only
     # References to the user message's images (their bytes live in the media store, never here).
     images: tuple[ImageRef, ...] = ()
 
@@ -74,11 +103,16 @@ class Turn:
     assistant: str
     model: str
     created_at: datetime
+    usage: Usage | None = None  # what the reply cost; added to the owner's counter for created_at's UTC day
     user_images: tuple[ImageRef, ...] = ()
 
     @property
     def title(self) -> str:
         return title_of(self.user) or ("(image)" if self.user_images else "")
+
+    @property
+    def day(self) -> date:
+        return usage_day(self.created_at)
 
 
 def images_json(images: tuple[ImageRef, ...]) -> str | None:
@@ -102,6 +136,11 @@ def title_of(first_message: str) -> str:
     """A conversation's title: its first message on one line, cut to TITLE_CHARS (the one rule for both the
     stores and the sidebar entry shown before the store is read again)."""
     return " ".join(first_message.split())[:TITLE_CHARS]
+
+
+def usage_day(moment: datetime) -> date:
+    """The UTC day a moment counts for (a naive time is taken as UTC, as both stores do)."""
+    return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
 
 
 def valid_session_id(session_id: str) -> bool:
@@ -154,6 +193,10 @@ class ChatStore(Protocol):
 
     def truncate(self, session_id: str, owner: str, turns: int) -> None:
         """Keep only the first `turns` turns (undo). Raise SessionNotFound unless `owner` owns it."""
+        ...
+
+    def tokens_used(self, owner: str, day: date) -> int:
+        """Tokens in + out of the owner's replies stored for that UTC day (0 if none). One read."""
         ...
 
     def ping(self) -> None:

@@ -8,15 +8,20 @@ Why the send path looks the way it does:
 - Every call has a short deadline and a bounded retry, so a dead store fails in seconds, not minutes: the UI
   thread waits on save_turn.
 
+- Usage accounting rides in the same commit: the owner's `chat_usage/{day}_{owner hash}` counter gets
+  Increment(tokens) (a field transform, no read). Unlike the rest of a turn this is not idempotent: a turn
+  replayed after a lost commit reply is counted twice, which errs on the side of the limit.
+
 list_sessions needs a composite index in real Firestore (the emulator does not): collection `chat_sessions`,
 query scope COLLECTION, fields `owner` ASCENDING, `updated_at` DESCENDING.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import google.auth.exceptions
@@ -31,6 +36,7 @@ from chatapp.history.base import (
     StoredMessage,
     StoreError,
     Turn,
+    Usage,
     check_turn,
     images_from,
     valid_session_id,
@@ -38,6 +44,7 @@ from chatapp.history.base import (
 
 SESSIONS = "chat_sessions"
 MESSAGES = "messages"
+USAGE = "chat_usage"
 DELETE_BATCH = 450  # Firestore allows 500 writes per batch; stay clear of it
 
 # Replaying is safe for every call we make (reads, and writes that are idempotent by construction).
@@ -51,6 +58,11 @@ def _retry(total_s: float) -> Retry:
 def message_id(seq: int) -> str:
     """Zero-padded so the ids also sort by seq in the console."""
     return f"{seq:06d}"
+
+
+def usage_id(owner: str, day: date) -> str:
+    """The counter's document id: owner ids may hold any character (a '/' would be a path), so hash them."""
+    return f"{day.isoformat()}_{hashlib.sha256(owner.encode('utf-8', 'surrogatepass')).hexdigest()[:40]}"
 
 
 def _utc(moment: Any) -> datetime:
@@ -80,6 +92,7 @@ class FirestoreStore:
         with self._errors("connecting"):
             self.client = client or firestore.Client(project=project, database=database)
         self._sessions = self.client.collection(SESSIONS)
+        self._usage = self.client.collection(USAGE)
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -129,9 +142,20 @@ class FirestoreStore:
             (2 * turn.index + 1, "assistant", turn.assistant, turn.model, ()),
         ):
             doc: dict[str, Any] = {"role": role, "content": content, "model": model, "created_at": turn.created_at}
+            doc["seq"] = seq
             if images:  # references only (~80 bytes each); the bytes are in the media store
                 doc["images"] = [i.as_dict() for i in images]
-            batch.set(session.collection(MESSAGES).document(message_id(seq)), doc | {"seq": seq})
+            if role == "assistant" and turn.usage is not None:
+                doc["usage"] = turn.usage.as_dict()
+            batch.set(session.collection(MESSAGES).document(message_id(seq)), doc)
+        if turn.usage is not None and turn.usage.total > 0:
+            counter = {
+                "owner": turn.owner,
+                "day": turn.day.isoformat(),
+                "tokens": firestore.Increment(turn.usage.total),
+                "updated_at": turn.created_at,
+            }
+            batch.set(self._usage.document(usage_id(turn.owner, turn.day)), counter, merge=True)
         with self._errors("saving a turn"):
             t = self._write_timeout_s
             batch.commit(retry=_retry(t), timeout=t)
@@ -160,11 +184,22 @@ class FirestoreStore:
                 d.get("model"),
                 _utc(d.get("created_at")),
                 d["seq"],
+                Usage.from_dict(d.get("usage")),
                 images_from(d.get("images")),
             )
             for d in docs
             if isinstance(d.get("seq"), int)
         ]
+
+    def tokens_used(self, owner: str, day: date) -> int:
+        if not owner:
+            return 0
+        with self._errors("reading today's usage"):
+            snap = self._usage.document(usage_id(owner, day)).get(field_paths=["owner", "tokens"], **self._read_opts())
+        data = (snap.to_dict() or {}) if snap.exists else {}
+        tokens = data.get("tokens")
+        # The owner field guards against a hash collision, however unlikely.
+        return tokens if data.get("owner") == owner and isinstance(tokens, int) else 0
 
     def list_sessions(self, owner: str, limit: int = 50) -> list[SessionSummary]:
         if not owner:

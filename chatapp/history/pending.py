@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 
 from chatapp.history.base import (
     ChatStore,
@@ -208,8 +209,10 @@ class RetryingStore:
             stored = []  # the whole conversation is still queued (its first turn included)
         extra: dict[int, StoredMessage] = {}
         for t in queued:
-            extra[2 * t.index] = StoredMessage("user", t.user, None, t.created_at, 2 * t.index, t.user_images)
-            extra[2 * t.index + 1] = StoredMessage("assistant", t.assistant, t.model, t.created_at, 2 * t.index + 1)
+            extra[2 * t.index] = StoredMessage("user", t.user, None, t.created_at, 2 * t.index, images=t.user_images)
+            extra[2 * t.index + 1] = StoredMessage(
+                "assistant", t.assistant, t.model, t.created_at, 2 * t.index + 1, t.usage
+            )
         merged = [m for m in stored if m.seq not in extra] + list(extra.values())
         return sorted(merged, key=lambda m: m.seq)
 
@@ -247,6 +250,12 @@ class RetryingStore:
             except SessionNotFound:
                 if not dropped:
                     raise
+
+    def tokens_used(self, owner: str, day: date) -> int:
+        """The store's count plus the turns still queued (their increments are not written yet)."""
+        with self._cond:
+            queued = sum(t.usage.total for t in self._queue if t.usage and t.owner == owner and t.day == day)
+        return self.store.tokens_used(owner, day) + queued
 
     def ping(self) -> None:
         self.store.ping()

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from chatapp.history.base import (
@@ -20,6 +20,7 @@ from chatapp.history.base import (
     StoredMessage,
     StoreError,
     Turn,
+    Usage,
     check_turn,
     images_from,
     images_json,
@@ -43,10 +44,23 @@ CREATE TABLE IF NOT EXISTS messages (
     content    TEXT NOT NULL,
     model      TEXT,
     created_at INTEGER NOT NULL,
+    tokens_in  INTEGER,            -- replies only: what the reply cost (see history.base.Usage)
+    tokens_out INTEGER,
+    tokens_estimated INTEGER,
     images     TEXT,               -- JSON list of image references (id, mime_type, size) or NULL
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily_usage (
+    owner  TEXT NOT NULL,
+    day    TEXT NOT NULL,          -- UTC, YYYY-MM-DD
+    tokens INTEGER NOT NULL,
+    PRIMARY KEY (owner, day)
+) WITHOUT ROWID;
 """
+# Columns added after the first release: a history file made before them gets them on open.
+ADDED_COLUMNS = {
+    "messages": ("tokens_in INTEGER", "tokens_out INTEGER", "tokens_estimated INTEGER", "images TEXT"),
+}
 
 
 def _micros(moment: datetime) -> int:
@@ -76,9 +90,11 @@ class SqliteStore:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the file
             conn.executescript(SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
-            if "images" not in columns:  # a history file from before images
-                conn.execute("ALTER TABLE messages ADD COLUMN images TEXT")
+            for table, columns in ADDED_COLUMNS.items():
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
@@ -147,14 +163,23 @@ class SqliteStore:
                     " ON CONFLICT (session_id) DO UPDATE SET updated_at = excluded.updated_at, turns = excluded.turns",
                     (turn.session_id, at, turn.index + 1),
                 )
+            usage = turn.usage
+            cost = (usage.tokens_in, usage.tokens_out, int(usage.estimated)) if usage else (None, None, None)
+            user_images = images_json(turn.user_images)
             conn.executemany(
-                "INSERT OR REPLACE INTO messages (session_id, seq, role, content, model, created_at, images)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO messages (session_id, seq, role, content, model, created_at,"
+                " tokens_in, tokens_out, tokens_estimated, images) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (turn.session_id, 2 * turn.index, "user", turn.user, None, at, images_json(turn.user_images)),
-                    (turn.session_id, 2 * turn.index + 1, "assistant", turn.assistant, turn.model, at, None),
+                    (turn.session_id, 2 * turn.index, "user", turn.user, None, at, None, None, None, user_images),
+                    (turn.session_id, 2 * turn.index + 1, "assistant", turn.assistant, turn.model, at, *cost, None),
                 ],
             )
+            if usage is not None and usage.total > 0:  # counted like Firestore's Increment (a replay counts twice)
+                conn.execute(
+                    "INSERT INTO daily_usage (owner, day, tokens) VALUES (?, ?, ?)"
+                    " ON CONFLICT (owner, day) DO UPDATE SET tokens = tokens + excluded.tokens",
+                    (turn.owner, turn.day.isoformat(), usage.total),
+                )
 
     def load_messages(self, session_id: str, owner: str) -> list[StoredMessage]:
         if not valid_session_id(session_id):
@@ -166,16 +191,35 @@ class SqliteStore:
             try:
                 self._check_owner(conn, session_id, owner)
                 rows = conn.execute(
-                    "SELECT role, content, model, created_at, seq, images FROM messages"
-                    " WHERE session_id = ? ORDER BY seq",
+                    "SELECT role, content, model, created_at, seq, tokens_in, tokens_out, tokens_estimated, images"
+                    " FROM messages WHERE session_id = ? ORDER BY seq",
                     (session_id,),
                 ).fetchall()
             finally:
                 conn.execute("COMMIT")
         return [
-            StoredMessage(role, content, model, _moment(at), seq, images_from(images))
-            for role, content, model, at, seq, images in rows
+            StoredMessage(
+                role,
+                content,
+                model,
+                _moment(at),
+                seq,
+                Usage(tokens_in, tokens_out, bool(estimated))
+                if tokens_in is not None and tokens_out is not None
+                else None,
+                images_from(images),
+            )
+            for role, content, model, at, seq, tokens_in, tokens_out, estimated, images in rows
         ]
+
+    def tokens_used(self, owner: str, day: date) -> int:
+        with self._errors("reading today's usage"):
+            row = (
+                self._conn()
+                .execute("SELECT tokens FROM daily_usage WHERE owner = ? AND day = ?", (owner, day.isoformat()))
+                .fetchone()
+            )
+        return int(row[0]) if row else 0
 
     def list_sessions(self, owner: str, limit: int = 50) -> list[SessionSummary]:
         with self._errors("listing conversations"):

@@ -6,8 +6,9 @@ settings make one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from chatapp.models.auto import AutoModel, build_auto
 from chatapp.models.base import (
     ChatModel,
     GenerationParams,
@@ -21,7 +22,9 @@ from chatapp.models.openai_compat import OpenAICompatModel
 from chatapp.settings import Settings
 
 __all__ = [
+    "COMBINED",
     "PROVIDERS",
+    "AutoModel",
     "ChatModel",
     "GeminiModel",
     "GenerationParams",
@@ -45,6 +48,9 @@ PROVIDERS: dict[str, Callable[[Settings], ChatModel]] = {
     "gemini": lambda s: GeminiModel(s.gemini_label, s.gemini_model, timeout_s=s.request_timeout_s),
 }
 
+# Entries made of the providers' models, first in the menu; a builder returns None when it does not apply.
+COMBINED: dict[str, Callable[[Settings, Mapping[str, ChatModel]], ChatModel | None]] = {"auto": build_auto}
+
 
 def build_models(settings: Settings) -> dict[str, ChatModel]:
     """Every configured model keyed by its label, in menu order. Building never touches the network."""
@@ -52,4 +58,5 @@ def build_models(settings: Settings) -> dict[str, ChatModel]:
     for build in PROVIDERS.values():
         model = build(settings)
         models[model.label] = model
-    return models
+    combined = [m for build_combined in COMBINED.values() if (m := build_combined(settings, models)) is not None]
+    return {**{m.label: m for m in combined}, **models}

@@ -28,6 +28,10 @@ class ReplyStats:
     tokens_in: int | None = None
     tokens_out: int | None = None
     finish_reason: str | None = None
+    # Set by a model that delegates (Auto): the label of the model that actually answered, and why it was
+    # that one. Set before the first text is yielded, so the caller can show it while the reply streams.
+    answered_by: str | None = None
+    because: str | None = None
 
 
 class ModelError(Exception):

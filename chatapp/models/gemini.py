@@ -81,6 +81,11 @@ class GeminiModel:
     def __repr__(self) -> str:
         return f"GeminiModel({self.label!r}, {self.model_id!r})"
 
+    @property
+    def configured(self) -> bool:
+        """Whether credentials are set in the environment at all (no network call, unlike check())."""
+        return _vertex_mode() or _api_key() is not None
+
     # -- ChatModel ---------------------------------------------------------------------------------------
     def check(self) -> str | None:
         problem = self._config_problem()

@@ -65,6 +65,8 @@ class FakeVertexServer(FakeServer):
         self.tokens_per_s = tokens_per_s
         self.reply = reply
         self.finish_after_text = "SAFETY"  # the finishReason "safety_after_text" sends (OTHER, RECITATION…)
+        # Thinking tokens a "normal" reply reports on its last chunk (thoughtsTokenCount), as Gemini 2.5 does.
+        self.thoughts_tokens = 0
 
     @property
     def base_url(self) -> str:
@@ -158,8 +160,13 @@ def fake_service_account(token_uri: str, project: str) -> dict[str, str]:
     }
 
 
-def _usage(prompt: int, out: int, thoughts: int = 0) -> dict[str, Any]:
-    usage = {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out + thoughts}
+def _usage(prompt: int, out: int | None, thoughts: int = 0) -> dict[str, Any]:
+    """usageMetadata as Gemini streams it: chunks before the last carry only promptTokenCount and
+    totalTokenCount (out=None); the last one adds candidatesTokenCount and, when the model thought,
+    thoughtsTokenCount (not included in candidatesTokenCount, included in totalTokenCount)."""
+    usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt + (out or 0) + thoughts}
+    if out is not None:
+        usage["candidatesTokenCount"] = out
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
     return usage
@@ -258,9 +265,9 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 event: dict[str, Any] = {"candidates": [candidate], **meta}
                 if i == len(chunks) - 1 and mode != "no_finish":
                     candidate["finishReason"] = "STOP"
-                    event["usageMetadata"] = _usage(prompt_tokens, len(words))
+                    event["usageMetadata"] = _usage(prompt_tokens, len(words), server.thoughts_tokens)
                 else:
-                    event["usageMetadata"] = _usage(prompt_tokens, 0)
+                    event["usageMetadata"] = _usage(prompt_tokens, None)
                 self._event(event)
             self.end_chunks()  # no [DONE]: Google's streams simply end
 

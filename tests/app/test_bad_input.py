@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from chatapp.settings import Settings
 from harness.chat_process import ChatProcess
 from harness.fakes.openai_server import FakeOpenAIServer
 from tests.app.helpers import (
@@ -204,14 +205,16 @@ def test_generation_controls_at_the_limits_are_sent(app: ChatProcess, fake_model
 # -- model -------------------------------------------------------------------------------------------------
 
 
+# With Gemini configured, the "Auto" entry (its default label here) comes first.
+KNOWN = f'"{Settings().auto_label}", "{FAKE_LABEL}", "{GEMINI_LABEL}"'
+
+
 @pytest.mark.parametrize(
     ("model", "words"),
     [
-        pytest.param(
-            "gpt-17", f'Unknown model "gpt-17". Choose one of: "{FAKE_LABEL}", "{GEMINI_LABEL}".', id="unknown"
-        ),
-        pytest.param(7, f'Unknown model 7. Choose one of: "{FAKE_LABEL}", "{GEMINI_LABEL}".', id="number"),
-        pytest.param(None, f'Unknown model null. Choose one of: "{FAKE_LABEL}", "{GEMINI_LABEL}".', id="null"),
+        pytest.param("gpt-17", f'Unknown model "gpt-17". Choose one of: {KNOWN}.', id="unknown"),
+        pytest.param(7, f"Unknown model 7. Choose one of: {KNOWN}.", id="number"),
+        pytest.param(None, f"Unknown model null. Choose one of: {KNOWN}.", id="null"),
     ],
 )
 def test_unknown_model_refused(app: ChatProcess, model: Any, words: str) -> None:

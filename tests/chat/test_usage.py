@@ -1,0 +1,158 @@
+"""Usage per turn and the daily limit, through the real send path (ChatService → RetryingStore → SQLite)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from chatapp.chat import ChatService, ChatSession
+from chatapp.history.base import StoreError, Usage
+from chatapp.history.pending import RetryingStore
+from chatapp.history.sqlite import SqliteStore
+from chatapp.models.base import GenerationParams
+from chatapp.usage import DailyUsage, next_reset
+
+# Today (turns are stamped with the real time), at a fixed hour so the reset time in messages is known.
+NOW = datetime.now(UTC).replace(hour=21, minute=47, second=10, microsecond=0)
+
+
+class CountingModel:
+    """Replies "a b c" and reports usage like a provider that sends it (or not, with report=False)."""
+
+    label = "counting"
+
+    def __init__(self, report: bool = True) -> None:
+        self.report = report
+        self.calls = 0
+
+    def stream(self, messages, params, stats) -> Iterator[str]:
+        self.calls += 1
+        if self.report:
+            stats.tokens_in, stats.tokens_out = 40, 3
+        yield from ("a", " b", " c")
+
+    def check(self) -> None:
+        return None
+
+
+@pytest.fixture
+def history(tmp_path) -> Iterator[RetryingStore]:
+    store = RetryingStore(SqliteStore(tmp_path / "history.sqlite3"))
+    yield store
+    store.close()
+
+
+def service_with(history: RetryingStore, model: CountingModel, limit: int | None) -> ChatService:
+    usage = DailyUsage(history.tokens_used, limit, now=lambda: NOW)
+    return ChatService({model.label: model}, history, context_chars=24_000, usage=usage)
+
+
+def turn(service: ChatService, session: ChatSession, text: str = "hello") -> list:
+    return list(service.reply(session, text, "counting", GenerationParams()))
+
+
+def test_each_reply_stores_its_usage_and_the_turn_log_line_says_it(history, caplog):
+    service = service_with(history, CountingModel(), limit=None)
+    session = ChatSession(owner="alice")
+    with caplog.at_level(logging.INFO, logger="chatapp.turns"):
+        turn(service, session)
+    stored = history.load_messages(session.session_id, "alice")
+    assert stored[1].usage == Usage(40, 3, estimated=False)
+    record = json.loads(caplog.records[-1].getMessage())
+    assert (record["tokens_in"], record["tokens_out"], record["tokens_estimated"]) == (40, 3, False)
+    assert service.usage.used("alice") == 43
+
+
+def test_a_provider_without_usage_is_estimated_and_marked_so(history):
+    service = service_with(history, CountingModel(report=False), limit=None)
+    session = ChatSession(owner="alice")
+    turn(service, session, "x" * 40)  # 40 characters of prompt ≈ 10 tokens; "a b c" (5 chars) ≈ 2
+    assert history.load_messages(session.session_id, "alice")[1].usage == Usage(10, 2, estimated=True)
+
+
+def test_over_the_limit_is_refused_before_any_request_with_the_reset_time(history):
+    model = CountingModel()
+    service = service_with(history, model, limit=100)
+    session = ChatSession(owner="alice")
+    for _ in range(3):  # 43 tokens each: 43, 86, then 129 ≥ 100
+        assert turn(service, session)[-1].notice is None
+    assert model.calls == 3
+
+    (refused,) = turn(service, session, "one more")
+    assert model.calls == 3, "the model was called despite the limit"
+    assert refused.done and refused.text == "" and refused.saved is None
+    assert refused.notice == (
+        "You have used your 100 tokens for today (129 used). The limit resets at 00:00 UTC (in 2 h 13 min); "
+        "nothing was sent to the model."
+    )
+    assert session.turns == 3 and len(history.load_messages(session.session_id, "alice")) == 6
+    # Someone else is not affected.
+    assert turn(service, ChatSession(owner="bob"))[-1].notice is None
+
+
+def test_the_count_survives_a_restart(history, tmp_path):
+    service = service_with(history, CountingModel(), limit=80)
+    session = ChatSession(owner="alice")
+    turn(service, session)
+    turn(service, session)
+    # A new process: nothing cached, the stored counter is read once.
+    reads: list[str] = []
+
+    def read(owner, day):
+        reads.append(owner)
+        return history.tokens_used(owner, day)
+
+    fresh = ChatService({"counting": CountingModel()}, history, 24_000, usage=DailyUsage(read, 80, now=lambda: NOW))
+    assert "86 used" in turn(fresh, ChatSession(owner="alice"))[-1].notice
+    assert fresh.usage.summary("alice") == "Tokens today: 86 of 80 (resets 00:00 UTC)"
+    assert reads == ["alice"]  # read once, then cached
+
+
+def test_the_cache_is_read_again_after_refresh_s_to_see_other_replicas():
+    stored = {"alice": 10}
+    clock = [0.0]
+    usage = DailyUsage(lambda owner, day: stored[owner], 100, refresh_s=300, now=lambda: NOW, clock=lambda: clock[0])
+    assert usage.used("alice") == 10
+    stored["alice"] = 150  # another replica served a long conversation
+    clock[0] = 299
+    assert usage.refusal("alice") is None
+    clock[0] = 301
+    assert usage.refusal("alice") is not None
+
+
+def test_an_unreadable_store_refuses_nobody():
+    def read(owner, day):
+        raise StoreError("down")
+
+    usage = DailyUsage(read, 10, now=lambda: NOW)
+    assert usage.refusal("alice") is None
+    assert usage.summary("alice") == "Tokens today: unknown (the history store did not answer)"
+
+
+def test_next_reset_is_the_next_utc_midnight():
+    assert next_reset(datetime(2025, 1, 2, 21, 47, tzinfo=UTC)) == datetime(2025, 1, 3, tzinfo=UTC)
+    assert next_reset(datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC)) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class DownStore(SqliteStore):
+    """A store whose writes fail as if unreachable, so turns wait in the retry queue."""
+
+    def save_turn(self, turn) -> None:
+        raise StoreError("store down")
+
+
+def test_turns_waiting_in_the_retry_queue_count_too(tmp_path):
+    history = RetryingStore(DownStore(tmp_path / "down.sqlite3"), first_backoff_s=60)
+    try:
+        service = ChatService({"counting": CountingModel()}, history, 24_000)
+        (*_, last) = turn(service, ChatSession(owner="alice"))
+        assert last.saved is False
+        assert history.tokens_used("alice", datetime.now(UTC).date()) == 43
+        # A fresh read of the count (nothing cached) includes them too.
+        assert DailyUsage(history.tokens_used, 40).refusal("alice") is not None
+    finally:
+        history.close(timeout=0.1)
