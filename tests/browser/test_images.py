@@ -49,7 +49,7 @@ def test_an_image_is_answered_kept_across_a_model_switch_and_shown_after_a_reloa
 
 def test_the_text_only_local_model_answers_an_image_with_a_sentence(page: Page, llama_chat, tmp_path: Path):
     ui = ChatPage(page, llama_chat.url).open()
-    expect(page.locator("#model input")).to_have_value(LLAMA_LABEL)
+    ui.choose_model(LLAMA_LABEL)
     greedy_and_short(ui, 8)
     picture = tmp_path / "dot.png"
     picture.write_bytes(PNG)
