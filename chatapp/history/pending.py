@@ -18,11 +18,13 @@ from collections.abc import Callable
 
 from chatapp.history.base import (
     ChatStore,
+    SearchHit,
     SessionNotFound,
     SessionSummary,
     StoredMessage,
     StoreError,
     Turn,
+    Unanswered,
     check_turn,
 )
 
@@ -247,6 +249,23 @@ class RetryingStore:
             except SessionNotFound:
                 if not dropped:
                     raise
+
+    # Managing conversations passes straight through: none of it is on the send path, and a conversation
+    # whose turns are all still queued is not stored yet (SessionNotFound), which callers already handle.
+    def describe_session(self, session_id: str, owner: str) -> SessionSummary:
+        return self.store.describe_session(session_id, owner)
+
+    def rename_session(self, session_id: str, owner: str, title: str) -> None:
+        self.store.rename_session(session_id, owner, title)
+
+    def search_sessions(self, owner: str, query: str, limit: int = 20) -> list[SearchHit]:
+        return self.store.search_sessions(owner, query, limit)
+
+    def save_unanswered(self, session_id: str, owner: str, unanswered: Unanswered) -> None:
+        self.store.save_unanswered(session_id, owner, unanswered)
+
+    def clear_unanswered(self, session_id: str, owner: str) -> None:
+        self.store.clear_unanswered(session_id, owner)
 
     def ping(self) -> None:
         self.store.ping()
