@@ -510,8 +510,9 @@ class ChatUI:
                 [tab, sessions, title_box],
                 **private,
             )
-            # Queued (a gr.Error reaches the browser); the last keystroke wins while typing.
-            search_box.input(
+            # Queued (a gr.Error reaches the browser); the last keystroke wins while typing. `change`, not
+            # `input`: clearing the box (select all, delete) must show the whole list again.
+            search_box.change(
                 self.search_sidebar,
                 [search_box, tab],
                 [tab, sessions],
