@@ -83,7 +83,7 @@ class OpenAICompatModel:
             # llama.cpp's Python server answers a prompt over its window with a 200 and an empty stream (the
             # error is raised inside its stream); asking again without streaming gets the reason as a 400. The
             # first request is closed first: until then the server may still hold its model lock for it.
-            response.close()
+            response.close()  # (closed again below: harmless)
             explained = self._why_empty(payload, params.max_tokens)
             if explained is None:
                 raise
