@@ -245,9 +245,7 @@ class ChatUI:
             with contextlib.closing(self.conversations.reply(owner, tab.session, ask)) as updates:
                 for update in updates:
                     if update.done:
-                        if not update.text.strip() and update.notice and tab.unanswered is not None:
-                            self._keep_unanswered(owner, tab, update.notice)
-                        yield self._finish(tab, update)
+                        yield self._finish(owner, tab, update)
                     else:
                         yield tab, messages_for(tab, update.text), gr.update()
         finally:
@@ -266,17 +264,20 @@ class ChatUI:
             entry = Summary(session_id, title_of(tab.unanswered), datetime.now(UTC), tab.session.turns)
             tab.sidebar = [*sidebar_choices([entry]), *tab.sidebar]
 
-    def _finish(self, tab: Tab, update: Update) -> tuple:
+    def _finish(self, owner: str, tab: Tab, update: Update) -> tuple:
         tab.notice = update.notice
+        session_id = tab.session.session_id
+        listed = any(sid == session_id for _, sid in tab.sidebar)
         if update.text.strip():
             tab.unanswered = None  # the turn is now part of tab.session
+        elif update.notice and tab.unanswered is not None:
+            self._keep_unanswered(owner, tab, update.notice)
         sidebar = gr.update()
-        session_id = tab.session.session_id
         # A conversation is listed once it has a turn; checked on every reply, not just the first, because a
         # first reply cut short by stop never gets here.
         if tab.session.turns and all(sid != session_id for _, sid in tab.sidebar):
             tab.sidebar = [*sidebar_choices([self.conversations.summary_of(tab.session)]), *tab.sidebar]
-        if any(sid == session_id for _, sid in tab.sidebar):
+        if not listed and any(sid == session_id for _, sid in tab.sidebar):
             sidebar = gr.update(choices=tab.sidebar, value=session_id)
         return tab, messages_for(tab), sidebar
 
@@ -313,8 +314,8 @@ class ChatUI:
     # -- rename, search, export (sidebar) ------------------------------------------------------------------
 
     def _open_id(self, tab: Tab) -> str:
-        """The open conversation's id, once it is stored (it is stored with its first turn)."""
-        if not any(sid == tab.session.session_id for _, sid in tab.sidebar):
+        """The open conversation's id, once it is stored (with its first turn, or its first failed message)."""
+        if not tab.session.turns and not any(sid == tab.session.session_id for _, sid in tab.sidebar):
             raise gr.Error("Send a message first: a conversation is saved with its first reply.", print_exception=False)
         return tab.session.session_id
 

