@@ -65,3 +65,21 @@ def test_a_failed_message_survives_a_reload_and_can_be_retried(ui: ChatPage, fak
     ui.reload()
     expect(ui.user_messages).to_have_text(["Are you there?"])
     expect(ui.bot_messages).to_have_text(["You said: Are you there?"])  # answered: no error any more
+
+
+def test_a_message_over_the_window_says_so_and_stays_after_a_reload(ui: ChatPage, fake_model):
+    fake_model.mode = "too_long"  # vLLM's HTTP 400 for a prompt over the model's window
+    ui.send("A very long message")
+    expect(ui.last_bot).to_contain_text("at most 4,096 tokens at once, and this request has 9,000")
+    expect(ui.last_bot).to_contain_text("Shorten the message")
+    ui.wait_idle()
+    ui.reload()
+    expect(ui.user_messages).to_have_text(["A very long message"])
+    expect(ui.last_bot).to_contain_text("at most 4,096 tokens")
+    ui.undo()  # taken back into the box: gone from the conversation, also after a reload
+    expect(ui.textbox).to_have_value("A very long message")
+    expect(ui.user_messages).to_have_count(0)
+    ui.wait_idle()
+    ui.reload()
+    expect(ui.user_messages).to_have_count(0)
+    expect(ui.sidebar_entry("A very long message")).to_have_count(0)

@@ -271,4 +271,14 @@ def test_the_owner_renames_searches_and_exports_her_own(password_chat: ChatProce
         ada.client.predict(ada.conversation_id, "pdf", api_name="/export")
     with pytest.raises(AppError, match="The title is empty"):
         ada.client.predict(ada.conversation_id, "   ", api_name="/rename")
+    for args, api, message in (
+        ((ada.conversation_id, {"title": "x"}), "/rename", "The title must be text, got dict."),
+        ((["otters"],), "/search", "The search must be text, got list."),
+        ((ada.conversation_id, 42), "/export", "Export as markdown or json, not 42."),
+        (("../../etc/passwd", "json"), "/export", "That is not a valid conversation id."),
+    ):
+        with pytest.raises(AppError) as refused:
+            ada.client.predict(*args, api_name=api)
+        assert message in str(refused.value)
+    assert "Traceback" not in password_chat.log()
     ada.client.predict(ada.conversation_id, f"Remember {ada.secret}", api_name="/rename")  # as it was
