@@ -353,28 +353,29 @@ class SqliteStore:
             rows = (
                 self._conn()
                 .execute(
+                    # One row per session, chosen in SQLite (a bare column beside MAX() comes from the row
+                    # holding the maximum): the title if it matched (the highest rowid of a session), else the
+                    # newest message that did.
                     "SELECT s.session_id, COALESCE(s.custom_title, s.title), s.created_at, s.updated_at, s.turns,"
-                    f" search_index.rowid % {_SLOT}, search_index.body"
+                    f" MAX(search_index.rowid) % {_SLOT}, search_index.body"
                     " FROM search_index"
                     f" JOIN search_keys k ON k.key = search_index.rowid / {_SLOT}"
                     " JOIN sessions s ON s.session_id = k.session_id"
                     " WHERE search_index MATCH ? AND s.owner = ?"
-                    " ORDER BY s.updated_at DESC, s.session_id, search_index.rowid DESC",
-                    (search.fts_query(words), owner),
+                    " GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id LIMIT ?",
+                    (search.fts_query(words), owner, limit),
                 )
                 .fetchall()
             )
-        hits: dict[str, SearchHit] = {}
-        for sid, title, created, updated, turns, seq, body in rows:
-            if sid in hits:
-                continue  # rows of one session come together, title first (highest rowid), then newest message
-            summary = SessionSummary(
-                sid, owner, title, _moment(created if created is not None else updated), _moment(updated), turns
+        return [
+            SearchHit(
+                SessionSummary(
+                    sid, owner, title, _moment(created if created is not None else updated), _moment(updated), turns
+                ),
+                "" if seq == _TITLE_SEQ else search.excerpt(words, body),
             )
-            hits[sid] = SearchHit(summary, search.excerpt(words, body) if seq != _TITLE_SEQ else "")
-            if len(hits) >= limit:
-                break
-        return list(hits.values())
+            for sid, title, created, updated, turns, seq, body in rows
+        ]
 
     def save_unanswered(self, session_id: str, owner: str, unanswered: Unanswered) -> None:
         if not valid_session_id(session_id) or not owner:
