@@ -1,7 +1,9 @@
 """What a search matches, written once for both stores.
 
 A search is a few words; a conversation matches when its title, or one of its messages, holds every word as
-the start of a word there, ignoring case and accents ("kit" finds "Kites", "cafe" finds "Café"). SQLite runs
+the start of a word there, ignoring case and accents ("kit" finds "Kites", "cafe" finds "Café"). Words shorter
+than PREFIX_MIN match whole words only: "a" as a prefix would match nearly every message (measured: ~0.5 s
+over 10,000 messages, against ~4 ms for a word). SQLite runs
 this through its FTS5 index (`fts_query`, tokenizer `unicode61 remove_diacritics 2`, which folds the same
 way); Firestore has no full-text index, so its store applies `matches` to what it reads (see firestore.py).
 """
@@ -12,6 +14,7 @@ import re
 import unicodedata
 
 MAX_TERMS = 8  # a search box, not a document: more words only cost time
+PREFIX_MIN = 3
 EXCERPT_CHARS = 120
 _WORD = re.compile(r"\w+")
 
@@ -32,8 +35,9 @@ def terms(query: str) -> list[str]:
 
 
 def fts_query(words: list[str]) -> str:
-    """An FTS5 MATCH expression: every word as a quoted prefix, so nothing a person types is FTS syntax."""
-    return " ".join('"' + word.replace('"', '""') + '"*' for word in words)
+    """An FTS5 MATCH expression: every word quoted (so nothing a person types is FTS syntax), as a prefix
+    unless it is shorter than PREFIX_MIN."""
+    return " ".join('"' + word.replace('"', '""') + '"' + ("*" if len(word) >= PREFIX_MIN else "") for word in words)
 
 
 def matches(words: list[str], text: str) -> bool:
@@ -41,7 +45,9 @@ def matches(words: list[str], text: str) -> bool:
     if not words:
         return False
     present = _WORD.findall(fold(text))
-    return all(any(token.startswith(word) for token in present) for word in words)
+    return all(
+        any(token.startswith(word) if len(word) >= PREFIX_MIN else token == word for token in present) for word in words
+    )
 
 
 def excerpt(words: list[str], text: str, width: int = EXCERPT_CHARS) -> str:

@@ -64,6 +64,8 @@ def test_search_finds_titles_and_messages_by_word_start_ignoring_case_and_accent
     assert found(store, "alice", "april") == [("s-2", "File by April.")]
     assert found(store, "alice", "heron april") == []  # words in different conversations
     assert found(store, "alice", "eron") == []  # the start of a word, not any substring
+    assert found(store, "alice", "in") == [("s-1", "A blue heron waded in.")]  # short: a whole word only
+    assert found(store, "alice", "fi") == []  # not a prefix of "File"
     assert found(store, "alice", "   ") == []
 
 
