@@ -52,11 +52,10 @@ CREATE TABLE IF NOT EXISTS messages (
 """
 
 
-# Columns added after the first release: a file created by an older version gets them on open.
-ADDED_COLUMNS = {
-    "custom_title": "TEXT",  # a title the owner chose (rename); NULL = the first message's title
-    "unanswered": "TEXT",  # JSON of history.base.Unanswered: a message whose reply failed
-}
+# Columns added after the first release (table -> column definitions): a file created by an older version
+# gets them on open. custom_title: a title the owner chose (rename), NULL = the first message's title;
+# unanswered: JSON of history.base.Unanswered, a message whose reply failed.
+ADDED_COLUMNS = {"sessions": ("custom_title TEXT", "unanswered TEXT")}
 _SLOT = 4_294_967_296  # search rowid = session key * _SLOT + seq; the title takes the slot's last number
 _TITLE_SEQ = _SLOT - 1
 
@@ -116,14 +115,10 @@ INSERT INTO search_index (rowid, body)
 """
 
 
-def _upgrade(conn: sqlite3.Connection) -> None:
-    """Add what this version needs to a file of any earlier version, in one transaction."""
+def _add_search(conn: sqlite3.Connection) -> None:
+    """Create the search index and its triggers, and index what an older file holds, in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        have = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
-        for name, kind in ADDED_COLUMNS.items():
-            if name not in have:
-                conn.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
         indexed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'search_index'").fetchone()
         for statement in _statements(SEARCH_SCHEMA):
             conn.execute(statement)
@@ -178,7 +173,12 @@ class SqliteStore:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")  # persistent: recorded in the file
             conn.executescript(SCHEMA)
-            _upgrade(conn)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            _add_search(conn)  # after the columns: its triggers read custom_title
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
