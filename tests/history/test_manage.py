@@ -144,11 +144,15 @@ def test_sqlite_search_index_is_built_for_a_file_from_before_search(tmp_path):
         assert found(store, "alice", "old chat") == [("old", "")]
         store.rename_session("old", "alice", "Walrus facts")
         assert store.list_sessions("alice")[0].title == "Walrus facts"
+        # Every column added since (by any feature) exists: a new turn is stored and found.
+        store.save_turn(make_turn(1, "old", user="and seals?", assistant="they have flippers"))
+        assert found(store, "alice", "flippers") == [("old", "they have flippers")]
+        assert len(store.load_messages("old", "alice")) == 4
     finally:
         store.close()
     SqliteStore(path).close()  # opening again changes nothing (no second backfill)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM search_index").fetchone()[0] == 3  # 2 messages + the title
+        assert conn.execute("SELECT COUNT(*) FROM search_index").fetchone()[0] == 5  # 4 messages + the title
 
 
 @pytest.mark.integration
