@@ -9,6 +9,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
+from tests.browser.conftest import SELF_HOSTED_LABEL
 
 
 def test_rename_search_and_download(ui: ChatPage):
@@ -48,6 +49,7 @@ def test_rename_search_and_download(ui: ChatPage):
 
 
 def test_a_failed_message_survives_a_reload_and_can_be_retried(ui: ChatPage, fake_model):
+    ui.choose_model(SELF_HOSTED_LABEL)  # that model itself: an automatic choice would answer through another
     fake_model.mode = "loading"  # the model server answers 503 while it loads
     ui.send("Are you there?")
     expect(ui.last_bot).to_contain_text("still starting")
@@ -68,6 +70,7 @@ def test_a_failed_message_survives_a_reload_and_can_be_retried(ui: ChatPage, fak
 
 
 def test_a_message_over_the_window_says_so_and_stays_after_a_reload(ui: ChatPage, fake_model):
+    ui.choose_model(SELF_HOSTED_LABEL)
     fake_model.mode = "too_long"  # vLLM's HTTP 400 for a prompt over the model's window
     ui.send("A very long message")
     expect(ui.last_bot).to_contain_text("at most 4,096 tokens at once, and this request has 9,000")
