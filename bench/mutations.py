@@ -135,6 +135,14 @@ MUTATIONS = [
         occurrence=2,
     ),
     Mutation(
+        "sqlite-rename-skips-the-owner-check",
+        SQLITE,
+        "            self._check_owner(conn, session_id, owner)",
+        "            pass",
+        ("tests/history/test_manage.py", "-k", "sqlite"),
+        occurrence=3,
+    ),
+    Mutation(
         "sqlite-saves-into-another-owners-conversation",
         SQLITE,
         "            if row is not None and row[0] is not None and row[0] != turn.owner:",

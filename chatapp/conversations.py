@@ -20,21 +20,35 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from chatapp import export
 from chatapp.chat import ChatService, ChatSession, Update
 from chatapp.conversation import ImageRef
-from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError, title_of
+from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError, Unanswered, title_of
 from chatapp.images import Upload
-from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt
+from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt, clean_text
 from chatapp.media.base import MediaError, MediaStore
 from chatapp.models.base import GenerationParams
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Ask", "ChatStore", "ConversationError", "Conversations", "NotFound", "Summary", "Unavailable"]
+__all__ = [
+    "Ask",
+    "ChatStore",
+    "ConversationError",
+    "Conversations",
+    "Found",
+    "NotFound",
+    "Summary",
+    "Unanswered",
+    "Unavailable",
+]
 
 # The ids this service creates (uuid4().hex). Anything else is refused before the store sees it.
 CONVERSATION_ID = re.compile(r"^[0-9a-f]{32}$")
 LIST_LIMIT = 50
+SEARCH_LIMIT = 20
+MAX_TITLE_INPUT = 1_000  # a title is cut to TITLE_CHARS; longer input is a mistake, not a title
+MAX_QUERY_CHARS = 500
 
 
 class ConversationError(Exception):
@@ -74,6 +88,23 @@ class Ask:
     params: GenerationParams
     system_prompt: str
     images: tuple[ImageRef, ...] = ()  # already stored with `attach`
+
+
+@dataclass(frozen=True)
+class Found:
+    """One search result: the conversation, and an excerpt of the message that matched ('' for the title)."""
+
+    summary: Summary
+    excerpt: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.summary.as_dict() | {"excerpt": self.excerpt}
+
+
+def _checked_id(conversation_id: Any) -> str:
+    if not isinstance(conversation_id, str) or not CONVERSATION_ID.match(conversation_id):
+        raise InputError("That is not a valid conversation id.")
+    return conversation_id
 
 
 def _summary(stored: SessionSummary) -> Summary:
@@ -223,12 +254,11 @@ class Conversations:
         """Delete the open conversation if it was ever stored; nothing to do for one without turns."""
         self._own(owner, session)
         with session.save_lock:
-            if not session.turns:
-                return
+            # Even without turns: a message whose reply failed is stored with the conversation.
             try:
                 self._store.delete_session(session.session_id, owner)
             except SessionNotFound:
-                pass  # deleted elsewhere already
+                pass  # never stored, or deleted elsewhere already
             except StoreError as exc:
                 raise Unavailable(f"Could not delete the conversation: {exc}") from None
             session.messages.clear()
@@ -282,6 +312,88 @@ class Conversations:
         usage = self._service.usage
         return usage.report(owner) if usage is not None else {"tokens_today": None, "limit": None, "resets_at": None}
 
+    # -- rename, search, export ---------------------------------------------------------------------------
+
+    def rename(self, owner: str, conversation_id: Any, title: Any) -> Summary:
+        """Give one of the caller's conversations a title; returns its new entry. NotFound for any other id."""
+        conversation_id = _checked_id(conversation_id)
+        name = title_of(clean_text(title, "title", MAX_TITLE_INPUT))
+        if not name:
+            raise InputError("The title is empty. Type a name for the conversation.")
+        try:
+            self._store.rename_session(conversation_id, owner, name)
+            return _summary(self._store.describe_session(conversation_id, owner))
+        except SessionNotFound:
+            raise NotFound() from None
+        except StoreError as exc:
+            raise Unavailable(f"Could not rename the conversation: {exc}") from None
+
+    def search(self, owner: str, query: Any) -> list[Found]:
+        """The caller's conversations whose title or a message holds every word of `query` (as word starts),
+        newest first; an empty query finds nothing (the full list is `list`)."""
+        text = clean_text(query, "search", MAX_QUERY_CHARS)
+        try:
+            hits = self._store.search_sessions(owner, text, SEARCH_LIMIT)
+        except StoreError as exc:
+            raise Unavailable(f"Could not search your conversations: {exc}") from None
+        return [Found(_summary(hit.summary), hit.excerpt) for hit in hits]
+
+    def export(self, owner: str, conversation_id: Any, format: Any) -> export.Export:
+        """One of the caller's conversations as a Markdown or JSON file; NotFound for any other id."""
+        conversation_id = _checked_id(conversation_id)
+        if format not in export.FORMATS:
+            raise InputError(f"Export as {' or '.join(export.FORMATS)}, not {format!r}.")
+        try:
+            about = self._store.describe_session(conversation_id, owner)
+            messages = self._store.load_messages(conversation_id, owner)
+        except SessionNotFound:
+            raise NotFound() from None
+        except StoreError as exc:
+            raise Unavailable(f"Could not export the conversation: {exc}") from None
+        unanswered = about.unanswered if _current(about.unanswered, len(messages) // 2) else None
+        now = datetime.now(UTC)
+        if format == "json":
+            text = export.to_json(conversation_id, about.title, messages, unanswered, now)
+            return export.Export(export.filename(conversation_id, about.title, "json"), "application/json", text)
+        text = export.to_markdown(about.title, messages, unanswered, now)
+        return export.Export(export.filename(conversation_id, about.title, "md"), "text/markdown", text)
+
+    # -- a message whose reply failed, kept with its conversation across reloads ---------------------------
+
+    def unanswered(self, owner: str, session: ChatSession) -> Unanswered | None:
+        """The caller's failed message waiting at the end of this conversation, if one is stored."""
+        self._own(owner, session)
+        try:
+            about = self._store.describe_session(session.session_id, owner)
+        except SessionNotFound:
+            return None
+        except StoreError as exc:
+            log.warning("could not read a failed message back: %s", exc)
+            return None
+        return about.unanswered if _current(about.unanswered, session.turns) else None
+
+    def remember_unanswered(self, owner: str, session: ChatSession, text: str, error: str) -> bool:
+        """Store a message whose reply failed, with its error, so a reload shows it and can retry it.
+        False when the store could not keep it (the tab still holds it; nothing else depends on it)."""
+        self._own(owner, session)
+        record = Unanswered(text, error, session.turns, datetime.now(UTC))
+        try:
+            self._store.save_unanswered(session.session_id, owner, record)
+        except StoreError as exc:
+            log.warning("a failed message was not kept for later: %s", exc)
+            return False
+        return True
+
+    def forget_unanswered(self, owner: str, session: ChatSession) -> None:
+        """The person took the failed message back (undo): forget the stored copy."""
+        self._own(owner, session)
+        try:
+            self._store.clear_unanswered(session.session_id, owner)
+        except SessionNotFound:
+            pass  # never stored
+        except StoreError as exc:
+            raise Unavailable(f"Could not take the message back: {exc}") from None
+
     # -- what a person sees of a conversation -------------------------------------------------------------
 
     @staticmethod
@@ -299,3 +411,8 @@ def clean_message_or_images(message: Any, images: tuple[ImageRef, ...]) -> str:
     if images and (message is None or (isinstance(message, str) and not message.strip())):
         return ""
     return clean_message(message)
+
+
+def _current(unanswered: Unanswered | None, turns: int) -> bool:
+    """A failed message is current until a turn is stored at its position (then the retry has answered it)."""
+    return unanswered is not None and unanswered.after_turns == turns

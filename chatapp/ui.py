@@ -1,5 +1,6 @@
 """The Gradio 6 interface over `Conversations`: chat, model switch, generation controls, a sidebar of past
-conversations, and the API (`/chat`, `/resume`, `/conversations`, `/delete`).
+conversations (search, rename, export), and the API (`/chat`, `/resume`, `/conversations`, `/delete`,
+`/rename`, `/search`, `/export`).
 
 Every handler, public or private, derives the caller from the request it handles (`identity.caller`), never
 from Gradio state: Gradio keys `gr.State` by the client-supplied `session_hash` alone, so per-tab state (`Tab`)
@@ -16,13 +17,15 @@ import html
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import gradio as gr
 
 from chatapp.chat import ChatService, ChatSession, Update
 from chatapp.conversation import ImageRef, Message
-from chatapp.conversations import ChatStore, ConversationError, Conversations, Summary
+from chatapp.conversations import ChatStore, ConversationError, Conversations, Found, Summary
+from chatapp.history.base import title_of
 from chatapp.identity import caller
 from chatapp.images import MAX_IMAGES_PER_MESSAGE, read_images
 from chatapp.inputs import InputError
@@ -40,6 +43,18 @@ BROWSER_STORAGE_KEY = "hybrid-chat"
 BROWSER_STATE_KEY = "hybrid-chat-open-conversation"
 IAP_SIGN_OUT = "/?gcp-iap-mode=CLEAR_LOGIN_COOKIE"
 PASSWORD_SIGN_OUT = "/logout"
+EXPORT_FORMATS = [("Markdown", "markdown"), ("JSON", "json")]
+# The export arrives as a JSON value ({filename, mime_type, content}); the browser turns it into a download
+# itself, so no file is written on the server (Gradio's file cache is never cleaned and is served by URL).
+DOWNLOAD_JS = """(file) => {
+    if (!file || !file.content) return;
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([file.content], {type: file.mime_type + ";charset=utf-8"}));
+    link.download = file.filename;
+    document.body.appendChild(link);
+    link.click();
+    setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
+}"""
 UPLOAD_EXPIRY_S = 3600
 
 
@@ -91,6 +106,14 @@ def messages_for(tab: Tab, partial: str | None = None) -> list[dict[str, Any]]:
 
 def sidebar_choices(conversations: list[Summary]) -> list[tuple[str, str]]:
     return [(f"{c.title or 'Untitled'} · {c.updated_at:%b %d %H:%M}", c.id) for c in conversations]
+
+
+def search_choices(found: list[Found]) -> list[tuple[str, str]]:
+    """Search results as sidebar entries: the title, then what matched in a message (a Radio label is text)."""
+    return [
+        (f"{f.summary.title or 'Untitled'} · {f.excerpt}" if f.excerpt else f.summary.title or "Untitled", f.summary.id)
+        for f in found
+    ]
 
 
 def signed_in_as(owner: str, request: gr.Request) -> str:
@@ -180,7 +203,7 @@ class ChatUI:
         except ConversationError as exc:
             gr.Warning(str(exc))
             session = self.conversations.start(owner)
-        tab = Tab(session, sidebar=self._sidebar(owner))
+        tab = self._with_unanswered(owner, Tab(session, sidebar=self._sidebar(owner)))
         listed = any(sid == session.session_id for _, sid in tab.sidebar)
         return (
             tab,
@@ -207,7 +230,13 @@ class ChatUI:
         with people_errors("resume"):
             session = self.conversations.resume(owner, conversation_id)
         tab = Tab(session, sidebar=old.sidebar if old is state else self._sidebar(owner))
-        return tab, {"session_id": session.session_id}, messages_for(tab)
+        return self._with_unanswered(owner, tab), {"session_id": session.session_id}, messages_for(tab)
+
+    def _with_unanswered(self, owner: str, tab: Tab) -> Tab:
+        """Show the conversation's stored failed message again, with its error, ready for retry."""
+        if (failed := self.conversations.unanswered(owner, tab.session)) is not None:
+            tab.unanswered, tab.notice = failed.text, failed.error
+        return tab
 
     def ask_delete(self, request: gr.Request) -> tuple:
         caller(request)
@@ -280,7 +309,7 @@ class ChatUI:
             with contextlib.closing(self.conversations.reply(owner, tab.session, ask)) as updates:
                 for update in updates:
                     if update.done:
-                        yield self._finish(tab, update)
+                        yield self._finish(owner, tab, update)
                     else:
                         yield tab, messages_for(tab, update.text), gr.update()
         finally:
@@ -289,17 +318,31 @@ class ChatUI:
             if tab.session.turns > turns_before:
                 tab.unanswered, tab.images = None, ()
 
-    def _finish(self, tab: Tab, update: Update) -> tuple:
+    def _keep_unanswered(self, owner: str, tab: Tab, error: str) -> None:
+        """Store the failed message so a reload still shows it; list a conversation that has nothing else."""
+        assert tab.unanswered is not None
+        if not self.conversations.remember_unanswered(owner, tab.session, tab.unanswered, error):
+            return
+        session_id = tab.session.session_id
+        if all(sid != session_id for _, sid in tab.sidebar):
+            entry = Summary(session_id, title_of(tab.unanswered), datetime.now(UTC), tab.session.turns)
+            tab.sidebar = [*sidebar_choices([entry]), *tab.sidebar]
+
+    def _finish(self, owner: str, tab: Tab, update: Update) -> tuple:
         tab.notice = update.notice
         tab.answered = update.answered_note
+        session_id = tab.session.session_id
+        listed = any(sid == session_id for _, sid in tab.sidebar)
         if update.text.strip():
             tab.unanswered, tab.images = None, ()  # the turn is now part of tab.session
+        elif update.notice and tab.unanswered is not None:
+            self._keep_unanswered(owner, tab, update.notice)
         sidebar = gr.update()
-        session_id = tab.session.session_id
         # A conversation is listed once it has a turn; checked on every reply, not just the first, because a
         # first reply cut short by stop never gets here.
         if tab.session.turns and all(sid != session_id for _, sid in tab.sidebar):
             tab.sidebar = [*sidebar_choices([self.conversations.summary_of(tab.session)]), *tab.sidebar]
+        if not listed and any(sid == session_id for _, sid in tab.sidebar):
             sidebar = gr.update(choices=tab.sidebar, value=session_id)
         return tab, messages_for(tab), sidebar
 
@@ -329,10 +372,16 @@ class ChatUI:
         tab = self._tab(state, owner)
         tab.notice = None
         if tab.unanswered is not None:
+            with people_errors("undo"):
+                self.conversations.forget_unanswered(owner, tab.session)
             text, tab.unanswered = tab.unanswered, None
             self.conversations.forget_images(owner, tab.session, tab.images)
             tab.images = ()
-            return tab, messages_for(tab), {"text": text, "files": []}, gr.update()
+            sidebar = gr.update()
+            if tab.session.turns == 0:  # it held only that message: the store deleted it
+                tab.sidebar = [c for c in tab.sidebar if c[1] != tab.session.session_id]
+                sidebar = gr.update(choices=tab.sidebar, value=None)
+            return tab, messages_for(tab), {"text": text, "files": []}, sidebar
         with people_errors("undo"):
             text = self.conversations.undo(owner, tab.session)
         sidebar = gr.update()
@@ -340,6 +389,40 @@ class ChatUI:
             tab.sidebar = [c for c in tab.sidebar if c[1] != tab.session.session_id]
             sidebar = gr.update(choices=tab.sidebar, value=None)
         return tab, messages_for(tab), {"text": text or "", "files": []}, sidebar
+
+    # -- rename, search, export (sidebar) ------------------------------------------------------------------
+
+    def _open_id(self, tab: Tab) -> str:
+        """The open conversation's id, once it is stored (with its first turn, or its first failed message)."""
+        if not tab.session.turns and not any(sid == tab.session.session_id for _, sid in tab.sidebar):
+            raise gr.Error("Send a message first: a conversation is saved with its first reply.", print_exception=False)
+        return tab.session.session_id
+
+    def rename_open(self, title: Any, state: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        tab = self._tab(state, owner)
+        with people_errors("rename"):
+            renamed = self.conversations.rename(owner, self._open_id(tab), title)
+        (entry,) = sidebar_choices([renamed])
+        tab.sidebar = [entry if sid == renamed.id else (label, sid) for label, sid in tab.sidebar]
+        return tab, gr.update(choices=tab.sidebar, value=renamed.id), ""
+
+    def search_sidebar(self, query: Any, state: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        tab = self._tab(state, owner)
+        with people_errors("search"):
+            found = self.conversations.search(owner, query) if isinstance(query, str) and query.strip() else None
+        # An emptied search box shows the whole list again.
+        choices = tab.sidebar if found is None else search_choices(found)
+        listed = any(sid == tab.session.session_id for _, sid in choices)
+        return tab, gr.update(choices=choices, value=tab.session.session_id if listed else None)
+
+    def export_open(self, format: Any, state: Any, request: gr.Request) -> tuple:
+        owner = caller(request)
+        tab = self._tab(state, owner)
+        with people_errors("export"):
+            exported = self.conversations.export(owner, self._open_id(tab), format)
+        return tab, exported.as_dict()
 
     # -- the API -----------------------------------------------------------------------------------------
 
@@ -402,6 +485,24 @@ class ChatUI:
             tab = Tab(self.conversations.start(owner))
         return {"deleted": conversation_id}, tab
 
+    def api_rename(self, conversation_id: Any, title: Any, request: gr.Request) -> dict[str, Any]:
+        """Rename one of the caller's conversations; returns its new list entry."""
+        owner = caller(request)
+        with people_errors("/rename"):
+            return self.conversations.rename(owner, conversation_id, title).as_dict()
+
+    def api_search(self, query: Any, request: gr.Request) -> list[dict[str, Any]]:
+        """The caller's conversations matching `query`, newest first, each with the excerpt that matched."""
+        owner = caller(request)
+        with people_errors("/search"):
+            return [found.as_dict() for found in self.conversations.search(owner, query)]
+
+    def api_export(self, conversation_id: Any, format: Any, request: gr.Request) -> dict[str, str]:
+        """One of the caller's conversations as `markdown` or `json`: {filename, mime_type, content}."""
+        owner = caller(request)
+        with people_errors("/export"):
+            return self.conversations.export(owner, conversation_id, format).as_dict()
+
     # -- layout ------------------------------------------------------------------------------------------
 
     def build(self, title: str = "hybrid-chat") -> gr.Blocks:
@@ -414,7 +515,22 @@ class ChatUI:
             with gr.Sidebar(label="Conversations"):
                 who = gr.HTML(elem_id="signed-in")
                 new_button = gr.Button("➕ New chat", variant="primary", elem_id="new-chat")
+                search_box = gr.Textbox(
+                    placeholder="Search your conversations", show_label=False, elem_id="search", max_lines=1
+                )
                 sessions = gr.Radio(choices=[], label="Past conversations", elem_id="sessions")
+                with gr.Accordion("This conversation", open=False, elem_id="manage"):
+                    with gr.Row():
+                        title_box = gr.Textbox(
+                            placeholder="A new title", show_label=False, max_lines=1, scale=3, elem_id="rename-title"
+                        )
+                        rename_button = gr.Button("Rename", scale=1, elem_id="rename")
+                    with gr.Row():
+                        export_format = gr.Radio(
+                            EXPORT_FORMATS, value="markdown", show_label=False, scale=3, elem_id="export-format"
+                        )
+                        export_button = gr.Button("Download", scale=1, elem_id="export")
+                    exported = gr.JSON(visible=False)
                 delete_button = gr.Button("🗑️ Delete this conversation", variant="stop", elem_id="delete-chat")
                 with gr.Row(visible=False, elem_id="confirm-delete-row") as confirm_row:
                     confirm = gr.Button("Delete for good", variant="stop", elem_id="confirm-delete")
@@ -494,6 +610,26 @@ class ChatUI:
             delete_button.click(self.ask_delete, None, [delete_button, confirm_row], queue=False, **private)
             keep.click(self.keep, None, [delete_button, confirm_row], queue=False, **private)
             confirm.click(self.confirm_delete, [tab], [*fresh, delete_button, confirm_row], **private)
+            gr.on(
+                [title_box.submit, rename_button.click],
+                self.rename_open,
+                [title_box, tab],
+                [tab, sessions, title_box],
+                **private,
+            )
+            # Queued (a gr.Error reaches the browser); the last keystroke wins while typing. `change`, not
+            # `input`: clearing the box (select all, delete) must show the whole list again.
+            search_box.change(
+                self.search_sidebar,
+                [search_box, tab],
+                [tab, sessions],
+                trigger_mode="always_last",
+                show_progress="hidden",
+                **private,
+            )
+            export_button.click(self.export_open, [export_format, tab], [tab, exported], **private).success(
+                None, [exported], None, js=DOWNLOAD_JS, **private
+            )
 
             # API-only endpoints, wired to hidden components so their inputs are exactly the visible controls.
             api_reply = gr.Textbox(visible=False)
@@ -514,6 +650,14 @@ class ChatUI:
             hidden.click(self.api_usage, None, api_json, api_name="usage")
             hidden.click(
                 self.api_delete, [api_conversation_id, tab], [api_json, tab], api_name="delete", preprocess=False
+            )
+            api_text = gr.Textbox(visible=False)
+            hidden.click(
+                self.api_rename, [api_conversation_id, api_text], api_json, api_name="rename", preprocess=False
+            )
+            hidden.click(self.api_search, [api_text], api_json, api_name="search", preprocess=False)
+            hidden.click(
+                self.api_export, [api_conversation_id, api_text], api_json, api_name="export", preprocess=False
             )
         return demo
 

@@ -88,6 +88,30 @@ class SessionSummary:
     created_at: datetime
     updated_at: datetime
     turns: int
+    # Filled by `describe_session` only (listings leave it None): the message whose reply failed, if any.
+    unanswered: Unanswered | None = None
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """A message whose reply failed, kept with its conversation so a reload still shows it and can retry it.
+
+    `after_turns` is how many turns the conversation had when it failed: once a turn is stored at that
+    position (the retry worked, or the message went out joined with the next one) the record is stale and
+    ignored, so the send path never has to clear it — a turn stays one write."""
+
+    text: str
+    error: str
+    after_turns: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A conversation that matches a search, with a short plain-text excerpt of what matched."""
+
+    summary: SessionSummary
+    excerpt: str
 
 
 @dataclass(frozen=True)
@@ -133,8 +157,9 @@ def images_from(value: object) -> tuple[ImageRef, ...]:
 
 
 def title_of(first_message: str) -> str:
-    """A conversation's title: its first message on one line, cut to TITLE_CHARS (the one rule for both the
-    stores and the sidebar entry shown before the store is read again)."""
+    """A conversation's title: its first message (or the name a person gave it) on one line, cut to
+    TITLE_CHARS (the one rule for both the stores, renaming, and the sidebar entry shown before the store is
+    read again)."""
     return " ".join(first_message.split())[:TITLE_CHARS]
 
 
@@ -197,6 +222,32 @@ class ChatStore(Protocol):
 
     def tokens_used(self, owner: str, day: date) -> int:
         """Tokens in + out of the owner's replies stored for that UTC day (0 if none). One read."""
+        ...
+
+    # -- managing conversations: rename, search, a failed message kept for the next reload ---------------
+
+    def describe_session(self, session_id: str, owner: str) -> SessionSummary:
+        """The session's summary, its failed message included. Raise SessionNotFound unless `owner` owns it."""
+        ...
+
+    def rename_session(self, session_id: str, owner: str, title: str) -> None:
+        """Give the session a title of the owner's choosing (kept when turn 0 is rewritten by a retry).
+        Raise SessionNotFound unless `owner` owns it."""
+        ...
+
+    def search_sessions(self, owner: str, query: str, limit: int = 20) -> list[SearchHit]:
+        """The owner's sessions whose title or one message holds every word of `query` (each as a word
+        prefix, case and accents ignored), most recently updated first."""
+        ...
+
+    def save_unanswered(self, session_id: str, owner: str, unanswered: Unanswered) -> None:
+        """Keep a failed message with the session (creating it, without turns, when it has none yet).
+        Raise SessionNotFound when the session belongs to someone else."""
+        ...
+
+    def clear_unanswered(self, session_id: str, owner: str) -> None:
+        """Forget the failed message; a session that has nothing else is deleted. SessionNotFound unless
+        `owner` owns it."""
         ...
 
     def ping(self) -> None:

@@ -12,6 +12,12 @@ Why the send path looks the way it does:
   Increment(tokens) (a field transform, no read). Unlike the rest of a turn this is not idempotent: a turn
   replayed after a lost commit reply is counted twice, which errs on the side of the limit.
 
+Search: Firestore has no full-text index, and keeping one in the session document (a word list) would make it
+grow without bound. So a search reads the caller's own conversations, newest first, and matches them here
+with the same rule as SQLite's FTS5 index (history.search): titles of the newest SEARCH_TITLES conversations,
+messages of the newest SEARCH_CONTENTS. Older conversations are found by title only, or not at all past
+SEARCH_TITLES; the README says so. Only the owner's documents are read (the query filters on `owner`).
+
 list_sessions needs a composite index in real Firestore (the emulator does not): collection `chat_sessions`,
 query scope COLLECTION, fields `owner` ASCENDING, `updated_at` DESCENDING.
 """
@@ -30,15 +36,19 @@ from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from chatapp.history import search
 from chatapp.history.base import (
+    SearchHit,
     SessionNotFound,
     SessionSummary,
     StoredMessage,
     StoreError,
     Turn,
+    Unanswered,
     Usage,
     check_turn,
     images_from,
+    title_of,
     valid_session_id,
 )
 
@@ -46,6 +56,8 @@ SESSIONS = "chat_sessions"
 MESSAGES = "messages"
 USAGE = "chat_usage"
 DELETE_BATCH = 450  # Firestore allows 500 writes per batch; stay clear of it
+SEARCH_TITLES = 200  # conversations whose title a search reads (one query, ~200 small reads)
+SEARCH_CONTENTS = 25  # conversations whose messages a search reads (one query each)
 
 # Replaying is safe for every call we make (reads, and writes that are idempotent by construction).
 _TRANSIENT = if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted)
@@ -216,7 +228,7 @@ class FirestoreStore:
             d = snap.to_dict() or {}
             updated = _utc(d.get("updated_at"))
             created = _utc(d["created_at"]) if "created_at" in d else updated
-            out.append(SessionSummary(snap.id, owner, d.get("title", ""), created, updated, int(d.get("turns", 0))))
+            out.append(SessionSummary(snap.id, owner, _title(d), created, updated, int(d.get("turns", 0))))
         return out
 
     def delete_session(self, session_id: str, owner: str) -> None:
@@ -248,8 +260,99 @@ class FirestoreStore:
             batch = self.client.batch()
             for snap in later.stream(**opts):
                 batch.delete(snap.reference)
-            batch.set(ref, {"turns": turns}, merge=True)
+            # A failed message recorded before the undone turn would otherwise come back as current.
+            batch.set(ref, {"turns": turns, "unanswered": firestore.DELETE_FIELD}, merge=True)
             batch.commit(**opts)
+
+    # -- managing conversations ---------------------------------------------------------------------------
+
+    def _session(self, session_id: str, owner: str, action: str) -> tuple[firestore.DocumentReference, dict]:
+        if not valid_session_id(session_id):
+            raise SessionNotFound()
+        ref = self._sessions.document(session_id)
+        with self._errors(action):
+            t = self._write_timeout_s
+            snap = ref.get(retry=_retry(t), timeout=t)
+        d = (snap.to_dict() or {}) if snap.exists else {}
+        if not snap.exists or not owner or d.get("owner") != owner:
+            raise SessionNotFound()
+        return ref, d
+
+    def describe_session(self, session_id: str, owner: str) -> SessionSummary:
+        _, d = self._session(session_id, owner, "reading a conversation")
+        return _summary(session_id, owner, d, _unanswered(d.get("unanswered")))
+
+    def rename_session(self, session_id: str, owner: str, title: str) -> None:
+        ref = self._owned(session_id, owner, "renaming a conversation")
+        with self._errors("renaming a conversation"):
+            t = self._write_timeout_s
+            # A field of its own: turn 0's merge (rewritten by a retry) sets `title` and must not undo this.
+            ref.update({"custom_title": title_of(title)}, retry=_retry(t), timeout=t)
+
+    def search_sessions(self, owner: str, query: str, limit: int = 20) -> list[SearchHit]:
+        words = search.terms(query)
+        if not words or not owner:
+            return []
+        recent = (
+            self._sessions.where(filter=FieldFilter("owner", "==", owner))
+            .order_by("updated_at", direction=firestore.Query.DESCENDING)
+            .limit(SEARCH_TITLES)
+        )
+        hits: list[SearchHit] = []
+        with self._errors("searching conversations"):
+            snaps = list(recent.stream(**self._read_opts()))
+            for position, snap in enumerate(snaps):
+                d = snap.to_dict() or {}
+                summary = _summary(snap.id, owner, d)
+                if search.matches(words, summary.title):
+                    hits.append(SearchHit(summary, ""))
+                elif position < SEARCH_CONTENTS:
+                    messages = snap.reference.collection(MESSAGES).order_by("seq", direction=firestore.Query.DESCENDING)
+                    for message in messages.stream(**self._read_opts()):
+                        text = (message.to_dict() or {}).get("content", "")
+                        if isinstance(text, str) and search.matches(words, text):
+                            hits.append(SearchHit(summary, search.excerpt(words, text)))
+                            break
+                if len(hits) >= limit:
+                    break
+        return hits
+
+    def save_unanswered(self, session_id: str, owner: str, unanswered: Unanswered) -> None:
+        if not valid_session_id(session_id) or not owner:
+            raise SessionNotFound()
+        ref = self._sessions.document(session_id)
+        record = {
+            "text": unanswered.text,
+            "error": unanswered.error,
+            "after_turns": unanswered.after_turns,
+            "created_at": unanswered.created_at,
+        }
+        with self._errors("keeping a failed message"):
+            t = self._write_timeout_s
+            # Not the send path (a reply already failed), so a read first is affordable: it refuses writing
+            # into a conversation of someone else, and tells whether the session document must be created.
+            snap = ref.get(field_paths=["owner"], retry=_retry(t), timeout=t)
+            head: dict[str, Any] = {"unanswered": record, "updated_at": unanswered.created_at}
+            if snap.exists:
+                if (snap.to_dict() or {}).get("owner") != owner:
+                    raise SessionNotFound()
+            else:
+                head |= {
+                    "owner": owner,
+                    "title": title_of(unanswered.text),
+                    "created_at": unanswered.created_at,
+                    "turns": 0,
+                }
+            ref.set(head, merge=True, retry=_retry(t), timeout=t)
+
+    def clear_unanswered(self, session_id: str, owner: str) -> None:
+        ref, d = self._session(session_id, owner, "forgetting a failed message")
+        if int(d.get("turns", 0)) == 0:  # it held only that message: nothing is left worth listing
+            self.delete_session(session_id, owner)
+            return
+        with self._errors("forgetting a failed message"):
+            t = self._write_timeout_s
+            ref.update({"unanswered": firestore.DELETE_FIELD}, retry=_retry(t), timeout=t)
 
     def ping(self) -> None:
         # One small document read proves the database exists and answers; the placeholder may or may not exist.
@@ -258,3 +361,22 @@ class FirestoreStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _title(d: dict[str, Any]) -> str:
+    return str(d.get("custom_title") or d.get("title", ""))
+
+
+def _summary(session_id: str, owner: str, d: dict[str, Any], unanswered: Unanswered | None = None) -> SessionSummary:
+    updated = _utc(d.get("updated_at"))
+    created = _utc(d["created_at"]) if "created_at" in d else updated
+    return SessionSummary(session_id, owner, _title(d), created, updated, int(d.get("turns", 0)), unanswered)
+
+
+def _unanswered(d: Any) -> Unanswered | None:
+    if not isinstance(d, dict):
+        return None
+    try:
+        return Unanswered(str(d["text"]), str(d["error"]), int(d["after_turns"]), _utc(d.get("created_at")))
+    except (KeyError, TypeError, ValueError):
+        return None  # a damaged record must not make the conversation unreadable

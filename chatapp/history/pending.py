@@ -19,11 +19,13 @@ from datetime import date
 
 from chatapp.history.base import (
     ChatStore,
+    SearchHit,
     SessionNotFound,
     SessionSummary,
     StoredMessage,
     StoreError,
     Turn,
+    Unanswered,
     check_turn,
 )
 
@@ -256,6 +258,23 @@ class RetryingStore:
         with self._cond:
             queued = sum(t.usage.total for t in self._queue if t.usage and t.owner == owner and t.day == day)
         return self.store.tokens_used(owner, day) + queued
+
+    # Managing conversations passes straight through: none of it is on the send path, and a conversation
+    # whose turns are all still queued is not stored yet (SessionNotFound), which callers already handle.
+    def describe_session(self, session_id: str, owner: str) -> SessionSummary:
+        return self.store.describe_session(session_id, owner)
+
+    def rename_session(self, session_id: str, owner: str, title: str) -> None:
+        self.store.rename_session(session_id, owner, title)
+
+    def search_sessions(self, owner: str, query: str, limit: int = 20) -> list[SearchHit]:
+        return self.store.search_sessions(owner, query, limit)
+
+    def save_unanswered(self, session_id: str, owner: str, unanswered: Unanswered) -> None:
+        self.store.save_unanswered(session_id, owner, unanswered)
+
+    def clear_unanswered(self, session_id: str, owner: str) -> None:
+        self.store.clear_unanswered(session_id, owner)
 
     def ping(self) -> None:
         self.store.ping()

@@ -7,6 +7,8 @@ wait for the writer, and each turn is one short IMMEDIATE transaction, so writer
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,16 +16,20 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from chatapp.history import search
 from chatapp.history.base import (
+    SearchHit,
     SessionNotFound,
     SessionSummary,
     StoredMessage,
     StoreError,
     Turn,
+    Unanswered,
     Usage,
     check_turn,
     images_from,
     images_json,
+    title_of,
     valid_session_id,
 )
 
@@ -57,10 +63,103 @@ CREATE TABLE IF NOT EXISTS daily_usage (
     PRIMARY KEY (owner, day)
 ) WITHOUT ROWID;
 """
-# Columns added after the first release: a history file made before them gets them on open.
+
+# Columns added after the first release (table -> column definitions): a file created by an older version
+# gets them on open. tokens_*: what a reply cost (history.base.Usage); custom_title: a title the owner chose
+# (rename), NULL = the first message's title; unanswered: JSON of history.base.Unanswered, a message whose
+# reply failed; images: JSON of the user message's image references (history.base.images_json).
 ADDED_COLUMNS = {
     "messages": ("tokens_in INTEGER", "tokens_out INTEGER", "tokens_estimated INTEGER", "images TEXT"),
+    "sessions": ("custom_title TEXT", "unanswered TEXT"),
 }
+_SLOT = 4_294_967_296  # search rowid = session key * _SLOT + seq; the title takes the slot's last number
+_TITLE_SEQ = _SLOT - 1
+
+# Full-text search (FTS5), kept in step with the tables by triggers, so every write path (a turn, a retried
+# turn rewriting its rows, undo, delete, rename) updates it in the same transaction. `messages` has no rowid
+# to point at, so each session gets a small integer key and a search row's rowid is key * 2^32 + seq: a
+# message's row is found by rowid, and a whole session's rows are one rowid range.
+# (Statements one by one: executescript would commit the transaction they run in. No OR IGNORE inside the
+# triggers: the conflict clause of the statement that fires a trigger, e.g. a turn's INSERT OR REPLACE,
+# overrides it and would replace a session's key.)
+SEARCH_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS search_keys (key INTEGER PRIMARY KEY, session_id TEXT NOT NULL UNIQUE);
+CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS search_message_saved AFTER INSERT ON messages BEGIN
+    INSERT INTO search_keys (session_id) SELECT new.session_id
+     WHERE NOT EXISTS (SELECT 1 FROM search_keys WHERE session_id = new.session_id);
+    DELETE FROM search_index
+     WHERE rowid = (SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + new.seq;
+    INSERT INTO search_index (rowid, body)
+    VALUES ((SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + new.seq, new.content);
+END;
+CREATE TRIGGER IF NOT EXISTS search_message_removed AFTER DELETE ON messages BEGIN
+    DELETE FROM search_index
+     WHERE rowid = (SELECT key FROM search_keys WHERE session_id = old.session_id) * {_SLOT} + old.seq;
+END;
+CREATE TRIGGER IF NOT EXISTS search_title_added AFTER INSERT ON sessions BEGIN
+    INSERT INTO search_keys (session_id) SELECT new.session_id
+     WHERE NOT EXISTS (SELECT 1 FROM search_keys WHERE session_id = new.session_id);
+    INSERT INTO search_index (rowid, body)
+    VALUES ((SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + {_TITLE_SEQ},
+            COALESCE(new.custom_title, new.title));
+END;
+CREATE TRIGGER IF NOT EXISTS search_title_changed AFTER UPDATE OF title, custom_title ON sessions BEGIN
+    INSERT INTO search_keys (session_id) SELECT new.session_id
+     WHERE NOT EXISTS (SELECT 1 FROM search_keys WHERE session_id = new.session_id);
+    DELETE FROM search_index
+     WHERE rowid = (SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + {_TITLE_SEQ};
+    INSERT INTO search_index (rowid, body)
+    VALUES ((SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + {_TITLE_SEQ},
+            COALESCE(new.custom_title, new.title));
+END;
+CREATE TRIGGER IF NOT EXISTS search_session_removed AFTER DELETE ON sessions BEGIN
+    DELETE FROM search_index
+     WHERE rowid >= (SELECT key FROM search_keys WHERE session_id = old.session_id) * {_SLOT}
+       AND rowid < ((SELECT key FROM search_keys WHERE session_id = old.session_id) + 1) * {_SLOT};
+    DELETE FROM search_keys WHERE session_id = old.session_id;
+END;
+"""
+# A file written before search existed: index what it already holds (once, when the index is created).
+SEARCH_BACKFILL = f"""
+INSERT OR IGNORE INTO search_keys (session_id) SELECT session_id FROM sessions;
+INSERT INTO search_index (rowid, body)
+    SELECT k.key * {_SLOT} + m.seq, m.content FROM messages m JOIN search_keys k USING (session_id);
+INSERT INTO search_index (rowid, body)
+    SELECT k.key * {_SLOT} + {_TITLE_SEQ}, COALESCE(s.custom_title, s.title)
+      FROM sessions s JOIN search_keys k USING (session_id);
+"""
+
+
+def _add_search(conn: sqlite3.Connection) -> None:
+    """Create the search index and its triggers, and index what an older file holds, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        indexed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'search_index'").fetchone()
+        for statement in _statements(SEARCH_SCHEMA):
+            conn.execute(statement)
+        if not indexed:
+            for statement in _statements(SEARCH_BACKFILL):
+                conn.execute(statement)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a script whose statements each start on a new line with CREATE or INSERT."""
+    return [part.strip() for part in re.split(r";\n(?=CREATE |INSERT )", script.strip()) if part.strip()]
+
+
+def _unanswered(raw: str | None) -> Unanswered | None:
+    if not raw:
+        return None
+    try:
+        d = json.loads(raw)
+        return Unanswered(str(d["text"]), str(d["error"]), int(d["after_turns"]), _moment(int(d["created_at"])))
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged record must not make the conversation unreadable
 
 
 def _micros(moment: datetime) -> int:
@@ -95,6 +194,7 @@ class SqliteStore:
                 for column in columns:
                     if column.split()[0] not in have:
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            _add_search(conn)  # after the columns: its triggers read custom_title
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
@@ -226,8 +326,8 @@ class SqliteStore:
             rows = (
                 self._conn()
                 .execute(
-                    "SELECT session_id, owner, title, created_at, updated_at, turns FROM sessions"
-                    " WHERE owner = ? ORDER BY updated_at DESC, session_id LIMIT ?",
+                    "SELECT session_id, owner, COALESCE(custom_title, title), created_at, updated_at, turns"
+                    " FROM sessions WHERE owner = ? ORDER BY updated_at DESC, session_id LIMIT ?",
                     (owner, limit),
                 )
                 .fetchall()
@@ -253,7 +353,116 @@ class SqliteStore:
         with self._transaction("undoing a turn") as conn:
             self._check_owner(conn, session_id, owner)
             conn.execute("DELETE FROM messages WHERE session_id = ? AND seq >= ?", (session_id, 2 * turns))
-            conn.execute("UPDATE sessions SET turns = MIN(turns, ?) WHERE session_id = ?", (turns, session_id))
+            # A failed message recorded before the undone turn would otherwise come back as current.
+            conn.execute(
+                "UPDATE sessions SET turns = MIN(turns, ?), unanswered = NULL WHERE session_id = ?", (turns, session_id)
+            )
+
+    # -- managing conversations ---------------------------------------------------------------------------
+
+    def describe_session(self, session_id: str, owner: str) -> SessionSummary:
+        if not valid_session_id(session_id):
+            raise SessionNotFound()
+        with self._errors("reading a conversation"):
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT owner, COALESCE(custom_title, title), created_at, updated_at, turns, unanswered"
+                    " FROM sessions WHERE session_id = ?",
+                    (session_id,),
+                )
+                .fetchone()
+            )
+        if row is None or row[0] is None or row[0] != owner:
+            raise SessionNotFound()
+        who, title, created, updated, turns, raw = row
+        return SessionSummary(
+            session_id,
+            who,
+            title,
+            _moment(created if created is not None else updated),
+            _moment(updated),
+            turns,
+            _unanswered(raw),
+        )
+
+    def rename_session(self, session_id: str, owner: str, title: str) -> None:
+        if not valid_session_id(session_id):
+            raise SessionNotFound()
+        with self._transaction("renaming a conversation") as conn:
+            self._check_owner(conn, session_id, owner)
+            conn.execute("UPDATE sessions SET custom_title = ? WHERE session_id = ?", (title_of(title), session_id))
+
+    def search_sessions(self, owner: str, query: str, limit: int = 20) -> list[SearchHit]:
+        words = search.terms(query)
+        if not words or not owner:
+            return []
+        with self._errors("searching conversations"):
+            rows = (
+                self._conn()
+                .execute(
+                    # One row per session, chosen in SQLite (a bare column beside MAX() comes from the row
+                    # holding the maximum): the title if it matched (the highest rowid of a session), else the
+                    # newest message that did.
+                    "SELECT s.session_id, COALESCE(s.custom_title, s.title), s.created_at, s.updated_at, s.turns,"
+                    f" MAX(search_index.rowid) % {_SLOT}, search_index.body"
+                    " FROM search_index"
+                    f" JOIN search_keys k ON k.key = search_index.rowid / {_SLOT}"
+                    " JOIN sessions s ON s.session_id = k.session_id"
+                    " WHERE search_index MATCH ? AND s.owner = ?"
+                    " GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id LIMIT ?",
+                    (search.fts_query(words), owner, limit),
+                )
+                .fetchall()
+            )
+        return [
+            SearchHit(
+                SessionSummary(
+                    sid, owner, title, _moment(created if created is not None else updated), _moment(updated), turns
+                ),
+                "" if seq == _TITLE_SEQ else search.excerpt(words, body),
+            )
+            for sid, title, created, updated, turns, seq, body in rows
+        ]
+
+    def save_unanswered(self, session_id: str, owner: str, unanswered: Unanswered) -> None:
+        if not valid_session_id(session_id) or not owner:
+            raise SessionNotFound()
+        at = _micros(unanswered.created_at)
+        record = json.dumps(
+            {
+                "text": unanswered.text,
+                "error": unanswered.error,
+                "after_turns": unanswered.after_turns,
+                "created_at": at,
+            },
+            ensure_ascii=False,
+        )
+        with self._transaction("keeping a failed message") as conn:
+            row = conn.execute("SELECT owner FROM sessions WHERE session_id = ?", (session_id,)).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO sessions (session_id, owner, title, created_at, updated_at, turns, unanswered)"
+                    " VALUES (?, ?, ?, ?, ?, 0, ?)",
+                    (session_id, owner, title_of(unanswered.text), at, at, record),
+                )
+                return
+            if row[0] != owner:
+                raise SessionNotFound()
+            conn.execute(
+                "UPDATE sessions SET unanswered = ?, updated_at = ? WHERE session_id = ?", (record, at, session_id)
+            )
+
+    def clear_unanswered(self, session_id: str, owner: str) -> None:
+        if not valid_session_id(session_id):
+            raise SessionNotFound()
+        with self._transaction("forgetting a failed message") as conn:
+            self._check_owner(conn, session_id, owner)
+            turns = conn.execute("SELECT turns FROM sessions WHERE session_id = ?", (session_id,)).fetchone()[0]
+            if turns == 0:  # it held only that message: nothing is left worth listing
+                conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+            else:
+                conn.execute("UPDATE sessions SET unanswered = NULL WHERE session_id = ?", (session_id,))
 
     def ping(self) -> None:
         with self._errors("checking the store"):

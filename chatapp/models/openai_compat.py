@@ -20,6 +20,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
+from chatapp.models.context_window import ContextTooLong, context_overflow
 from chatapp.models.sse import sse_data
 
 log = logging.getLogger(__name__)
@@ -83,23 +84,33 @@ class OpenAICompatModel:
         try:
             response = self._open(payload)
         except ModelError as exc:
-            if with_images and not isinstance(exc, ModelUnavailable):
-                raise ModelError(no_images_sentence(self.label, exc)) from exc
-            raise
+            if (explained := self._explained(exc, with_images)) is exc:
+                raise
+            raise explained from exc
         received = False
         try:
-            for chunk in self._read(response, stats):
-                received = received or bool(chunk)
-                yield chunk
+            try:
+                for chunk in self._read(response, stats, params.max_tokens):
+                    received = received or bool(chunk)
+                    yield chunk
+            except _EmptyStream:
+                # llama.cpp's Python server answers a prompt over its window with a 200 and an empty stream (the
+                # error is raised inside its stream); asking again without streaming gets the reason as a 400.
+                # The first request is closed first: until then the server may still hold its model lock for it.
+                response.close()  # (closed again below: harmless)
+                explained = self._why_empty(payload, params.max_tokens)
+                if explained is None:
+                    raise
+                raise explained from None
         except ModelError as exc:
             # A stream that ended abnormally may leave its connection in the pool although the server closed it
             # (llama-cpp-python does, after a failure inside a stream): the next turn would get "connection
             # reset". Idle connections are cheap to reopen; streams in flight are not in the pool.
             for adapter in self._session.adapters.values():
                 adapter.poolmanager.clear()
-            if with_images and not received and not isinstance(exc, ModelUnavailable):
-                raise ModelError(no_images_sentence(self.label, exc)) from exc
-            raise
+            if received or (explained := self._explained(exc, with_images)) is exc:
+                raise
+            raise explained from exc
         finally:
             # Also runs on GeneratorExit (the user pressed stop): closing the socket is what tells the
             # server to stop generating; returning it to the pool half-read would keep the server busy.
@@ -117,6 +128,30 @@ class OpenAICompatModel:
                 return f"still starting (HTTP {response.status_code})"
             return f"HTTP {response.status_code}: {_reason(response)}"
 
+    def _explained(self, exc: ModelError, with_images: bool) -> ModelError:
+        """A failure before the first token, said as what it most likely was when images were sent (the model
+        cannot read them); "not reachable" and a context overflow keep their own sentence."""
+        if with_images and not isinstance(exc, ModelUnavailable | ContextTooLong):
+            return ModelError(no_images_sentence(self.label, exc))
+        return exc
+
+    def _why_empty(self, payload: dict[str, Any], max_tokens: int) -> ModelError | None:
+        """The context overflow an empty stream hid, if that is what it was (one short non-streamed request)."""
+        probe = {key: value for key, value in payload.items() if key not in ("stream", "stream_options")}
+        try:
+            # A fresh connection: the server may have dropped the pooled one the empty stream came on.
+            response = requests.post(
+                f"{self.base_url}/chat/completions",
+                json=probe | {"max_tokens": 1},
+                timeout=(self.connect_timeout_s, self.timeout_s),
+            )
+        except requests.RequestException:
+            return None
+        with response:
+            if response.status_code != 400:
+                return None
+            return context_overflow(self.label, _reason(response), max_tokens)
+
     # -- request -----------------------------------------------------------------------------------------
     def _open(self, payload: dict[str, Any]) -> requests.Response:
         """POST the request, waiting out 429s within the retry budget; return a 200 streaming response."""
@@ -130,6 +165,10 @@ class OpenAICompatModel:
             reason = _reason(response)
             response.close()
             if response.status_code != 429:
+                if response.status_code == 400 and (
+                    too_long := context_overflow(self.label, reason, payload["max_tokens"])
+                ):
+                    raise too_long
                 raise self._http_error(response.status_code, reason)
             wait = _retry_after(response) or backoff
             if time.monotonic() + wait > deadline:
@@ -176,13 +215,15 @@ class OpenAICompatModel:
         return ModelError(f"{self.label} failed with a server error (HTTP {status}): {reason}")
 
     # -- response ----------------------------------------------------------------------------------------
-    def _read(self, response: requests.Response, stats: ReplyStats) -> Iterator[str]:
+    def _read(self, response: requests.Response, stats: ReplyStats, max_tokens: int) -> Iterator[str]:
         received = False  # any text yet: decides between "cut" (keep it) and a plain failure
+        events = 0  # data lines of any kind: none at all is an empty stream
         done = False
         deltas = 0
         try:
             # chunk_size=None: hand over bytes as they arrive instead of waiting to fill a buffer.
             for data in sse_data(response.iter_content(chunk_size=None)):
+                events += 1
                 if data.strip() == "[DONE]":
                     done = True
                     break
@@ -194,6 +235,8 @@ class OpenAICompatModel:
                     continue
                 if "error" in event:
                     message = _error_message(event) or "unknown error"
+                    if not received and (too_long := context_overflow(self.label, message, max_tokens)):
+                        raise too_long  # vLLM found the overflow after answering 200
                     cls = StreamCut if received else ModelError
                     raise cls(f"{self.label} failed while answering: {message}")
                 if usage := event.get("usage"):
@@ -217,7 +260,8 @@ class OpenAICompatModel:
             # Servers that ignore include_usage (llama.cpp) send one token per delta: a fair estimate.
             stats.tokens_out = deltas
         if not done and stats.finish_reason is None:
-            raise StreamCut(f"{self.label} stopped before finishing the reply (the stream ended early).")
+            ended = f"{self.label} stopped before finishing the reply (the stream ended early)."
+            raise _EmptyStream(ended) if events == 0 else StreamCut(ended)
         if stats.finish_reason not in _COMPLETE and stats.finish_reason is not None:
             # vLLM ends a request its engine aborted (shutdown, scale-down) with finish_reason "abort" and a
             # normal [DONE]; OpenAI-style servers use "content_filter". Neither is a whole reply.
@@ -247,6 +291,10 @@ def no_images_sentence(label: str, exc: ModelError) -> str:
         f"{label} could not take the images of this conversation; it may not read images at all. "
         f"Switch to a model that does (Gemma 3, Gemini), or start a new conversation for text only. ({exc})"
     )
+
+
+class _EmptyStream(StreamCut):
+    """A 200 whose stream ended before any event: `stream` asks the server why."""
 
 
 def _parse(data: str) -> dict[str, Any] | None:

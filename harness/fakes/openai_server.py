@@ -40,6 +40,9 @@ MODES = (
     "loading",  # 503 like llama.cpp / a load balancer while the model loads
     "error_500",  # 500 with an OpenAI-style {"error": {...}} body
     "bad_request",  # 400 with vLLM's flat {"object": "error", "message": ...} body
+    "too_long",  # 400 {"error": {...}}: the prompt exceeds the context window (CONTEXT_TOO_LONG)
+    "reply_too_long",  # 400 {"error": {...}}: the prompt fits but not with max_tokens (REPLY_TOO_LONG)
+    "too_long_in_stream",  # 200, then `data: {"error": CONTEXT_TOO_LONG}` and [DONE], no text
     "rate_limit",  # 429 with Retry-After
     "slow_start",  # wait `first_token_delay_s` before the first token, then stream normally
     "cut",  # stream half the reply, then drop the TCP connection mid-body
@@ -49,6 +52,18 @@ MODES = (
     "abort",  # half the reply, then finish_reason "abort" and a normal [DONE]: vLLM's engine aborted it
     "hang",  # accept the request and never answer
     "html",  # stream HOSTILE_HTML: what a prompt-injected model might write (forms, remote images, scripts)
+)
+
+# vLLM's words for a prompt over the window (its serving_engine checks) and for one that fits without room for
+# max_tokens; the fake's window is CONTEXT_WINDOW tokens.
+CONTEXT_WINDOW = 4096
+CONTEXT_TOO_LONG = (
+    "This model's maximum context length is 4096 tokens. However, your request has 9000 input tokens. "
+    "Please reduce the length of the input messages."
+)
+REPLY_TOO_LONG = (
+    "'max_tokens' or 'max_completion_tokens' is too large: 1024. This model's maximum context length is 4096 "
+    "tokens and your request has 3500 input tokens (1024 > 4096 - 3500)."
 )
 
 # Active HTML and remote loads in Markdown, plus Markdown that must still render (table, code, http(s) link).
@@ -224,8 +239,10 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                     500, _error("CUDA error: an illegal memory access was encountered", "InternalServerError", 500)
                 )
             elif mode == "bad_request":
-                message = "This model's maximum context length is 4096 tokens. However, you requested 9000 tokens."
-                self.send_json(400, _flat_error(message, 400))
+                self.send_json(400, _flat_error("top_p must be in (0, 1], got 0.0.", 400))
+            elif mode in ("too_long", "reply_too_long"):
+                message = CONTEXT_TOO_LONG if mode == "too_long" else REPLY_TOO_LONG
+                self.send_json(400, _error(message, "BadRequestError", 400))
             elif mode == "rate_limit":
                 headers = {"Retry-After": f"{server.retry_after_s:g}"}
                 self.send_json(429, _error("Too many requests, slow down", "RateLimitError", 429), headers)
@@ -256,6 +273,11 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 }
 
             self.start_sse()
+            if mode == "too_long_in_stream":
+                self._send({"error": _error(CONTEXT_TOO_LONG, "BadRequestError", 400)["error"]})
+                self._send_raw(b"data: [DONE]\n\n")
+                self.end_chunks()
+                return
             self._send(event({"role": "assistant", "content": ""}))
             if mode == "slow_start":
                 wait_or_gone(self, server.first_token_delay_s, server._stopping)

@@ -135,9 +135,22 @@ SELF_HOSTED_FAULTS = [
     ),
     pytest.param(
         "bad_request",
-        f"⚠️ {FAKE_LABEL} rejected the request (HTTP 400): This model's maximum context length is 4096 tokens.",
+        f"⚠️ {FAKE_LABEL} rejected the request (HTTP 400): top_p must be in (0, 1], got 0.0.",
+        False,
+        id="400-bad-request",
+    ),
+    pytest.param(
+        "too_long",
+        f"⚠️ Your message is too long for {FAKE_LABEL}: it reads at most 4,096 tokens at once, and this request"
+        " has 9,000",
         False,
         id="400-context-too-long",
+    ),
+    pytest.param(
+        "too_long_in_stream",
+        f"⚠️ Your message is too long for {FAKE_LABEL}: it reads at most 4,096 tokens at once",
+        False,
+        id="200-then-context-too-long",
     ),
     pytest.param("cut", f"⚠️ The connection to {FAKE_LABEL} broke mid-reply (", True, id="cut-mid-stream"),
     pytest.param(

@@ -7,7 +7,7 @@ attributes of the Chatbot (user / bot messages, Retry / Undo buttons) and of toa
 from __future__ import annotations
 
 import requests
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Download, Locator, Page, expect
 
 BOT = "#chatbot [data-testid='bot']"
 USER = "#chatbot [data-testid='user']"
@@ -113,6 +113,34 @@ class ChatPage:
     def keep(self) -> None:
         """Answer the delete confirmation with "Keep it"."""
         self.page.locator("#keep-chat").click()
+
+    def search(self, text: str) -> None:
+        """Type into the search box over the sidebar (results replace the list; empty shows it all). Typed key
+        by key, as a person does: the box searches on input events, which `fill` does not send."""
+        box = self.page.locator("#search").locator("textarea, input").first
+        box.click()
+        box.press("Control+a")
+        box.press("Backspace")
+        if text:
+            box.press_sequentially(text)
+
+    def _manage(self) -> None:
+        """Open the "This conversation" accordion (rename, download) unless it is open."""
+        if not self.page.locator("#rename").is_visible():
+            self.page.locator("#manage").get_by_text("This conversation").click()
+
+    def rename(self, title: str) -> None:
+        self._manage()
+        self.page.locator("#rename-title").locator("textarea, input").first.fill(title)
+        self.page.locator("#rename").click()
+
+    def download(self, format_label: str) -> Download:
+        """Download the open conversation as "Markdown" or "JSON"."""
+        self._manage()
+        self.page.locator("#export-format").get_by_text(format_label, exact=True).click()
+        with self.page.expect_download() as download:
+            self.page.locator("#export").click()
+        return download.value
 
     def stop(self) -> None:
         self.page.locator("#stop").click()

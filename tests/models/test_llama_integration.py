@@ -13,6 +13,7 @@ import pytest
 
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ReplyStats
+from chatapp.models.context_window import ContextTooLong
 from chatapp.models.openai_compat import OpenAICompatModel
 from tests.models.helpers import ask, collect
 
@@ -71,3 +72,16 @@ def test_stop_closes_the_request_and_the_server_serves_the_next_one(smollm):
     # Had the first request kept generating 400 tokens, this one would have queued behind it for seconds.
     assert error is None and "paris" in "".join(chunks).lower()
     assert time.monotonic() - started < 4
+
+
+def test_a_prompt_over_the_window_names_the_limit(smollm, llama_server):
+    """The real server's own overflow answer (n_ctx 4096): the person learns the limit and what to do."""
+    too_long = " ".join(f"item{i}" for i in range(4000))  # ~12,000 tokens for SmolLM2's tokenizer
+    chunks, _, error = collect(smollm, ask(too_long), GREEDY)
+    assert chunks == [] and isinstance(error, ContextTooLong), error
+    text = str(error)
+    assert f"too long for {smollm.label}" in text and "at most 4,096 tokens" in text
+    assert "Shorten the message" in text and "ended early" not in text
+    # The server is fine afterwards: the next, short request is answered.
+    chunks, _, error = collect(smollm, ask("What is the capital of France?"), GREEDY)
+    assert error is None and chunks

@@ -9,6 +9,7 @@ import pytest
 
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
+from chatapp.models.context_window import ContextTooLong
 from chatapp.models.openai_compat import OpenAICompatModel
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.support import free_port
@@ -81,7 +82,7 @@ def test_503_while_loading_is_still_starting(fake_openai):
     ("mode", "expected"),
     [
         ("error_500", "server error (HTTP 500): CUDA error: an illegal memory access"),
-        ("bad_request", "rejected the request (HTTP 400): This model's maximum context length is 4096"),
+        ("bad_request", "rejected the request (HTTP 400): top_p must be in (0, 1], got 0.0."),
     ],
 )
 def test_http_errors_carry_the_servers_reason(fake_openai, mode, expected):
@@ -89,6 +90,26 @@ def test_http_errors_carry_the_servers_reason(fake_openai, mode, expected):
     chunks, _, error = collect(model_for(fake_openai), ask("x"))
     assert chunks == [] and type(error) is ModelError
     assert expected in str(error)
+
+
+@pytest.mark.parametrize("mode", ["too_long", "too_long_in_stream"])
+def test_a_prompt_over_the_window_names_the_limit_and_what_to_do(fake_openai, mode):
+    """vLLM's overflow, as an HTTP 400 or as an error event after a 200: not "the stream ended early"."""
+    fake_openai.mode = mode
+    chunks, _, error = collect(model_for(fake_openai), ask("x"))
+    assert chunks == [] and isinstance(error, ContextTooLong)
+    text = str(error)
+    assert "too long for Gemma Test" in text and "at most 4,096 tokens" in text and "has 9,000" in text
+    assert "Shorten the message" in text and "start a new chat" in text
+    assert "ended early" not in text and "HTTP 400" not in text
+
+
+def test_a_reply_that_does_not_fit_says_to_lower_max_tokens(fake_openai):
+    fake_openai.mode = "reply_too_long"
+    _, _, error = collect(model_for(fake_openai), ask("x"), GenerationParams(max_tokens=1024))
+    assert isinstance(error, ContextTooLong)
+    assert "at most 4,096 tokens" in str(error) and "already takes 3,500" in str(error)
+    assert 'Lower "Max tokens"' in str(error) and "up to 1,024 tokens" in str(error)
 
 
 def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai):

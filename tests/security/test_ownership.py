@@ -11,6 +11,7 @@ own, separate data are both acceptable outcomes; acting on Ada's data is not.
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,6 +73,18 @@ def bob(password_chat: ChatProcess):
     return sign_in(password_chat.url, "bob", USERS["bob"])
 
 
+def title_of(chat: ChatProcess, conversation_id: str) -> str:
+    """The title a conversation is listed under, read from the file (a rename is its own column)."""
+    conn = sqlite3.connect(f"file:{sqlite_path(chat)}?mode=ro", uri=True)
+    try:
+        (title,) = conn.execute(
+            "SELECT COALESCE(custom_title, title) FROM sessions WHERE session_id = ?", (conversation_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    return title
+
+
 def ada_conversation(chat: ChatProcess, victim: Victim) -> list[tuple[str, str]]:
     return owned_by(chat, "user:ada")[victim.conversation_id]
 
@@ -121,6 +134,9 @@ def test_replayed_session_hash_on_resume_conversations_and_delete(password_chat:
         ("new_chat", [None]),
         ("load", [{"session_id": "{conversation_id}"}]),  # a page load with Ada's id in browser storage
         ("accept", ["bob writes here", None]),
+        ("rename_open", ["renamed by bob", None]),  # the sidebar's Rename
+        ("search_sidebar", ["Remember", None]),  # the sidebar's search box
+        ("export_open", ["json", None]),  # the sidebar's Download
     ],
 )
 def test_private_events_by_fn_index_with_a_replayed_session_hash(
@@ -133,6 +149,7 @@ def test_private_events_by_fn_index_with_a_replayed_session_hash(
     assert not leaks(result, ada.secret), f"{event} returned Ada's words to Bob: {result}"
     assert owned_by(password_chat, "user:ada") == before, f"{event} changed Ada's conversations"
     assert ada_conversation(password_chat, ada)[0] == ("user", f"Remember {ada.secret}")
+    assert title_of(password_chat, ada.conversation_id) == f"Remember {ada.secret}"
 
 
 def test_another_users_conversation_id_is_not_found_on_resume_or_delete(password_chat: ChatProcess, ada: Victim):
@@ -197,3 +214,71 @@ def test_private_open_with_another_users_id_in_your_own_session(password_chat: C
     assert result.kind == "error" and "No such conversation" in str(result.value)
     assert "<class" not in str(result.value) and not leaks(result, ada.secret)
     assert owned_by(password_chat, "user:ada") == before
+
+
+def test_rename_search_and_export_with_another_users_id_or_words(password_chat: ChatProcess, ada: Victim):
+    """Bob, signed in as himself, names Ada's conversation id and searches for her words."""
+    before = owned_by(password_chat, "user:ada")
+    bob = Client(password_chat.url, auth=("bob", USERS["bob"]), verbose=False)
+    try:
+        with pytest.raises(AppError, match="No such conversation"):
+            bob.predict(ada.conversation_id, "renamed by bob", api_name="/rename")
+        for format in ("markdown", "json"):
+            with pytest.raises(AppError, match="No such conversation") as refused:
+                bob.predict(ada.conversation_id, format, api_name="/export")
+            assert ada.secret not in str(refused.value)
+        assert bob.predict(ada.secret, api_name="/search") == []
+        assert bob.predict("Remember", api_name="/search") == []
+    finally:
+        bob.close()
+    assert owned_by(password_chat, "user:ada") == before
+    assert title_of(password_chat, ada.conversation_id) == f"Remember {ada.secret}"
+
+
+def test_replayed_session_hash_on_rename_search_and_export(password_chat: ChatProcess, ada: Victim, bob):
+    before = owned_by(password_chat, "user:ada")
+    url, hash_ = password_chat.url, ada.session_hash
+    for api, data in (
+        ("rename", [ada.conversation_id, "renamed by bob"]),
+        ("export", [ada.conversation_id, "json"]),
+        ("search", [ada.secret]),
+    ):
+        result = call(url, api, data, hash_, http=bob)
+        assert result.kind in ("http", "error") or result.value == [[]], f"/{api}: {result}"
+        assert not leaks(result, ada.secret), f"/{api} returned Ada's words to Bob"
+    assert owned_by(password_chat, "user:ada") == before
+    assert title_of(password_chat, ada.conversation_id) == f"Remember {ada.secret}"
+
+
+def test_the_owner_renames_searches_and_exports_her_own(password_chat: ChatProcess, ada: Victim):
+    renamed = ada.client.predict(ada.conversation_id, "  Ada's\nnotes  ", api_name="/rename")
+    assert (renamed["id"], renamed["title"], renamed["turns"]) == (ada.conversation_id, "Ada's notes", 1)
+    (hit,) = ada.client.predict(ada.secret, api_name="/search")
+    assert hit["id"] == ada.conversation_id and ada.secret in hit["excerpt"]  # the newest message that matched
+    exported = ada.client.predict(ada.conversation_id, "json", api_name="/export")
+    assert exported["mime_type"] == "application/json" and exported["filename"].startswith("ada-s-notes-")
+    document = json.loads(exported["content"])
+    assert document["title"] == "Ada's notes"
+    assert [m["content"] for m in document["messages"]] == [
+        f"Remember {ada.secret}",
+        f"You said: Remember {ada.secret}",
+    ]
+    markdown = ada.client.predict(ada.conversation_id, "markdown", api_name="/export")
+    assert (
+        markdown["content"].startswith("# Ada's notes\n") and f"You said: Remember {ada.secret}" in markdown["content"]
+    )
+    with pytest.raises(AppError, match="Export as markdown or json"):
+        ada.client.predict(ada.conversation_id, "pdf", api_name="/export")
+    with pytest.raises(AppError, match="The title is empty"):
+        ada.client.predict(ada.conversation_id, "   ", api_name="/rename")
+    for args, api, message in (
+        ((ada.conversation_id, {"title": "x"}), "/rename", "The title must be text, got dict."),
+        ((["otters"],), "/search", "The search must be text, got list."),
+        ((ada.conversation_id, 42), "/export", "Export as markdown or json, not 42."),
+        (("../../etc/passwd", "json"), "/export", "That is not a valid conversation id."),
+    ):
+        with pytest.raises(AppError) as refused:
+            ada.client.predict(*args, api_name=api)
+        assert message in str(refused.value)
+    assert "Traceback" not in password_chat.log()
+    ada.client.predict(ada.conversation_id, f"Remember {ada.secret}", api_name="/rename")  # as it was
