@@ -46,6 +46,8 @@ class ChatArgs:
     checksum_key: pulumi.Input[str]
     # Where attached images are kept (stack/media.py); None keeps them in the pod (tests only).
     media_bucket: pulumi.Input[str] | None = None
+    # Per person per UTC day; None: no limit.
+    daily_tokens: int | None = None
 
 
 def display_name(model_id: str) -> str:
@@ -84,6 +86,8 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
         plain["CHAT_IAP_AUDIENCE"] = args.iap_audience
     if args.media_bucket is not None:
         plain["CHAT_MEDIA_BUCKET"] = args.media_bucket
+    if args.daily_tokens is not None:
+        plain["CHAT_DAILY_TOKENS"] = str(args.daily_tokens)
     env = [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in plain.items()]
     if args.auth == "password" and args.auth_users is not None:
         env.append(_from_secret("CHAT_AUTH_USERS", AUTH_SECRET, "users"))

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, str | int | bool] = {
     "domain": "",
     "iapClientId": "",
     "alertEmail": "",
+    "chatDailyTokens": 0,
 }
 DEFAULT_REGION = "us-central1"
 
@@ -78,6 +79,8 @@ class StackConfig:
     chat_max_replicas: int
     chat_image: str | None
     alert_email: str | None
+    chat_daily_tokens: int | None
+    """Tokens in + out per person per UTC day (CHAT_DAILY_TOKENS); None: no limit."""
     # The Pulumi stack: scopes every project-wide name, so two stacks in one project never share one.
     stack: str
     hf_token: pulumi.Output[str] | None
@@ -182,6 +185,8 @@ def load_config() -> StackConfig:
         max_replicas >= replicas,
         f"{PROJECT}:chatMaxReplicas ({max_replicas}) must be at least {PROJECT}:chatReplicas ({replicas})",
     )
+    daily_tokens = r.integer("chatDailyTokens")
+    r.check(daily_tokens >= 0, f"{PROJECT}:chatDailyTokens must be 0 (no limit) or more, got {daily_tokens}")
     alert_email = r.text("alertEmail")
     r.check(
         not alert_email or bool(_EMAIL.match(alert_email)),
@@ -218,6 +223,7 @@ def load_config() -> StackConfig:
         chat_max_replicas=max_replicas,
         chat_image=r.text("chatImage") or None,
         alert_email=alert_email or None,
+        chat_daily_tokens=daily_tokens or None,
         stack=pulumi.get_stack(),
         hf_token=hf_token if gemma_enabled else None,
         chat_auth_users=r.own.get_secret("chatAuthUsers"),

@@ -141,6 +141,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             service_account=chat_account,
             checksum_key=checksum_key,
             media_bucket=media.bucket.name,
+            daily_tokens=cfg.chat_daily_tokens,
         ),
     )
     ChatScaling(

@@ -20,7 +20,8 @@ def gemma_off_plan() -> Plan:
 
 @pytest.fixture(scope="session")
 def scaled_plan() -> Plan:
-    """Several chat replicas, a prebuilt image, two GPUs, an own domain, named IAP users and a custom OAuth client."""
+    """Several chat replicas, a prebuilt image, two GPUs, an own domain, named IAP users, a custom OAuth client
+    and a daily token limit."""
     return plan(
         {
             "chatReplicas": "3",
@@ -29,6 +30,7 @@ def scaled_plan() -> Plan:
             "domain": DOMAIN,
             "chatUsers": json.dumps(list(CHAT_USERS)),
             "iapClientId": IAP_CLIENT_ID,
+            "chatDailyTokens": "50000",
         },
         secret={"iapClientSecret": IAP_CLIENT_SECRET, "chatAuthUsers": "ignored:with-iap-secret"},
     )

@@ -85,6 +85,8 @@ def test_the_chat_accepts_the_environment_the_stack_renders(which, request):
     else:
         assert (settings.auth, settings.auth_users) == ("iap", {})
         assert settings.iap_audience == f"/projects/{FAKE_PROJECT_NUMBER}/global/backendServices/"
+    # The daily limit reaches the chat only when configured.
+    assert settings.daily_tokens == (50_000 if which == "scaled_plan" else None)
 
 
 def test_the_rendered_environment_overrides_a_hostile_default(default_plan):

@@ -114,3 +114,8 @@ def test_keys_of_the_other_front_door_are_reported_unused():
     assert "hybrid-chat:chatUsers is ignored while hybrid-chat:frontDoor is password" in result.stderr
     result = run_render(*config_args({"gcp:project": "p"}, {"hfToken": HF_TOKEN, "chatAuthUsers": "a:pw"}))
     assert "hybrid-chat:chatAuthUsers is ignored while hybrid-chat:frontDoor is iap" in result.stderr
+
+
+def test_daily_tokens_must_not_be_negative():
+    message = render_error({"gcp:project": "p", "chatDailyTokens": "-5"}, {"hfToken": HF_TOKEN})
+    assert "hybrid-chat:chatDailyTokens must be 0 (no limit) or more, got -5" in message
