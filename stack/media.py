@@ -13,6 +13,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from stack import names
+from stack.buckets import stack_bucket
 
 # Create, read, list and delete objects; nothing on the bucket itself (its IAM, its settings).
 OBJECT_ROLE = "roles/storage.objectUser"
@@ -35,17 +36,13 @@ class Media(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MediaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid-chat:stack:Media", name, {}, opts)
-        self.bucket = gcp.storage.Bucket(
+        self.bucket = stack_bucket(
             name,
             project=args.project,
-            name=names.media_bucket(args.project, args.stack),
-            location=args.region,
-            storage_class="STANDARD",
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            force_destroy=True,
-            soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=0),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.storage_api]),
+            bucket_name=names.media_bucket(args.project, args.stack),
+            region=args.region,
+            storage_api=args.storage_api,
+            parent=self,
         )
         self.member = gcp.storage.BucketIAMMember(
             f"{name}-chat",

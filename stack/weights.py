@@ -18,6 +18,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from stack import kube, names
+from stack.buckets import stack_bucket
 
 JOB = "weights-copy"
 TOKEN_SECRET = "hf-token"
@@ -128,20 +129,14 @@ class Weights(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WeightsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid-chat:stack:Weights", name, {}, opts)
-        self.bucket = gcp.storage.Bucket(
+        # `destroy` deletes the bucket with the weights in it; they can always be copied again.
+        self.bucket = stack_bucket(
             name,
             project=args.project,
-            name=names.weights_bucket(args.project, args.stack),
-            # Beside the GPUs: no cross-region transfer charges, the best read throughput.
-            location=args.region,
-            storage_class="STANDARD",
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            # `destroy` deletes the bucket with the weights in it; they can always be copied again.
-            force_destroy=True,
-            # Deleted weights are not worth keeping (and paying for) seven more days.
-            soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=0),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.storage_api]),
+            bucket_name=names.weights_bucket(args.project, args.stack),
+            region=args.region,
+            storage_api=args.storage_api,
+            parent=self,
         )
         writer_account = names.kubernetes_account("weights-writer", args.stack)
         self.reader_account = names.kubernetes_account(kube.GEMMA_SERVICE, args.stack)
