@@ -141,6 +141,11 @@ class GeminiModel:
         return f"GeminiModel({self.label!r}, {self.model_id!r})"
 
     @property
+    def vertex(self) -> bool:
+        """Whether requests go to Vertex AI (in `location`) rather than the Gemini API (API key)."""
+        return _vertex_mode()
+
+    @property
     def configured(self) -> bool:
         """Whether credentials are set in the environment at all (no network call, unlike check())."""
         return _vertex_mode() or _api_key() is not None
@@ -226,7 +231,7 @@ class GeminiModel:
 
     # -- client ------------------------------------------------------------------------------------------
     def _where(self) -> str | None:
-        return self.location if _vertex_mode() else None
+        return self.location if self.vertex else None
 
     def _config_problem(self) -> str | None:
         """Why Gemini cannot be used with this environment, judged without any network call."""
