@@ -32,8 +32,9 @@ class Settings:
     firestore_database: str = "chat-app-db"
     google_cloud_project: str | None = None
     self_hosted_url: str = "http://127.0.0.1:8000/v1"
-    # The stack's default Gemma preset (checked 2026-12-06: Gemma 4, April 2026; 12B dense fits 2 L4s at bf16).
-    self_hosted_model: str = "google/gemma-4-12b-it"
+    # The stack's default Gemma preset (stack/presets.py; checked 2026-12-06): Gemma 4 31B, Google's 4-bit QAT
+    # checkpoint, on 2 L4s.
+    self_hosted_model: str = "google/gemma-4-31b-it-qat-w4a16-ct"
     # A label left empty follows the model id (`model_label`), so a changed id never shows another model's name.
     self_hosted_label: str = ""
     # Checked 2026-12-06: gemini-2.5-flash was retired on Vertex AI in October 2026; 3.8 Flash retires Sep 2027
@@ -72,18 +73,21 @@ class Settings:
             object.__setattr__(self, "gemini_label", model_label(self.gemini_model))
 
 
-# Name parts written in capitals: sizes (12b, e4b, a4b), quantization formats, weight/activation bits (w4a16).
-_SIZE = re.compile(r"^(?:[a-z]?\d+(?:\.\d+)?[bmk]|[a-z]\d+[a-z]\d+)$")
-_ACRONYMS = {"qat", "ct", "awq", "gptq", "fp8", "bf16", "gguf", "moe"}
-_DROPPED = {"it", "instruct"}
+# Name parts written in capitals: sizes (12b, e4b, a4b) and QAT.
+_SIZE = re.compile(r"^(?:[a-z]?\d+(?:\.\d+)?[bmk]|qat)$")
+_INSTRUCT = ("it", "instruct")
 
 
 def model_label(model_id: str) -> str:
     """A readable name made from a model id alone: `google/gemma-4-12b-it` → `Gemma 4 12B`, `gemini-3.8-flash` →
-    `Gemini 3.8 Flash`. Made from the id, never from a table, so it cannot name a model that is not configured."""
+    `Gemini 3.8 Flash`, `google/gemma-4-31b-it-qat-w4a16-ct` → `Gemma 4 31B QAT` (after `it` only QAT says
+    something to a person; the rest is the checkpoint format). The same rule as the stack's `display_name`. Made
+    from the id, never from a table, so it cannot name a model that is not configured."""
     words = [w for w in re.split(r"[-_]", model_id.rsplit("/", 1)[-1].removesuffix(".gguf")) if w]
-    kept = [w for w in words if w.lower() not in _DROPPED] or words
-    return " ".join(w.upper() if _SIZE.match(w.lower()) or w.lower() in _ACRONYMS else w.capitalize() for w in kept)
+    cut = next((i for i, w in enumerate(words) if w.lower() in _INSTRUCT), None)
+    if cut:
+        words = words[:cut] + (["qat"] if "qat" in (w.lower() for w in words[cut:]) else [])
+    return " ".join(w.upper() if _SIZE.match(w.lower()) else w.capitalize() for w in words)
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:

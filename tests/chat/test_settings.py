@@ -75,7 +75,7 @@ def test_numeric_settings_accept_their_range_and_refuse_beyond_it(variable, low,
 def test_model_defaults_are_current_and_gemini_is_called_in_its_own_location():
     settings = load_settings({})
     assert settings.gemini_model == "gemini-3.8-flash"  # gemini-2.5-flash was retired in October 2026
-    assert settings.self_hosted_model == "google/gemma-4-12b-it"
+    assert settings.self_hosted_model == "google/gemma-4-31b-it-qat-w4a16-ct"  # the stack's default preset
     assert settings.gemini_location == "global"
     # The cluster's region is not where Gemini 3.x is served: only GOOGLE_CLOUD_LOCATION moves it.
     assert load_settings({"GOOGLE_CLOUD_LOCATION": "us"}).gemini_location == "us"
@@ -91,14 +91,15 @@ def test_a_bad_gemini_location_names_the_variable_and_the_pulumi_key(location):
 @pytest.mark.parametrize(
     ("env", "self_hosted", "gemini"),
     [
-        ({}, "Gemma 4 12B (self-hosted)", "Gemini 3.8 Flash"),
+        ({}, "Gemma 4 31B QAT (self-hosted)", "Gemini 3.8 Flash"),
         (
-            {"SELF_HOSTED_MODEL": "google/gemma-4-31b-it-qat-w4a16-ct", "GEMINI_MODEL": "gemini-3.5-flash-lite"},
-            "Gemma 4 31B QAT W4A16 CT (self-hosted)",
+            {"SELF_HOSTED_MODEL": "google/gemma-4-26b-a4b-it", "GEMINI_MODEL": "gemini-3.5-flash-lite"},
+            "Gemma 4 26B A4B (self-hosted)",
             "Gemini 3.5 Flash Lite",
         ),
+        ({"SELF_HOSTED_MODEL": "google/gemma-4-12b-it"}, "Gemma 4 12B (self-hosted)", "Gemini 3.8 Flash"),
         ({"SELF_HOSTED_MODEL": "smollm2-135m-instruct"}, "Smollm2 135M (self-hosted)", "Gemini 3.8 Flash"),
-        ({"GEMINI_MODEL": "gemini-4.0-pro", "GEMINI_LABEL": "Our Gemini"}, "Gemma 4 12B (self-hosted)", "Our Gemini"),
+        ({"GEMINI_MODEL": "gemini-4.0-pro", "GEMINI_LABEL": "Our"}, "Gemma 4 31B QAT (self-hosted)", "Our"),
     ],
 )
 def test_labels_follow_the_model_ids_unless_set(env, self_hosted, gemini):

@@ -102,7 +102,7 @@ def test_model_defaults_agree():
     assert DEFAULTS["gemmaModel"] == chat.self_hosted_model
     assert DEFAULTS["geminiModel"] == chat.gemini_model
     assert f"{display_name(str(DEFAULTS['gemmaModel']))} (self-hosted)" == chat.self_hosted_label
-    assert display_name(str(DEFAULTS["geminiModel"])) == chat.gemini_label  # a label follows its id
+    assert f"{display_name(str(DEFAULTS['geminiModel']))} (Vertex AI)" == chat.gemini_label
     assert DEFAULTS["firestoreDatabase"] == chat.firestore_database
 
 
