@@ -184,9 +184,11 @@ class ChatService:
                         continue
                     reply += chunk
                     now = time.monotonic()
-                    if first_token_s is None and chunk:
+                    first_text = bool(chunk) and first_token_s is None
+                    if first_text:
                         first_token_s = now - started
-                    if now - last_update >= self._interval():
+                    # The first text is sent at once, even right after an update that showed only thinking.
+                    if first_text or now - last_update >= self._interval():
                         last_update = now
                         yield Update(
                             reply, answered_by=stats.answered_by, because=stats.because, thinking=stats.thinking
