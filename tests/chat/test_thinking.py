@@ -59,3 +59,15 @@ def test_a_thinking_block_on_the_page_is_not_read_back_as_a_message():
         {"role": "assistant", "content": "Hello!"},
     ]
     assert [m.content for m in from_gradio(history)] == ["hi", "Hello!"]
+
+
+def test_a_thinking_level_the_model_does_not_offer_is_refused_by_name():
+    from chatapp.inputs import InputError, clean_thinking
+
+    levels = ("low", "medium", "high")
+    assert clean_thinking("high", levels) == "high"
+    assert clean_thinking(None, levels) is None and clean_thinking("", levels) is None  # the model's default
+    with pytest.raises(InputError, match=r'^Thinking must be one of: low, medium, high; got "ultra"\.$'):
+        clean_thinking("ultra", levels)
+    with pytest.raises(InputError, match="this model has no thinking levels"):
+        clean_thinking("on", ())
