@@ -278,7 +278,14 @@ def _gemma(r: _Reader, enabled: bool) -> Preset:
             f"{PROJECT}:gemmaGpus is {gpus}, but the preset {name} needs at least {preset.gpus}: "
             "`pulumi config rm gemmaGpus` uses the preset's",
         )
-    return _override(preset, gpus, accelerator, image, extra)
+    chosen = _override(preset, gpus, accelerator, image, extra)
+    # vllm#51744, #52768 (checked 2026-12-06): Gemma 4 fails to start on vLLM 0.27.x.
+    r.check(
+        not enabled or "gemma-4" not in chosen.model or ":v0.27." not in chosen.image,
+        f"{PROJECT}:vllmImage {chosen.image} fails to start Gemma 4 (vLLM 0.27.x): keep the preset's "
+        f"(`pulumi config rm vllmImage`, {DEFAULT_IMAGE})",
+    )
+    return chosen
 
 
 def _override(preset: Preset, gpus: int, accelerator: str, image: str, extra: tuple[str, ...]) -> Preset:
