@@ -30,7 +30,8 @@ FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 FUSE_ANNOTATION = {"gke-gcsfuse/volumes": "true"}
 # Mount point in every pod that uses the bucket.
 MOUNT = "/weights"
-# Where the FUSE sidecar stages writes (a file before its upload). Of the sidecar's volumes only this one and
+# Where the FUSE sidecar stages writes (a file before its upload: its temp dir lives in this volume, per
+# gcs-fuse-csi-driver pkg/sidecar_mounter/sidecar_mounter.go createBufferTempDir). Of its volumes only this and
 # `gke-gcsfuse-cache` may be declared by the pod (they replace the webhook's defaults); `gke-gcsfuse-tmp` is
 # always injected, so declaring it too makes two volumes of one name and the pod is rejected
 # (gcs-fuse-csi-driver pkg/webhook/sidecar_spec.go, GetSidecarContainerVolumeSpec). The largest safetensors
