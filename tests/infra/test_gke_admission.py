@@ -7,7 +7,9 @@ import copy
 
 import pytest
 
+from stack.presets import DEFAULT_PRESET, PRESETS
 from tests.infra import admission
+from tests.infra.rendering import plan
 
 PLANS = ("default_plan", "gemma_off_plan", "scaled_plan", "password_plan")
 
@@ -26,6 +28,13 @@ def test_every_rendered_pod_is_admitted(which, request):
     found = list(admission.pod_templates(request.getfixturevalue(which).data["manifests"]))
     assert found
     for name, pod in found:
+        assert admission.admit_pod(pod) == [], name
+
+
+@pytest.mark.parametrize("preset", [name for name in PRESETS if name != DEFAULT_PRESET])
+def test_every_other_presets_pods_are_admitted(preset):
+    manifests = plan({"gemmaModel": preset}).data["manifests"]
+    for name, pod in admission.pod_templates(manifests):
         assert admission.admit_pod(pod) == [], name
 
 
