@@ -102,13 +102,7 @@ def test_the_gemini_location_is_the_keys_not_the_clusters(default_plan):
     assert pod_environment(default_plan)["GOOGLE_CLOUD_LOCATION"] == DEFAULTS["geminiLocation"] == "global"
 
 
-# The chat's own defaults are deploy-chat's half of issue 14 (chatapp/settings.py). Until that lands the chat still
-# defaults to the retired gemini-2.5-flash and this is an expected failure; afterwards it must pass.
-@pytest.mark.xfail(
-    Settings().gemini_model.startswith("gemini-2."),
-    reason="chatapp/settings.py still defaults to a retired Gemini (issue 14, the chat's half)",
-    strict=True,
-)
+# One model default each: the stack's Pulumi.yaml/presets and the chat's settings name the same ids.
 def test_model_defaults_agree():
     chat = Settings()
     assert presets.PRESETS[str(DEFAULTS["gemmaModel"])].model == chat.self_hosted_model
