@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from gradio_client import Client
 
 from chatapp.history.sqlite import SqliteStore
@@ -130,3 +131,13 @@ def test_unknown_and_unused_gradio_routes_are_refused(chat):
         ("GET", "/gradio_api/not-a-route"),
     ]:
         assert bob.request(method, chat.url + path, json={}, timeout=TIMEOUT).status_code == 404, path
+
+
+def test_session_routes_need_a_sign_in_answered_at_once_not_by_a_hang(chat):
+    # The heartbeat is an endless event stream once accepted: read the status, never the body.
+    with requests.get(f"{chat.url}/gradio_api/heartbeat/abc", stream=True, timeout=TIMEOUT) as heartbeat:
+        assert heartbeat.status_code == 401
+    with requests.get(f"{chat.url}/gradio_api/queue/data?session_hash=abc", stream=True, timeout=TIMEOUT) as data:
+        assert data.status_code == 401
+    for path in ("/gradio_api/cancel", "/gradio_api/reset", "/gradio_api/upload"):
+        assert requests.post(chat.url + path, json={}, timeout=TIMEOUT).status_code == 401, path

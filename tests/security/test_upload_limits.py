@@ -1,0 +1,92 @@
+"""Issue 15 row 7 and the upload promise of issue 19: uploads are limited per caller in rate and in bytes kept on
+the server's disk, and every file of a batch is judged by its content (the whole batch refused, its new files
+deleted, when one is not an image)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from chatapp.uploads import MAX_HELD_BYTES, UPLOADS_PER_MINUTE
+from harness.chat_process import ChatProcess, start_chat
+
+TIMEOUT = 60
+PNG = b"\x89PNG\r\n\x1a\n"
+HTML = b"<html><form action=https://evil.example>" + b"x" * 100
+
+
+@pytest.fixture(scope="module")
+def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    folder = tmp_path_factory.mktemp("uploads")
+    # Gradio writes uploads under GRADIO_TEMP_DIR: the test reads the disk there.
+    process = start_chat({"GRADIO_TEMP_DIR": str(folder / "gradio")}, folder)
+    yield process
+    process.stop(grace_s=3)
+
+
+def on_disk(chat: ChatProcess) -> dict[str, bytes]:
+    """Every file under Gradio's upload folder → its first bytes."""
+    found = {}
+    for root, _, files in os.walk(chat.env["GRADIO_TEMP_DIR"]):
+        for name in files:
+            path = Path(root, name)
+            found[str(path)] = path.read_bytes()[:64]
+    return found
+
+
+def bytes_on_disk(chat: ChatProcess) -> int:
+    return sum(os.path.getsize(p) for p in on_disk(chat))
+
+
+def browser(chat: ChatProcess) -> requests.Session:
+    http = requests.Session()
+    assert http.get(f"{chat.url}/config", timeout=TIMEOUT).status_code == 200  # its browser-id cookie
+    return http
+
+
+def upload(http: requests.Session, chat: ChatProcess, *contents: bytes) -> requests.Response:
+    files = [("files", (f"image{i}.png", data, "image/png")) for i, data in enumerate(contents)]
+    return http.post(f"{chat.url}/gradio_api/upload", files=files, timeout=TIMEOUT)
+
+
+def test_every_file_of_a_batch_is_judged_by_its_content(chat):
+    http = browser(chat)
+    for batch in ([PNG + b"first", HTML], [HTML, PNG + b"second"], [PNG + b"a", HTML, PNG + b"b"]):
+        answer = upload(http, chat, *batch)
+        assert answer.status_code == 415, (batch, answer.status_code)
+        assert "/" not in answer.text.replace("PNG, JPEG, WebP", "")  # no server path in the refusal
+    # Nothing of those batches stayed on the disk: neither the page nor the images sent beside it.
+    assert not any(
+        head.startswith((HTML[:10], PNG + b"first", PNG + b"second", PNG + b"a")) for head in on_disk(chat).values()
+    )
+
+
+def test_uploads_are_rate_limited_per_caller(chat):
+    mallory = browser(chat)
+    for attempt in range(UPLOADS_PER_MINUTE):
+        assert upload(mallory, chat, PNG + f"rate {attempt}".encode()).status_code == 200, attempt
+    refused = upload(mallory, chat, PNG + b"one too many")
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert not any(head.startswith(PNG + b"one too many") for head in on_disk(chat).values())
+    # Someone else is not slowed down by mallory.
+    assert upload(browser(chat), chat, PNG + b"alice's photo").status_code == 200
+
+
+def test_bytes_kept_on_disk_are_bounded_per_caller(chat):
+    mallory = browser(chat)
+    before = bytes_on_disk(chat)
+    image = 10 * 1024 * 1024 - 4096  # just under the 10 MB an image may be
+    answers = []
+    for batch in range(4):  # 4 batches of 5 images of ~10 MB: twice what one caller may keep
+        contents = [PNG + f"{batch}-{i}".encode() + b"\0" * image for i in range(5)]
+        answers.append(upload(mallory, chat, *contents).status_code)
+    assert answers[:2] == [200, 200] and answers[2:] == [413, 413], answers
+    kept = bytes_on_disk(chat) - before
+    assert kept <= MAX_HELD_BYTES, kept
+    # Another caller still has all of its own room.
+    alice = browser(chat)
+    assert upload(alice, chat, *[PNG + f"alice {i}".encode() + b"\0" * image for i in range(5)]).status_code == 200
