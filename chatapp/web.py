@@ -360,7 +360,13 @@ class Guard:
             await refusal(scope, receive, send)
             return
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.uploads.room(caller):
+        if not declared.isdigit():
+            # Cut off by the body cap mid-way, Gradio leaves its partial files behind: only a declared length,
+            # which the cap and the caller's room judge before a byte is written (browsers and gradio_client
+            # always declare one).
+            await _refuse(411, "An upload must declare its Content-Length.")(scope, receive, send)
+            return
+        if int(declared) > self.uploads.room(caller):
             await _refuse(413, FULL)(scope, receive, send)
             return
         self.upload_rate.failed([caller])  # every upload counts, not only failed ones

@@ -85,6 +85,19 @@ def test_bytes_kept_on_disk_are_bounded_per_caller(chat):
         contents = [PNG + f"{batch}-{i}".encode() + b"\0" * image for i in range(5)]
         answers.append(upload(mallory, chat, *contents).status_code)
     assert answers[:2] == [200, 200] and answers[2:] == [413, 413], answers
+    # Sent in chunks, without a Content-Length to judge it by beforehand (Gradio would leave the partial files of
+    # a body cut off by the cap behind): refused before a byte is written, within the room or not.
+    for name, count in (("over the cap", 6), ("within the room", 1)):
+        contents = [PNG + f"chunked {name} {i}".encode() + b"\0" * image for i in range(count)]
+        files = [("files", (f"image{i}.png", data, "image/png")) for i, data in enumerate(contents)]
+        body, content_type = requests.models.RequestEncodingMixin._encode_files(files, {})
+        chunked = browser(chat).post(
+            f"{chat.url}/gradio_api/upload",
+            data=(body[i : i + (1 << 20)] for i in range(0, len(body), 1 << 20)),
+            headers={"Content-Type": content_type},
+            timeout=TIMEOUT,
+        )
+        assert chunked.status_code == 411, name
     kept = bytes_on_disk(chat) - before
     assert kept <= MAX_HELD_BYTES, kept
     # Another caller still has all of its own room.
