@@ -5,13 +5,14 @@ deleted, when one is not an image)."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from chatapp.uploads import MAX_HELD_BYTES, UPLOADS_PER_MINUTE
+from chatapp.uploads import MAX_HELD_BYTES, UPLOADS_PER_MINUTE, UploadRegistry
 from harness.chat_process import ChatProcess, start_chat
 
 TIMEOUT = 60
@@ -103,3 +104,25 @@ def test_bytes_kept_on_disk_are_bounded_per_caller(chat):
     # Another caller still has all of its own room.
     alice = browser(chat)
     assert upload(alice, chat, *[PNG + f"alice {i}".encode() + b"\0" * image for i in range(5)]).status_code == 200
+
+
+def test_the_registry_holds_each_caller_to_its_bytes_frees_them_when_sent_and_expires_the_rest(tmp_path: Path):
+    # Two uploads judged at once against the same room both pass the check before Gradio writes: the
+    # registry is the last word once the files exist.
+    uploads = UploadRegistry(max_held_bytes=1000, expire_s=60.0)
+
+    def written(name: str, size: int) -> str:
+        path = tmp_path / name / "image.png"
+        path.parent.mkdir()
+        path.write_bytes(PNG + b"\0" * (size - len(PNG)))
+        return str(path)
+
+    first, second, third = written("a", 600), written("b", 600), written("c", 300)
+    assert uploads.add("mallory", [first]) and uploads.room("mallory") == 400
+    assert not uploads.add("mallory", [second])
+    assert not os.path.exists(second) and not uploads.owns("mallory", second)
+    assert uploads.add("alice", [third])  # another caller's room is her own
+    uploads.consume("mallory", first)  # sent with a message: deleted, and the room is back
+    assert not os.path.exists(first) and uploads.room("mallory") == 1000
+    uploads.expire(now=time.monotonic() + 61.0)  # never sent: deleted after the hour
+    assert not os.path.exists(third) and not uploads.owns("alice", third) and uploads.room("alice") == 1000
