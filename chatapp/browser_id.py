@@ -5,9 +5,9 @@ not be able to choose one: a site that sets `hybrid-chat-browser=<a known id>` i
 otherwise read everything the victim writes. The cookie holds `<random id>.<HMAC of it>`; a value without a
 valid HMAC under this server's key is refused and replaced by a fresh one.
 
-The key comes from `CHAT_SECRET_KEY` (give every replica the same one), else from a file beside the SQLite history
-(created on first start, so a laptop keeps its browsers across restarts), else a random per-process key (then a
-restart starts every browser afresh).
+The key comes from `CHAT_SECRET_KEY` (give every replica the same one), else from a key file created on first
+start (beside the SQLite history, or in the user's cache folder with Firestore, so a laptop keeps its browsers
+across restarts), else a random per-process key (then a restart starts every browser afresh).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -55,9 +56,13 @@ def _signed_in_user(app: FastAPI) -> Callable[[Request], str | None]:
     return user
 
 
-def _key_file(settings: Settings) -> Path | None:
-    """Where a laptop keeps its browser-id key when CHAT_SECRET_KEY is unset: beside its SQLite history."""
-    return Path(settings.sqlite_path + ".key") if settings.store == "sqlite" else None
+def _key_file(settings: Settings) -> Path:
+    """Where a laptop keeps its browser-id key when CHAT_SECRET_KEY is unset: beside its SQLite history, or in
+    the user's cache folder when the history is elsewhere (so a restarted chat still knows its browsers)."""
+    if settings.store == "sqlite":
+        return Path(settings.sqlite_path + ".key")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache, "hybrid-chat", "browser-id.key")
 
 
 def create_app(settings: Settings, store: ChatStore | None = None, media: MediaStore | None = None) -> FastAPI:
