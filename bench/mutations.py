@@ -363,7 +363,7 @@ MUTATIONS = [
     Mutation(
         "upload-content-not-checked",
         "chatapp/web.py",
-        "                if not await anyio.to_thread.run_sync(_all_images, paths, fresh):",
+        "                if not await anyio.to_thread.run_sync(all_images, paths, fresh):",
         "                if False:",
         ("tests/security/test_front_door.py", "-k", "uploads_take_images_only"),
     ),

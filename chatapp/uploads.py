@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from chatapp.images import MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE
+from chatapp.images import MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE, sniff
 
 REMEMBERED = 100_000  # paths kept (the oldest are forgotten and their files deleted)
 # Two messages' worth of images (5 images of 10 MB each) waiting to be sent, per caller.
@@ -126,6 +126,22 @@ class UploadRegistry:
             self._held[owner] = left
         else:
             self._held.pop(owner, None)
+
+
+def all_images(paths: list[str], fresh: list[str]) -> bool:
+    """Whether every uploaded file starts like an accepted image; if not, the new ones are deleted at once."""
+    ok = True
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                ok = ok and sniff(file.read(16)) is not None
+        except OSError:
+            ok = False
+    if not ok:
+        for path in fresh:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    return ok
 
 
 def _delete(paths: list[str]) -> None:

@@ -24,21 +24,19 @@ streamed answer passes through untouched after its first message.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chatapp.asgi_io import json_object, read_body, refuse, replay, set_request_cookie
 from chatapp.browser_id import COOKIE as BROWSER_COOKIE
 from chatapp.browser_id import BrowserIds, cookie_header
 from chatapp.gradio_compat import (
@@ -46,15 +44,15 @@ from chatapp.gradio_compat import (
     EVENT_ANSWERS,
     QUERY_IDS,
     Access,
-    gradio_routes,
-    route_pattern,
 )
+from chatapp.headers import CSP, SECURITY_HEADERS, harden_cookies
 from chatapp.iap import HEADER as IAP_HEADER
 from chatapp.iap import AssertionRefused, IapVerifier
-from chatapp.images import ALLOWED, MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE, sniff
+from chatapp.images import ALLOWED, MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE
 from chatapp.login_limits import BadLoginForm, LoginLimiter, client_address, login_user_name
+from chatapp.route_rules import HEALTH_PATHS, route_table
 from chatapp.session_owners import SessionOwners
-from chatapp.uploads import UPLOADS_PER_MINUTE, UploadRegistry
+from chatapp.uploads import UPLOADS_PER_MINUTE, UploadRegistry, all_images
 
 log = logging.getLogger(__name__)
 
@@ -66,60 +64,6 @@ MAX_UPLOAD_BODY_BYTES = MAX_IMAGES_PER_MESSAGE * MAX_IMAGE_BYTES + 1024 * 1024
 MAX_UPLOAD_ANSWER_BYTES = 1024 * 1024
 MAX_EVENT_ANSWER_BYTES = 64 * 1024
 FULL = "Too many images are waiting to be sent: send them with a message (or wait an hour) first."
-
-# This app's own routes (server.py); every Gradio route is in `gradio_compat`.
-OWN_ROUTES = {
-    ("GET", "/healthz"): Access.OPEN,
-    ("GET", "/readyz"): Access.OPEN,
-    ("GET", "/media/{conversation_id}/{image_id}"): Access.CALLER,
-}
-# Health checks (Google's and the kubelet's) carry no credentials in any mode.
-HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
-
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        # Gradio's page bootstraps with inline scripts and styles.
-        "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: blob:",
-        "font-src 'self' data:",
-        "media-src 'self' data: blob:",
-        "connect-src 'self'",
-        "worker-src 'self' blob:",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
-SECURITY_HEADERS = [
-    ("x-frame-options", "DENY"),
-    ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "same-origin"),
-]
-
-
-def _refuse(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
-    return PlainTextResponse(reason + "\n", status_code=status, headers=headers)
-
-
-class RouteTable:
-    """(method, path) → the route's rule and the values of its path parameters; None for an unknown route."""
-
-    def __init__(self, routes: dict[tuple[str, str], Access]) -> None:
-        self.routes = routes
-        self._exact = {key: (access, path) for key, access in routes.items() if "{" not in (path := key[1])}
-        self._patterns = [(m, route_pattern(p), p, a) for (m, p), a in routes.items() if "{" in p]
-
-    def lookup(self, method: str, path: str) -> tuple[Access, str, dict[str, str]] | None:
-        for candidate in (method, "GET") if method == "HEAD" else (method,):
-            if (found := self._exact.get((candidate, path))) is not None:
-                return found[0], found[1], {}
-            for route_method, pattern, template, access in self._patterns:
-                if route_method == candidate and (match := pattern.match(path)):
-                    return access, template, match.groupdict()
-        return None
 
 
 class Guard:
@@ -147,7 +91,7 @@ class Guard:
         self.password_user = password_user
         self.browser_ids = browser_ids
         self.uploads = uploads
-        self.routes = RouteTable({**gradio_routes(), **OWN_ROUTES})
+        self.routes = route_table()
         self.logins = LoginLimiter()
         self.upload_rate = LoginLimiter(limit=UPLOADS_PER_MINUTE)
         self.sessions = SessionOwners()
@@ -208,7 +152,7 @@ class Guard:
                     headers["content-security-policy"] = CSP
                 if not cacheable:  # who is calling shapes every other answer: no shared or later copy of it
                     headers["cache-control"] = "no-store"
-                _harden_cookies(headers, https)
+                harden_cookies(headers, https)
                 for cookie in set_cookies:
                     headers.append("set-cookie", cookie)
             await send(message)
@@ -237,7 +181,7 @@ class Guard:
             return None
         if self.is_cross_site_write(request):
             log.info("refused a cross-site %s %s from origin %s", request.method, path, request.headers.get("origin"))
-            return _refuse(403, "Cross-site requests are not accepted.")
+            return refuse(403, "Cross-site requests are not accepted.")
 
         caller = await self._caller(request, https, set_cookies)
         if isinstance(caller, Response):
@@ -246,24 +190,24 @@ class Guard:
 
         if found is None or found[0] is Access.DENY:
             log.info("refused %s %s: no such route", request.method, path)
-            return _refuse(404, "Not found.")
+            return refuse(404, "Not found.")
         access, _, params = found
         if DEEP_LINK_QUERY in request.query_params:
-            return _refuse(400, "Deep links are not served here.")
+            return refuse(400, "Deep links are not served here.")
         if access is Access.LOGIN and self.mode != "password":
-            return _refuse(404, "Not found: this chat has no sign-in.")
+            return refuse(404, "Not found: this chat has no sign-in.")
         if access in (Access.OPEN, Access.STATIC, Access.LOGIN):
             return None
         if caller is None:
-            return _refuse(401, "Unauthorized: sign in first.")
+            return refuse(401, "Unauthorized: sign in first.")
         if access is Access.UPLOAD and self.uploads is None:
-            return _refuse(404, "This chat takes text only: there is no upload.")
+            return refuse(404, "This chat takes text only: there is no upload.")
         if access is Access.FILE:
             # A file only for the caller who uploaded it, by the exact path they were given: nothing else of the
             # disk, nobody else's upload, no URL for the server to fetch.
             name = next(iter(params.values()))
             if not (self.uploads and self.uploads.owns(caller, name)):
-                return _refuse(404, "No such file.")
+                return refuse(404, "No such file.")
             return None
         if access is Access.SESSION_IN_PATH:
             return self._bind(params["session_hash"], caller, path)
@@ -273,7 +217,7 @@ class Guard:
         # session hashes it holds) may be read.
         if access is Access.EVENT_IN_PATH and self.sessions.owner(params["event_id"]) != caller:
             log.warning("refused %s: event %s… is not this caller's", path, params["event_id"][:6])
-            return _refuse(403, "Forbidden: this event belongs to someone else, or to nobody.")
+            return refuse(403, "Forbidden: this event belongs to someone else, or to nobody.")
         return None
 
     async def _caller(self, request: Request, https: bool, set_cookies: list[str]) -> str | Response | None:
@@ -283,7 +227,7 @@ class Guard:
                 user = await anyio.to_thread.run_sync(self.iap.verify, request.headers.get(IAP_HEADER))
             except AssertionRefused as exc:
                 log.info("refused %s %s: %s", request.method, request.url.path, exc)
-                return _refuse(401, f"Unauthorized: {exc}.")
+                return refuse(401, f"Unauthorized: {exc}.")
             return user.owner
         if self.mode == "password":
             assert self.password_user is not None
@@ -294,7 +238,7 @@ class Guard:
         if not self.browser_ids.valid(browser_id):
             # Never an id the page chose: a planted one would hand the planter everything this browser writes.
             browser_id = self.browser_ids.mint()
-            _set_request_cookie(request.scope, BROWSER_COOKIE, browser_id)
+            set_request_cookie(request.scope, BROWSER_COOKIE, browser_id)
             set_cookies.append(cookie_header(browser_id, https))
         return f"browser:{browser_id}"
 
@@ -303,24 +247,24 @@ class Guard:
             return None  # Gradio refuses a request without one itself
         if not self.sessions.claim(key, caller):
             log.warning("refused %s: session %s… belongs to another caller", path, key[:6])
-            return _refuse(403, "Forbidden: this session belongs to someone else. Reload the page.")
+            return refuse(403, "Forbidden: this session belongs to someone else. Reload the page.")
         return None
 
     async def _session_call(self, template: str, access: Access, scope: Scope, receive: Receive, send: Send) -> None:
         """A call naming a session (and maybe an event) in its JSON body; the event id it is answered becomes the
         caller's before the caller learns it."""
         caller = scope["state"]["caller"]
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if access is Access.SESSION_IN_BODY:
-            data = _json_object(body)
+            data = json_object(body)
             refusal = self._bind(data.get("session_hash"), caller, scope["path"])
             event_id = data.get("event_id")
             if refusal is None and isinstance(event_id, str) and self.sessions.owner(event_id) not in (None, caller):
-                refusal = _refuse(403, "Forbidden: this event belongs to someone else.")
+                refusal = refuse(403, "Forbidden: this event belongs to someone else.")
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
-        receive = _replay(body, receive)
+        receive = replay(body, receive)
         if template not in EVENT_ANSWERS:
             await self.app(scope, receive, send)
             return
@@ -341,7 +285,7 @@ class Guard:
         await self.app(scope, receive, hold)
         if passing:
             return
-        answer = _json_object(b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body"))
+        answer = json_object(b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body"))
         if isinstance(event_id := answer.get("event_id"), str):
             self.sessions.claim(event_id, caller)
         for message in held:
@@ -356,7 +300,7 @@ class Guard:
             await refusal(scope, receive, send)
             return
         if (wait := self.upload_rate.retry_after([caller])) is not None:
-            refusal = _refuse(429, "Too many uploads: try again in a minute.", {"Retry-After": str(wait)})
+            refusal = refuse(429, "Too many uploads: try again in a minute.", {"Retry-After": str(wait)})
             await refusal(scope, receive, send)
             return
         declared = request.headers.get("content-length", "")
@@ -364,10 +308,10 @@ class Guard:
             # Cut off by the body cap mid-way, Gradio leaves its partial files behind: only a declared length,
             # which the cap and the caller's room judge before a byte is written (browsers and gradio_client
             # always declare one).
-            await _refuse(411, "An upload must declare its Content-Length.")(scope, receive, send)
+            await refuse(411, "An upload must declare its Content-Length.")(scope, receive, send)
             return
         if int(declared) > self.uploads.room(caller):
-            await _refuse(413, FULL)(scope, receive, send)
+            await refuse(413, FULL)(scope, receive, send)
             return
         self.upload_rate.failed([caller])  # every upload counts, not only failed ones
         held: list[Message] = []
@@ -385,28 +329,28 @@ class Guard:
                 paths = None
             if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
                 fresh = [p for p in paths if not self.uploads.owns(caller, p)]
-                if not await anyio.to_thread.run_sync(_all_images, paths, fresh):
-                    refusal = _refuse(415, f"Only {ALLOWED} images can be attached (judged by their content).")
+                if not await anyio.to_thread.run_sync(all_images, paths, fresh):
+                    refusal = refuse(415, f"Only {ALLOWED} images can be attached (judged by their content).")
                     await refusal(scope, receive, send)
                     return
                 if not await anyio.to_thread.run_sync(self.uploads.add, caller, paths):
-                    await _refuse(413, FULL)(scope, receive, send)
+                    await refuse(413, FULL)(scope, receive, send)
                     return
         for message in held:
             await send(message)
 
     async def _login(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         try:
-            name = await login_user_name(Request(scope, _replay(body, receive)))
+            name = await login_user_name(Request(scope, replay(body, receive)))
         except BadLoginForm as exc:
-            await _refuse(400, str(exc))(scope, receive, send)
+            await refuse(400, str(exc))(scope, receive, send)
             return
         keys = [f"addr:{self.client_address(request)}", f"user:{name}"]
         wait = self.logins.retry_after(keys)
         if wait is not None:
             log.warning("login refused for %s: too many failed attempts", keys[0])
-            refusal = _refuse(429, "Too many failed sign-in attempts: try again later.", {"Retry-After": str(wait)})
+            refusal = refuse(429, "Too many failed sign-in attempts: try again later.", {"Retry-After": str(wait)})
             await refusal(scope, receive, send)
             return
         status = 0
@@ -417,82 +361,7 @@ class Guard:
                 status = message["status"]
             await send(message)
 
-        await self.app(scope, _replay(body, receive), watch)
+        await self.app(scope, replay(body, receive), watch)
         if status != 200:
             self.logins.failed(keys)
             log.info("failed sign-in from %s", keys[0])
-
-
-def _all_images(paths: list[str], fresh: list[str]) -> bool:
-    """Whether every uploaded file starts like an accepted image; if not, the new ones are deleted at once."""
-    ok = True
-    for path in paths:
-        try:
-            with open(path, "rb") as file:
-                ok = ok and sniff(file.read(16)) is not None
-        except OSError:
-            ok = False
-    if not ok:
-        for path in fresh:
-            with contextlib.suppress(OSError):
-                os.remove(path)
-    return ok
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # later messages: the disconnect
-
-    return replayed
-
-
-def _json_object(body: bytes) -> dict:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return {}  # Gradio answers the malformed body itself
-    return data if isinstance(data, dict) else {}
-
-
-def _set_request_cookie(scope: Scope, name: str, value: str) -> None:
-    """Replace (never add to) the request's cookie `name`, so Gradio sees only the value the Guard decided on."""
-    kept = [
-        part.strip()
-        for part in (Headers(scope=scope).get("cookie") or "").split(";")
-        if part.strip() and part.split("=", 1)[0].strip() != name
-    ]
-    headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
-    scope["headers"] = [*headers, (b"cookie", "; ".join([*kept, f"{name}={value}"]).encode("latin-1"))]
-
-
-def _harden_cookies(headers: MutableHeaders, https: bool) -> None:
-    """Gradio's sign-in cookies: never sent on cross-site requests, and only over HTTPS when served over HTTPS."""
-    cookies = headers.getlist("set-cookie")
-    if not cookies:
-        return
-    del headers["set-cookie"]
-    for cookie in cookies:
-        cookie = re.sub(r";\s*samesite=none", "; SameSite=Lax", cookie, flags=re.IGNORECASE)
-        if "samesite=" not in cookie.lower():
-            cookie += "; SameSite=Lax"
-        if https and "; secure" not in cookie.lower():
-            cookie += "; Secure"
-        headers.append("set-cookie", cookie)

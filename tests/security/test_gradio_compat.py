@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from chatapp import gradio_compat
 from chatapp.gradio_compat import Access, declared_routes, gradio_routes
+from chatapp.route_rules import OWN_ROUTES
 from chatapp.server import create_app
 from chatapp.settings import load_settings
-from chatapp.web import OWN_ROUTES
 
 MODES = {"none": {}, "password": {"CHAT_AUTH_USERS": "ada:correct horse"}}
 
