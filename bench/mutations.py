@@ -306,7 +306,7 @@ MUTATIONS = [
     Mutation(
         "replayed-session-hash-accepted",
         "chatapp/web.py",
-        "        if not self.sessions.claim(session_hash, caller):",
+        "        if not self.sessions.claim(key, caller):",
         "        if False:",
         ("tests/security/test_front_door.py", "-k", "replayed or stolen"),
     ),
@@ -342,9 +342,8 @@ MUTATIONS = [
     Mutation(
         "upload-file-route-serves-anyones-upload",
         "chatapp/web.py",
-        "        if (match := _FILE.match(path)) and not (caller and self.uploads and self.uploads.owns(caller, "
-        "match[1])):",
-        "        if False:",
+        "            if not (self.uploads and self.uploads.owns(caller, name)):",
+        "            if False:",
         ("tests/app/test_images.py", "-k", "upload_path"),
     ),
     Mutation(
@@ -364,7 +363,7 @@ MUTATIONS = [
     Mutation(
         "upload-content-not-checked",
         "chatapp/web.py",
-        "                if not await anyio.to_thread.run_sync(_all_images, paths):",
+        "                if not await anyio.to_thread.run_sync(all_images, paths, fresh):",
         "                if False:",
         ("tests/security/test_front_door.py", "-k", "uploads_take_images_only"),
     ),

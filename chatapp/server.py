@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
-import sys
+import os
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount
 
+from chatapp import gradio_compat
+from chatapp.browser_id import BrowserIds, load_key
 from chatapp.chat import ChatService
 from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
@@ -33,22 +34,12 @@ from chatapp.web import Guard
 log = logging.getLogger(__name__)
 
 
-def _skip_matplotlib_probe() -> None:
-    # Gradio runs `import matplotlib` around every event, streamed updates included, to switch its backend.
-    # When matplotlib is not installed (it is not a dependency here) each attempt searches all of sys.path
-    # again, because failed imports are not cached: ~10% of the event loop at 32 streams. A None entry in
-    # sys.modules makes that import fail at once, which is exactly what Gradio expects.
-    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
-        sys.modules["matplotlib"] = None  # type: ignore[assignment]
-
-
 def _set_concurrency(demo: gr.Blocks, concurrency: int) -> None:
     # Gradio runs 1 generation per event at a time by default, and sync handlers in a 40-thread pool;
     # `launch()` would set both, but a mounted app must do it by hand (the same attributes launch sets).
     demo.queue(default_concurrency_limit=concurrency, max_size=concurrency * 16)
     threads = max(40, concurrency + 16)  # head-room for the non-generating events (load, resume, timers)
-    demo.max_threads = threads
-    demo._queue.max_thread_count = threads
+    gradio_compat.set_thread_count(demo, threads)
 
 
 def _caller_from_guard(request: Request) -> str | None:
@@ -59,16 +50,19 @@ def _signed_in_user(app: FastAPI) -> Callable[[Request], str | None]:
     """Gradio's password sign-in keeps its sessions in the mounted app's token map, keyed by a cookie."""
 
     def user(request: Request) -> str | None:
-        gradio_app = next((r.app for r in app.routes if isinstance(r, Mount)), None)
-        if gradio_app is None:
-            return None
-        cookie_id = gradio_app.cookie_id
-        token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
-            f"access-token-unsecure-{cookie_id}"
-        )
-        return gradio_app.tokens.get(token) if token else None
+        gradio_app = gradio_compat.gradio_app(app)
+        return gradio_compat.signed_in_user(gradio_app, request.cookies) if gradio_app is not None else None
 
     return user
+
+
+def _key_file(settings: Settings) -> Path:
+    """Where a laptop keeps its browser-id key when CHAT_SECRET_KEY is unset: beside its SQLite history, or in
+    the user's cache folder when the history is elsewhere (so a restarted chat still knows its browsers)."""
+    if settings.store == "sqlite":
+        return Path(settings.sqlite_path + ".key")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache, "hybrid-chat", "browser-id.key")
 
 
 def create_app(settings: Settings, store: ChatStore | None = None, media: MediaStore | None = None) -> FastAPI:
@@ -91,7 +85,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     ui = ChatUI(service, history, status, media=media, uploads=uploads)
     demo = ui.build()
     _set_concurrency(demo, settings.concurrency)
-    _skip_matplotlib_probe()
+    gradio_compat.skip_matplotlib_probe()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -141,7 +135,8 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         mime = sniff(data)  # checked when it was attached; checked again rather than trusting a stored type
         if mime is None:
             return PlainTextResponse("No such image.\n", status_code=404)
-        headers = {"Cache-Control": "private, max-age=86400, immutable", "Content-Disposition": "inline"}
+        # Not kept by the browser: after a delete or a sign-out the image must be gone from this device too.
+        headers = {"Cache-Control": "no-store", "Content-Disposition": "inline"}
         return Response(data, media_type=mime, headers=headers)
 
     # No cross-origin access at all: with Starlette's CORS middleware on the parent app, Gradio's own (which echoes
@@ -153,6 +148,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         trusted_proxy=settings.trusted_proxy,
         iap=IapVerifier(settings.iap_audience, settings.iap_certs_url) if settings.iap_audience else None,
         password_user=_signed_in_user(app) if settings.auth == "password" else None,
+        browser_ids=BrowserIds(load_key(settings.secret_key, _key_file(settings))) if settings.auth == "none" else None,
         uploads=uploads,
     )
     password = settings.auth == "password"

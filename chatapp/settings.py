@@ -55,6 +55,9 @@ class Settings:
     # Exact IAP audience, or a prefix ending in "/" (the backend service id is only known after deployment).
     iap_audience: str | None = None
     iap_certs_url: str = "https://www.gstatic.com/iap/verify/public_key"
+    # Signs the browser ids of CHAT_AUTH=none (give every replica the same); None: a key file beside the SQLite
+    # history, else a random key per process.
+    secret_key: str | None = None
     # Behind Google's load balancer: the client address is the last X-Forwarded-For hop the balancer added.
     trusted_proxy: bool = False
     log_content: bool = False
@@ -223,6 +226,13 @@ def _location(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    if value and len(value) < 32:
+        raise SettingsError(f"{name} must be at least 32 characters (e.g. `openssl rand -hex 32`), got {len(value)}")
+    return value or None
+
+
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 
 
@@ -261,6 +271,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         iap_audience=env.get("CHAT_IAP_AUDIENCE", "").strip() or None,
         iap_certs_url=_url(env, "CHAT_IAP_CERTS_URL", defaults.iap_certs_url),
         trusted_proxy=_bool(env, "CHAT_TRUSTED_PROXY", defaults.trusted_proxy),
+        secret_key=_secret(env, "CHAT_SECRET_KEY"),
         log_content=_bool(env, "CHAT_LOG_CONTENT", defaults.log_content),
         context_chars=_int(env, "CHAT_CONTEXT_CHARS", defaults.context_chars, 1_000, 10_000_000),
         request_timeout_s=_float(env, "CHAT_REQUEST_TIMEOUT", defaults.request_timeout_s, 1.0, 3600.0),

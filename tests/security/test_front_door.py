@@ -309,11 +309,14 @@ def test_anonymous_browser_gets_an_httponly_random_id(open_chat):
     assert cookie.startswith("hybrid-chat-browser=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     second = requests.get(open_chat.url + "/", timeout=TIMEOUT)
     assert second.cookies["hybrid-chat-browser"] != first.cookies["hybrid-chat-browser"]
-    # A browser that has one keeps it; a malformed one is replaced.
-    kept = requests.get(open_chat.url + "/", cookies={"hybrid-chat-browser": "b" * 32}, timeout=TIMEOUT)
+    # A browser that has one the chat minted keeps it; one the chat did not mint is replaced.
+    kept = requests.get(
+        open_chat.url + "/", cookies={"hybrid-chat-browser": first.cookies["hybrid-chat-browser"]}, timeout=TIMEOUT
+    )
     assert "set-cookie" not in kept.headers
-    replaced = requests.get(open_chat.url + "/", cookies={"hybrid-chat-browser": "../x"}, timeout=TIMEOUT)
-    assert len(replaced.cookies["hybrid-chat-browser"]) == 32
+    for planted in ("b" * 32, "../x"):
+        replaced = requests.get(open_chat.url + "/", cookies={"hybrid-chat-browser": planted}, timeout=TIMEOUT)
+        assert replaced.cookies["hybrid-chat-browser"] not in (planted, first.cookies["hybrid-chat-browser"])
 
 
 @pytest.mark.parametrize("mode", ["open_chat", "password_chat", "iap_chat"])

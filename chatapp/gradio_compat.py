@@ -1,0 +1,211 @@
+"""Everything this project knows about Gradio's private names and route shapes, in one place.
+
+Gradio 6.31 (pinned in pyproject.toml) exposes no public API for these, so each name here was read in its source
+(`gradio/routes.py`, `gradio/blocks.py`). `tests/security/test_gradio_compat.py` fails when an upgrade renames
+one of them, adds a route, or changes how sign-in reads its form: fix this module, nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import gradio as gr
+from starlette.routing import Mount
+
+PINNED = "6.31.0"
+API = "/gradio_api"
+
+
+class Access(enum.Enum):
+    """Who may call a route, and how the Gradio session or event it names is bound to the caller."""
+
+    OPEN = "anyone, even without a caller in password mode (the page shell, which is the sign-in page then)"
+    STATIC = "anyone, like OPEN, and the same for everyone: the only answers that may be cached"
+    CALLER = "a caller, and nothing it names needs binding"
+    SESSION_IN_QUERY = "a caller; the session (or upload) id in the query string is bound to it"
+    SESSION_IN_PATH = "a caller; the session hash in the path is bound to it"
+    SESSION_IN_BODY = "a caller; `session_hash` (and `event_id`) in the JSON body are bound to it"
+    EVENT_IN_PATH = "a caller; the event id in the path must already be one of the caller's"
+    NEW_EVENT = "a caller; the event id Gradio answers becomes the caller's"
+    UPLOAD = "a caller within its upload limits; every file judged by its content"
+    FILE = "a caller, for a file it uploaded itself"
+    LOGIN = "anyone, within the sign-in limits (password mode only)"
+    DENY = "nobody: not used by the page or gradio_client, or it leaks another session"
+
+
+# Every route of the mounted Gradio 6.31 app (methods, path as Gradio declares it) with its rule. A route missing
+# here is refused at run time and fails the route test.
+_GRADIO_ROUTES: list[tuple[str, str, Access]] = [
+    # The page shell and static files.
+    ("GET HEAD", "/", Access.OPEN),  # a `deep_link` query is refused separately: it loads another session's state
+    ("GET", "/svelte/{path:path}", Access.STATIC),
+    ("GET", "/static/{path:path}", Access.STATIC),
+    ("GET", "/assets/{path:path}", Access.STATIC),
+    ("GET", "/favicon.ico", Access.STATIC),
+    ("GET", "/theme.css", Access.STATIC),
+    ("GET", f"{API}/theme.css", Access.STATIC),
+    ("GET", "/robots.txt", Access.STATIC),
+    ("GET", "/pwa_icon", Access.STATIC),
+    ("GET", "/pwa_icon/{size}", Access.STATIC),
+    ("GET", "/manifest.json", Access.STATIC),
+    # Sign-in.
+    ("POST", "/login", Access.LOGIN),
+    ("POST", "/login/", Access.LOGIN),
+    ("GET", "/logout", Access.OPEN),
+    # What the page and gradio_client read and call.
+    ("GET", "/config", Access.CALLER),
+    ("GET", "/config/", Access.CALLER),
+    ("GET", f"{API}/info", Access.CALLER),
+    ("GET", f"{API}/info/", Access.CALLER),
+    ("GET", f"{API}/queue/status", Access.CALLER),
+    ("POST", f"{API}/reset", Access.CALLER),  # a no-op in Gradio 6.31
+    ("POST", f"{API}/reset/", Access.CALLER),
+    ("POST", f"{API}/queue/join", Access.SESSION_IN_BODY),
+    ("POST", f"{API}/cancel", Access.SESSION_IN_BODY),
+    ("POST", f"{API}/run/{{api_name}}", Access.SESSION_IN_BODY),
+    ("POST", f"{API}/run/{{api_name}}/", Access.SESSION_IN_BODY),
+    ("POST", f"{API}/api/{{api_name}}", Access.SESSION_IN_BODY),
+    ("POST", f"{API}/api/{{api_name}}/", Access.SESSION_IN_BODY),
+    ("POST", f"{API}/call/{{api_name}}", Access.SESSION_IN_BODY),
+    ("POST", f"{API}/call/{{api_name}}/", Access.SESSION_IN_BODY),
+    # v2 takes named parameters: any `session_hash` key is a parameter, the event runs in a session of its own id.
+    ("POST", f"{API}/call/v2/{{api_name}}", Access.NEW_EVENT),
+    ("POST", f"{API}/call/v2/{{api_name}}/", Access.NEW_EVENT),
+    # Gradio takes an unknown event id here as a session hash: only the caller's own ids pass.
+    ("GET", f"{API}/call/{{api_name}}/{{event_id}}", Access.EVENT_IN_PATH),
+    ("GET", f"{API}/call/v2/{{api_name}}/{{event_id}}", Access.EVENT_IN_PATH),
+    ("GET", f"{API}/queue/data", Access.SESSION_IN_QUERY),
+    ("GET", f"{API}/heartbeat/{{session_hash}}", Access.SESSION_IN_PATH),
+    ("POST", f"{API}/upload", Access.UPLOAD),
+    ("GET", f"{API}/upload_progress", Access.SESSION_IN_QUERY),
+    ("GET HEAD", f"{API}/file={{path_or_url:path}}", Access.FILE),
+    ("GET", f"{API}/file/{{path:path}}", Access.FILE),
+    # Refused: another session's state, a fetcher of URLs, and features this chat does not use.
+    ("GET", f"{API}/deep_link", Access.DENY),
+    ("GET HEAD", f"{API}/proxy={{url_path:path}}", Access.DENY),
+    ("POST", f"{API}/component_server", Access.DENY),  # no component of this chat has server functions
+    ("POST", f"{API}/component_server/", Access.DENY),
+    ("GET", f"{API}/user", Access.DENY),
+    ("GET", f"{API}/user/", Access.DENY),
+    ("GET", f"{API}/login_check", Access.DENY),
+    ("GET", f"{API}/login_check/", Access.DENY),
+    ("GET", f"{API}/token", Access.DENY),
+    ("GET", f"{API}/token/", Access.DENY),
+    ("GET", f"{API}/app_id", Access.DENY),
+    ("GET", f"{API}/app_id/", Access.DENY),
+    ("GET", f"{API}/dev/reload", Access.DENY),
+    ("GET", f"{API}/runs", Access.DENY),
+    ("GET", f"{API}/runs/", Access.DENY),
+    ("GET", f"{API}/openapi.json", Access.DENY),
+    ("GET HEAD", "/openapi.json", Access.DENY),
+    ("GET", f"{API}/custom_component/{{id}}/{{environment}}/{{type}}/{{file_name}}", Access.DENY),
+    ("POST", f"{API}/stream/{{event_id}}", Access.DENY),
+    ("POST", f"{API}/stream/{{event_id}}/close", Access.DENY),
+    ("GET", f"{API}/stream/{{session_hash}}/{{run}}/{{component_id}}/playlist.m3u8", Access.DENY),
+    ("GET", f"{API}/stream/{{session_hash}}/{{run}}/{{component_id}}/{{segment_id}}.{{ext}}", Access.DENY),
+    ("GET", f"{API}/stream/{{session_hash}}/{{run}}/{{component_id}}/playlist-file", Access.DENY),
+    ("GET", f"{API}/startup-events", Access.DENY),
+    ("POST", f"{API}/process_recording", Access.DENY),
+    ("POST", f"{API}/vibe-edit", Access.DENY),
+    ("POST", f"{API}/vibe-edit/", Access.DENY),
+    ("POST", f"{API}/undo-vibe-edit", Access.DENY),
+    ("POST", f"{API}/undo-vibe-edit/", Access.DENY),
+    ("GET POST", f"{API}/vibe-code", Access.DENY),
+    ("GET POST", f"{API}/vibe-code/", Access.DENY),
+    ("POST", f"{API}/vibe-starter-queries", Access.DENY),
+    ("POST", f"{API}/vibe-starter-queries/", Access.DENY),
+    ("GET", "/monitoring", Access.DENY),
+    ("GET", "/monitoring/summary", Access.DENY),
+    ("GET", "/monitoring/{key}", Access.DENY),
+]
+
+
+# The id each SESSION_IN_QUERY route names in its query string.
+QUERY_IDS = {f"{API}/queue/data": "session_hash", f"{API}/upload_progress": "upload_id"}
+# Routes that answer `{"event_id": …}`: Gradio takes that id for a session hash where it knows no event.
+EVENT_ANSWERS = frozenset(
+    {f"{API}/queue/join", f"{API}/call/{{api_name}}", f"{API}/call/{{api_name}}/"}
+    | {f"{API}/call/v2/{{api_name}}", f"{API}/call/v2/{{api_name}}/"}
+)
+# Query parameters that load another session's state into a page (`/gradio_api/deep_link` writes it).
+DEEP_LINK_QUERY = "deep_link"
+
+
+def gradio_routes() -> dict[tuple[str, str], Access]:
+    """(method, declared path) → rule, for every route of the pinned Gradio app."""
+    return {(m, path): access for methods, path, access in _GRADIO_ROUTES for m in methods.split()}
+
+
+def route_pattern(path: str) -> re.Pattern[str]:
+    """A declared path (`/x/{name}`, `/x/{name:path}`, `/file={p:path}`) as the regex Starlette matches it with."""
+    out, pos = "", 0
+    for match in re.finditer(r"{(\w+)(:path)?}", path):
+        out += re.escape(path[pos : match.start()])
+        out += f"(?P<{match[1]}>.*)" if match[2] else f"(?P<{match[1]}>[^/]+)"
+        pos = match.end()
+    return re.compile(f"^{out}{re.escape(path[pos:])}$", re.DOTALL)
+
+
+def declared_routes(app: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(method, path) of every route an ASGI app serves, into mounts and FastAPI's included routers."""
+    for route in getattr(app, "routes", None) or []:
+        if isinstance(route, Mount):
+            yield from declared_routes(route.app, prefix + route.path)
+        elif hasattr(route, "effective_candidates"):  # FastAPI ≥ 0.16x keeps an included router as one route
+            yield from declared_routes(_Routes(route.effective_candidates()), prefix)
+        else:
+            for method in sorted(getattr(route, "methods", None) or {"WEBSOCKET"}):
+                yield method, prefix + route.path
+
+
+class _Routes:
+    def __init__(self, routes: list[Any]) -> None:
+        self.routes = routes
+
+
+# -- the mounted Gradio app's private state -----------------------------------------------------------------
+
+
+def gradio_app(app: Any) -> Any | None:
+    """The Gradio `App` mounted inside `app` (by `gr.mount_gradio_app`)."""
+    return next((r.app for r in app.routes if isinstance(r, Mount)), None)
+
+
+def session_cookie_names(gradio: Any) -> tuple[str, str]:
+    """Gradio's sign-in cookies: the `Secure` one and the one for plain HTTP, holding the same token."""
+    return f"access-token-{gradio.cookie_id}", f"access-token-unsecure-{gradio.cookie_id}"
+
+
+def signed_in_user(gradio: Any, cookies: Mapping[str, str]) -> str | None:
+    """The user name Gradio's password sign-in issued the request's cookie to (its in-memory token map)."""
+    secure, plain = session_cookie_names(gradio)
+    token = cookies.get(secure) or cookies.get(plain)
+    return gradio.tokens.get(token) if token else None
+
+
+def login_name(form_value: str) -> str:
+    """The name Gradio's `/login` compares with its users: the form's `username`, stripped, compared exactly."""
+    return form_value.strip()
+
+
+LOGIN_FIELDS = ("username", "password")  # read from the form (multipart or URL-encoded) by OAuth2PasswordRequestForm
+
+
+def set_thread_count(demo: gr.Blocks, threads: int) -> None:
+    """What `launch()` sets and a mounted app must set by hand: the worker threads of sync handlers."""
+    demo.max_threads = threads
+    demo._queue.max_thread_count = threads
+
+
+def skip_matplotlib_probe() -> None:
+    # Gradio runs `import matplotlib` around every event, streamed updates included, to switch its backend.
+    # When matplotlib is not installed (it is not a dependency here) each attempt searches all of sys.path
+    # again, because failed imports are not cached: ~10% of the event loop at 32 streams. A None entry in
+    # sys.modules makes that import fail at once, which is exactly what Gradio expects.
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]

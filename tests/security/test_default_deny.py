@@ -1,0 +1,143 @@
+"""Issue 15 rows 1, 2 and 12, attacked through a real chat in password mode (ada the victim, bob the attacker):
+routes that name another session in their path or hand out its state, and answers that a browser or a proxy
+could keep. Each attack checks what ada's conversation looks like afterwards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from gradio_client import Client
+
+from chatapp.history.sqlite import SqliteStore
+from harness.chat_process import ChatProcess, start_chat
+from harness.fakes.openai_server import FakeOpenAIServer
+from tests.security.wire import sign_in
+
+LABEL = "Fake model"
+ARGS = (LABEL, 0.7, 0.95, 256, "")
+STORY = " ".join(f"word{i}" for i in range(60))
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def slow_model() -> Iterator[FakeOpenAIServer]:
+    # ~2.4 s per reply: long enough for bob to reach for ada's live reply while it streams.
+    with FakeOpenAIServer(tokens_per_s=25.0, reply=STORY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def chat(slow_model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    env = {
+        "CHAT_AUTH": "password",
+        "CHAT_AUTH_USERS": "ada:ada-correct-horse,bob:bob-battery-staple",
+        "SELF_HOSTED_URL": slow_model.base_url,
+        "SELF_HOSTED_MODEL": slow_model.model,
+        "SELF_HOSTED_LABEL": LABEL,
+    }
+    process = start_chat(env, tmp_path_factory.mktemp("deny"))
+    yield process
+    process.stop(grace_s=3)
+
+
+def stored(chat: ChatProcess, owner: str) -> list[tuple[str, list[str]]]:
+    store = SqliteStore(Path(chat.env["CHAT_SQLITE_PATH"]))
+    try:
+        return [
+            (s.title, [m.content for m in store.load_messages(s.session_id, owner)]) for s in store.list_sessions(owner)
+        ]
+    finally:
+        store.close()
+
+
+def ada_client(chat: ChatProcess) -> Client:
+    return Client(chat.url, auth=("ada", "ada-correct-horse"), verbose=False)
+
+
+def test_row1_bob_cannot_read_adas_live_reply_through_call_with_her_session_hash(chat):
+    ada = ada_client(chat)
+    job = ada.submit("ada's secret plan", *ARGS, api_name="/chat")
+    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    # Gradio takes an event id it does not know for a session hash: ada's hash would stream her reply to bob, and
+    # his disconnect would cancel her generation.
+    with bob.get(f"{chat.url}/gradio_api/call/chat/{ada.session_hash}", stream=True, timeout=TIMEOUT) as stolen:
+        assert stolen.status_code == 403, stolen.status_code
+        assert "ada's secret" not in stolen.text and "word1" not in stolen.text
+    with bob.get(f"{chat.url}/gradio_api/call/chat/not-an-event-of-bobs", stream=True, timeout=TIMEOUT) as guessed:
+        assert guessed.status_code == 403
+    # Ada's reply is whole, and stored whole, not as stopped.
+    assert job.result(timeout=TIMEOUT) == STORY
+    assert stored(chat, "user:ada") == [("ada's secret plan", ["ada's secret plan", STORY])]
+    assert stored(chat, "user:bob") == []
+
+
+def test_row1_the_owner_of_an_event_still_reads_it_through_call(chat):
+    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    posted = bob.post(f"{chat.url}/gradio_api/call/chat", json={"data": ["bob's own", *ARGS]}, timeout=TIMEOUT)
+    assert posted.status_code == 200, posted.text
+    event_id = posted.json()["event_id"]
+    with bob.get(f"{chat.url}/gradio_api/call/chat/{event_id}", stream=True, timeout=TIMEOUT) as stream:
+        assert stream.status_code == 200
+        lines = [line for line in stream.iter_lines(decode_unicode=True) if line.startswith("data:")]
+    assert json.loads(lines[-1].partition(":")[2])[0] == STORY
+    # The same event id is nobody else's to read.
+    ada = sign_in(chat.url, "ada", "ada-correct-horse")
+    with ada.get(f"{chat.url}/gradio_api/call/chat/{event_id}", stream=True, timeout=TIMEOUT) as theirs:
+        assert theirs.status_code == 403
+
+
+def test_row2_deep_links_hand_out_no_session_state(chat):
+    ada = ada_client(chat)
+    assert ada.predict("ada's diary entry", *ARGS, api_name="/chat") == STORY
+    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    link = bob.get(f"{chat.url}/gradio_api/deep_link", params={"session_hash": ada.session_hash}, timeout=TIMEOUT)
+    assert link.status_code == 404
+    for path in ("/config", "/"):
+        for deep_link in (link.text.strip('"') or "x", "x"):
+            answer = bob.get(f"{chat.url}{path}", params={"deep_link": deep_link}, timeout=TIMEOUT)
+            assert answer.status_code == 400, (path, answer.status_code)
+            assert "ada's diary" not in answer.text and "Signed in as ada" not in answer.text
+    own = bob.get(f"{chat.url}/config", timeout=TIMEOUT)
+    assert own.status_code == 200 and "ada's diary" not in own.text
+    assert ("ada's diary entry", ["ada's diary entry", STORY]) in stored(chat, "user:ada")
+
+
+def test_row12_private_answers_are_not_stored_by_browsers_or_proxies(chat):
+    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    for path in ("/", "/config", "/gradio_api/info", "/gradio_api/queue/status"):
+        answer = bob.get(chat.url + path, timeout=TIMEOUT)
+        assert answer.status_code == 200, path
+        assert answer.headers.get("cache-control") == "no-store", (path, answer.headers.get("cache-control"))
+    posted = bob.post(f"{chat.url}/gradio_api/call/conversations", json={"data": []}, timeout=TIMEOUT)
+    assert posted.headers.get("cache-control") == "no-store"
+    with bob.get(f"{chat.url}/gradio_api/call/conversations/{posted.json()['event_id']}", stream=True) as result:
+        assert result.status_code == 200 and result.headers.get("cache-control") == "no-store"
+    # Static files, the same for everyone, stay cacheable.
+    assert bob.get(f"{chat.url}/theme.css", timeout=TIMEOUT).headers.get("cache-control") != "no-store"
+
+
+def test_unknown_and_unused_gradio_routes_are_refused(chat):
+    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    for method, path in [
+        ("GET", "/gradio_api/proxy=https://example.com/x"),
+        ("POST", "/gradio_api/component_server"),
+        ("GET", "/gradio_api/token"),
+        ("GET", "/gradio_api/startup-events"),
+        ("GET", "/monitoring"),
+        ("GET", "/gradio_api/not-a-route"),
+    ]:
+        assert bob.request(method, chat.url + path, json={}, timeout=TIMEOUT).status_code == 404, path
+
+
+def test_session_routes_need_a_sign_in_answered_at_once_not_by_a_hang(chat):
+    # The heartbeat is an endless event stream once accepted: read the status, never the body.
+    with requests.get(f"{chat.url}/gradio_api/heartbeat/abc", stream=True, timeout=TIMEOUT) as heartbeat:
+        assert heartbeat.status_code == 401
+    with requests.get(f"{chat.url}/gradio_api/queue/data?session_hash=abc", stream=True, timeout=TIMEOUT) as data:
+        assert data.status_code == 401
+    for path in ("/gradio_api/cancel", "/gradio_api/reset", "/gradio_api/upload"):
+        assert requests.post(chat.url + path, json={}, timeout=TIMEOUT).status_code == 401, path
