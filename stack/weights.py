@@ -17,7 +17,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from stack import kube, names
+from stack import egress, kube, names, pod_security
 from stack.buckets import stack_bucket
 
 JOB = "weights-copy"
@@ -53,7 +53,8 @@ if not weights:
     sys.exit(f"{repo} has no safetensors weights")
 wanted = [f for f in files if not f.startswith("original/") and not f.endswith((".gguf", ".bin", ".pth", ".pt"))
           and not f.startswith(".")]
-headers = {"Authorization": f"Bearer {os.environ['HF_TOKEN']}"}
+token = hub.get_token()  # HF_TOKEN_PATH's file
+headers = {"Authorization": f"Bearer {token}"} if token else {}
 sizes = {}
 for name in wanted:
     url = hub.hf_hub_url(repo, name)
@@ -166,7 +167,12 @@ class Weights(pulumi.ComponentResource):
                 name=object_name, namespace=kube.NAMESPACE, labels=labels, annotations=annotations
             )
 
-        writer = k8s.core.v1.ServiceAccount(writer_account, metadata=meta(writer_account), opts=child)
+        writer = k8s.core.v1.ServiceAccount(
+            writer_account, metadata=meta(writer_account), automount_service_account_token=False, opts=child
+        )
+        token_volume, token_mount, token_path = pod_security.hf_token_file(TOKEN_SECRET, "token")
+        uid = pod_security.MODEL_UID
+        egress.public_https_only(JOB, kube.selector_labels(JOB), labels, child)
         token = k8s.core.v1.Secret(
             TOKEN_SECRET, metadata=meta(TOKEN_SECRET), type="Opaque", string_data={"token": args.hf_token}, opts=child
         )
@@ -188,28 +194,18 @@ class Weights(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=writer_account,
+                        # It never calls the Kubernetes API; Workload Identity and the FUSE driver need no token.
+                        automount_service_account_token=False,
                         restart_policy="Never",
                         enable_service_links=False,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=1000,
-                            run_as_group=1000,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=pod_security.pod_context(uid, fs_group=True),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="copy",
                                 image=args.image,
                                 command=["python3", "-c", COPY_SCRIPT, args.model, model_dir(args.model), MARKER],
                                 env=[
-                                    k8s.core.v1.EnvVarArgs(
-                                        name="HF_TOKEN",
-                                        value_from=k8s.core.v1.EnvVarSourceArgs(
-                                            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                                                name=TOKEN_SECRET, key="token"
-                                            )
-                                        ),
-                                    ),
+                                    token_path,
                                     k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/tmp/huggingface"),
                                     k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
                                 ],
@@ -217,17 +213,14 @@ class Weights(pulumi.ComponentResource):
                                 volume_mounts=[
                                     k8s.core.v1.VolumeMountArgs(name="weights", mount_path=MOUNT),
                                     k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                                    token_mount,
                                 ],
-                                security_context=k8s.core.v1.SecurityContextArgs(
-                                    allow_privilege_escalation=False,
-                                    read_only_root_filesystem=True,
-                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                ),
+                                security_context=pod_security.container_context(),
                             )
                         ],
                         volumes=[
                             # uid/gid: the files the copy writes belong to the container's user.
-                            bucket_volume("weights", self.bucket.name, False, "uid=1000,gid=1000"),
+                            bucket_volume("weights", self.bucket.name, False, f"uid={uid},gid={uid}"),
                             k8s.core.v1.VolumeArgs(
                                 name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="512Mi")
                             ),
@@ -235,6 +228,7 @@ class Weights(pulumi.ComponentResource):
                                 name=FUSE_TMP_VOLUME,
                                 empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=FUSE_TMP_SIZE),
                             ),
+                            token_volume,
                         ],
                     ),
                 ),

@@ -13,7 +13,7 @@ def test_renders_the_dev_stack_offline():
     result = run_render()
     assert result.returncode == 0, result.stderr
     header, _, documents = result.stdout.partition("\n---\n")
-    assert "# 60 resources" in header
+    assert "# 61 resources" in header
     assert "hybrid-chat:hfToken is not set: rendered with a placeholder" in header
     assert "kubeconfig: [secret]" in header
     kinds = [d["kind"] for d in yaml.safe_load_all(documents)]
@@ -26,7 +26,7 @@ def test_renders_the_dev_stack_offline():
         *["Service"] * 2,
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
-        *["NetworkPolicy"] * 4,
+        *["NetworkPolicy"] * 5,
         "Gateway",
         *["HTTPRoute"] * 2,
         "HealthCheckPolicy",

@@ -121,7 +121,15 @@ def hub():
 
 
 def copy(hub, dest, token=TOKEN):
-    env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": token, "HF_HUB_DISABLE_TELEMETRY": "1", "HOME": str(dest.parent)}
+    # As the Job gets it: a mounted file named by HF_TOKEN_PATH, no HF_TOKEN in the environment.
+    token_file = dest.parents[2] / "hf-token"
+    token_file.write_text(token)
+    env = {
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN_PATH": str(token_file),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HOME": str(dest.parent),
+    }
     return subprocess.run(
         [sys.executable, "-c", COPY_SCRIPT, REPO, str(dest), MARKER],
         env=env,
