@@ -48,7 +48,7 @@ def test_vllm_writes_only_to_mounted_empty_dirs(default_plan):
     volumes = {v["name"]: v for v in spec["volumes"]}
     scratch = [m["mountPath"] for m in vllm["volumeMounts"] if "emptyDir" in volumes[m["name"]]]
     assert {"/tmp", pod_security.VLLM_HOME} <= set(scratch)
-    assert WRITABLE_PATH_VARIABLES >= {"HOME", "HF_HOME", "VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TMPDIR"}
+    assert {"HOME", "HF_HOME", "VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TMPDIR"} <= WRITABLE_PATH_VARIABLES
     for variable in WRITABLE_PATH_VARIABLES:
         path = posixpath.normpath(env[variable])
         assert any(path == root or path.startswith(f"{root}/") for root in scratch), (variable, path)
