@@ -20,7 +20,7 @@ from chatapp import metrics
 from chatapp.conversation import ImageRef, Message, build_prompt
 from chatapp.history.base import StoredMessage, StoreError, Turn, Usage
 from chatapp.inputs import InputError, shown
-from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut
+from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut, options_of
 from chatapp.usage import DailyUsage
 
 turn_log = logging.getLogger("chatapp.turns")
@@ -83,6 +83,8 @@ class Update:
     # When the chosen entry delegates (Auto): which model is answering, and why that one (None = first choice).
     answered_by: str | None = None
     because: str | None = None
+    # What the model thought so far (shown apart, as thinking); never part of `text`, never stored.
+    thinking: str = ""
 
     @property
     def answered_note(self) -> str | None:
@@ -147,6 +149,8 @@ class ChatService:
         If the caller stops iterating (the user pressed stop), the partial reply the user saw is still saved.
         """
         model = self.model(model_label)
+        # Only what the person changed from this model's defaults is sent as such (ModelOptions.relative).
+        params = options_of(model).relative(params)
         stats = ReplyStats()
         started = time.monotonic()
         refusal = self.usage.refusal(session.owner) if self.usage is not None else None
@@ -175,15 +179,20 @@ class ChatService:
             try:
                 last_update = 0.0
                 for chunk in stream:
-                    if not chunk:
+                    # An empty chunk says the model's thinking grew (ReplyStats.thinking): shown, never added.
+                    if not chunk and not stats.thinking:
                         continue
                     reply += chunk
                     now = time.monotonic()
-                    if first_token_s is None:
+                    first_text = bool(chunk) and first_token_s is None
+                    if first_text:
                         first_token_s = now - started
-                    if now - last_update >= self._interval():
+                    # The first text is sent at once, even right after an update that showed only thinking.
+                    if first_text or now - last_update >= self._interval():
                         last_update = now
-                        yield Update(reply, answered_by=stats.answered_by, because=stats.because)
+                        yield Update(
+                            reply, answered_by=stats.answered_by, because=stats.because, thinking=stats.thinking
+                        )
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:
@@ -211,6 +220,11 @@ class ChatService:
             self._log(session, model_label, outcome, started, first_token_s, stats, saved, text, reply, usage)
         if not reply.strip() and notice is None:
             outcome, notice = "empty", f"{model_label} returned an empty reply. Try again or switch models."
+            if stats.thinking and stats.finish_reason == "length":
+                notice = (
+                    f"{model_label} used up the max tokens limit ({params.max_tokens}) thinking before writing any "
+                    "text. Raise Max tokens (or turn Thinking down) and try again."
+                )
         if saved is False:
             note = (
                 f"This turn could not be saved: {refused}."
@@ -218,7 +232,15 @@ class ChatService:
                 else "This turn is not saved yet: the history store is unreachable. It will be retried."
             )
             notice = f"{notice}\n\n{note}" if notice else note
-        yield Update(reply, notice=notice, done=True, saved=saved, answered_by=stats.answered_by, because=stats.because)
+        yield Update(
+            reply,
+            notice=notice,
+            done=True,
+            saved=saved,
+            answered_by=stats.answered_by,
+            because=stats.because,
+            thinking=stats.thinking,
+        )
 
     def _with_image_bytes(self, session: ChatSession, prompt: list[Message]) -> list[Message]:
         """The prompt with each image's bytes (models are sent the image itself, never a URL to fetch)."""
@@ -318,6 +340,7 @@ def cost(stats: ReplyStats, prompt: list[Message], reply: str) -> Usage:
     tokens_out = stats.tokens_out
     return Usage(
         tokens_in if tokens_in is not None else estimate_tokens(sum(len(m.content) for m in prompt)),
-        tokens_out if tokens_out is not None else estimate_tokens(len(reply)),
+        # Thinking is generated output too (and billed as such), though it is never stored.
+        tokens_out if tokens_out is not None else estimate_tokens(len(reply) + len(stats.thinking)),
         estimated=tokens_in is None or tokens_out is None,
     )

@@ -73,6 +73,9 @@ def from_gradio(history: Iterable[Mapping[str, Any]]) -> list[Message]:
         role = item.get("role")
         if role not in ("user", "assistant"):
             continue
+        metadata = item.get("metadata")
+        if isinstance(metadata, Mapping) and metadata.get("title"):
+            continue  # a titled block ("Thinking") is shown beside the reply, never part of the conversation
         # Notes the UI adds to a message (errors, "not saved") live in metadata, never in content.
         text = content_text(item.get("content"))
         if text.strip():

@@ -25,9 +25,9 @@ from chatapp.chat import ChatService, ChatSession, Update
 from chatapp.conversation import ImageRef
 from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError, Unanswered, title_of
 from chatapp.images import Upload
-from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt, clean_text
+from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt, clean_text, clean_thinking
 from chatapp.media.base import MediaError, MediaStore
-from chatapp.models.base import GenerationParams
+from chatapp.models.base import GenerationParams, ModelOptions, options_of
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,12 @@ class Conversations:
         """The model labels a person can choose from, in menu order."""
         return list(self._service.models)
 
+    def options(self, label: Any) -> ModelOptions:
+        """What the page offers for one model (its defaults, its thinking levels); a label not in the menu has
+        nothing of its own to offer."""
+        model = self._service.models.get(label) if isinstance(label, str) else None
+        return options_of(model)
+
     # -- input checks (each rule lives in chatapp.inputs; this is the one place that applies them) --------
 
     @staticmethod
@@ -141,11 +147,13 @@ class Conversations:
         max_tokens: Any,
         system_prompt: Any,
         images: tuple[ImageRef, ...] = (),
+        thinking: Any = None,
     ) -> Ask:
         """Everything sent with a message, checked; raises InputError naming the first bad value."""
         text = clean_message_or_images(message, images)
-        self._service.model(model)
+        chosen = self._service.model(model)
         params = clean_params(temperature, top_p, max_tokens)
+        params = replace(params, thinking=clean_thinking(thinking, options_of(chosen).thinking_levels))
         return Ask(text, model, params, clean_system_prompt(system_prompt), images)
 
     # -- images -------------------------------------------------------------------------------------------

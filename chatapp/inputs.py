@@ -79,3 +79,13 @@ def clean_params(temperature: Any, top_p: Any, max_tokens: Any) -> GenerationPar
         top_p=_number(top_p, "Top-p", *TOP_P_RANGE),
         max_tokens=int(tokens),
     )
+
+
+def clean_thinking(value: Any, levels: tuple[str, ...]) -> str | None:
+    """A thinking level the chosen model offers, or None (nothing chosen: the model's default)."""
+    if value is None or value == "":
+        return None
+    if value not in levels:
+        offered = ", ".join(levels) if levels else "none (this model has no thinking levels)"
+        raise InputError(f"Thinking must be one of: {offered}; got {shown(value)}.")
+    return str(value)

@@ -32,10 +32,18 @@ class Settings:
     firestore_database: str = "chat-app-db"
     google_cloud_project: str | None = None
     self_hosted_url: str = "http://127.0.0.1:8000/v1"
-    self_hosted_model: str = "google/gemma-3-12b-it"
-    self_hosted_label: str = "Gemma 3 12B (self-hosted)"
-    gemini_model: str = "gemini-2.5-flash"
-    gemini_label: str = "Gemini 2.5 Flash (Vertex AI)"
+    # The stack's default Gemma preset (stack/presets.py; checked 2026-12-06): Gemma 4 31B, Google's 4-bit QAT
+    # checkpoint, on 2 L4s.
+    self_hosted_model: str = "google/gemma-4-31b-it-qat-w4a16-ct"
+    # A label left empty follows the model id (`model_label`), so a changed id never shows another model's name.
+    self_hosted_label: str = ""
+    # Checked 2026-12-06: gemini-2.5-flash was retired on Vertex AI in October 2026; 3.8 Flash retires Sep 2027
+    # at the earliest. README "Models in the chat" says how to move to a newer id.
+    gemini_model: str = "gemini-3.8-flash"
+    gemini_label: str = ""
+    # Where Gemini is called (google-genai's GOOGLE_CLOUD_LOCATION), independent of the cluster's region: Gemini 3.x
+    # is served from `global` and the `us`/`eu` multi-region endpoints.
+    gemini_location: str = "global"
     # The entry that answers with the self-hosted model, or Gemini when that one cannot (chatapp/models/auto.py).
     auto_label: str = "Auto: self-hosted, else Gemini"
     concurrency: int = 64
@@ -58,11 +66,44 @@ class Settings:
     # Cloud Storage bucket for images; None keeps them in a folder beside the SQLite file.
     media_bucket: str | None = None
 
+    def __post_init__(self) -> None:
+        if not self.self_hosted_label:
+            object.__setattr__(self, "self_hosted_label", f"{model_label(self.self_hosted_model)} (self-hosted)")
+        if not self.gemini_label:
+            object.__setattr__(self, "gemini_label", model_label(self.gemini_model))
+
+
+# Name parts written in capitals: sizes (12b, e4b, a4b) and QAT.
+_SIZE = re.compile(r"^(?:[a-z]?\d+(?:\.\d+)?[bmk]|qat)$")
+_INSTRUCT = ("it", "instruct")
+
+
+def model_label(model_id: str) -> str:
+    """A readable name made from a model id alone: `google/gemma-4-12b-it` → `Gemma 4 12B`, `gemini-3.8-flash` →
+    `Gemini 3.8 Flash`, `google/gemma-4-31b-it-qat-w4a16-ct` → `Gemma 4 31B QAT` (after `it` only QAT says
+    something to a person; the rest is the checkpoint format). The same rule as the stack's `display_name`. Made
+    from the id, never from a table, so it cannot name a model that is not configured."""
+    words = [w for w in re.split(r"[-_]", model_id.rsplit("/", 1)[-1].removesuffix(".gguf")) if w]
+    cut = next((i for i, w in enumerate(words) if w.lower() in _INSTRUCT), None)
+    if cut:
+        words = words[:cut] + (["qat"] if "qat" in (w.lower() for w in words[cut:]) else [])
+    return " ".join(w.upper() if _SIZE.match(w.lower()) else w.capitalize() for w in words)
+
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, default).strip()
     if not value:
         raise SettingsError(f"{name} is set but empty; unset it to use the default {default!r}")
+    return value
+
+
+def _label(env: Mapping[str, str], name: str) -> str:
+    """A label set by hand, or "" (unset) to have it follow the model id."""
+    if name not in env:
+        return ""
+    value = env[name].strip()
+    if not value:
+        raise SettingsError(f"{name} is set but empty; unset it to name the model after its id")
     return value
 
 
@@ -168,6 +209,20 @@ def _check_auth(settings: Settings) -> None:
         raise SettingsError(f"CHAT_IAP_AUDIENCE is set but CHAT_AUTH is {settings.auth!r}: set CHAT_AUTH=iap")
 
 
+# `global`, a multi-region (`us`, `eu`) or a region (`us-central1`, `europe-west4`).
+_LOCATION = re.compile(r"^(?:global|[a-z]+|[a-z]+-[a-z]+[0-9]+)$")
+
+
+def _location(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _text(env, name, default).lower()
+    if not _LOCATION.match(value):
+        raise SettingsError(
+            f"{name} (the Gemini location; Pulumi key geminiLocation) must be global, a multi-region such as us or "
+            f"eu, or a region such as us-central1, got {env.get(name)!r}"
+        )
+    return value
+
+
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 
 
@@ -194,9 +249,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         google_cloud_project=env.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
         self_hosted_url=_base_url(env, "SELF_HOSTED_URL", defaults.self_hosted_url),
         self_hosted_model=_text(env, "SELF_HOSTED_MODEL", defaults.self_hosted_model),
-        self_hosted_label=_text(env, "SELF_HOSTED_LABEL", defaults.self_hosted_label),
+        # Unset labels stay empty here and follow the (possibly changed) model id in Settings.__post_init__.
+        self_hosted_label=_label(env, "SELF_HOSTED_LABEL"),
         gemini_model=_text(env, "GEMINI_MODEL", defaults.gemini_model),
-        gemini_label=_text(env, "GEMINI_LABEL", defaults.gemini_label),
+        gemini_label=_label(env, "GEMINI_LABEL"),
+        gemini_location=_location(env, "GOOGLE_CLOUD_LOCATION", defaults.gemini_location),
         auto_label=_text(env, "AUTO_LABEL", defaults.auto_label),
         concurrency=_int(env, "CHAT_CONCURRENCY", defaults.concurrency, 1, 1024),
         auth=_choice(env, "CHAT_AUTH", defaults.auth, AUTH_MODES),

@@ -1,18 +1,31 @@
-"""Which models are reachable right now, checked in the background.
+"""Which models are reachable right now, and whether their servers still know the configured ids, checked in
+the background from start-up on.
 
 One thread polls every model and every page reads the cached answer, so a hundred open tabs cost the model
-servers one probe per interval, not a hundred.
+servers one probe per interval, not a hundred. A model's `check` also asks its provider whether the configured
+id exists, so a retired id shows in the model list ("retired or unknown model id …: set …") and in the log
+before anyone sends a message. Since when a model has been unavailable is exported on /metrics
+(`chat_model_unavailable_since_seconds`), which `python -m chatapp.doctor` reads.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
+
+from prometheus_client import Gauge
 
 from chatapp.models.base import ChatModel
 
 log = logging.getLogger(__name__)
+
+UNAVAILABLE_SINCE = Gauge(
+    "chat_model_unavailable_since_seconds",
+    "Unix time since when the status check has found the model unavailable; 0 while it is available.",
+    ["model"],
+)
 
 
 class ModelStatus:
@@ -20,6 +33,7 @@ class ModelStatus:
         self._models = models
         self._interval_s = interval_s
         self._status: dict[str, str | None] = {label: "not checked yet" for label in models}
+        self._since: dict[str, float | None] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -32,8 +46,22 @@ class ModelStatus:
                 log.warning("status check of %s failed: %s", label, exc)
                 reason = f"check failed ({type(exc).__name__})"
             with self._lock:
+                before = self._status.get(label)
                 self._status[label] = reason
+                if reason is None:
+                    self._since[label] = None
+                elif self._since.get(label) is None:
+                    self._since[label] = time.time()
+                since = self._since[label]
+            UNAVAILABLE_SINCE.labels(label).set(since or 0)
+            if reason != before and reason is not None:
+                log.warning("model %s: %s", label, reason)
         return self.snapshot()
+
+    def unavailable_since(self, label: str) -> float | None:
+        """Unix time of the first check that found `label` unavailable, in its current spell; None if available."""
+        with self._lock:
+            return self._since.get(label)
 
     def snapshot(self) -> dict[str, str | None]:
         """Label → None when reachable, else the reason it is not."""

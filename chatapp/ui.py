@@ -72,6 +72,10 @@ class Tab:
     sidebar: list[tuple[str, str]] = field(default_factory=list)
     # "Answered by …" for the last reply of an entry that delegates (Auto); shown under the chat.
     answered: str | None = None
+    # What the model thought before each of this tab's replies, by the reply's index in session.messages (with
+    # the reply itself, so an undone reply's thinking never shows above another): shown in a closed "Thinking"
+    # block above the reply, never part of it, never stored.
+    thinking: dict[int, tuple[Message, str]] = field(default_factory=dict)
 
 
 # Every streamed update re-renders the whole conversation, whose earlier messages never change: remember them.
@@ -88,16 +92,30 @@ def with_images(markdown: str, conversation_id: str, images: tuple[ImageRef, ...
     return "\n\n".join([markdown, *links]) if markdown else "\n\n".join(links)
 
 
-def messages_for(tab: Tab, partial: str | None = None) -> list[dict[str, Any]]:
+def thinking_block(thinking: str, markdown: str | None = None) -> dict[str, Any]:
+    """A Chatbot message with a title: Gradio 6 shows it as a collapsible block, closed when its status is done."""
+    return {
+        "role": "assistant",
+        "content": markdown if markdown is not None else safe_markdown(thinking),
+        "metadata": {"title": "Thinking", "status": "done"},
+    }
+
+
+def messages_for(tab: Tab, partial: str | None = None, thinking: str = "") -> list[dict[str, Any]]:
     sid = tab.session.session_id
-    out = [
-        {"role": m.role, "content": with_images(_finished(m.content), sid, m.images)}
-        for m in tab.session.messages
-        if m.role != "system"
-    ]
+    out = []
+    for index, m in enumerate(tab.session.messages):
+        if m.role == "system":
+            continue
+        reply, thought = tab.thinking.get(index, (None, ""))
+        if thought and reply is m:
+            out.append(thinking_block(thought, _finished(thought)))
+        out.append({"role": m.role, "content": with_images(_finished(m.content), sid, m.images)})
     if tab.unanswered is not None:
         out.append({"role": "user", "content": with_images(safe_markdown(tab.unanswered), sid, tab.images)})
-    if partial is not None:
+    if thinking:
+        out.append(thinking_block(thinking))
+    if partial:
         out.append({"role": "assistant", "content": safe_markdown(partial)})
     if tab.notice:
         out.append({"role": "assistant", "content": safe_markdown(f"⚠️ {tab.notice}")})
@@ -214,6 +232,19 @@ class ChatUI:
             self.status.markdown(),
         )
 
+    def model_controls(self, label: Any, request: gr.Request) -> tuple:
+        """The controls of the chosen model: its own defaults, and a thinking level only where it has some."""
+        caller(request)
+        options = self.conversations.options(label)
+        levels = list(options.thinking_levels)
+        return (
+            gr.update(value=options.temperature),
+            gr.update(value=options.top_p),
+            gr.update(value=options.max_tokens),
+            gr.update(choices=levels, value=options.thinking, visible=bool(levels)),
+            options.note,
+        )
+
     def model_status(self, request: gr.Request) -> str:
         caller(request)  # nothing for strangers, like every other event
         return self.status.markdown()
@@ -287,6 +318,7 @@ class ChatUI:
         top_p: Any,
         max_tokens: Any,
         system_prompt: Any,
+        thinking: Any,
         request: gr.Request,
     ) -> Iterator[tuple]:
         owner = caller(request)
@@ -297,7 +329,7 @@ class ChatUI:
             return
         try:
             ask = self.conversations.check(
-                tab.unanswered, model, temperature, top_p, max_tokens, system_prompt, tab.images
+                tab.unanswered, model, temperature, top_p, max_tokens, system_prompt, tab.images, thinking
             )
         except InputError as exc:
             log.info("message refused: %s", exc)
@@ -311,7 +343,7 @@ class ChatUI:
                     if update.done:
                         yield self._finish(owner, tab, update)
                     else:
-                        yield tab, messages_for(tab, update.text), gr.update()
+                        yield tab, messages_for(tab, update.text, update.thinking), gr.update()
         finally:
             # Stop cancels this generator before `_finish` runs, yet the partial reply was saved as a turn:
             # the message is answered, so it must not be glued onto the user's next message.
@@ -335,6 +367,8 @@ class ChatUI:
         listed = any(sid == session_id for _, sid in tab.sidebar)
         if update.text.strip():
             tab.unanswered, tab.images = None, ()  # the turn is now part of tab.session
+            if update.thinking and tab.session.messages:
+                tab.thinking[len(tab.session.messages) - 1] = (tab.session.messages[-1], update.thinking)
         elif update.notice and tab.unanswered is not None:
             self._keep_unanswered(owner, tab, update.notice)
         sidebar = gr.update()
@@ -557,18 +591,39 @@ class ChatUI:
                 )
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                 stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+            first = self.conversations.options(labels[0])
             with gr.Accordion("Model and settings", open=True):
                 model = gr.Dropdown(labels, value=labels[0], label="Model", elem_id="model")
                 with gr.Row():
                     temperature = gr.Slider(
-                        *TEMPERATURE_RANGE, value=0.7, step=0.05, label="Temperature", elem_id="temperature"
+                        *TEMPERATURE_RANGE,
+                        value=first.temperature,
+                        step=0.05,
+                        label="Temperature",
+                        elem_id="temperature",
                     )
-                    top_p = gr.Slider(*TOP_P_RANGE, value=0.95, step=0.01, label="Top-p", elem_id="top-p")
+                    top_p = gr.Slider(*TOP_P_RANGE, value=first.top_p, step=0.01, label="Top-p", elem_id="top-p")
                     max_tokens = gr.Slider(
-                        *MAX_TOKENS_RANGE, value=1024, step=1, label="Max tokens", elem_id="max-tokens"
+                        *MAX_TOKENS_RANGE, value=first.max_tokens, step=1, label="Max tokens", elem_id="max-tokens"
                     )
+                    thinking = gr.Dropdown(
+                        list(first.thinking_levels),
+                        value=first.thinking,
+                        label="Thinking",
+                        visible=bool(first.thinking_levels),
+                        elem_id="thinking",
+                    )
+                model_note = gr.Markdown(first.note, elem_id="model-note")
                 system_prompt = gr.Textbox(label="System prompt", lines=2, elem_id="system-prompt")
+            # The /chat API's inputs; the thinking level is the page's only (an API call gets the model's default).
             controls = [model, temperature, top_p, max_tokens, system_prompt]
+            model.change(
+                self.model_controls,
+                [model],
+                [temperature, top_p, max_tokens, thinking, model_note],
+                queue=False,
+                api_visibility="private",
+            )
             private: dict[str, Any] = {"api_visibility": "private"}
 
             loading = demo.load(self.load, [browser], [tab, browser, chatbot, sessions, who, status], **private)
@@ -588,9 +643,11 @@ class ChatUI:
                 show_progress="hidden",
                 **private,
             )
-            streaming = sending.success(self.respond, [tab, *controls], [tab, chatbot, sessions], **private)
+            streaming = sending.success(self.respond, [tab, *controls, thinking], [tab, chatbot, sessions], **private)
             retrying = chatbot.retry(self.retry, [tab], [tab, chatbot], queue=False, **private)
-            restreaming = retrying.success(self.respond, [tab, *controls], [tab, chatbot, sessions], **private)
+            restreaming = retrying.success(
+                self.respond, [tab, *controls, thinking], [tab, chatbot, sessions], **private
+            )
             stop.click(None, None, None, cancels=[streaming, restreaming], queue=False, **private)
             for replying in (streaming, restreaming):
                 replying.then(self.after_reply, [tab], [answered, usage_today], **private)

@@ -31,6 +31,8 @@ class ChatArgs:
     firestore_database: pulumi.Input[str]
     gemma_model: str
     gemini_model: str
+    gemini_location: str
+    """Where Vertex AI serves Gemini (`global`, `us`, `eu` or a region), independent of the cluster's region."""
     auth: str
     """`iap` (identity from IAP's signed header) or `password` (CHAT_AUTH_USERS logins)."""
     auth_users: pulumi.Input[str] | None
@@ -51,9 +53,15 @@ class ChatArgs:
 
 
 def display_name(model_id: str) -> str:
-    """`google/gemma-3-12b-it` → `Gemma 3 12B`, `gemini-2.5-flash` → `Gemini 2.5 Flash`."""
-    words = [w for w in model_id.split("/")[-1].split("-") if w != "it"]
-    return " ".join(w.upper() if w[:-1].isdigit() and w.endswith("b") else w.capitalize() for w in words)
+    """`google/gemma-3-12b-it` → `Gemma 3 12B`, `gemini-3.8-flash` → `Gemini 3.8 Flash`,
+    `google/gemma-4-31b-it-qat-w4a16-ct` → `Gemma 4 31B QAT` (the checkpoint format after `it` says nothing)."""
+    words = model_id.split("/")[-1].split("-")
+    if "it" in words:
+        words, tail = words[: words.index("it")], words[words.index("it") + 1 :]
+        words += ["QAT"] if "qat" in tail else []
+    return " ".join(
+        w.upper() if w[:-1].isdigit() and w.endswith("b") else w if w.isupper() else w.capitalize() for w in words
+    )
 
 
 def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
@@ -71,7 +79,8 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
         "GEMINI_MODEL": args.gemini_model,
         "GEMINI_LABEL": f"{display_name(args.gemini_model)} (Vertex AI)",
         "GOOGLE_GENAI_USE_VERTEXAI": "true",
-        "GOOGLE_CLOUD_LOCATION": args.region,
+        # google-genai's own variable: Gemini 3.x answers at `global` (and the multi-regions), not in us-central1.
+        "GOOGLE_CLOUD_LOCATION": args.gemini_location,
         "CHAT_CONCURRENCY": str(kube.CHAT_CONCURRENCY),
         "CHAT_REQUEST_TIMEOUT": str(kube.CHAT_REQUEST_TIMEOUT_S),
         "CHAT_AUTH": args.auth,

@@ -21,8 +21,13 @@ SERVICE_RANGE = ("services", "10.8.0.0/20")
 # grants its own reader role; see image.py). Organizations created since 2024 leave the Compute Engine default
 # service account without roles, so nodes that used it could not even pull the chat image.
 NODE_ROLE = "roles/container.defaultNodeServiceAccount"
-# Managed Prometheus plus GPU metrics; SYSTEM_COMPONENTS is repeated because a list replaces the defaults.
-MONITORING_COMPONENTS = ["SYSTEM_COMPONENTS", "DCGM"]
+# GPU metrics (DCGM) on top of what Autopilot collects by default: a list replaces the defaults, so they are
+# repeated (system components, and the kube-state-metrics packages Autopilot turns on since 1.27.4; JobSet on new
+# clusters since 1.32.1), checked 2026-12-06 against GKE's "Collect and view kube state metrics" page.
+MONITORING_COMPONENTS = [
+    *("SYSTEM_COMPONENTS", "STORAGE", "HPA", "POD", "DAEMONSET", "DEPLOYMENT", "STATEFULSET", "JOBSET"),
+    "DCGM",
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class ClusterArgs:
     container_api: pulumi.Resource
     compute_api: pulumi.Resource
     iam_api: pulumi.Resource
+    # Project IAM members go through the Resource Manager API, off in a fresh project until `up` enables it.
+    resource_manager_api: pulumi.Resource
     stack: str
 
 
@@ -117,7 +124,7 @@ class Cluster(pulumi.ComponentResource):
             project=args.project,
             role=NODE_ROLE,
             member=self.node_account.member,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.resource_manager_api]),
         )
         self.cluster = gcp.container.Cluster(
             name,

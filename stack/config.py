@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
+
+from stack.presets import DEFAULT_IMAGE, DEFAULT_PRESET, PRESETS, Preset
 
 PROJECT = "hybrid-chat"
 
@@ -15,12 +17,17 @@ DEFAULTS: dict[str, str | int | bool] = {
     "firestoreDatabase": "chat-app-db",
     "firestoreLocation": "nam5",
     "gemmaEnabled": True,
-    "gemmaModel": "google/gemma-3-12b-it",
-    "gemmaGpus": 2,
-    "gemmaAccelerator": "nvidia-l4",
+    # A preset of stack/presets.py, or a Hugging Face id (then gemmaGpus and gemmaVllmArgs are required).
+    "gemmaModel": DEFAULT_PRESET,
+    # 0 / empty: the preset's own.
+    "gemmaGpus": 0,
+    "gemmaAccelerator": "",
     "gemmaSpot": False,
-    "vllmImage": "vllm/vllm-openai:v0.10.2",
-    "geminiModel": "gemini-2.5-flash",
+    "vllmImage": "",
+    # Checked 2026-12-06: gemini-2.5-flash was retired in October 2026; 3.8 Flash is served from `global` and
+    # the multi-regions, not from a cluster region such as us-central1.
+    "geminiModel": "gemini-3.8-flash",
+    "geminiLocation": "global",
     "chatReplicas": 1,
     "chatMaxReplicas": 4,
     "chatImage": "",
@@ -69,12 +76,11 @@ class StackConfig:
     firestore_database: str
     firestore_location: str
     gemma_enabled: bool
-    gemma_model: str
-    gemma_gpus: int
-    gemma_accelerator: str
+    gemma: Preset
+    """The model server: the chosen preset with the config's overrides applied."""
     gemma_spot: bool
-    vllm_image: str
     gemini_model: str
+    gemini_location: str
     chat_replicas: int
     chat_max_replicas: int
     chat_image: str | None
@@ -167,16 +173,7 @@ def load_config() -> StackConfig:
     r.check(bool(location), f"{PROJECT}:firestoreLocation must not be empty (e.g. nam5 or {DEFAULT_REGION})")
 
     gemma_enabled = r.boolean("gemmaEnabled")
-    gpus = r.integer("gemmaGpus")
-    # vLLM splits attention heads evenly across GPUs and GKE offers 1, 2, 4 or 8 GPUs per node for L4s.
-    r.check(gpus in GPU_COUNTS, f"{PROJECT}:gemmaGpus must be 1, 2, 4 or 8, got {gpus}")
-    model, accelerator = r.text("gemmaModel"), r.text("gemmaAccelerator")
-    needed = minimum_gpus(model, accelerator)
-    r.check(
-        not gemma_enabled or gpus not in GPU_COUNTS or needed is None or gpus >= needed,
-        f"{PROJECT}:gemmaGpus is {gpus}, but {model} (bf16 weights) needs at least {needed} {accelerator} GPUs: "
-        f"run `pulumi config set gemmaGpus {needed}`",
-    )
+    gemma = _gemma(r, gemma_enabled)
     gemma_spot = r.boolean("gemmaSpot")
     replicas = r.integer("chatReplicas")
     r.check(replicas >= 1, f"{PROJECT}:chatReplicas must be at least 1, got {replicas}")
@@ -192,16 +189,11 @@ def load_config() -> StackConfig:
         not alert_email or bool(_EMAIL.match(alert_email)),
         f"{PROJECT}:alertEmail {alert_email!r} is not one email address (leave it empty for no alert)",
     )
-    for key in ("gemmaModel", "gemmaAccelerator", "vllmImage", "geminiModel"):
+    for key in ("gemmaModel", "geminiModel", "geminiLocation"):
         r.check(bool(r.text(key)), f"{PROJECT}:{key} must not be empty")
 
+    # Optional: the weights Job sends it when given (gated models need it) and says so when a model is gated.
     hf_token = r.own.get_secret("hfToken")
-    r.check(
-        hf_token is not None or not gemma_enabled,
-        f"{PROJECT}:hfToken is not set but {PROJECT}:gemmaEnabled is true: run "
-        "`pulumi config set --secret hfToken hf_...` (a Hugging Face token that accepted the Gemma licence), "
-        "or `pulumi config set gemmaEnabled false`",
-    )
     front_door, domain, chat_users, iap_client_secret = _front_door(r)
     if r.errors:
         raise ConfigError("invalid stack configuration:\n  - " + "\n  - ".join(r.errors))
@@ -213,12 +205,10 @@ def load_config() -> StackConfig:
         firestore_database=database,
         firestore_location=location,
         gemma_enabled=gemma_enabled,
-        gemma_model=model,
-        gemma_gpus=gpus,
-        gemma_accelerator=accelerator,
+        gemma=gemma,
         gemma_spot=gemma_spot,
-        vllm_image=r.text("vllmImage"),
         gemini_model=r.text("geminiModel"),
+        gemini_location=r.text("geminiLocation"),
         chat_replicas=replicas,
         chat_max_replicas=max_replicas,
         chat_image=r.text("chatImage") or None,
@@ -232,6 +222,81 @@ def load_config() -> StackConfig:
         chat_users=chat_users,
         iap_client_id=r.text("iapClientId") or None,
         iap_client_secret=iap_client_secret,
+    )
+
+
+def _extra_args(r: _Reader) -> tuple[str, ...]:
+    try:
+        extra = r.own.get_object("gemmaVllmArgs") or []
+    except pulumi.ConfigTypeError:  # not JSON
+        extra = None
+    ok = isinstance(extra, list) and all(isinstance(a, str) and a.startswith("--") for a in extra)
+    r.check(
+        ok,
+        f"{PROJECT}:gemmaVllmArgs must be a list of vLLM arguments such as --max-model-len=16384: "
+        "`pulumi config set --path 'gemmaVllmArgs[0]' -- --max-model-len=16384`",
+    )
+    return tuple(extra) if ok and isinstance(extra, list) else ()
+
+
+def _gemma(r: _Reader, enabled: bool) -> Preset:
+    """The preset `gemmaModel` names, or a Hugging Face id with its GPUs and vLLM arguments given explicitly."""
+    name, extra = r.text("gemmaModel"), _extra_args(r)
+    gpus, accelerator, image = r.integer("gemmaGpus"), r.text("gemmaAccelerator"), r.text("vllmImage")
+    r.check(gpus == 0 or gpus in GPU_COUNTS, f"{PROJECT}:gemmaGpus must be 1, 2, 4 or 8 (0: the preset's), got {gpus}")
+    # A preset by its name, or by its model id (stacks that named the Hugging Face id before presets existed).
+    preset = PRESETS.get(name) or next((p for p in PRESETS.values() if p.model == name), None)
+    if preset is None:
+        is_id = "/" in name
+        r.check(
+            not enabled or (is_id and gpus in GPU_COUNTS and bool(extra)),
+            f"{PROJECT}:gemmaModel {name!r} is not a preset ({', '.join(PRESETS)}). A Hugging Face id "
+            "(owner/name) is served too, with its GPUs and vLLM arguments given explicitly: "
+            "`pulumi config set gemmaGpus 2` and `pulumi config set --path 'gemmaVllmArgs[0]' -- "
+            "--max-model-len=16384` (see README, Models)",
+        )
+        # Sized from its bf16 weights (two bytes per parameter the id names), unless it says it is quantized.
+        quantized = any(a.startswith("--quantization") for a in extra)
+        needed = None if quantized else minimum_gpus(name, accelerator or "nvidia-l4")
+        r.check(
+            not enabled or gpus not in GPU_COUNTS or needed is None or gpus >= needed,
+            f"{PROJECT}:gemmaGpus is {gpus}, but {name} (bf16 weights) needs at least {needed} "
+            f"{accelerator or 'nvidia-l4'} GPUs: run `pulumi config set gemmaGpus {needed}`",
+        )
+        preset = Preset(
+            model=name,
+            gpus=max(gpus, 1),
+            accelerator="nvidia-l4",
+            image=DEFAULT_IMAGE,
+            digest="",
+            weights_gb=weights_gb(name) or 0.0,
+            max_model_len=0,
+        )
+    elif gpus:
+        r.check(
+            not enabled or gpus >= preset.gpus,
+            f"{PROJECT}:gemmaGpus is {gpus}, but the preset {name} needs at least {preset.gpus}: "
+            "`pulumi config rm gemmaGpus` uses the preset's",
+        )
+    chosen = _override(preset, gpus, accelerator, image, extra)
+    # vllm#51744, #52768 (checked 2026-12-06): Gemma 4 fails to start on vLLM 0.27.x.
+    r.check(
+        not enabled or "gemma-4" not in chosen.model or ":v0.27." not in chosen.image,
+        f"{PROJECT}:vllmImage {chosen.image} fails to start Gemma 4 (vLLM 0.27.x): keep the preset's "
+        f"(`pulumi config rm vllmImage`, {DEFAULT_IMAGE})",
+    )
+    return chosen
+
+
+def _override(preset: Preset, gpus: int, accelerator: str, image: str, extra: tuple[str, ...]) -> Preset:
+    return replace(
+        preset,
+        gpus=gpus or preset.gpus,
+        accelerator=accelerator or preset.accelerator,
+        # Another image by tag drops the preset's digest (it pins the preset's tag only).
+        image=image or preset.image,
+        digest="" if image and image != preset.image else preset.digest,
+        extra_args=(*preset.extra_args, *extra),
     )
 
 

@@ -200,7 +200,9 @@ class FrontDoor(pulumi.ComponentResource):
         )
         route(NAME, "https", {"backendRefs": [{"name": args.service, "port": args.service_port}]})
 
-        # The load balancer's own health check, on the chat's liveness endpoint (no IAP header needed there).
+        # The load balancer's own health check, on the chat's liveness endpoint (no IAP header needed there), on
+        # the serving port: with container-native load balancing that is the chat's container port. The CRD
+        # forbids `port` unless portSpecification is USE_FIXED_PORT (tests/infra/admission.py).
         k8s.apiextensions.CustomResource(
             NAME,
             api_version=GKE_POLICY_API,
@@ -211,7 +213,7 @@ class FrontDoor(pulumi.ComponentResource):
                 "default": {
                     "config": {
                         "type": "HTTP",
-                        "httpHealthCheck": {"requestPath": "/healthz", "port": kube.CHAT_PORT},
+                        "httpHealthCheck": {"requestPath": "/healthz", "portSpecification": "USE_SERVING_PORT"},
                     }
                 },
             },

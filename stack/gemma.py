@@ -11,16 +11,15 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from chatapp.conversation import PROMPT_IMAGES
 from stack import kube, pod_security, weights
-from stack.config import weights_gb
+from stack.presets import VLLM_ENV, Preset
 
 NAME = "gemma"
 # A GPU node on Autopilot can take minutes to days (quota, stock-outs). Pulumi would otherwise wait for the pod
 # (Deployment) and for its endpoints (Service) and fail `pulumi up` after 10 minutes; the pod comes up on its own.
 DONT_WAIT = {"pulumi.com/skipAwait": "true"}
-# vLLM 0.10 is built for CUDA 12.8; Autopilot's default driver is older, and vLLM then fails at start with an
-# unsupported-driver error. `latest` is what Google's own Gemma 3 manifests select.
+# vLLM >= 0.10 is built for CUDA >= 12.8; Autopilot's default driver is older, and vLLM then fails at start with
+# an unsupported-driver error. `latest` is what Google's own Gemma manifests select.
 DRIVER_SELECTOR = {"cloud.google.com/gke-gpu-driver-version": "latest"}
 SPOT_SELECTOR = {"cloud.google.com/gke-spot": "true"}
 # Autopilot's largest CPU and memory request for a pod with that many L4s (the g2 machine of that size, less
@@ -32,6 +31,16 @@ CPU_PER_GPU = 4
 MEMORY_GIB_PER_GPU = 16
 # The FUSE file cache holds the whole model (parallel downloads need it); sized from the model, else this.
 DEFAULT_CACHE_GIB = 64
+# The FUSE sidecar streams the whole model through the file cache at start: its 256Mi default memory gets it
+# OOM-killed there (gcs-fuse-csi-driver#314). Counted in the pod's total, within Autopilot's L4 bounds.
+FUSE_SIDECAR = {
+    "gke-gcsfuse/cpu-limit": "2",
+    "gke-gcsfuse/cpu-request": "2",
+    "gke-gcsfuse/memory-limit": "4Gi",
+    "gke-gcsfuse/memory-request": "4Gi",
+    "gke-gcsfuse/ephemeral-storage-limit": "1Gi",
+    "gke-gcsfuse/ephemeral-storage-request": "1Gi",
+}
 # Mount options for serving: parallel downloads into the file cache (whole files, also for vLLM's range reads);
 # never cache "file not found", so the wait for the copy's marker sees it as soon as it is written.
 READ_OPTIONS = (
@@ -42,11 +51,8 @@ READ_OPTIONS = (
 
 @dataclass(frozen=True)
 class GemmaArgs:
-    model: str
-    gpus: int
-    accelerator: str
+    preset: Preset
     spot: bool
-    image: str
     bucket: pulumi.Input[str]
     # The Kubernetes service account whose principal may read the bucket, and what grants that.
     service_account: str
@@ -56,44 +62,40 @@ class GemmaArgs:
     namespace: pulumi.Resource
 
 
-def resources(gpus: int, accelerator: str, model: str) -> dict[str, str]:
-    """The vLLM container's requests (= limits) for `gpus` GPUs, within Autopilot's bounds for L4s."""
+def resources(gpus: int, accelerator: str, weights_gb: float) -> dict[str, str]:
+    """The vLLM container's requests (= limits) for `gpus` GPUs, within Autopilot's bounds for L4s (the FUSE
+    sidecar's share, FUSE_SIDECAR, left free)."""
     cpu, memory = CPU_PER_GPU * gpus, MEMORY_GIB_PER_GPU * gpus
     if accelerator == "nvidia-l4":
         max_cpu, max_memory = L4_MAXIMUM[gpus]
-        cpu, memory = min(cpu, max_cpu - 1), min(memory, max_memory - 4)
+        cpu, memory = min(cpu, max_cpu - 3), min(memory, max_memory - 8)
     return {
         "cpu": str(cpu),
         "memory": f"{memory}Gi",
         # The FUSE file cache volume counts against the pod's ephemeral storage; 10 GiB more for logs and /tmp.
-        "ephemeral-storage": f"{cache_gib(model) + 10}Gi",
+        "ephemeral-storage": f"{cache_gib(weights_gb) + 10}Gi",
         "nvidia.com/gpu": str(gpus),
     }
 
 
-def cache_gib(model: str) -> int:
+def cache_gib(weights_gb: float) -> int:
     """FUSE file cache size: the model's weights plus a fifth for tokenizer files and rounding."""
-    size = weights_gb(model)
-    return DEFAULT_CACHE_GIB if size is None else max(8, math.ceil(size * 1.2))
+    return max(8, math.ceil(weights_gb * 1.2)) if weights_gb else DEFAULT_CACHE_GIB
 
 
-def server_args(model: str, gpus: int) -> list[str]:
+def server_args(preset: Preset) -> list[str]:
     return [
         # The copy in the bucket; the chat still asks for the Hugging Face id, which vLLM answers to.
-        f"--model={weights.model_dir(model)}",
-        f"--served-model-name={model}",
+        f"--model={weights.model_dir(preset.model)}",
+        f"--served-model-name={preset.model}",
         "--host=0.0.0.0",
         f"--port={kube.GEMMA_PORT}",
-        f"--tensor-parallel-size={gpus}",
         # Throughput, not the codelab's 4 sequences (the fifth user waited for a whole reply). 64 matches the
-        # chat's CHAT_CONCURRENCY, so everything one chat replica lets through is batched, not queued; an 8K
-        # window holds a long conversation while leaving most of the KV cache (the GPU memory the weights leave
-        # free) for those 64 sequences instead of one 128K context. vLLM still queues if the cache runs out.
-        "--max-model-len=8192",
+        # chat's CHAT_CONCURRENCY, so everything one chat replica lets through is batched, not queued; vLLM
+        # still queues if the KV cache runs out.
         f"--max-num-seqs={kube.CHAT_CONCURRENCY}",
-        # The chat sends at most this many images per prompt (chatapp.conversation.PROMPT_IMAGES), as base64
-        # data URLs only; JSON is the form vLLM 0.10 takes (`image=5` fails).
-        f'--limit-mm-per-prompt={{"image": {PROMPT_IMAGES}}}',
+        # Tensor parallel, context window, images per prompt, quantization, reasoning: stack/presets.py.
+        *preset.vllm_args(),
     ]
 
 
@@ -110,10 +112,10 @@ def _probe(period: int, failures: int) -> k8s.core.v1.ProbeArgs:
 def _wait_for_weights(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
     """Holds the pod until the copy Job has written its marker: vLLM would otherwise start on a half-copied
     model. Runs after the FUSE sidecar (a native sidecar, started first), so the bucket is mounted."""
-    marker = f"{weights.model_dir(args.model)}/{weights.MARKER}"
+    marker = f"{weights.model_dir(args.preset.model)}/{weights.MARKER}"
     return k8s.core.v1.ContainerArgs(
         name="wait-for-weights",
-        image=args.image,
+        image=args.preset.image_ref,
         command=[
             "sh",
             "-c",
@@ -128,18 +130,21 @@ def _wait_for_weights(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
 
 
 def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
-    size = resources(args.gpus, args.accelerator, args.model)
+    preset = args.preset
+    size = resources(preset.gpus, preset.accelerator, preset.weights_gb)
     return k8s.core.v1.ContainerArgs(
         name="vllm",
-        image=args.image,
+        image=preset.image_ref,
         # The module, not the image's entrypoint, which has changed between vLLM releases.
         command=["python3", "-m", "vllm.entrypoints.openai.api_server"],
-        args=server_args(args.model, args.gpus),
+        args=server_args(preset),
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=kube.GEMMA_PORT)],
         env=[
             # Everything is local: never ask Hugging Face for anything (no token here at all).
             k8s.core.v1.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
             k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/tmp/huggingface"),
+            # Where GKE mounts the GPU driver (stack/presets.py).
+            *(k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in VLLM_ENV.items()),
         ],
         resources=k8s.core.v1.ResourceRequirementsArgs(requests=size, limits=size),
         # Loading ~24 GB through FUSE takes minutes (README: cold starts); allow 30 before the kubelet gives up.
@@ -157,7 +162,7 @@ def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
 
 def node_selector(args: GemmaArgs) -> dict[str, str]:
     return {
-        "cloud.google.com/gke-accelerator": args.accelerator,
+        "cloud.google.com/gke-accelerator": args.preset.accelerator,
         **DRIVER_SELECTOR,
         **(SPOT_SELECTOR if args.spot else {}),
     }
@@ -178,11 +183,12 @@ class Gemma(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=child,
         )
+        preset = args.preset
         pod_annotations = kube.checksum_annotation(
-            args.checksum_key, args.model, " ".join(server_args(args.model, args.gpus))
-        ).apply(lambda checksum: {**weights.FUSE_ANNOTATION, **checksum})
-        cache = f"{cache_gib(args.model) + 2}Gi"
-        cache_capacity = f"{cache_gib(args.model)}Gi"
+            args.checksum_key, preset.model, " ".join(server_args(preset))
+        ).apply(lambda checksum: {**weights.FUSE_ANNOTATION, **FUSE_SIDECAR, **checksum})
+        cache = f"{cache_gib(preset.weights_gb) + 2}Gi"
+        cache_capacity = f"{cache_gib(preset.weights_gb)}Gi"
         self.deployment = k8s.apps.v1.Deployment(
             NAME,
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -210,7 +216,7 @@ class Gemma(pulumi.ComponentResource):
                             k8s.core.v1.VolumeArgs(
                                 name="dshm",
                                 empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                                    medium="Memory", size_limit=f"{2 * args.gpus}Gi"
+                                    medium="Memory", size_limit=f"{2 * preset.gpus}Gi"
                                 ),
                             ),
                             # An explicit capacity below the volume's size: with none ("-1") gcsfuse fills the

@@ -13,7 +13,8 @@ CHAT_SERVICE_ACCOUNT = "chat"
 # Separate from CHAT_PORT: Managed Prometheus scrapes it inside the cluster; the front door never routes to it.
 CHAT_METRICS_PORT = 9090
 # The NetworkPolicy peer for Managed Prometheus' collectors (namespaces carry this label since Kubernetes 1.21).
-GMP_NAMESPACE = "gmp-system"
+# GKE's managed collection runs them in `gke-gmp-system`; `gmp-system` belongs to the self-deployed operator.
+GMP_NAMESPACE = "gke-gmp-system"
 # On a pod template: changes whenever a Secret or setting the pod reads at start changes, so the pods restart.
 CHECKSUM_ANNOTATION = "hybrid-chat/config-checksum"
 CHAT_PORT = 7860

@@ -51,7 +51,7 @@ def pod_monitoring(name: str, app: str, port: str, path: str = "/metrics") -> di
 
 
 def _from_gmp(name: str, app: str, port: int) -> k8s.networking.v1.NetworkPolicySpecArgs:
-    """Lets Managed Prometheus' collectors (namespace gmp-system) reach `port` of `app`'s pods, nothing else."""
+    """Lets Managed Prometheus' collectors (kube.GMP_NAMESPACE) reach `port` of `app`'s pods, nothing else."""
     return k8s.networking.v1.NetworkPolicySpecArgs(
         pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(app)),
         policy_types=["Ingress"],

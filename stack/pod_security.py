@@ -21,12 +21,14 @@ CHAT_UID = 10001
 # Whoever runs the vLLM image here: not in its /etc/passwd (hence USER below), high like the chat's.
 MODEL_UID = 10002
 
-# The vLLM image has no such directory: the kubelet creates the mount point before the root filesystem is
-# made read-only.
+# Where vLLM's own non-root notes put writable paths (images since vllm#40275 ship a `vllm` user, uid 2000,
+# with this HOME). v0.10.2 has no such directory: the kubelet creates the mount point before it makes the
+# root filesystem read-only. Python and the packages are world-readable in both (v0.10.2: /usr/bin and
+# /usr/local/lib; later: /opt/uv, a+rX), so any uid can run them. 2000 is below the high-uid rule: 10002 it is.
 VLLM_HOME = "/home/vllm"
-# Every path vLLM v0.10 and the libraries it loads write to, per their documented variables; all below
-# VLLM_HOME (an emptyDir) or /tmp (another), never the image's /root/.cache or /root/.triton.
-VLLM_ENV = {
+# Every path vLLM (v0.10.2 and v0.26.0, the presets' images) and the libraries it loads write to, per their
+# documented variables; all below VLLM_HOME (an emptyDir) or /tmp (another), never /root/.cache or /root/.triton.
+VLLM_CACHE_ENV = {
     "HOME": VLLM_HOME,
     # torch's inductor cache and Triton name their folders after getpass.getuser(), which raises KeyError for
     # a uid missing from /etc/passwd unless one of these variables answers first.
@@ -90,9 +92,9 @@ def restricted(container: k8s.core.v1.ContainerArgs) -> k8s.core.v1.ContainerArg
 
 def vllm_container(container: k8s.core.v1.ContainerArgs) -> k8s.core.v1.ContainerArgs:
     """A vLLM-image container made to run as non-root on a read-only root filesystem: restricted, with
-    VLLM_ENV (replacing any variable of the same name) and VLLM_MOUNTS. Its pod needs VLLM_VOLUMES."""
-    kept = [var for var in container.env or [] if var.name not in VLLM_ENV]
-    container.env = [*kept, *(k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in VLLM_ENV.items())]
+    VLLM_CACHE_ENV (replacing any variable of the same name) and VLLM_MOUNTS. Its pod needs VLLM_VOLUMES."""
+    kept = [var for var in container.env or [] if var.name not in VLLM_CACHE_ENV]
+    container.env = [*kept, *(k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in VLLM_CACHE_ENV.items())]
     container.volume_mounts = [*(container.volume_mounts or []), *VLLM_MOUNTS]
     return restricted(container)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from stack import names
+from stack import kube, names
 from stack.apis import Apis, ApisArgs
 from stack.chat import NAME as CHAT_NAME
 from stack.chat import SERVICE_PORT, Chat, ChatArgs
@@ -32,6 +32,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             container_api=apis.get("container"),
             compute_api=apis.get("compute"),
             iam_api=apis.get("iam"),
+            resource_manager_api=apis.get("cloudresourcemanager"),
             stack=cfg.stack,
         ),
     )
@@ -78,15 +79,15 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
         ),
     )
     checksum_key = cluster.checksum_key
-    if cfg.gemma_enabled and cfg.hf_token is not None:
+    if cfg.gemma_enabled:
         weights = Weights(
             "weights",
             WeightsArgs(
                 project=cfg.project,
                 region=cfg.region,
                 stack=cfg.stack,
-                model=cfg.gemma_model,
-                image=cfg.vllm_image,
+                model=cfg.gemma.model,
+                image=cfg.gemma.image_ref,
                 hf_token=cfg.hf_token,
                 checksum_key=checksum_key,
                 principal_of=identity.principal_of,
@@ -99,11 +100,8 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
         Gemma(
             "gemma",
             GemmaArgs(
-                model=cfg.gemma_model,
-                gpus=cfg.gemma_gpus,
-                accelerator=cfg.gemma_accelerator,
+                preset=cfg.gemma,
                 spot=cfg.gemma_spot,
-                image=cfg.vllm_image,
                 bucket=weights.bucket.name,
                 service_account=weights.reader_account,
                 readable=weights.readable,
@@ -124,8 +122,9 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             image=image.ref,
             replicas=cfg.chat_replicas,
             firestore_database=firestore.database.name,
-            gemma_model=cfg.gemma_model,
+            gemma_model=cfg.gemma.model,
             gemini_model=cfg.gemini_model,
+            gemini_location=cfg.gemini_location,
             auth="iap" if iap else "password",
             auth_users=cfg.chat_auth_users,
             iap_audience=number.apply(lambda n: f"/projects/{n}/global/backendServices/") if iap else None,
@@ -193,4 +192,10 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
         "image": image.ref,
         "firestoreDatabase": firestore.database.name,
         "dashboardUrl": monitoring.url,
+        # Checks a deployed stack from inside the chat pod, with the pod's own identity (chatapp/doctor.py).
+        "doctorCommand": pulumi.Output.from_input(doctor_command()),
     }
+
+
+def doctor_command() -> str:
+    return f"kubectl exec -n {kube.NAMESPACE} deploy/{CHAT_NAME} -- python -m chatapp.doctor"

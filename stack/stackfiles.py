@@ -67,7 +67,5 @@ def load_stack_settings(stack: str, root: Path = ROOT) -> StackSettings:
             settings.config[name] = _text(value)
     token = f"{PROJECT}:hfToken"
     if token not in settings.config:
-        settings.config[token] = placeholder(token)
-        settings.secret_keys.append(token)
-        settings.notes.append(f"{token} is not set: rendered with a placeholder (set it with --secret before `up`)")
+        settings.notes.append(f"{token} is not set: the weights Job downloads without a token (ungated models)")
     return settings

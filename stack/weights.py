@@ -1,10 +1,9 @@
 """Model weights cached in Cloud Storage: a per-stack bucket and a one-shot Job that copies the model into it.
 
-Without it every start of the model server (restart, node upgrade, Spot preemption) downloaded ~24 GB from
+Without it every start of the model server (restart, node upgrade, Spot preemption) downloaded the model from
 Hugging Face: minutes each time, and no Gemma at all while Hugging Face was slow or rate-limiting. Now only
-this Job talks to Hugging Face (it alone holds the token) and vLLM reads the bucket through Cloud Storage FUSE.
-vLLM 0.10.2 cannot stream `gs://` itself (its Run:ai streamer gained Google Cloud Storage auth in 0.11.1),
-so FUSE it is.
+this Job talks to Hugging Face (it alone holds the token, when one is set) and vLLM reads the bucket through
+Cloud Storage FUSE, as Google's own L4 manifests do (the seed's vLLM 0.10.2 cannot stream `gs://` itself).
 """
 
 from __future__ import annotations
@@ -31,39 +30,79 @@ FUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 FUSE_ANNOTATION = {"gke-gcsfuse/volumes": "true"}
 # Mount point in every pod that uses the bucket.
 MOUNT = "/weights"
-# The Job's pod staging area for the FUSE sidecar's writes (a whole file is staged before upload); a volume of
-# this name replaces the sidecar's small default. The largest safetensors shard of Gemma 3 is ~5 GB.
-FUSE_TMP_VOLUME = "gke-gcsfuse-tmp"
-FUSE_TMP_SIZE = "12Gi"
+# Where the FUSE sidecar stages writes (a file before its upload: its temp dir lives in this volume, per
+# gcs-fuse-csi-driver pkg/sidecar_mounter/sidecar_mounter.go createBufferTempDir). Of its volumes only this and
+# `gke-gcsfuse-cache` may be declared by the pod (they replace the webhook's defaults); `gke-gcsfuse-tmp` is
+# always injected, so declaring it too makes two volumes of one name and the pod is rejected
+# (gcs-fuse-csi-driver pkg/webhook/sidecar_spec.go, GetSidecarContainerVolumeSpec). The largest safetensors
+# shard of the presets is ~5 GB.
+FUSE_BUFFER_VOLUME = "gke-gcsfuse-buffer"
+FUSE_BUFFER_SIZE = "6Gi"
+# The sidecar streams every byte of the model: its 256Mi default memory gets it OOM-killed
+# (gcs-fuse-csi-driver#314). Its requests count in the pod's total: with the copy container's 7Gi, 8Gi of
+# ephemeral storage, inside Autopilot's 10 GiB for a general-purpose pod.
+FUSE_SIDECAR = {
+    "gke-gcsfuse/cpu-limit": "500m",
+    "gke-gcsfuse/cpu-request": "500m",
+    "gke-gcsfuse/memory-limit": "2Gi",
+    "gke-gcsfuse/memory-request": "2Gi",
+    "gke-gcsfuse/ephemeral-storage-limit": "1Gi",
+    "gke-gcsfuse/ephemeral-storage-request": "1Gi",
+}
+# The key the Job's log names when a model turns out to be gated.
+TOKEN_KEY = "hybrid-chat:hfToken"
 
 # Streams each file from Hugging Face straight into the bucket (no local copy), skipping files already there
 # with the right size, so a retried Job resumes. Only safetensors weights: never pickles (*.bin, *.pth), never
-# the duplicate `original/` checkpoints or GGUF conversions.
+# the duplicate `original/` checkpoints or GGUF conversions. The token is huggingface_hub's own (HF_TOKEN, or
+# the file HF_TOKEN_PATH names), optional: a 401 or 403 stops with the config key that fixes it.
 COPY_SCRIPT = """
 import json, os, sys
 import huggingface_hub as hub, requests
 
-repo, dest = sys.argv[1], sys.argv[2]
+repo, dest, token_key = sys.argv[1], sys.argv[2], sys.argv[4]
 marker = os.path.join(dest, sys.argv[3])
 if os.path.exists(marker):
     print(f"{repo}: already in the bucket"); sys.exit(0)
-files = hub.list_repo_files(repo)
+token = hub.get_token()
+
+def refused(status):
+    said = "was refused" if token else "needs a token"
+    sys.exit(f"{repo} {said} (HTTP {status}): the model is gated or private. Accept its licence on "
+             f"huggingface.co with your account, then `pulumi config set --secret {token_key} hf_...` "
+             "(a token of that account) and `pulumi up`")
+
+def status_of(error):
+    return getattr(getattr(error, "response", None), "status_code", None)
+
+try:
+    files = hub.list_repo_files(repo, token=token)
+except Exception as error:
+    if status_of(error) in (401, 403):
+        refused(status_of(error))
+    raise
 weights = [f for f in files if f.endswith(".safetensors")]
 if not weights:
     sys.exit(f"{repo} has no safetensors weights")
 wanted = [f for f in files if not f.startswith("original/") and not f.endswith((".gguf", ".bin", ".pth", ".pt"))
           and not f.startswith(".")]
-token = hub.get_token()  # HF_TOKEN_PATH's file
 headers = {"Authorization": f"Bearer {token}"} if token else {}
 sizes = {}
 for name in wanted:
     url = hub.hf_hub_url(repo, name)
-    size = hub.get_hf_file_metadata(url).size
+    try:
+        size = hub.get_hf_file_metadata(url, token=token).size
+    except Exception as error:
+        if status_of(error) in (401, 403):
+            refused(status_of(error))
+        raise
     target = os.path.join(dest, name)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     if size is not None and os.path.exists(target) and os.path.getsize(target) == size:
         print(f"{name}: already copied"); sizes[name] = size; continue
     with requests.get(url, headers=headers, stream=True, timeout=60) as response:
+        if response.status_code in (401, 403):
+            refused(response.status_code)
         response.raise_for_status()
         with open(target, "wb") as out:
             for chunk in response.iter_content(chunk_size=16 << 20):
@@ -87,7 +126,8 @@ class WeightsArgs:
     model: str
     # The vLLM image: it already carries huggingface_hub and requests, and the GPU node pulls it anyway.
     image: str
-    hf_token: pulumi.Input[str]
+    hf_token: pulumi.Input[str] | None
+    """None: anonymous downloads (enough for ungated models)."""
     checksum_key: pulumi.Input[str]
     # Turns a Kubernetes service account name into its Workload Identity principal (after the project lookup).
     principal_of: Callable[[str], pulumi.Output[str]]
@@ -170,17 +210,30 @@ class Weights(pulumi.ComponentResource):
         writer = k8s.core.v1.ServiceAccount(
             writer_account, metadata=meta(writer_account), automount_service_account_token=False, opts=child
         )
-        token_volume, token_mount, token_path = pod_security.hf_token_file(TOKEN_SECRET, "token")
         uid = pod_security.MODEL_UID
         egress.public_https_only(JOB, kube.selector_labels(JOB), labels, child)
-        token = k8s.core.v1.Secret(
-            TOKEN_SECRET, metadata=meta(TOKEN_SECRET), type="Opaque", string_data={"token": args.hf_token}, opts=child
-        )
+        needs: list[pulumi.Resource] = [writer, writer_role]
+        # The token as a file (stack/pod_security.py), when there is one: public models need none.
+        token_volumes: list[k8s.core.v1.VolumeArgs] = []
+        token_mounts: list[k8s.core.v1.VolumeMountArgs] = []
+        token_env: list[k8s.core.v1.EnvVarArgs] = []
+        if args.hf_token is not None:
+            needs.append(
+                k8s.core.v1.Secret(
+                    TOKEN_SECRET,
+                    metadata=meta(TOKEN_SECRET),
+                    type="Opaque",
+                    string_data={"token": args.hf_token},
+                    opts=child,
+                )
+            )
+            volume, mount, path = pod_security.hf_token_file(TOKEN_SECRET, "token")
+            token_volumes, token_mounts, token_env = [volume], [mount], [path]
         pod_annotations = pulumi.Output.all(
             kube.checksum_annotation(args.checksum_key, args.hf_token, args.model)
-        ).apply(lambda parts: {**FUSE_ANNOTATION, **parts[0]})
-        # Ephemeral storage covers FUSE_TMP_VOLUME: the kubelet counts it against the pod's limits.
-        size = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "14Gi"}
+        ).apply(lambda parts: {**FUSE_ANNOTATION, **FUSE_SIDECAR, **parts[0]})
+        # Ephemeral storage covers the buffer and /tmp volumes: the kubelet counts them against the pod's limits.
+        size = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "7Gi"}
         self.job = k8s.batch.v1.Job(
             JOB,
             # Not awaited: the copy takes minutes to tens of minutes, and the model server waits for it anyway.
@@ -203,9 +256,12 @@ class Weights(pulumi.ComponentResource):
                             k8s.core.v1.ContainerArgs(
                                 name="copy",
                                 image=args.image,
-                                command=["python3", "-c", COPY_SCRIPT, args.model, model_dir(args.model), MARKER],
+                                command=[
+                                    *("python3", "-c", COPY_SCRIPT),
+                                    *(args.model, model_dir(args.model), MARKER, TOKEN_KEY),
+                                ],
                                 env=[
-                                    token_path,
+                                    *token_env,
                                     k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/tmp/huggingface"),
                                     k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
                                 ],
@@ -213,7 +269,7 @@ class Weights(pulumi.ComponentResource):
                                 volume_mounts=[
                                     k8s.core.v1.VolumeMountArgs(name="weights", mount_path=MOUNT),
                                     k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
-                                    token_mount,
+                                    *token_mounts,
                                 ],
                                 security_context=pod_security.container_context(),
                             )
@@ -225,10 +281,10 @@ class Weights(pulumi.ComponentResource):
                                 name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="512Mi")
                             ),
                             k8s.core.v1.VolumeArgs(
-                                name=FUSE_TMP_VOLUME,
-                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=FUSE_TMP_SIZE),
+                                name=FUSE_BUFFER_VOLUME,
+                                empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=FUSE_BUFFER_SIZE),
                             ),
-                            token_volume,
+                            *token_volumes,
                         ],
                     ),
                 ),
@@ -236,7 +292,7 @@ class Weights(pulumi.ComponentResource):
             # Replaced (not patched: a Job's template is immutable) when the model or token changes.
             opts=pulumi.ResourceOptions.merge(
                 child,
-                pulumi.ResourceOptions(depends_on=[writer, token, writer_role], delete_before_replace=True),
+                pulumi.ResourceOptions(depends_on=needs, delete_before_replace=True),
             ),
         )
         self.register_outputs({"bucket": self.bucket.name})

@@ -13,6 +13,7 @@ from chatapp.models.base import (
     ChatModel,
     GenerationParams,
     ModelError,
+    ModelOptions,
     ModelUnavailable,
     ReplyStats,
     StreamCut,
@@ -29,6 +30,7 @@ __all__ = [
     "GeminiModel",
     "GenerationParams",
     "ModelError",
+    "ModelOptions",
     "ModelUnavailable",
     "OpenAICompatModel",
     "ReplyStats",
@@ -45,7 +47,9 @@ PROVIDERS: dict[str, Callable[[Settings], ChatModel]] = {
         timeout_s=s.request_timeout_s,
         max_connections=s.concurrency,
     ),
-    "gemini": lambda s: GeminiModel(s.gemini_label, s.gemini_model, timeout_s=s.request_timeout_s),
+    "gemini": lambda s: GeminiModel(
+        s.gemini_label, s.gemini_model, location=s.gemini_location, timeout_s=s.request_timeout_s
+    ),
 }
 
 # Entries made of the providers' models, first in the menu; a builder returns None when it does not apply.

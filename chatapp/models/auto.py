@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from chatapp.conversation import Message
-from chatapp.models.base import ChatModel, GenerationParams, ModelError, ModelUnavailable, ReplyStats
+from chatapp.models.base import ChatModel, GenerationParams, ModelError, ModelUnavailable, ReplyStats, options_of
 from chatapp.models.gemini import GeminiModel
 from chatapp.models.openai_compat import OpenAICompatModel
 from chatapp.settings import Settings
@@ -49,6 +49,9 @@ class AutoModel:
         self.label = label
         self.primary = primary
         self.fallback = fallback
+        # The page shows the first choice's controls; values left at their defaults reach the fallback as None
+        # (ModelOptions.relative), so it uses its own defaults rather than the self-hosted model's.
+        self.options = options_of(primary)
         self.skip_s = skip_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -91,6 +94,7 @@ class AutoModel:
                 why = f"{self.primary.label} returned an empty reply"
         # The failed attempt generated nothing worth counting: its partial stats must not mix with the fallback's.
         stats.tokens_in = stats.tokens_out = stats.finish_reason = None
+        stats.thinking = ""
         stats.answered_by, stats.because = self.fallback.label, why
         answer = self.fallback.stream(messages, params, stats)
         received = False

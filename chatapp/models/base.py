@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from chatapp.conversation import Message
@@ -16,9 +16,49 @@ MAX_TOKENS_RANGE = (1, 8192)
 
 @dataclass(frozen=True)
 class GenerationParams:
+    """What one request asks for. None means "the model's own default" (`ModelOptions`): a model decides
+    whether to send its default explicitly or leave the parameter out (Gemini 3.x wants it left out)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int = 1024
+    thinking: str | None = None  # one of the model's `thinking_levels`; None = the model's default
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What a model lets a person set, and its own defaults, as simonw/llm's models own their Options. The page
+    shows a model's defaults when it is chosen and offers a thinking level only where `thinking_levels` has some."""
+
     temperature: float = 0.7
     top_p: float = 0.95
     max_tokens: int = 1024
+    thinking_levels: tuple[str, ...] = ()
+    thinking: str | None = None  # the default level, one of `thinking_levels`
+    note: str = ""  # one line for the page about these controls ("" = none)
+
+    def relative(self, params: GenerationParams) -> GenerationParams:
+        """`params` with every value left at this model's default replaced by None, so that only what the person
+        changed is sent (and a model answering for another, as Auto's fallback does, uses its own defaults)."""
+        return replace(
+            params,
+            temperature=None if params.temperature == self.temperature else params.temperature,
+            top_p=None if params.top_p == self.top_p else params.top_p,
+            thinking=None if params.thinking in (None, self.thinking) else params.thinking,
+        )
+
+    def level(self, params: GenerationParams) -> str | None:
+        """The thinking level to ask for explicitly: a level of this model that is not its default, else None."""
+        return params.thinking if params.thinking in self.thinking_levels and params.thinking != self.thinking else None
+
+
+GENERIC_OPTIONS = ModelOptions()
+
+
+def options_of(model: object) -> ModelOptions:
+    """A model's options; one that declares none (a test double) gets the generic ones."""
+    options = getattr(model, "options", None)
+    return options if isinstance(options, ModelOptions) else GENERIC_OPTIONS
 
 
 @dataclass
@@ -32,6 +72,9 @@ class ReplyStats:
     # that one. Set before the first text is yielded, so the caller can show it while the reply streams.
     answered_by: str | None = None
     because: str | None = None
+    # What the model said it thought (Gemini's thought summaries, vLLM's `reasoning`), kept apart from the
+    # reply: a model appends here and yields "" so the caller can show it as thinking, never as the answer.
+    thinking: str = ""
 
 
 class ModelError(Exception):
@@ -48,9 +91,11 @@ class StreamCut(ModelError):
 
 class ChatModel(Protocol):
     label: str  # shown in the model menu; unique
+    options: ModelOptions  # what the page offers for this model, with its defaults
 
     def stream(self, messages: Sequence[Message], params: GenerationParams, stats: ReplyStats) -> Iterator[str]:
-        """Yield the reply's text as it arrives.
+        """Yield the reply's text as it arrives (only the answer: thinking goes to `stats.thinking`, with an
+        empty string yielded so the caller sees it grow).
 
         Raises ModelError (or a subclass) with a readable message on any failure. Closing the generator
         early (the user pressed stop) must close the upstream request too.
@@ -58,5 +103,6 @@ class ChatModel(Protocol):
         ...
 
     def check(self) -> str | None:
-        """Return None when the model is reachable now, else a short reason; must return within seconds."""
+        """Return None when the model is reachable now and its server knows the configured model id, else a
+        short reason ("retired or unknown model id …: set …"); must return within seconds."""
         ...

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from google import genai
@@ -24,7 +24,7 @@ from google.auth import exceptions as auth_errors
 from google.genai import errors, types
 
 from chatapp.conversation import Message
-from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
+from chatapp.models.base import GenerationParams, ModelError, ModelOptions, ModelUnavailable, ReplyStats, StreamCut
 from chatapp.models.transport_errors import CONNECT_ERRORS, TIMEOUT_ERRORS, TRANSPORT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,49 @@ _EMPTY_BECAUSE = {
 # the finish reason on the last chunk only, so a stream that ends without one was cut too.
 _COMPLETE = {"STOP", "MAX_TOKENS"}
 
+# Thinking levels per Gemini 3.x family, and the one the model uses when none is sent (checked 2026-12-06 on
+# Google's model pages: 3.8 Flash LOW/MEDIUM/HIGH, default MEDIUM; 3.5 Flash adds MINIMAL). A 3.x id not listed
+# gets LOW/HIGH, the levels every Gemini 3 model has taken. A level equal to the default is never sent.
+_THINKING: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("gemini-3.8-flash", ("low", "medium", "high"), "medium"),
+    ("gemini-3.5-flash", ("minimal", "low", "medium", "high"), "medium"),
+)
+_THINKING_3X = (("low", "high"), "high")
+# max_output_tokens counts thinking and answer together, so a request asks for Max tokens (the answer) plus
+# this much room for the level's thinking; unused room costs nothing.
+THINKING_ROOM = {"minimal": 1024, "low": 4096, "medium": 8192, "high": 16384}
+# How long a model lookup (does GEMINI_MODEL exist?) is trusted; the status check runs every 10 s.
+LOOKUP_TTL_S = 600.0
+LOOKUP_RETRY_S = 30.0  # after a lookup that could not be made (network, quota)
+LOOKUP_TIMEOUT_S = 5.0
+
+
+def gemini_options(model_id: str) -> ModelOptions:
+    """Google's own defaults (temperature 1.0, top-p 0.95), so an untouched control sends nothing; Gemini 3.x
+    adds its thinking levels. Google: "For Gemini 3+, we strongly recommend keeping temperature, top_p, top_k at
+    their default values"."""
+    match = re.match(r"gemini-(\d+)", model_id)
+    if match is None or int(match.group(1)) < 3:
+        return ModelOptions(temperature=1.0, top_p=0.95)
+    versions = [(lv, d) for prefix, lv, d in _THINKING if model_id == prefix or model_id.startswith(f"{prefix}-0")]
+    levels, default = versions[0] if versions else _THINKING_3X
+    return ModelOptions(
+        temperature=1.0,
+        top_p=0.95,
+        thinking_levels=levels,
+        thinking=default,
+        note="Gemini 3 works best at its default temperature and top-p: they are sent only if you change them.",
+    )
+
+
+def retired_sentence(model_id: str, location: str | None = None) -> str:
+    """What the model list and each message say about an id Gemini does not know. On Vertex a model that is not
+    served in the location answers the same 404, so a regional location is named too."""
+    sentence = f"retired or unknown model id {model_id}: set GEMINI_MODEL (geminiModel)"
+    if location and location != "global":
+        sentence += f", or it is not served in {location}: set GOOGLE_CLOUD_LOCATION (geminiLocation), e.g. global"
+    return sentence
+
 
 def _env_flag(name: str) -> bool | None:
     value = os.environ.get(name)
@@ -68,11 +111,27 @@ def _api_key() -> str | None:
 
 
 class GeminiModel:
-    def __init__(self, label: str, model_id: str, *, timeout_s: float = 120.0, retry_budget_s: float = 12.0) -> None:
+    def __init__(
+        self,
+        label: str,
+        model_id: str,
+        *,
+        location: str = "global",
+        timeout_s: float = 120.0,
+        retry_budget_s: float = 12.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`location` is used in Vertex mode only (the API-key endpoint has none)."""
         self.label = label
         self.model_id = model_id
+        self.location = location
+        self.options = gemini_options(model_id)
         self.timeout_s = timeout_s
         self.retry_budget_s = retry_budget_s
+        self._clock = clock
+        # The last lookup of model_id: (when to look again, None = it exists, else why it cannot be used).
+        self._lookup: tuple[float, str | None] | None = None
+        self._retired = False
         # Created on first use and kept: the client owns the connection pool, and a Client that is
         # garbage-collected closes its transport under any stream still reading from it.
         self._client: genai.Client | None = None
@@ -82,6 +141,11 @@ class GeminiModel:
         return f"GeminiModel({self.label!r}, {self.model_id!r})"
 
     @property
+    def vertex(self) -> bool:
+        """Whether requests go to Vertex AI (in `location`) rather than the Gemini API (API key)."""
+        return _vertex_mode()
+
+    @property
     def configured(self) -> bool:
         """Whether credentials are set in the environment at all (no network call, unlike check())."""
         return _vertex_mode() or _api_key() is not None
@@ -89,9 +153,42 @@ class GeminiModel:
     # -- ChatModel ---------------------------------------------------------------------------------------
     def check(self) -> str | None:
         problem = self._config_problem()
-        return f"not configured: {problem}" if problem else None
+        if problem:
+            return f"not configured: {problem}"
+        return self.lookup()
+
+    def lookup(self) -> str | None:
+        """Ask Gemini whether `model_id` exists (the SDK's models.get: `GET /v1beta1/publishers/google/models/M`
+        on Vertex, `GET /v1beta/models/M` with an API key). None when it does or when we cannot tell (a 403 may only
+        mean the identity may call the model but not read its card); the answer is kept for LOOKUP_TTL_S."""
+        now = self._clock()
+        if self._lookup is not None and now < self._lookup[0]:
+            return self._lookup[1]
+        found: str | None = None
+        again = LOOKUP_TTL_S
+        try:
+            config = types.GetModelConfig(http_options=types.HttpOptions(timeout=int(LOOKUP_TIMEOUT_S * 1000)))
+            self._get_client().models.get(model=self.model_id, config=config)
+        except errors.ClientError as exc:
+            if exc.code == 404:
+                # Vertex looks base models up without a location: this 404 is about the id alone.
+                found = retired_sentence(self.model_id)
+            elif exc.code in (401, 403):
+                log.warning("%s: cannot look up %s (HTTP %s: %s)", self.label, self.model_id, exc.code, exc.message)
+            else:
+                found = f"model lookup refused (HTTP {exc.code} {exc.status or ''}: {exc.message})"
+                again = LOOKUP_RETRY_S
+        except ModelError as exc:
+            found, again = str(exc), LOOKUP_RETRY_S
+        except Exception as exc:  # server errors, network: say so, look again soon
+            found, again = f"not reachable ({type(exc).__name__}: {str(exc)[:120]})", LOOKUP_RETRY_S
+        self._retired = found is not None and found.startswith("retired")
+        self._lookup = (now + again, found)
+        return found
 
     def stream(self, messages: Sequence[Message], params: GenerationParams, stats: ReplyStats) -> Iterator[str]:
+        if self._retired:  # the status check found the id gone: say so at once instead of a 404 per message
+            raise ModelUnavailable(f"{self.label}: {retired_sentence(self.model_id)}.")
         client = self._get_client()
         system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
         contents = [
@@ -99,12 +196,7 @@ class GeminiModel:
             for m in messages
             if m.role != "system"
         ]
-        config = types.GenerateContentConfig(
-            system_instruction=system or None,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_output_tokens=params.max_tokens,
-        )
+        config = self.config(params, system or None)
         first, chunks = self._open(client, contents, config)
         try:
             yield from self._read(first, chunks, params, stats)
@@ -114,7 +206,33 @@ class GeminiModel:
             # still holds the SDK stream would otherwise keep the request open until garbage collection.
             chunks.close()
 
+    def config(self, params: GenerationParams, system: str | None = None) -> types.GenerateContentConfig:
+        """The request's settings: temperature and top-p only when changed from the model's defaults; for a
+        thinking model a thinking level (never with thinking_budget, which Gemini 3 refuses with a 400 when both
+        are set), thought summaries, and max_output_tokens with room for the thinking on top of Max tokens."""
+        options = self.options
+        temperature = params.temperature if params.temperature != options.temperature else None
+        top_p = params.top_p if params.top_p != options.top_p else None
+        thinking = None
+        max_output = params.max_tokens
+        if options.thinking_levels:
+            level = options.level(params)
+            thinking = types.ThinkingConfig(
+                include_thoughts=True, thinking_level=types.ThinkingLevel(level.upper()) if level else None
+            )
+            max_output += THINKING_ROOM.get(level or options.thinking or "", 0)
+        return types.GenerateContentConfig(
+            system_instruction=system,
+            temperature=temperature,
+            top_p=top_p,
+            max_output_tokens=max_output,
+            thinking_config=thinking,
+        )
+
     # -- client ------------------------------------------------------------------------------------------
+    def _where(self) -> str | None:
+        return self.location if self.vertex else None
+
     def _config_problem(self) -> str | None:
         """Why Gemini cannot be used with this environment, judged without any network call."""
         if _vertex_mode():
@@ -146,7 +264,7 @@ class GeminiModel:
                 return genai.Client(
                     vertexai=True,
                     project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
-                    location=os.environ.get("GOOGLE_CLOUD_LOCATION") or None,
+                    location=self.location,
                     http_options=http_options,
                 )
             if not _api_key():
@@ -214,7 +332,12 @@ class GeminiModel:
                     if candidate.finish_reason:
                         finish = _name(candidate.finish_reason)
                     for part in (candidate.content.parts if candidate.content else None) or []:
-                        if part.text and not part.thought:
+                        if not part.text:
+                            continue
+                        if part.thought:  # a thought summary: thinking, never the answer
+                            stats.thinking += part.text
+                            yield ""
+                        else:
                             received = True
                             yield part.text
         except ModelError:
@@ -225,17 +348,22 @@ class GeminiModel:
         if finish is None:
             raise StreamCut(f"{self.label} stopped before finishing the reply (the stream ended early).")
         if not received:
-            raise ModelError(self._empty_reason(finish, params))
+            raise ModelError(self._empty_reason(finish, params, stats))
         if finish not in _COMPLETE:  # text came, then the model was stopped: keep it, say why
             because = _EMPTY_BECAUSE.get(finish, f"of finish reason {finish}")
             raise StreamCut(f"{self.label} stopped mid-reply because {because}.")
 
     # -- errors ------------------------------------------------------------------------------------------
-    def _empty_reason(self, finish: str, params: GenerationParams) -> str:
+    def _empty_reason(self, finish: str, params: GenerationParams, stats: ReplyStats) -> str:
         if finish == "MAX_TOKENS":
+            limit = self.config(params).max_output_tokens
+            room = (limit or 0) - params.max_tokens
+            spent = f" ({limit} tokens: {params.max_tokens} for the answer, {room} for thinking)" if room else ""
+            spent = spent or f" ({limit})"
+            lower = " or choose a lower Thinking level" if self.options.thinking_levels else ""
             return (
-                f"{self.label} used up the max tokens limit ({params.max_tokens}) before writing any text: "
-                "Gemini 2.5 models spend part of it thinking. Raise Max tokens and try again."
+                f"{self.label} used up the max tokens limit{spent} before writing any text: it spent them "
+                f"thinking. Raise Max tokens{lower} and try again."
             )
         if finish in _EMPTY_BECAUSE:
             return f"{self.label} gave no reply because {_EMPTY_BECAUSE[finish]} ({finish})."
@@ -246,9 +374,8 @@ class GeminiModel:
         if code in (401, 403):
             return ModelUnavailable(f"{self.label} refused our credentials (HTTP {code} {reason}); {HOW_TO_CONFIGURE}.")
         if code == 404:
-            return ModelError(
-                f"{self.label}: model {self.model_id!r} was not found (HTTP 404 {reason}); check GEMINI_MODEL."
-            )
+            sentence = retired_sentence(self.model_id, self._where())
+            return ModelUnavailable(f"{self.label}: {sentence} (HTTP 404 {reason}).")
         return ModelError(f"{self.label} rejected the request (HTTP {code} {reason}).")
 
     def _failure(self, exc: BaseException, received: bool) -> ModelError:

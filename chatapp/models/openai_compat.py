@@ -19,7 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from chatapp.conversation import Message
-from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
+from chatapp.models.base import GenerationParams, ModelError, ModelOptions, ModelUnavailable, ReplyStats, StreamCut
 from chatapp.models.context_window import ContextTooLong, context_overflow
 from chatapp.models.sse import sse_data
 
@@ -34,6 +34,19 @@ _CUT_BECAUSE = {
 
 # Statuses a load balancer or a loading server answers while the model is not serving yet.
 _NOT_READY = {502, 503, 504}
+
+# Model ids whose chat template takes `enable_thinking` (Gemma 4's, served by vLLM with `--reasoning-parser
+# gemma4`): for these the page offers Thinking off/on; thinking then streams as `delta.reasoning`.
+_THINKING_TEMPLATES = ("gemma-4",)
+
+
+def self_hosted_options(model_id: str) -> ModelOptions:
+    thinks = any(name in model_id.lower() for name in _THINKING_TEMPLATES)
+    return ModelOptions(thinking_levels=("off", "on"), thinking="off") if thinks else ModelOptions()
+
+
+def unknown_sentence(model_id: str) -> str:
+    return f"retired or unknown model id {model_id}: set SELF_HOSTED_MODEL (gemmaModel)"
 
 
 class OpenAICompatModel:
@@ -53,6 +66,7 @@ class OpenAICompatModel:
         self.label = label
         self.base_url = base_url.rstrip("/")
         self.model_id = model_id
+        self.options = self_hosted_options(model_id)
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.retry_budget_s = retry_budget_s
@@ -68,15 +82,18 @@ class OpenAICompatModel:
 
     # -- ChatModel ---------------------------------------------------------------------------------------
     def stream(self, messages: Sequence[Message], params: GenerationParams, stats: ReplyStats) -> Iterator[str]:
-        payload = {
+        payload: dict[str, Any] = {
             "model": self.model_id,
             "messages": [wire_message(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
-            "temperature": params.temperature,
-            "top_p": params.top_p,
+            # Sent even when unchanged: servers' own defaults differ (llama.cpp 0.8, vLLM the model's config).
+            "temperature": self.options.temperature if params.temperature is None else params.temperature,
+            "top_p": self.options.top_p if params.top_p is None else params.top_p,
             "max_tokens": params.max_tokens,
         }
+        if self.options.level(params) == "on":
+            payload["chat_template_kwargs"] = {"enable_thinking": True}
         # A text-only server refuses images in its own way (llama-cpp-python: HTTP 500 without a stream, an
         # empty 200 stream with one; vLLM: 400): with images in the prompt, any failure before the first token
         # (other than "not reachable") is explained as that, with the server's words kept.
@@ -122,11 +139,15 @@ class OpenAICompatModel:
         except requests.RequestException as exc:
             return f"not reachable ({_describe(exc)})"
         with response:
-            if response.status_code == 200:
-                return None
             if response.status_code in _NOT_READY:
                 return f"still starting (HTTP {response.status_code})"
-            return f"HTTP {response.status_code}: {_reason(response)}"
+            if response.status_code != 200:
+                return f"HTTP {response.status_code}: {_reason(response)}"
+            served = served_models(response)
+            if served is not None and self.model_id not in served:
+                listed = ", ".join(served[:5]) or "nothing"
+                return f"{unknown_sentence(self.model_id)} (the server serves {listed})"
+            return None
 
     def _explained(self, exc: ModelError, with_images: bool) -> ModelError:
         """A failure before the first token, said as what it most likely was when images were sent (the model
@@ -208,8 +229,8 @@ class OpenAICompatModel:
             )
         if status in (401, 403):
             return ModelError(f"{self.label} refused the request (HTTP {status}: {reason}); check its credentials.")
-        if status == 404:
-            return ModelError(f"{self.label} does not know this model or endpoint (HTTP 404: {reason}).")
+        if status == 404:  # vLLM: "The model `X` does not exist."
+            return ModelError(f"{self.label}: {unknown_sentence(self.model_id)} (HTTP 404: {reason}).")
         if 400 <= status < 500:
             return ModelError(f"{self.label} rejected the request (HTTP {status}): {reason}")
         return ModelError(f"{self.label} failed with a server error (HTTP {status}): {reason}")
@@ -247,7 +268,15 @@ class OpenAICompatModel:
                         continue
                     if reason := choice.get("finish_reason"):
                         stats.finish_reason = reason
-                    text = (choice.get("delta") or {}).get("content")
+                    delta = choice.get("delta") or {}
+                    # vLLM's reasoning parsers stream thinking as `reasoning` (`reasoning_content` before
+                    # vLLM PR #33402): thinking, never the answer.
+                    thought = delta.get("reasoning") or delta.get("reasoning_content")
+                    if isinstance(thought, str) and thought:
+                        stats.thinking += thought
+                        deltas += 1
+                        yield ""
+                    text = delta.get("content")
                     if isinstance(text, str) and text:
                         received = True
                         deltas += 1
@@ -291,6 +320,18 @@ def no_images_sentence(label: str, exc: ModelError) -> str:
         f"{label} could not take the images of this conversation; it may not read images at all. "
         f"Switch to a model that does (Gemma 3, Gemini), or start a new conversation for text only. ({exc})"
     )
+
+
+def served_models(response: requests.Response) -> list[str] | None:
+    """The model ids of a `GET /v1/models` answer (`{"data": [{"id": …}]}`), or None when it is not that shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return None
+    return [str(card["id"]) for card in data if isinstance(card, dict) and "id" in card]
 
 
 class _EmptyStream(StreamCut):

@@ -14,6 +14,11 @@ In-process use (tests):
         fake.requests[-1]["body"]               # what the client sent
         fake.wait_for_disconnect(2.0)           # the client closed a stream early
 
+Thinking: with `fake.reasoning = "…"` every reply streams that text first as `delta.reasoning` deltas (vLLM with
+a reasoning parser; `fake.reasoning_field = "reasoning_content"` for vLLM before PR #33402), counted in
+`completion_tokens` as vLLM counts them. `fake.strict_model = True` answers a model id it does not serve with
+vLLM's 404 ("The model `X` does not exist.") instead of accepting any id.
+
 A request can also pick its mode itself with the header `X-Fake-Mode: cut` or a model id ending in
 `@cut` (handy when the app under test is configured only through SELF_HOSTED_MODEL).
 
@@ -126,6 +131,9 @@ class FakeOpenAIServer(FakeServer):
         self.completed = 0  # streams sent to the end
         # False: answer image parts with a 400 as vLLM does when serving a text-only model.
         self.vision = True
+        self.reasoning: str | None = None
+        self.reasoning_field = "reasoning"
+        self.strict_model = False
 
     @property
     def base_url(self) -> str:
@@ -224,6 +232,12 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
             if problem:
                 self.send_json(400, _flat_error(problem, 400))
                 return
+            if server.strict_model and body.get("model") != server.model:
+                message = f"The model `{body.get('model')}` does not exist."
+                self.send_json(
+                    404, {"object": "error", "message": message, "type": "NotFoundError", "param": None, "code": 404}
+                )
+                return
             mode = server._pick_mode(body, self.headers.get("X-Fake-Mode"))
             try:
                 self._serve(mode, body)
@@ -281,6 +295,9 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
             self._send(event({"role": "assistant", "content": ""}))
             if mode == "slow_start":
                 wait_or_gone(self, server.first_token_delay_s, server._stopping)
+            thoughts = tokenize(server.reasoning) if server.reasoning else []
+            for token in thoughts:  # vLLM's reasoning parser: thinking first, in its own delta field
+                self._send(event({server.reasoning_field: token}))
             start = time.monotonic()
             for i, token in enumerate(tokens):
                 # Pace against the start time so the rate stays fixed however long each write takes.
@@ -314,7 +331,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 self._send(event({"content": token}))
             self._send(event({}, finish))
             if (body.get("stream_options") or {}).get("include_usage"):
-                usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": len(tokens)}
+                usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": len(thoughts) + len(tokens)}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 self._send(
                     {

@@ -12,6 +12,12 @@ building, SSE parsing and error classes, with no Google host involved:
 Paths served:
 - `POST /v1beta1/projects/P/locations/L/publishers/google/models/M:streamGenerateContent?alt=sse` (Vertex)
 - `POST /v1beta/models/M:streamGenerateContent?alt=sse` and `/v1/models/M:…` (API key)
+- `GET /v1beta1/publishers/google/models/M` (Vertex's PublisherModel; the SDK sends no project or location for
+  a base model) and `GET /v1beta/models/M` (the Gemini API's Model): the SDK's `models.get`. An id in
+  `fake.retired` answers 404 NOT_FOUND there and on generation, in Google's error shape, as a retired model does.
+- Thinking: with `fake.thoughts = "…"`, a request whose thinkingConfig has includeThoughts gets thought-summary
+  parts (`{"text": …, "thought": true}`) before the answer, as Gemini 3 streams them; thinkingLevel together
+  with thinkingBudget is refused with a 400, as Gemini 3 does.
 - `POST /token`: an OAuth token endpoint for the fake service-account credentials (Vertex mode needs a
   bearer token; the credentials file names this endpoint, so google-auth never calls oauth2.googleapis.com).
 """
@@ -49,6 +55,10 @@ FAKE_TOKEN = "fake-access-token"
 _PATH = re.compile(
     r"^/(v1beta1|v1beta|v1)/(?:projects/([^/]+)/locations/([^/]+)/publishers/google/)?models/([^/:]+):(\w+)"
 )
+# The SDK's models.get asks Vertex for a base model without project or location (`publishers.models.get`).
+_MODEL_PATH = re.compile(r"^/(v1beta1|v1beta|v1)/(publishers/google/)?models/([^/:?]+)(?:\?.*)?$")
+# Retired on Vertex AI in October 2026 (Google's model-versions page, checked 2026-12-06).
+RETIRED_2026 = frozenset({"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite"})
 
 Reply = str | Callable[[dict[str, Any]], str]
 
@@ -67,6 +77,10 @@ class FakeVertexServer(FakeServer):
         self.finish_after_text = "SAFETY"  # the finishReason "safety_after_text" sends (OTHER, RECITATION…)
         # Thinking tokens a "normal" reply reports on its last chunk (thoughtsTokenCount), as Gemini 2.5 does.
         self.thoughts_tokens = 0
+        # A thought summary streamed before the answer when the request asks for thoughts (includeThoughts).
+        self.thoughts: str | None = None
+        # Model ids that answer 404 NOT_FOUND (lookups and generation); e.g. RETIRED_2026.
+        self.retired: set[str] | frozenset[str] = frozenset()
 
     @property
     def base_url(self) -> str:
@@ -75,9 +89,7 @@ class FakeVertexServer(FakeServer):
     def generate_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.requests if ":streamGenerateContent" in r["path"]]
 
-    def vertex_env(
-        self, directory: Path, project: str = "fake-project", location: str = "us-central1"
-    ) -> dict[str, str]:
+    def vertex_env(self, directory: Path, project: str = "fake-project", location: str = "global") -> dict[str, str]:
         """Environment for the SDK's Vertex mode against this server, with offline credentials.
 
         Writes a service-account key file whose token_uri is this server, so google-auth's Application
@@ -176,8 +188,78 @@ def _status_error(code: int, status: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
+def not_found(version: str, model: str, vertex_name: str | None) -> dict[str, Any]:
+    """Google's 404 for a model id it does not serve: Vertex names the publisher model it looked for."""
+    if vertex_name:
+        message = (
+            f"Publisher Model `{vertex_name}` was not found or your project does not have access to it. Please "
+            "ensure you are using a valid model version. For more information, see: "
+            "https://cloud.google.com/vertex-ai/generative-ai/docs/learn/model-versions"
+        )
+    else:
+        message = (
+            f"models/{model} is not found for API version {version}, or is not supported for "
+            "generateContent. Call ListModels to see the list of available models and their supported methods."
+        )
+    return _status_error(404, "NOT_FOUND", message)
+
+
+def model_card(model: str, vertex: bool) -> dict[str, Any]:
+    """What `models.get` returns: Vertex's PublisherModel, or the Gemini API's Model with its defaults."""
+    if vertex:
+        return {
+            "name": f"publishers/google/models/{model}",
+            "versionId": "001",
+            "openSourceCategory": "PROPRIETARY",
+            "launchStage": "GA",
+        }
+    return {
+        "name": f"models/{model}",
+        "version": "001",
+        "displayName": model,
+        "inputTokenLimit": 1048576,
+        "outputTokenLimit": 65536,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+        "thinking": True,
+    }
+
+
+def thinking_config(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's thinkingConfig with camelCase keys. google-genai sends this message's fields in snake_case
+    (`include_thoughts`, `thinking_level`); proto3 JSON parsing (Google's) accepts either, so the fake does too."""
+    raw = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key): value for key, value in raw.items()}
+
+
+def thinking_problem(body: dict[str, Any]) -> str | None:
+    thinking = thinking_config(body)
+    if "thinkingLevel" in thinking and "thinkingBudget" in thinking:
+        return "thinking_budget and thinking_level are not supported together."
+    return None
+
+
 def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
     class Handler(SSEHandler):
+        def do_GET(self) -> None:
+            server._record(self.path, None, dict(self.headers))
+            match = _MODEL_PATH.match(self.path)
+            if not match:
+                self.send_json(404, _status_error(404, "NOT_FOUND", f"no fake for {self.path}"))
+                return
+            version, vertex, model = match.group(1), bool(match.group(2)), match.group(3)
+            if vertex and self.headers.get("Authorization") != f"Bearer {FAKE_TOKEN}":
+                self.send_json(
+                    401, _status_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+                )
+            elif model in server.retired:
+                self.send_json(404, not_found(version, model, f"publishers/google/models/{model}" if vertex else None))
+            else:
+                self.send_json(200, model_card(model, vertex))
+
         def do_POST(self) -> None:
             if self.path == "/token":
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -195,7 +277,12 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                     401, _status_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
                 )
                 return
-            problem = inline_problem(body or {})
+            if match.group(4) in server.retired:
+                project, location, model = match.group(2), match.group(3), match.group(4)
+                name = f"projects/{project}/locations/{location}/publishers/google/models/{model}" if project else None
+                self.send_json(404, not_found(match.group(1), model, name))
+                return
+            problem = inline_problem(body or {}) or thinking_problem(body or {})
             if problem:
                 self.send_json(400, _status_error(400, "INVALID_ARGUMENT", problem))
                 return
@@ -248,6 +335,12 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
             # Gemini sends a few larger chunks rather than one per token; three words per chunk is close.
             chunks = ["".join(words[i : i + 3]) for i in range(0, len(words), 3)]
             self.start_sse()
+            thoughts = server.thoughts if thinking_config(body).get("includeThoughts") else None
+            thought_words = re.findall(r"\s*\S+", thoughts or "")
+            for i in range(0, len(thought_words), 3):
+                part = {"text": "".join(thought_words[i : i + 3]), "thought": True}
+                thought_event = {"candidates": [{"content": {"role": "model", "parts": [part]}}], **meta}
+                self._event(thought_event | {"usageMetadata": _usage(prompt_tokens, None)})
             start = time.monotonic()
             for i, text in enumerate(chunks):
                 wait_or_gone(self, start + 3 * i / server.tokens_per_s - time.monotonic(), server._stopping)
@@ -265,7 +358,8 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 event: dict[str, Any] = {"candidates": [candidate], **meta}
                 if i == len(chunks) - 1 and mode != "no_finish":
                     candidate["finishReason"] = "STOP"
-                    event["usageMetadata"] = _usage(prompt_tokens, len(words), server.thoughts_tokens)
+                    spent = server.thoughts_tokens or len(thought_words)  # thinking is counted apart
+                    event["usageMetadata"] = _usage(prompt_tokens, len(words), spent)
                 else:
                     event["usageMetadata"] = _usage(prompt_tokens, None)
                 self._event(event)

@@ -34,7 +34,7 @@ def app_env(fake_model: FakeOpenAIServer, fake_gemini: tuple[FakeVertexServer, d
         "SELF_HOSTED_URL": fake_model.base_url,
         "SELF_HOSTED_MODEL": fake_model.model,
         "SELF_HOSTED_LABEL": FAKE_LABEL,
-        "GEMINI_MODEL": "gemini-2.5-flash",
+        "GEMINI_MODEL": "gemini-3.8-flash",
         "GEMINI_LABEL": GEMINI_LABEL,
         **fake_gemini[1],
     }

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, TimeoutError, expect
 
 from tests.browser.chat_page import ChatPage
-from tests.browser.conftest import GEMINI_LABEL, LLAMA_LABEL
+from tests.browser.conftest import GEMINI_LABEL, LLAMA_LABEL, SELF_HOSTED_LABEL
 
 
 def greedy_and_short(ui: ChatPage, max_tokens: int = 48) -> None:
@@ -105,3 +105,42 @@ def test_stop_also_ends_a_retried_reply(ui: ChatPage, fake_model):
     ui.stop()
     assert fake_model.wait_for_disconnect(10.0), "stop did not end the retried reply"
     ui.wait_idle()
+
+
+def test_the_controls_follow_the_chosen_model(ui: ChatPage):
+    """Gemini 3 shows its own defaults (sent only when changed) and a thinking level; a model without thinking
+    levels shows none."""
+    page = ui.page
+    temperature = page.locator("#temperature input[type='number']")
+    ui.choose_model(GEMINI_LABEL)
+    expect(temperature).to_have_value("1")
+    expect(page.locator("#thinking input")).to_have_value("medium")
+    expect(page.locator("#model-note")).to_contain_text("Gemini 3 works best at its default temperature")
+    ui.choose_model(SELF_HOSTED_LABEL)
+    expect(temperature).to_have_value("0.7")
+    expect(page.locator("#thinking")).to_be_hidden()
+    expect(page.locator("#model-note")).not_to_contain_text("Gemini")
+
+
+def test_thinking_is_shown_in_a_closed_block_never_in_the_answer(ui: ChatPage, fake_gemini):
+    secret = "SECRET-THOUGHT about greeting"
+    fake_gemini.thoughts = secret
+    try:
+        ui.choose_model(GEMINI_LABEL)
+        asked = len(fake_gemini.generate_requests())
+        ui.send("hi")
+        expect(ui.last_bot).to_contain_text("You said: hi (1 messages in context)")
+        ui.wait_idle()
+        block = ui.page.locator("#chatbot .thought-group")
+        expect(block).to_have_count(1)
+        expect(block).to_contain_text("Thinking")
+        expect(ui.page.get_by_text(secret)).to_be_hidden()  # closed until the person opens it
+        expect(ui.last_bot).not_to_contain_text("SECRET")
+        block.get_by_text("Thinking").click()
+        expect(ui.page.get_by_text(secret)).to_be_visible()
+        (request,) = fake_gemini.generate_requests()[asked:]
+        config = request["body"]["generationConfig"]
+        assert "temperature" not in config and "topP" not in config  # left at Gemini's defaults: not sent
+        assert config["thinkingConfig"] == {"include_thoughts": True}
+    finally:
+        fake_gemini.thoughts = None

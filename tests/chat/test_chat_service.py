@@ -228,7 +228,7 @@ def test_a_gemini_reply_cut_short_is_kept_saved_and_explained(fake_vertex, mode,
     saver = ListSaver()
     session = ChatSession(owner="o")
 
-    final = run(service(GeminiModel("Gemini", "gemini-2.5-flash"), saver=saver), session, "hi", "Gemini")[-1]
+    final = run(service(GeminiModel("Gemini", "gemini-3.8-flash"), saver=saver), session, "hi", "Gemini")[-1]
 
     assert final.done and final.text == kept
     assert final.notice is not None and why in final.notice

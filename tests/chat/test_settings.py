@@ -70,3 +70,50 @@ def test_numeric_settings_accept_their_range_and_refuse_beyond_it(variable, low,
     for value in (below, above):
         with pytest.raises(SettingsError, match=f"^{variable} must be between"):
             load_settings({variable: value})
+
+
+def test_model_defaults_are_current_and_gemini_is_called_in_its_own_location():
+    settings = load_settings({})
+    assert settings.gemini_model == "gemini-3.8-flash"  # gemini-2.5-flash was retired in October 2026
+    assert settings.self_hosted_model == "google/gemma-4-31b-it-qat-w4a16-ct"  # the stack's default preset
+    assert settings.gemini_location == "global"
+    # The cluster's region is not where Gemini 3.x is served: only GOOGLE_CLOUD_LOCATION moves it.
+    assert load_settings({"GOOGLE_CLOUD_LOCATION": "us"}).gemini_location == "us"
+    assert load_settings({"GOOGLE_CLOUD_LOCATION": "europe-west4"}).gemini_location == "europe-west4"
+
+
+@pytest.mark.parametrize("location", ["us central1", "https://aiplatform.googleapis.com", "us-central1/x"])
+def test_a_bad_gemini_location_names_the_variable_and_the_pulumi_key(location):
+    with pytest.raises(SettingsError, match=r"^GOOGLE_CLOUD_LOCATION.*geminiLocation"):
+        load_settings({"GOOGLE_CLOUD_LOCATION": location})
+
+
+@pytest.mark.parametrize(
+    ("env", "self_hosted", "gemini"),
+    [
+        ({}, "Gemma 4 31B QAT (self-hosted)", "Gemini 3.8 Flash"),
+        (
+            {"SELF_HOSTED_MODEL": "google/gemma-4-26b-a4b-it", "GEMINI_MODEL": "gemini-3.5-flash-lite"},
+            "Gemma 4 26B A4B (self-hosted)",
+            "Gemini 3.5 Flash Lite",
+        ),
+        ({"SELF_HOSTED_MODEL": "google/gemma-4-12b-it"}, "Gemma 4 12B (self-hosted)", "Gemini 3.8 Flash"),
+        ({"SELF_HOSTED_MODEL": "smollm2-135m-instruct"}, "Smollm2 135M (self-hosted)", "Gemini 3.8 Flash"),
+        ({"GEMINI_MODEL": "gemini-4.0-pro", "GEMINI_LABEL": "Our"}, "Gemma 4 31B QAT (self-hosted)", "Our"),
+    ],
+)
+def test_labels_follow_the_model_ids_unless_set(env, self_hosted, gemini):
+    settings = load_settings(env)
+    assert (settings.self_hosted_label, settings.gemini_label) == (self_hosted, gemini)
+
+
+def test_a_changed_model_id_never_shows_the_default_models_name():
+    settings = load_settings({"GEMINI_MODEL": "gemini-3.5-flash", "SELF_HOSTED_MODEL": "google/gemma-3-12b-it"})
+    assert "3.8" not in settings.gemini_label and "Gemma 4" not in settings.self_hosted_label
+    assert settings.self_hosted_label == "Gemma 3 12B (self-hosted)"
+
+
+@pytest.mark.parametrize("variable", ["GEMINI_LABEL", "SELF_HOSTED_LABEL"])
+def test_an_empty_label_is_refused_by_name(variable):
+    with pytest.raises(SettingsError, match=f"^{variable} is set but empty"):
+        load_settings({variable: " "})

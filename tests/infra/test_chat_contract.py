@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from chatapp.conversation import PROMPT_IMAGES
 from chatapp.models.openai_compat import OpenAICompatModel
 from chatapp.settings import Settings, load_settings
-from stack import kube
-from stack.chat import display_name
+from stack import kube, presets
 from stack.config import DEFAULTS
 from stack.gemma import server_args
 from stack.mocks import FAKE_PROJECT_NUMBER
@@ -97,20 +97,32 @@ def test_the_rendered_environment_overrides_a_hostile_default(default_plan):
         load_settings(env)
 
 
+def test_the_gemini_location_is_the_keys_not_the_clusters(default_plan):
+    # Gemini 3.x answers at `global`; the plan's region is europe-west4.
+    assert pod_environment(default_plan)["GOOGLE_CLOUD_LOCATION"] == DEFAULTS["geminiLocation"] == "global"
+
+
+# One model default each: the stack's Pulumi.yaml/presets and the chat's settings name the same ids.
 def test_model_defaults_agree():
     chat = Settings()
-    assert DEFAULTS["gemmaModel"] == chat.self_hosted_model
+    assert presets.PRESETS[str(DEFAULTS["gemmaModel"])].model == chat.self_hosted_model
     assert DEFAULTS["geminiModel"] == chat.gemini_model
-    assert f"{display_name(str(DEFAULTS['gemmaModel']))} (self-hosted)" == chat.self_hosted_label
-    assert f"{display_name(str(DEFAULTS['geminiModel']))} (Vertex AI)" == chat.gemini_label
-    assert DEFAULTS["firestoreDatabase"] == chat.firestore_database
+
+
+def test_database_default_agrees():
+    assert DEFAULTS["firestoreDatabase"] == Settings().firestore_database
+
+
+def test_images_per_prompt_agree():
+    # vLLM's --limit-mm-per-prompt must accept every image the chat sends in one prompt.
+    assert presets.PROMPT_IMAGES == PROMPT_IMAGES
 
 
 def test_concurrency_agrees_everywhere():
     chat = Settings()
     assert chat.concurrency == kube.CHAT_CONCURRENCY
     # vLLM batches as many sequences as one chat replica lets through.
-    assert f"--max-num-seqs={kube.CHAT_CONCURRENCY}" in server_args("m", 1)
+    assert f"--max-num-seqs={kube.CHAT_CONCURRENCY}" in server_args(presets.PRESETS[presets.DEFAULT_PRESET])
     # The self-hosted client's connection pool, when built without settings, holds as many streams.
     pool = inspect.signature(OpenAICompatModel.__init__).parameters["max_connections"].default
     assert pool == chat.concurrency

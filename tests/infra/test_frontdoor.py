@@ -97,7 +97,8 @@ def test_health_check_on_healthz(default_plan):
     assert spec["targetRef"] == {"group": "", "kind": "Service", "name": "chat"}
     assert spec["default"]["config"] == {
         "type": "HTTP",
-        "httpHealthCheck": {"requestPath": "/healthz", "port": kube.CHAT_PORT},
+        # No `port`: the serving port (the chat's container port, through NEGs); see test_gke_admission.py.
+        "httpHealthCheck": {"requestPath": "/healthz", "portSpecification": "USE_SERVING_PORT"},
     }
 
 

@@ -81,7 +81,13 @@ def test_kubernetes_objects_go_through_the_clusters_provider(default_plan):
 
 def test_outputs(default_plan):
     outputs = default_plan.outputs
-    assert set(outputs) == {"url", "ip", "clusterName", "kubeconfig", "image", "firestoreDatabase", "dashboardUrl"}
+    assert set(outputs) == {
+        *("url", "ip", "clusterName", "kubeconfig", "image", "firestoreDatabase", "dashboardUrl"),
+        "doctorCommand",
+    }
+    # The chat's doctor runs in a chat pod with the pod's identity (chatapp/doctor.py).
+    assert outputs["doctorCommand"] == "kubectl exec -n hybrid-chat deploy/chat -- python -m chatapp.doctor"
+    assert default_plan.manifest("Deployment", "chat")["metadata"]["namespace"] == "hybrid-chat"
     assert outputs["url"] == "https://203-0-113-10.nip.io"
     assert outputs["ip"] == "203.0.113.10"
     assert outputs["clusterName"] == "gradio-chat-cluster"

@@ -8,7 +8,8 @@ from stack import kube
 from stack.chat import display_name
 from stack.gemma import server_args
 from stack.mocks import FAKE_PROJECT_NUMBER
-from tests.infra.rendering import HF_TOKEN, PROJECT, REGION, fingerprint
+from stack.presets import PRESETS
+from tests.infra.rendering import HF_TOKEN, PROJECT, fingerprint
 
 # GKE's REGULAR channel runs about 1.33; the newest schema catches fields that have since been removed.
 KUBERNETES_VERSIONS = ("1.33.0", kubernetes_validate.latest_version())
@@ -33,17 +34,29 @@ def test_every_manifest_is_valid(which, version, request):
         kubernetes_validate.validate(manifest, version, strict=True)
 
 
-def test_gemma_runs_the_pinned_openai_server(default_plan):
+def test_gemma_runs_the_default_preset_on_the_pinned_openai_server(default_plan):
     (container,) = pod(default_plan, "gemma")["containers"]
-    assert container["image"] == "vllm/vllm-openai:v0.10.2"
+    assert container["image"] == "vllm/vllm-openai:v0.26.0"  # Gemma 4 needs >= 0.19; 0.27.x fails to start it
     assert container["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
     args = container["args"]
     # The copy in the bucket, served under the Hugging Face id the chat asks for.
-    assert "--model=/weights/google/gemma-3-12b-it" in args
-    assert "--served-model-name=google/gemma-3-12b-it" in args
+    assert "--model=/weights/google/gemma-4-31b-it-qat-w4a16-ct" in args
+    assert "--served-model-name=google/gemma-4-31b-it-qat-w4a16-ct" in args
     assert "--tensor-parallel-size=2" in args
-    assert "--max-model-len=8192" in args
+    assert int(next(a for a in args if a.startswith("--max-model-len=")).split("=")[1]) >= 16384
     assert "--max-num-seqs=64" in args
+    assert '--limit-mm-per-prompt={"image": 5}' in args
+    assert "--quantization=compressed-tensors" in args
+    assert "--reasoning-parser=gemma4" in args
+    assert env(container)["LD_LIBRARY_PATH"].split(":")[0] == "/usr/local/nvidia/lib64"
+
+
+def test_the_seeds_gemma_3_stays_a_preset():
+    plan_args = server_args(PRESETS["gemma3-12b"])
+    assert "--served-model-name=google/gemma-3-12b-it" in plan_args
+    assert "--max-model-len=8192" in plan_args
+    assert not [a for a in plan_args if a.startswith(("--reasoning-parser", "--quantization"))]
+    assert PRESETS["gemma3-12b"].image == "vllm/vllm-openai:v0.10.2"
 
 
 def test_gemma_gpus_follow_config(scaled_plan):
@@ -115,12 +128,13 @@ def test_chat_environment_contract(default_plan):
         "FIRESTORE_DATABASE": "chat-app-db",
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "SELF_HOSTED_URL": "http://gemma.hybrid-chat.svc.cluster.local:8000/v1",
-        "SELF_HOSTED_MODEL": "google/gemma-3-12b-it",
-        "SELF_HOSTED_LABEL": "Gemma 3 12B (self-hosted)",
-        "GEMINI_MODEL": "gemini-2.5-flash",
-        "GEMINI_LABEL": "Gemini 2.5 Flash (Vertex AI)",
+        "SELF_HOSTED_MODEL": "google/gemma-4-31b-it-qat-w4a16-ct",
+        "SELF_HOSTED_LABEL": "Gemma 4 31B QAT (self-hosted)",
+        "GEMINI_MODEL": "gemini-3.8-flash",
+        "GEMINI_LABEL": "Gemini 3.8 Flash (Vertex AI)",
         "GOOGLE_GENAI_USE_VERTEXAI": "true",
-        "GOOGLE_CLOUD_LOCATION": REGION,
+        # Not the cluster's region (REGION): Gemini 3.x is served from `global`.
+        "GOOGLE_CLOUD_LOCATION": "global",
         "CHAT_CONCURRENCY": "64",
         "CHAT_REQUEST_TIMEOUT": "120",
         "CHAT_AUTH": "iap",
@@ -201,5 +215,6 @@ def test_gemma_off_stack(gemma_off_plan):
 
 def test_display_names():
     assert display_name("google/gemma-3-12b-it") == "Gemma 3 12B"
-    assert display_name("gemini-2.5-flash") == "Gemini 2.5 Flash"
-    assert "--tensor-parallel-size=8" in server_args("m", 8)
+    assert display_name("gemini-3.8-flash") == "Gemini 3.8 Flash"
+    assert display_name("google/gemma-4-31b-it-qat-w4a16-ct") == "Gemma 4 31B QAT"
+    assert display_name("google/gemma-4-12b-it") == "Gemma 4 12B"

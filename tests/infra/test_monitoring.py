@@ -76,7 +76,10 @@ def test_only_managed_prometheus_reaches_the_metrics_port(default_plan):
         assert policy["podSelector"] == default_plan.manifest("Deployment", name)["spec"]["selector"]
         assert policy["policyTypes"] == ["Ingress"]
         (rule,) = policy["ingress"]
-        assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gmp-system"}}}]
+        # Managed collection's collectors run in gke-gmp-system (gmp-system is the self-deployed operator's).
+        assert rule["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gke-gmp-system"}}}
+        ]
         assert rule["ports"] == [{"protocol": "TCP", "port": port}]
     # The chat's public port is not opened to anyone by these policies.
     assert "7860" not in json.dumps(default_plan.manifest("NetworkPolicy", "chat-metrics-from-gmp"))
@@ -85,7 +88,11 @@ def test_only_managed_prometheus_reaches_the_metrics_port(default_plan):
 def test_cluster_runs_managed_prometheus_and_gpu_metrics(default_plan):
     monitoring = default_plan.one("gcp:container/cluster:Cluster")["inputs"]["monitoringConfig"]
     assert monitoring["managedPrometheus"] == {"enabled": True}
-    assert set(monitoring["enableComponents"]) == {"SYSTEM_COMPONENTS", "DCGM"}
+    # A list replaces Autopilot's defaults: they are kept, and DCGM added.
+    assert set(monitoring["enableComponents"]) == {
+        *("SYSTEM_COMPONENTS", "STORAGE", "HPA", "POD", "DAEMONSET", "DEPLOYMENT", "STATEFULSET", "JOBSET"),
+        "DCGM",
+    }
 
 
 def exported_metric_names():

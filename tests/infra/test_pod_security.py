@@ -13,7 +13,7 @@ from stack.weights import COPY_SCRIPT
 
 WORKLOADS = [("Deployment", "chat"), ("Deployment", "gemma"), ("Job", "weights-copy")]
 # Environment variables that name a place vLLM or a library under it writes to.
-WRITABLE_PATH_VARIABLES = {name for name, value in pod_security.VLLM_ENV.items() if value.startswith("/")}
+WRITABLE_PATH_VARIABLES = {name for name, value in pod_security.VLLM_CACHE_ENV.items() if value.startswith("/")}
 
 
 def pod_spec(plan, kind, name):

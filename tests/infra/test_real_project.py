@@ -8,6 +8,7 @@ import pytest
 from stack import gemma, kube, names, weights
 from stack.config import minimum_gpus
 from stack.mocks import FAKE_PROJECT_NUMBER
+from stack.presets import DEFAULT_PRESET, PRESETS
 from tests.infra.rendering import HF_TOKEN, PROJECT, REGION, config_args, plan, run_render
 
 CHECKSUM = kube.CHECKSUM_ANNOTATION
@@ -82,6 +83,10 @@ def test_nodes_run_as_a_dedicated_account_with_the_minimal_role(default_plan):
         "gcp:container/cluster:Cluster", "cluster", "gcp:projects/iAMMember:IAMMember", "cluster-nodes-role"
     )
     assert p.depends_on("gcp:serviceaccount/account:Account", "cluster-nodes", "gcp:projects/service:Service", "iam")
+    # A project IAM member goes through the Resource Manager API, off in a fresh project until `up` enables it.
+    assert p.depends_on(
+        "gcp:projects/iAMMember:IAMMember", "cluster-nodes-role", "gcp:projects/service:Service", "cloudresourcemanager"
+    )
     assert p.depends_on("gcp:compute/network:Network", "cluster-network", "gcp:projects/service:Service", "compute")
 
 
@@ -110,13 +115,15 @@ def test_default_asks_for_two_l4s_with_the_driver_selector(default_plan):
 
 @pytest.mark.parametrize("gpus", [1, 2, 4, 8])
 def test_pod_size_stays_inside_autopilots_l4_bounds(gpus):
-    size = gemma.resources(gpus, "nvidia-l4", "google/gemma-3-12b-it")
+    size = gemma.resources(gpus, "nvidia-l4", 24.0)
     max_cpu, max_memory = gemma.L4_MAXIMUM[gpus]
-    assert 0 < int(size["cpu"]) < max_cpu
-    assert 0 < int(size["memory"].removesuffix("Gi")) < max_memory
+    sidecar_cpu = int(gemma.FUSE_SIDECAR["gke-gcsfuse/cpu-request"])
+    sidecar_memory = int(gemma.FUSE_SIDECAR["gke-gcsfuse/memory-request"].removesuffix("Gi"))
+    assert 0 < int(size["cpu"]) + sidecar_cpu < max_cpu
+    assert 0 < int(size["memory"].removesuffix("Gi")) + sidecar_memory < max_memory
     assert size["nvidia.com/gpu"] == str(gpus)
     # The FUSE file cache (the whole model) fits in the pod's ephemeral storage.
-    assert int(size["ephemeral-storage"].removesuffix("Gi")) > gemma.cache_gib("google/gemma-3-12b-it") + 2
+    assert int(size["ephemeral-storage"].removesuffix("Gi")) > gemma.cache_gib(24.0) + 2
 
 
 def test_spot_capacity_on_request():
@@ -141,18 +148,35 @@ def render_error(plain, secret=None):
 
 
 def test_gpu_counts_that_never_schedule_or_do_not_fit_are_refused():
-    assert "hybrid-chat:gemmaGpus must be 1, 2, 4 or 8, got 16" in render_error({"gemmaGpus": "16"})
-    assert "hybrid-chat:gemmaGpus must be 1, 2, 4 or 8, got 3" in render_error({"gemmaGpus": "3"})
+    assert "hybrid-chat:gemmaGpus must be 1, 2, 4 or 8 (0: the preset's), got 16" in render_error({"gemmaGpus": "16"})
+    assert "hybrid-chat:gemmaGpus must be 1, 2, 4 or 8 (0: the preset's), got 3" in render_error({"gemmaGpus": "3"})
     message = render_error({"gemmaGpus": "1"})
-    assert "hybrid-chat:gemmaGpus is 1, but google/gemma-3-12b-it (bf16 weights) needs at least 2 nvidia-l4" in message
-    message = render_error({"gemmaGpus": "2", "gemmaModel": "google/gemma-3-27b-it"})
+    assert f"hybrid-chat:gemmaGpus is 1, but the preset {DEFAULT_PRESET} needs at least 2" in message
+    args = '["--max-model-len=8192"]'
+    message = render_error({"gemmaGpus": "2", "gemmaModel": "google/gemma-3-27b-it", "gemmaVllmArgs": args})
     assert "needs at least 4 nvidia-l4 GPUs: run `pulumi config set gemmaGpus 4`" in message
 
 
-def test_one_gpu_is_fine_for_a_small_model():
-    small = plan({"gemmaGpus": "1", "gemmaModel": "google/gemma-3-4b-it"})
+def test_one_gpu_preset():
+    small = plan({"gemmaModel": "gemma4-12b-qat"})
     (container,) = pod(small, "Deployment", "gemma")["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert "--tensor-parallel-size=1" in container["args"]
+    assert "--served-model-name=google/gemma-4-12b-it-qat-w4a16-ct" in container["args"]
+
+
+def test_a_hugging_face_id_with_explicit_gpus_and_arguments():
+    custom = plan(
+        {"gemmaModel": "google/gemma-4-e4b-it", "gemmaGpus": "1", "gemmaVllmArgs": '["--max-model-len=8192"]'}
+    )
+    (container,) = pod(custom, "Deployment", "gemma")["spec"]["containers"]
+    assert container["image"] == "vllm/vllm-openai:v0.26.0"
+    assert "--served-model-name=google/gemma-4-e4b-it" in container["args"]
+    assert "--max-model-len=8192" in container["args"] and "--tensor-parallel-size=1" in container["args"]
+    # A preset's model id is that preset (a stack that set the id before presets keeps its arguments).
+    seed = plan({"gemmaModel": "google/gemma-3-12b-it"})
+    (container,) = pod(seed, "Deployment", "gemma")["spec"]["containers"]
+    assert container["image"] == PRESETS["gemma3-12b"].image and "--max-model-len=8192" in container["args"]
 
 
 def test_other_new_keys_are_validated():
@@ -205,7 +229,8 @@ def test_copy_job_is_the_only_holder_of_the_token(default_plan):
     (token,) = [v for v in template["spec"]["volumes"] if v["name"] == "hf-token"]
     assert token["secret"]["secretName"] == "hf-token"
     assert container["command"][:2] == ["python3", "-c"]
-    assert container["command"][3:] == ["google/gemma-3-12b-it", "/weights/google/gemma-3-12b-it", ".complete"]
+    model = PRESETS[DEFAULT_PRESET].model
+    assert container["command"][3:] == [model, f"/weights/{model}", ".complete", "hybrid-chat:hfToken"]
     (volume,) = [v for v in template["spec"]["volumes"] if "csi" in v]
     assert volume["csi"]["driver"] == "gcsfuse.csi.storage.gke.io"
     assert volume["csi"]["readOnly"] is False
@@ -245,10 +270,10 @@ def test_model_server_reads_the_bucket_and_waits_for_the_copy(default_plan):
     assert "only-dir=models" in options and "file-cache:enable-parallel-downloads:true" in options
     assert "metadata-cache:negative-ttl-secs:0" in options  # the wait sees the marker as soon as it exists
     cache = int(csi["volumeAttributes"]["fileCacheCapacity"].removesuffix("Gi"))
-    assert cache >= 24  # the whole of Gemma 3 12B
+    assert cache >= PRESETS[DEFAULT_PRESET].weights_gb  # the whole model
     assert int(volumes["gke-gcsfuse-cache"]["emptyDir"]["sizeLimit"].removesuffix("Gi")) > cache
     (wait,) = spec["initContainers"]
-    assert "/weights/google/gemma-3-12b-it/.complete" in wait["command"][-1]
+    assert f"/weights/{PRESETS[DEFAULT_PRESET].model}/.complete" in wait["command"][-1]
     assert {"name": "weights", "mountPath": "/weights", "readOnly": True} in wait["volumeMounts"]
     assert p.depends_on(
         "kubernetes:apps/v1:Deployment", "gemma", "gcp:storage/bucketIAMMember:BucketIAMMember", "weights-reader"

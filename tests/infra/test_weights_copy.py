@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from stack.weights import COPY_SCRIPT, MARKER
+from stack.weights import COPY_SCRIPT, MARKER, TOKEN_KEY
 
 REPO = "google/tiny-test-it"
 TOKEN = "hf_fakeTokenForTheCopyTest"
@@ -38,6 +38,7 @@ class FakeHub(ThreadingHTTPServer):
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization
         self.cut: set[str] = set()  # downloads whose connection drops halfway
         self.stale: set[str] = set()  # downloads the CDN serves at half the size the Hub announced
+        self.gated = False  # files answer 401 without a token and 403 with one that has no access
 
     @property
     def url(self) -> str:
@@ -70,7 +71,13 @@ class Handler(BaseHTTPRequestHandler):
         elif path.startswith(resolve):
             name = path[len(resolve) :]
             data = self.server.files.get(name)
-            if data is None:
+            auth = self.headers.get("Authorization")
+            if self.server.gated and auth != f"Bearer {TOKEN}":
+                # The Hub's answer for a gated repository (the listing stays public; files do not).
+                status = 403 if auth else 401
+                headers = {"X-Error-Code": "GatedRepo", "X-Error-Message": f"Access to model {REPO} is restricted."}
+                self.send(status, b'{"error": "gated"}', headers, body)
+            elif data is None:
                 self.send(404, b"not found", {"X-Error-Code": "EntryNotFound"}, body)
             elif name.endswith(".safetensors"):
                 # LFS: the Hub answers with the size and a redirect to its CDN.
@@ -120,18 +127,15 @@ def hub():
     server.server_close()
 
 
-def copy(hub, dest, token=TOKEN):
-    # As the Job gets it: a mounted file named by HF_TOKEN_PATH, no HF_TOKEN in the environment.
-    token_file = dest.parents[2] / "hf-token"
-    token_file.write_text(token)
-    env = {
-        "HF_ENDPOINT": hub.url,
-        "HF_TOKEN_PATH": str(token_file),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HOME": str(dest.parent),
-    }
+def copy(hub, dest, token: str | None = TOKEN):
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HOME": str(dest.parent)}
+    if token is not None:
+        # As the Job gets it: a mounted file named by HF_TOKEN_PATH, no HF_TOKEN in the environment.
+        token_file = dest.parents[2] / "hf-token"
+        token_file.write_text(token)
+        env["HF_TOKEN_PATH"] = str(token_file)
     return subprocess.run(
-        [sys.executable, "-c", COPY_SCRIPT, REPO, str(dest), MARKER],
+        [sys.executable, "-c", COPY_SCRIPT, REPO, str(dest), MARKER, TOKEN_KEY],
         env=env,
         capture_output=True,
         text=True,
@@ -200,3 +204,24 @@ def test_a_repository_without_safetensors_is_refused(hub, tmp_path):
     result = copy(hub, dest)
     assert result.returncode != 0 and f"{REPO} has no safetensors weights" in result.stderr
     assert not dest.exists() or not (dest / MARKER).exists()
+
+
+def test_an_ungated_model_copies_without_a_token(hub, tmp_path):
+    dest = tmp_path / "weights" / REPO
+    result = copy(hub, dest, token=None)
+    assert result.returncode == 0, result.stderr
+    assert (dest / MARKER).exists()
+    assert {auth for _, _, auth in hub.requests} == {None}
+
+
+@pytest.mark.parametrize("token", [None, "hf_tokenOfAnAccountWithoutAccess"])
+def test_a_gated_model_says_so_and_names_the_key(hub, tmp_path, token):
+    hub.gated = True
+    dest = tmp_path / "weights" / REPO
+    result = copy(hub, dest, token=token)
+    assert result.returncode != 0
+    status = 401 if token is None else 403
+    assert f"(HTTP {status}): the model is gated or private" in result.stderr, result.stderr
+    assert "pulumi config set --secret hybrid-chat:hfToken" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (dest / MARKER).exists()

@@ -24,7 +24,7 @@ GEMINI = "Gemini (fake Vertex)"
 
 def auto_over(base_url: str, model_id: str = "fake-model", **kwargs: float) -> AutoModel:
     primary = OpenAICompatModel(SELF_HOSTED, base_url, model_id, connect_timeout_s=2.0, retry_budget_s=0.0)
-    return AutoModel("Auto", primary, GeminiModel(GEMINI, "gemini-2.5-flash"), **kwargs)
+    return AutoModel("Auto", primary, GeminiModel(GEMINI, "gemini-3.8-flash"), **kwargs)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
-from chatapp.models.gemini import GeminiModel
+from chatapp.models.gemini import THINKING_ROOM, GeminiModel
 from harness.fakes.vertex_server import FAKE_TOKEN
 from tests.fixtures.model_servers import use_gemini_env
 from tests.models.helpers import PARAMS, ask, collect
@@ -22,7 +22,7 @@ CONVERSATION = [
 
 
 def gemini(**kwargs) -> GeminiModel:
-    return GeminiModel("Gemini Test", "gemini-2.5-flash", **kwargs)
+    return GeminiModel("Gemini Test", "gemini-3.8-flash", **kwargs)
 
 
 def test_vertex_stream_sends_context_system_instruction_and_params(fake_vertex):
@@ -33,14 +33,20 @@ def test_vertex_stream_sends_context_system_instruction_and_params(fake_vertex):
     assert "".join(chunks) == "You said: What is my name? (3 messages in context)"
     assert stats.finish_reason == "stop" and stats.tokens_in and stats.tokens_out == 10  # the fake counts words
     [request] = fake_vertex.generate_requests()
-    path = "/v1beta1/projects/fake-project/locations/us-central1/publishers/google/models/gemini-2.5-flash"
+    path = "/v1beta1/projects/fake-project/locations/global/publishers/google/models/gemini-3.8-flash"
     assert request["path"] == f"{path}:streamGenerateContent?alt=sse"
     assert request["headers"]["Authorization"] == f"Bearer {FAKE_TOKEN}"
     body = request["body"]
     assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
     assert body["contents"][1]["parts"] == [{"text": "Ahoy Ada!"}]
     assert body["systemInstruction"]["parts"] == [{"text": "Answer like a pirate."}]
-    assert body["generationConfig"] == {"temperature": 0.2, "topP": 0.8, "maxOutputTokens": 300}
+    # Changed from Gemini's defaults (1.0 / 0.95), so sent; Max tokens for the answer plus room for thinking.
+    assert body["generationConfig"] == {
+        "temperature": 0.2,
+        "topP": 0.8,
+        "maxOutputTokens": 300 + THINKING_ROOM["medium"],
+        "thinkingConfig": {"include_thoughts": True},  # google-genai's own spelling of this message's fields
+    }
 
 
 def test_api_key_mode(fake_vertex, monkeypatch):
@@ -48,7 +54,7 @@ def test_api_key_mode(fake_vertex, monkeypatch):
     chunks, _, error = collect(gemini(), ask("hi"))
     assert error is None and "".join(chunks) == "You said: hi (1 messages in context)"
     [request] = fake_vertex.generate_requests()
-    assert request["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    assert request["path"] == "/v1beta/models/gemini-3.8-flash:streamGenerateContent?alt=sse"
     assert request["headers"]["x-goog-api-key"] == "k-123"
 
 
@@ -67,7 +73,11 @@ def test_no_credentials_is_unavailable_with_instructions_and_no_request(fake_ver
     [
         ("safety", "gave no reply because its safety filters blocked the reply (SAFETY)"),
         ("prompt_blocked", "refused the prompt (SAFETY)"),
-        ("max_tokens_thinking", "used up the max tokens limit (64) before writing any text"),
+        (
+            "max_tokens_thinking",
+            "used up the max tokens limit (8256 tokens: 64 for the answer, 8192 for thinking) before writing any "
+            "text: it spent them thinking. Raise Max tokens or choose a lower Thinking level",
+        ),
         ("error_500", "server error (HTTP 500 INTERNAL: Internal error encountered.)"),
     ],
 )

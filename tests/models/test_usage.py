@@ -24,7 +24,7 @@ def test_vllm_usage_comes_from_the_final_chunk_without_choices(fake_openai):
 def test_gemini_counts_thinking_as_output_and_takes_the_last_usage(fake_vertex):
     fake_vertex.reply = "one two three four five six seven"
     fake_vertex.thoughts_tokens = 25
-    model = GeminiModel("Fake Gemini", "gemini-2.5-flash")
+    model = GeminiModel("Fake Gemini", "gemini-3.8-flash")
     chunks, stats, error = collect(model, ask("count"))
     assert error is None and len(chunks) == 3  # usage on every chunk, counts only on the last
     assert stats.tokens_out == 7 + 25
@@ -34,7 +34,7 @@ def test_gemini_counts_thinking_as_output_and_takes_the_last_usage(fake_vertex):
 @pytest.mark.integration
 def test_llama_cpp_sends_no_usage_and_auto_answers_with_it(llama_server, fake_vertex):
     local = OpenAICompatModel("SmolLM2", llama_server.base_url, llama_server.model, retry_budget_s=0.0)
-    auto = AutoModel("Auto", local, GeminiModel("Fake Gemini", "gemini-2.5-flash"))
+    auto = AutoModel("Auto", local, GeminiModel("Fake Gemini", "gemini-3.8-flash"))
     chunks, stats, error = collect(auto, ask("What is the capital of France?"))
     assert error is None and "paris" in "".join(chunks).lower()
     assert stats.answered_by == "SmolLM2" and fake_vertex.generate_requests() == []

@@ -1,0 +1,66 @@
+"""The Gemma presets (stack/presets.py): every row complete and consistent with what it claims to fit, and the
+stack free of the chat's code."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+
+from stack.config import GPU_MEMORY_GB
+from stack.presets import DEFAULT_PRESET, NVIDIA_LIBRARIES, PRESETS, VLLM_ENV
+from tests.infra.rendering import ROOT, config_args, run_render
+
+GEMMA4 = [name for name, p in PRESETS.items() if "gemma-4" in p.model]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_is_complete(name):
+    preset = PRESETS[name]
+    args = preset.vllm_args()
+    assert f"--tensor-parallel-size={preset.gpus}" in args
+    assert '--limit-mm-per-prompt={"image": 5}' in args  # JSON, as vLLM takes it
+    assert any(a.startswith("--max-model-len=") for a in args)
+    assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", preset.image)
+    # Empty until a citable source pins it (README, Models); a digest, when set, is a full sha256.
+    assert preset.digest == "" or re.fullmatch(r"sha256:[0-9a-f]{64}", preset.digest)
+    # The weights fit the GPUs with room for the KV cache (at most 0.9 of their memory in use).
+    assert preset.weights_gb < 0.6 * GPU_MEMORY_GB[preset.accelerator] * preset.gpus
+
+
+def test_the_default_is_a_gemma_4_on_two_l4s_with_images_and_16k():
+    preset = PRESETS[DEFAULT_PRESET]
+    assert "gemma-4" in preset.model and (preset.gpus, preset.accelerator) == (2, "nvidia-l4")
+    assert preset.max_model_len >= 16384
+    assert any(p.gpus == 1 for p in PRESETS.values() if "gemma-4" in p.model)  # a one-L4 choice
+    assert PRESETS["gemma3-12b"].model == "google/gemma-3-12b-it"  # the seed's, kept
+
+
+@pytest.mark.parametrize("name", GEMMA4)
+def test_gemma_4_runs_on_a_vllm_that_starts_it_and_parses_its_thinking(name):
+    preset = PRESETS[name]
+    major, minor, _ = (int(x) for x in preset.image.rsplit(":v", 1)[1].split("."))
+    assert (major, minor) >= (0, 19) and (major, minor) != (0, 27)  # 0.27.x: vllm#51744, #52768
+    assert "--reasoning-parser=gemma4" in preset.vllm_args()
+    assert "--quantization=compressed-tensors" in preset.vllm_args()  # the QAT checkpoints' format
+
+
+def test_vllm_finds_gkes_driver():
+    assert NVIDIA_LIBRARIES in VLLM_ENV["LD_LIBRARY_PATH"].split(":")
+
+
+def test_vllm_0_27_is_refused_for_gemma_4():
+    result = run_render(*config_args({"gcp:project": "p", "vllmImage": "vllm/vllm-openai:v0.27.1"}, {}))
+    assert result.returncode == 2 and "fails to start Gemma 4 (vLLM 0.27.x)" in result.stderr
+
+
+def test_the_stack_never_imports_the_chat():
+    # chatapp/__init__.py has import-time side effects (and pulls Gradio): they must not run inside Pulumi.
+    for path in (ROOT / "stack").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n == "chatapp" or n.startswith("chatapp.") for n in names), path.name
