@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Built once per machine (llama.cpp takes minutes), shared by every clone on it.
 export HYBRID_CHAT_CACHE ?= $(HOME)/.cache/hybrid-chat
 
-.PHONY: dev test lint bench mutations plan venv local-model browser crd-check clean
+.PHONY: dev test lint bench mutations plan scan venv local-model browser crd-check scan-tools clean
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,21 @@ $(CRD_CHECK)/node_modules/.installed: $(CRD_CHECK)/package.json $(CRD_CHECK)/pac
 
 crd-check: $(CRD_CHECK)/node_modules/.installed
 
+# The CIS-aligned policy scanner (checkov), in a virtualenv of its own: its pins clash with Pulumi's.
+SCAN_VENV := .venv-scan
+$(SCAN_VENV)/.installed: requirements-scan.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet -r requirements-scan.txt
+	touch $@
+
+scan-tools: $(SCAN_VENV)/.installed
+
 # With SELF_HOSTED_URL set, your own model server is used and llama.cpp is neither built nor started.
 dev: $(if $(SELF_HOSTED_URL),$(VENV)/.installed,$(VENV)/.local-model)
 	$(BIN)/python -m scripts.dev
 
-test: $(VENV)/.local-model browser crd-check lint
+test: $(VENV)/.local-model browser crd-check scan-tools lint
 	$(BIN)/python -m pytest -q -ra
 
 lint: $(VENV)/.installed
@@ -56,5 +66,10 @@ mutations: $(VENV)/.installed
 plan: $(VENV)/.installed
 	@$(BIN)/python -m stack.render
 
+# The policy scan alone: every Kubernetes object `make plan` renders, checked by checkov; failures not listed
+# with a reason in tests/infra/policy_exceptions.yaml fail it.
+scan: $(VENV)/.installed scan-tools
+	$(BIN)/python -m pytest -q -ra tests/infra/test_policy_scan.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts $(CRD_CHECK)/node_modules
+	rm -rf $(VENV) $(SCAN_VENV) .pytest_cache .ruff_cache test-artifacts $(CRD_CHECK)/node_modules

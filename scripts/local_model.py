@@ -24,6 +24,8 @@ from types import TracebackType
 
 import requests
 
+from scripts.processes import Stopped, start_group, stop_group, stop_on_signals
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_ALIAS = "SmolLM2-135M-Instruct"
 
@@ -65,7 +67,8 @@ def llama_server_installed(python: str = sys.executable) -> bool:
 
 
 class LlamaServer:
-    """One llama.cpp server process on 127.0.0.1, started on enter and stopped (by pid) on exit."""
+    """One llama.cpp server process on 127.0.0.1, started on enter and stopped on exit: it leads its own
+    process group, and the whole group is stopped (scripts/processes.py)."""
 
     def __init__(
         self,
@@ -114,7 +117,7 @@ class LlamaServer:
 
     def start(self) -> LlamaServer:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = start_group(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if log is not subprocess.DEVNULL:
             log.close()  # the child holds its own descriptor
         try:
@@ -142,12 +145,7 @@ class LlamaServer:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGINT)  # uvicorn shuts down cleanly on SIGINT
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_group(process, signal.SIGINT, grace_s=10)  # uvicorn shuts down cleanly on SIGINT
 
     def __enter__(self) -> LlamaServer:
         return self.start()
@@ -163,13 +161,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--alias", default=DEFAULT_ALIAS)
     args = parser.parse_args()
-    with LlamaServer(args.port, alias=args.alias) as server:
-        print(f"{server.alias} ready at {server.base_url} (Ctrl-C stops it)", flush=True)
-        try:
+    stop_on_signals("llama.cpp")
+    try:
+        with LlamaServer(args.port, alias=args.alias) as server:
+            print(f"{server.alias} ready at {server.base_url} (Ctrl-C, SIGTERM or SIGHUP stops it)", flush=True)
             while server.process is not None and server.process.poll() is None:
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    except Stopped:
+        pass
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stack import kube
+from stack import kube, pod_security
 
 NAME = "chat"
 AUTH_SECRET = "chat-auth"
@@ -153,11 +153,7 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
         readiness_probe=_probe("/healthz", period=10, failures=3),
         liveness_probe=_probe("/healthz", period=20, failures=3),
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
-        security_context=k8s.core.v1.SecurityContextArgs(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-        ),
+        security_context=pod_security.container_context(),
     )
     return k8s.core.v1.PodTemplateSpecArgs(
         # Changing the logins restarts the pods: they read the Secret only at start.
@@ -166,17 +162,14 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
         ),
         spec=k8s.core.v1.PodSpecArgs(
             service_account_name=args.service_account,
+            # Firestore, Vertex AI and Cloud Storage go through Workload Identity; the chat never calls the
+            # Kubernetes API, so no token is mounted.
+            automount_service_account_token=False,
             enable_service_links=False,
             # On SIGTERM the chat lets open streams finish (up to 15 s), then makes a last attempt (up to
             # 10 s) to save turns still queued; the 30 s default would leave no margin.
             termination_grace_period_seconds=45,
-            security_context=k8s.core.v1.PodSecurityContextArgs(
-                run_as_non_root=True,
-                run_as_user=10001,  # the Dockerfile's user
-                run_as_group=10001,
-                fs_group=10001,
-                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-            ),
+            security_context=pod_security.pod_context(pod_security.CHAT_UID, fs_group=True),
             containers=[container],
             volumes=[
                 k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="512Mi"))

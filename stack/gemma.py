@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from stack import kube, weights
+from stack import kube, pod_security, weights
 from stack.presets import VLLM_ENV, Preset
 
 NAME = "gemma"
@@ -207,12 +207,12 @@ class Gemma(pulumi.ComponentResource):
                         # Service links would put GEMMA_* / other services' variables into vLLM's environment.
                         enable_service_links=False,
                         automount_service_account_token=False,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
-                        ),
-                        init_containers=[_wait_for_weights(args)],
-                        containers=[_container(args)],
+                        # Non-root, read-only root filesystem, caches on emptyDirs (stack/pod_security.py).
+                        security_context=pod_security.pod_context(pod_security.MODEL_UID),
+                        init_containers=[pod_security.restricted(_wait_for_weights(args))],
+                        containers=[pod_security.vllm_container(_container(args))],
                         volumes=[
+                            *pod_security.VLLM_VOLUMES,
                             k8s.core.v1.VolumeArgs(
                                 name="dshm",
                                 empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(

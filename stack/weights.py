@@ -16,7 +16,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from stack import kube, names
+from stack import egress, kube, names, pod_security
 from stack.buckets import stack_bucket
 
 JOB = "weights-copy"
@@ -207,8 +207,15 @@ class Weights(pulumi.ComponentResource):
                 name=object_name, namespace=kube.NAMESPACE, labels=labels, annotations=annotations
             )
 
-        writer = k8s.core.v1.ServiceAccount(writer_account, metadata=meta(writer_account), opts=child)
+        writer = k8s.core.v1.ServiceAccount(
+            writer_account, metadata=meta(writer_account), automount_service_account_token=False, opts=child
+        )
+        uid = pod_security.MODEL_UID
+        egress.public_https_only(JOB, kube.selector_labels(JOB), labels, child)
         needs: list[pulumi.Resource] = [writer, writer_role]
+        # The token as a file (stack/pod_security.py), when there is one: public models need none.
+        token_volumes: list[k8s.core.v1.VolumeArgs] = []
+        token_mounts: list[k8s.core.v1.VolumeMountArgs] = []
         token_env: list[k8s.core.v1.EnvVarArgs] = []
         if args.hf_token is not None:
             needs.append(
@@ -220,14 +227,8 @@ class Weights(pulumi.ComponentResource):
                     opts=child,
                 )
             )
-            token_env.append(
-                k8s.core.v1.EnvVarArgs(
-                    name="HF_TOKEN",
-                    value_from=k8s.core.v1.EnvVarSourceArgs(
-                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=TOKEN_SECRET, key="token")
-                    ),
-                )
-            )
+            volume, mount, path = pod_security.hf_token_file(TOKEN_SECRET, "token")
+            token_volumes, token_mounts, token_env = [volume], [mount], [path]
         pod_annotations = pulumi.Output.all(
             kube.checksum_annotation(args.checksum_key, args.hf_token, args.model)
         ).apply(lambda parts: {**FUSE_ANNOTATION, **FUSE_SIDECAR, **parts[0]})
@@ -246,14 +247,11 @@ class Weights(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=writer_account,
+                        # It never calls the Kubernetes API; Workload Identity and the FUSE driver need no token.
+                        automount_service_account_token=False,
                         restart_policy="Never",
                         enable_service_links=False,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=1000,
-                            run_as_group=1000,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=pod_security.pod_context(uid, fs_group=True),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="copy",
@@ -271,17 +269,14 @@ class Weights(pulumi.ComponentResource):
                                 volume_mounts=[
                                     k8s.core.v1.VolumeMountArgs(name="weights", mount_path=MOUNT),
                                     k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                                    *token_mounts,
                                 ],
-                                security_context=k8s.core.v1.SecurityContextArgs(
-                                    allow_privilege_escalation=False,
-                                    read_only_root_filesystem=True,
-                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                ),
+                                security_context=pod_security.container_context(),
                             )
                         ],
                         volumes=[
                             # uid/gid: the files the copy writes belong to the container's user.
-                            bucket_volume("weights", self.bucket.name, False, "uid=1000,gid=1000"),
+                            bucket_volume("weights", self.bucket.name, False, f"uid={uid},gid={uid}"),
                             k8s.core.v1.VolumeArgs(
                                 name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="512Mi")
                             ),
@@ -289,6 +284,7 @@ class Weights(pulumi.ComponentResource):
                                 name=FUSE_BUFFER_VOLUME,
                                 empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=FUSE_BUFFER_SIZE),
                             ),
+                            *token_volumes,
                         ],
                     ),
                 ),

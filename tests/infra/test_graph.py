@@ -39,7 +39,7 @@ EXPECTED = {
     "kubernetes:apps/v1:Deployment": 2,
     "kubernetes:batch/v1:Job": 1,
     "kubernetes:core/v1:Service": 2,
-    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 4,
+    "kubernetes:networking.k8s.io/v1:NetworkPolicy": 5,  # chat, its metrics, gemma, its metrics, the weights Job
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 1,
     "kubernetes:policy/v1:PodDisruptionBudget": 1,
     "kubernetes:monitoring.googleapis.com/v1:PodMonitoring": 2,

@@ -164,10 +164,12 @@ def test_chat_pod_is_sized_probed_and_locked_down(default_plan):
     assert spec["securityContext"]["runAsUser"] == 10001
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["securityContext"] == {
+        "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
+    assert spec["automountServiceAccountToken"] is False  # it never calls the Kubernetes API
     tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
     assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == tmp["name"])
 

@@ -224,10 +224,10 @@ def test_copy_job_is_the_only_holder_of_the_token(default_plan):
     assert job["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
     assert template["spec"]["serviceAccountName"] == "weights-writer-dev"
     assert template["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
-    assert container["env"][0] == {
-        "name": "HF_TOKEN",
-        "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}},
-    }
+    # A file, not an environment variable (tests/infra/test_pod_security.py has the details).
+    assert "HF_TOKEN" not in {e["name"] for e in container["env"]}
+    (token,) = [v for v in template["spec"]["volumes"] if v["name"] == "hf-token"]
+    assert token["secret"]["secretName"] == "hf-token"
     assert container["command"][:2] == ["python3", "-c"]
     model = PRESETS[DEFAULT_PRESET].model
     assert container["command"][3:] == [model, f"/weights/{model}", ".complete", "hybrid-chat:hfToken"]

@@ -130,7 +130,10 @@ def hub():
 def copy(hub, dest, token: str | None = TOKEN):
     env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1", "HOME": str(dest.parent)}
     if token is not None:
-        env["HF_TOKEN"] = token
+        # As the Job gets it: a mounted file named by HF_TOKEN_PATH, no HF_TOKEN in the environment.
+        token_file = dest.parents[2] / "hf-token"
+        token_file.write_text(token)
+        env["HF_TOKEN_PATH"] = str(token_file)
     return subprocess.run(
         [sys.executable, "-c", COPY_SCRIPT, REPO, str(dest), MARKER, TOKEN_KEY],
         env=env,
