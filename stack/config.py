@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import pulumi
 
-from stack.presets import DEFAULT_IMAGE, DEFAULT_PRESET, PRESETS, Preset
+from stack.presets import DEFAULT_DIGEST, DEFAULT_IMAGE, DEFAULT_PRESET, PRESETS, Preset
 
 PROJECT = "hybrid-chat"
 
@@ -268,7 +268,7 @@ def _gemma(r: _Reader, enabled: bool) -> Preset:
             gpus=max(gpus, 1),
             accelerator="nvidia-l4",
             image=DEFAULT_IMAGE,
-            digest="",
+            digest=DEFAULT_DIGEST,
             weights_gb=weights_gb(name) or 0.0,
             max_model_len=0,
         )

@@ -8,8 +8,11 @@ stack/config.py). Checked 2026-12-06 against the model cards, vllm-project/recip
   activations 16 bit): 31B 19.8 GB, 12B 8.3 GB of weights, against 75 GB / 29 GB minimum VRAM at bf16.
 - Gemma 3 12B stays at the seed's vLLM 0.10.2 (bf16, ~24 GB: two L4s).
 
-Image digests are filled in only from a source that pins them (none found for these tags on 2026-12-06): an
-empty digest means the tag alone is used, and the tag can move.
+Image digests are filled in only from sources that pin them. v0.26.0's `sha256:ffb2d59b…` is the digest that
+independent public pins of `vllm/vllm-openai:v0.26.0` agree on (six projects' Dockerfiles and manifests, read
+2026-12-06; no registry is reachable from where this was written). Check it before you move it:
+`docker buildx imagetools inspect vllm/vllm-openai:v0.26.0` prints the index digest. v0.10.2's public pins
+disagree, so that preset is pulled by tag: an empty digest means the tag alone is used, and the tag can move.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ VLLM_ENV = {"LD_LIBRARY_PATH": NVIDIA_LIBRARIES}
 # contract test keeps the two equal, since the stack never imports the chat).
 PROMPT_IMAGES = 5
 VLLM_GEMMA4 = "vllm/vllm-openai:v0.26.0"
+VLLM_GEMMA4_DIGEST = "sha256:ffb2d59b1c059a5bd8d781320c9f5189de8293693b7d95da54befddaa54abf52"
 VLLM_GEMMA3 = "vllm/vllm-openai:v0.10.2"
 
 
@@ -75,7 +79,7 @@ PRESETS: dict[str, Preset] = {
         gpus=2,
         accelerator="nvidia-l4",
         image=VLLM_GEMMA4,
-        digest="",
+        digest=VLLM_GEMMA4_DIGEST,
         weights_gb=19.8,
         # 16K: a long conversation with images; vLLM refuses to start if one sequence of this length cannot fit
         # the KV cache, and a larger window leaves less of it for the 64 sequences batched at once.
@@ -89,7 +93,7 @@ PRESETS: dict[str, Preset] = {
         gpus=1,
         accelerator="nvidia-l4",
         image=VLLM_GEMMA4,
-        digest="",
+        digest=VLLM_GEMMA4_DIGEST,
         weights_gb=8.3,
         max_model_len=16384,
         quantization="compressed-tensors",
@@ -109,3 +113,4 @@ PRESETS: dict[str, Preset] = {
 DEFAULT_PRESET = "gemma4-31b-qat"
 # For a Hugging Face id that is no preset: the image Gemma 4 needs.
 DEFAULT_IMAGE = VLLM_GEMMA4
+DEFAULT_DIGEST = VLLM_GEMMA4_DIGEST

@@ -23,7 +23,7 @@ def test_every_preset_is_complete(name):
     assert '--limit-mm-per-prompt={"image": 5}' in args  # JSON, as vLLM takes it
     assert any(a.startswith("--max-model-len=") for a in args)
     assert re.fullmatch(r"vllm/vllm-openai:v\d+\.\d+\.\d+", preset.image)
-    # Empty until a citable source pins it (README, Models); a digest, when set, is a full sha256.
+    # Empty only where public pins disagree (README, Models); a digest, when set, is a full sha256.
     assert preset.digest == "" or re.fullmatch(r"sha256:[0-9a-f]{64}", preset.digest)
     # The weights fit the GPUs with room for the KV cache (at most 0.9 of their memory in use).
     assert preset.weights_gb < 0.6 * GPU_MEMORY_GB[preset.accelerator] * preset.gpus
@@ -64,3 +64,10 @@ def test_the_stack_never_imports_the_chat():
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n == "chatapp" or n.startswith("chatapp.") for n in names), path.name
+
+
+def test_the_default_image_is_pulled_by_digest():
+    # A tag can be re-pushed; the default stack pulls exactly the image it was checked against.
+    default = PRESETS[DEFAULT_PRESET]
+    assert default.digest
+    assert default.image_ref == f"{default.image}@{default.digest}"

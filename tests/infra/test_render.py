@@ -1,5 +1,7 @@
 """`make plan`: the renderer reads Pulumi.yaml + Pulumi.dev.yaml and prints resources and manifests."""
 
+import re
+
 import yaml
 
 from tests.infra.rendering import ROOT, run_render
@@ -55,6 +57,7 @@ def test_make_plan_shows_todays_models_and_gkes_rules():
     (vllm,) = gemma["spec"]["template"]["spec"]["containers"]
     assert "--served-model-name=google/gemma-4-" in " ".join(vllm["args"])
     assert "/usr/local/nvidia/lib64" in {e["name"]: e.get("value") for e in vllm["env"]}["LD_LIBRARY_PATH"]
+    assert re.fullmatch(r"vllm/vllm-openai:v[\d.]+@sha256:[0-9a-f]{64}", vllm["image"])  # by digest (issue 20)
     volumes = [
         v["name"]
         for m in manifests
