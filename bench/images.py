@@ -79,7 +79,7 @@ def _big_image_turn(url: str, i: int, images: int, size: int) -> None:
 
 def image_turn_memory(clients: int = 8, images: int = 5, size: int = 10 * 1024 * 1024, rounds: int = 2) -> dict:
     """The chat process's resident memory (MiB) before, at its peak during, and after `rounds` of `clients`
-    concurrent turns that each carry `images` images of `size` bytes (issue 15 row 6: 8 × 5 × 10 MB)."""
+    concurrent turns that each carry `images` images of `size` bytes (issue 15 row 6: 8 turns of 5 images of 10 MB)."""
     with (
         fake_model_server(tokens_per_s=2000.0, reply_tokens=8) as model_url,
         chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_MODEL=MODEL, SELF_HOSTED_LABEL=LABEL) as app,
