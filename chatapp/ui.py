@@ -61,12 +61,21 @@ UPLOAD_EXPIRY_S = 3600
 # its conversation from the store (the page remembers which one is open).
 TAB_TTL_S = 3600
 # The page numbers each message it sends (and each retry), and Stop sends the number of the latest one: the
-# server can then tell "stop the message I just sent" from a Stop pressed on an idle page. The number travels
-# in the hidden `sequence` input, last; js on an event with a Python function returns that function's inputs.
-SEND_JS = (
-    "(...inputs) => { window.hybridChatSent = (window.hybridChatSent || 0) + 1; "
-    "return [...inputs.slice(0, %d), window.hybridChatSent]; }"
-)
+# server can then tell "stop the message I just sent" from a Stop pressed on an idle page. The number is taken
+# when the person acts (capturing listeners, installed once the page is ready), not in the event's own js,
+# which Gradio runs later: a Stop clicked right after Send had its request out first. It travels in the hidden
+# `sequence` input, last; js on an event with a Python function returns that function's inputs.
+READY_JS = """() => {
+    const sent = () => { window.hybridChatSent = (window.hybridChatSent || 0) + 1; };
+    document.addEventListener('click', (e) => {
+        if (e.target.closest('#send') || e.target.closest("#chatbot button[aria-label='Retry']")) sent();
+    }, true);
+    document.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.target.closest('#message')) sent();
+    }, true);
+    document.body.dataset.chatReady = 'true';
+}"""
+SEND_JS = "(...inputs) => [...inputs.slice(0, %d), window.hybridChatSent || 0]"
 STOP_JS = "(tab) => [tab, window.hybridChatSent || 0]"
 
 
@@ -625,7 +634,7 @@ class ChatUI:
             loading = demo.load(self.load, [browser], [tab, browser, chatbot, sessions, who, status], **private)
             # Browser-only marker that the page knows its owner and conversation: before that, a message would
             # start a conversation the sidebar never lists. Tests wait for it instead of guessing a delay.
-            loading.then(None, js="() => { document.body.dataset.chatReady = 'true'; }", **private)
+            loading.then(None, js=READY_JS, **private)
             gr.Timer(10).tick(self.model_status, None, status, queue=False, **private)
             loading.then(self.usage_line, None, usage_today, **private)
 
