@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import uvicorn
 from starlette.routing import Mount
 
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.support import free_port
 from tests.app.helpers import call, chat, wait_until
+from tests.security.wire import fn_index, join
 
 LABEL = "Fake model"
 SESSIONS = 12
@@ -78,3 +80,24 @@ def test_abandoned_sessions_release_their_conversations(chat_in_process):
     wait_until(lambda: tabs_held(gradio_app) == 0, 30, "abandoned sessions to release their per-tab state")
     # A client that comes back after its state expired still gets its conversations.
     assert len(call(url, "conversations", [], session_hash=session).value[0]) == 1
+
+
+def test_a_tab_that_comes_back_after_its_state_expired_goes_on_in_its_conversation(chat_in_process):
+    url, gradio_app = chat_in_process
+    http = requests.Session()
+    tab = f"tab{uuid.uuid4().hex[:12]}"
+    events = {name: fn_index(http, url, name) for name in ("load", "accept", "respond")}
+    opened = join(http, url, events["load"], [{"session_id": None}], tab)
+    assert opened.kind == "complete", opened
+    conversation = opened.value[1]["session_id"]  # what the page keeps in its browser storage
+
+    def send(text: str, number: int) -> None:
+        data = [{"text": text, "files": []}, None, {"session_id": conversation}, number]
+        assert join(http, url, events["accept"], data, tab).kind == "complete"
+        assert join(http, url, events["respond"], [None, LABEL, 0.7, 0.95, 64, ""], tab).kind == "complete"
+
+    send("first question", 1)
+    wait_until(lambda: tabs_held(gradio_app) == 0, 30, "the tab's state to expire")
+    send("second question", 2)
+    listed = call(url, "conversations", [], http=http).value[0]
+    assert [(c["id"], c["turns"]) for c in listed] == [(conversation, 2)]
