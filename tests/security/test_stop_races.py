@@ -9,6 +9,7 @@ the next, the stopped reply a prefix of what the model was sending.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from tests.app.helpers import Result, sqlite_path, stored_history, wait_until
 from tests.security.conftest import CONTROLS, USERS
 from tests.security.wire import fn_index, join, sign_in
 
+CANCELS = 10
 LONG = 200  # tokens of the slow reply: "tok1 tok2 … tok200"
 
 
@@ -107,8 +109,8 @@ def test_two_stops_at_once_mid_stream_are_harmless_and_store_the_partial_reply_o
     password_chat: ChatProcess, slow_model
 ):
     tab = Tab(password_chat)
-    assert tab.accept("Tell me a longer story").kind == "complete"
     asked = len(slow_model.chat_requests())
+    assert tab.accept("Tell me a longer story").kind == "complete"
     result: list[Result] = []
     replying = threading.Thread(target=lambda: result.append(tab.respond()))
     replying.start()
@@ -136,3 +138,45 @@ def test_two_stops_at_once_mid_stream_are_harmless_and_store_the_partial_reply_o
     assert tab.respond().kind == "complete"
     (conversation,) = [c for c in stored_turns(password_chat) if c[0] == ("user", "Tell me a longer story")]
     assert conversation[2:] == [("user", "After the stop"), ("assistant", "You said: After the stop")]
+
+
+def cancel_at_once(chat: ChatProcess, model: FakeOpenAIServer, question: str) -> list[int]:
+    """Start `question` through `/chat` as gradio_client does, and cancel it CANCELS times at once mid-stream;
+    the status of each cancel."""
+    http = sign_in(chat.url, "ada", USERS["ada"])
+    session_hash = f"api{uuid.uuid4().hex[:12]}"
+    index = fn_index(http, chat.url, "chat")
+    body = {"data": [question, *CONTROLS, None], "fn_index": index, "session_hash": session_hash}
+    asked = len(model.chat_requests())
+    joined = http.post(f"{chat.url}/gradio_api/queue/join", json=body, timeout=30)
+    assert joined.status_code == 200, joined.text
+    cancel = {"session_hash": session_hash, "fn_index": index, "event_id": joined.json()["event_id"]}
+    answers: list[int] = []
+
+    def send_cancel(after_s: float) -> None:
+        time.sleep(after_s)  # spread over the first one's clean-up, which a second must land in to break it
+        answers.append(http.post(f"{chat.url}/gradio_api/cancel", json=cancel, timeout=30).status_code)
+
+    with http.get(
+        f"{chat.url}/gradio_api/queue/data", params={"session_hash": session_hash}, stream=True, timeout=60
+    ) as s:
+        wait_until(lambda: len(model.chat_requests()) > asked, 30, "the reply to reach the model")
+        next(line for line in s.iter_lines(decode_unicode=True) if '"process_generating"' in (line or ""))
+        cancels = [threading.Thread(target=send_cancel, args=(n * 0.003,)) for n in range(CANCELS)]
+        for thread in cancels:
+            thread.start()
+        for thread in cancels:
+            thread.join(30)
+    return answers
+
+
+def test_an_api_client_cancelling_twice_at_once_gets_no_server_error(password_chat: ChatProcess, slow_model):
+    # gradio_client's Job.cancel() posts /gradio_api/cancel; a second one during the first one's clean-up
+    # interrupted it, and failed with a KeyError (HTTP 500). The window is narrow: three tries.
+    for n in range(3):
+        question = f"Tell me the longest story {n}"
+        slow_model.disconnects = 0
+        assert cancel_at_once(password_chat, slow_model, question) == [200] * CANCELS
+        assert slow_model.wait_for_disconnect(10.0), "the model request was not closed"
+        (conversation,) = [c for c in stored_turns(password_chat) if c[0] == ("user", question)]
+        assert len(conversation) == 2 and f"tok{LONG}" not in conversation[1][1]
