@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 
 from tests.browser.chat_page import ChatPage
 
+LOADED_MS = 30_000  # what a page may take to update while both cores are busy
 BUSY_S = 600  # each busy loop ends by itself even if the test process dies
 # Send, then Stop in the same moment: nothing of the page runs between the two clicks.
 SEND_THEN_STOP = "() => { document.querySelector('#send').click(); document.querySelector('#stop').click(); }"
@@ -56,8 +57,8 @@ def test_a_stop_right_after_enter_always_stops(ui: ChatPage, fake_model, cpu_loa
         retype(ui, question)  # over the previous stopped message, which is back in the box
         ui.page.evaluate(SEND_THEN_STOP)
         # Stopped before it was sent: back in the box, nothing asked of the model, nothing stored.
-        expect(ui.last_bot).to_contain_text("Stopped before the reply began", timeout=30_000)
-        expect(ui.textbox).to_have_value(question)
+        expect(ui.last_bot).to_contain_text("Stopped before the reply began", timeout=LOADED_MS)
+        expect(ui.textbox).to_have_value(question, timeout=LOADED_MS)
         ui.wait_idle(timeout_ms=60_000)
         expect(ui.page.get_by_text("Error", exact=True)).to_have_count(0)
         assert len(fake_model.chat_requests()) == asked, "a stopped message reached the model"
@@ -65,7 +66,7 @@ def test_a_stop_right_after_enter_always_stops(ui: ChatPage, fake_model, cpu_loa
     fake_model.tokens_per_s, fake_model.reply = 100, None
     retype(ui, "And now?")
     ui.page.locator("#send").click()
-    expect(ui.last_bot).to_have_text("You said: And now?")
+    expect(ui.last_bot).to_have_text("You said: And now?", timeout=LOADED_MS)
     expect(ui.user_messages).to_have_text(["And now?"])  # the stopped messages are neither shown nor glued
     ui.wait_idle()
     assert fake_model.chat_requests()[-1]["messages"][-1]["content"] == "And now?"
@@ -82,7 +83,7 @@ def test_stop_at_any_moment_leaves_the_page_idle_with_the_stored_partial_reply(
         if moment == "before the first token":
             fake_model.mode, fake_model.tokens_per_s, fake_model.reply = "slow_start", 10, 200
             ui.send(question)
-            expect(ui.user_messages.filter(has_text=question)).to_have_count(1)
+            expect(ui.user_messages.filter(has_text=question)).to_have_count(1, timeout=LOADED_MS)
             ui.stop()
         elif moment == "as the reply ends":
             fake_model.tokens_per_s, fake_model.reply = 20, 10  # half a second
@@ -102,5 +103,5 @@ def test_stop_at_any_moment_leaves_the_page_idle_with_the_stored_partial_reply(
         assert "tok200" not in shown[-1]
 
         ui.reload()  # what is stored is what was shown
-        expect(ui.user_messages).to_have_text([question])
-        expect(ui.bot_messages).to_have_text([s.strip() for s in shown], use_inner_text=True)
+        expect(ui.user_messages).to_have_text([question], timeout=LOADED_MS)
+        expect(ui.bot_messages).to_have_text([s.strip() for s in shown], use_inner_text=True, timeout=LOADED_MS)
