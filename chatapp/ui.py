@@ -371,6 +371,8 @@ class ChatUI:
     def _taken_back(self, owner: str, tab: Tab) -> tuple:
         """A message stopped before its reply began goes back into the message box (its images go)."""
         text, tab.unanswered = tab.unanswered or "", None
+        with contextlib.suppress(ConversationError):  # a failed message kept for a reload is taken back too
+            self.conversations.forget_unanswered(owner, tab.session)
         self.conversations.forget_images(owner, tab.session, tab.images)
         note = " Attach its images again." if tab.images else ""
         tab.images, tab.notice = (), f"Stopped before the reply began: your message is back in the box.{note}"
