@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
 
@@ -54,3 +56,45 @@ def image_turn_overhead(turns: int = 20) -> dict[str, float]:
                 image_s.append(_image_turn(session, app.url, i))
     text, image = statistics.median(text_s), statistics.median(image_s)
     return {"text_s": text, "image_s": image, "ratio": image / text, "overhead_ms": (image - text) * 1000}
+
+
+def _kib(pid: int, field: str) -> int:
+    """A line of /proc/<pid>/status in KiB (VmRSS: resident now; VmHWM: the peak resident so far)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+def _big_image_turn(url: str, i: int, images: int, size: int) -> None:
+    with requests.Session() as session:
+        photo = b"\x89PNG\r\n\x1a\n" + os.urandom(size - 8)
+        files = [("files", (f"photo-{i}-{n}.png", photo)) for n in range(images)]
+        answer = session.post(f"{url}/gradio_api/upload", files=files, timeout=300)
+        answer.raise_for_status()
+        paths = answer.json()
+        message = {"text": f"Message {i}", "files": [{"path": p, "meta": {"_type": "gradio.FileData"}} for p in paths]}
+        _turn(session, url, message)
+
+
+def image_turn_memory(clients: int = 8, images: int = 5, size: int = 10 * 1024 * 1024, rounds: int = 2) -> dict:
+    """The chat process's resident memory (MiB) before, at its peak during, and after `rounds` of `clients`
+    concurrent turns that each carry `images` images of `size` bytes (issue 15 row 6: 8 turns of 5 images of 10 MB)."""
+    with (
+        fake_model_server(tokens_per_s=2000.0, reply_tokens=8) as model_url,
+        chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_MODEL=MODEL, SELF_HOSTED_LABEL=LABEL) as app,
+    ):
+        pid = app.process.pid
+        _turn(requests.Session(), app.url, "warm up")
+        before = _kib(pid, "VmRSS")
+        for r in range(rounds):
+            with ThreadPoolExecutor(clients) as pool:
+                list(
+                    pool.map(lambda i: _big_image_turn(app.url, i, images, size), range(r * clients, (r + 1) * clients))
+                )
+        peak, after = _kib(pid, "VmHWM"), _kib(pid, "VmRSS")
+    return {"before_mib": before / 1024, "peak_mib": peak / 1024, "after_mib": after / 1024}
+
+
+if __name__ == "__main__":
+    print({k: round(v) for k, v in image_turn_memory().items()})

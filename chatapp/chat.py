@@ -20,8 +20,17 @@ from chatapp import metrics
 from chatapp.conversation import ImageRef, Message, build_prompt
 from chatapp.history.base import StoredMessage, StoreError, Turn, Usage
 from chatapp.inputs import InputError, shown
-from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut, options_of
-from chatapp.usage import DailyUsage
+from chatapp.models.base import (
+    GENERIC_OPTIONS,
+    ChatModel,
+    GenerationParams,
+    ModelError,
+    ModelOptions,
+    ReplyStats,
+    StreamCut,
+    options_of,
+)
+from chatapp.usage import DailyUsage, OverLimit
 
 turn_log = logging.getLogger("chatapp.turns")
 
@@ -153,12 +162,32 @@ class ChatService:
         params = options_of(model).relative(params)
         stats = ReplyStats()
         started = time.monotonic()
-        refusal = self.usage.refusal(session.owner) if self.usage is not None else None
-        if refusal is not None:  # over the daily limit: refused before any request is sent
-            self._log(session, model_label, "over_quota", started, None, stats, None, text, "")
-            yield Update("", notice=refusal, done=True)
-            return
         prompt = build_prompt(session.messages, text, system_prompt, self.context_chars, images)
+        worst = worst_case(prompt, params, options_of(model))
+        try:  # the worst case is counted against the daily limit until the turn is settled (chatapp.usage)
+            hold = self.usage.reserve(session.owner, worst) if self.usage is not None else None
+        except OverLimit as exc:  # over the daily limit: refused before any request is sent
+            self._log(session, model_label, "over_quota", started, None, stats, None, text, "")
+            yield Update("", notice=str(exc), done=True)
+            return
+        try:
+            yield from self._reply(session, text, model_label, model, params, prompt, images, stats, started)
+        finally:
+            if hold is not None:
+                hold.release()  # after the turn's real usage was added (or nothing, if it failed)
+
+    def _reply(
+        self,
+        session: ChatSession,
+        text: str,
+        model_label: str,
+        model: ChatModel,
+        params: GenerationParams,
+        prompt: list[Message],
+        images: tuple[ImageRef, ...],
+        stats: ReplyStats,
+        started: float,
+    ) -> Iterator[Update]:
         try:
             prompt = self._with_image_bytes(session, prompt)
         except Exception as exc:  # the media store failed: nothing was sent, say what
@@ -332,6 +361,18 @@ class ChatService:
 def estimate_tokens(chars: int) -> int:
     """~4 characters per token: the usual rule of thumb for English text with these tokenizers."""
     return max(1, -(-chars // 4))
+
+
+# The most one image costs in a prompt, for reserving a request's worst case: Gemini 3's default (high) media
+# resolution gives an image up to 1,120 tokens (Google's media-resolution page, checked 2026-12-06).
+IMAGE_TOKENS = 1120
+
+
+def worst_case(prompt: list[Message], params: GenerationParams, options: ModelOptions = GENERIC_OPTIONS) -> int:
+    """The most a request is expected to cost: its prompt's estimate, its images, and a full-length reply with
+    all the thinking its level may spend (thinking is billed as output)."""
+    chars = sum(len(m.content) for m in prompt)
+    return estimate_tokens(chars) + IMAGE_TOKENS * sum(len(m.images) for m in prompt) + options.max_output(params)
 
 
 def cost(stats: ReplyStats, prompt: list[Message], reply: str) -> Usage:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from chatapp import gradio_compat
 from chatapp.browser_id import BrowserIds, load_key
+from chatapp.cancels import OneCancelAtATime
 from chatapp.chat import ChatService
 from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
@@ -142,6 +143,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     # No cross-origin access at all: with Starlette's CORS middleware on the parent app, Gradio's own (which echoes
     # a foreign Origin with credentials allowed) steps aside.
     app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
+    app.add_middleware(OneCancelAtATime)  # inside the Guard: only callers it let through get here
     app.add_middleware(
         Guard,
         mode=settings.auth,

@@ -56,6 +56,27 @@ DOWNLOAD_JS = """(file) => {
     setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
 }"""
 UPLOAD_EXPIRY_S = 3600
+# Per-tab state (the open conversation, a failed message) is dropped this long after the tab's last event, so
+# abandoned sessions cannot pile up (Gradio otherwise keeps up to 10,000). A tab that comes back later reopens
+# its conversation from the store (the page remembers which one is open).
+TAB_TTL_S = 3600
+# The page numbers each message it sends (and each retry), and Stop sends the number of the latest one: the
+# server can then tell "stop the message I just sent" from a Stop pressed on an idle page. The number is taken
+# when the person acts (capturing listeners, installed once the page is ready), not in the event's own js,
+# which Gradio runs later: a Stop clicked right after Send had its request out first. It travels in the hidden
+# `sequence` input, last; js on an event with a Python function returns that function's inputs.
+READY_JS = """() => {
+    const sent = () => { window.hybridChatSent = (window.hybridChatSent || 0) + 1; };
+    document.addEventListener('click', (e) => {
+        if (e.target.closest('#send') || e.target.closest("#chatbot button[aria-label='Retry']")) sent();
+    }, true);
+    document.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.target.closest('#message')) sent();
+    }, true);
+    document.body.dataset.chatReady = 'true';
+}"""
+SEND_JS = "(...inputs) => [...inputs.slice(0, %d), window.hybridChatSent || 0]"
+STOP_JS = "(tab) => [tab, window.hybridChatSent || 0]"
 
 
 @dataclass
@@ -76,6 +97,13 @@ class Tab:
     # the reply itself, so an undone reply's thinking never shows above another): shown in a closed "Thinking"
     # block above the reply, never part of it, never stored.
     thinking: dict[int, tuple[Message, str]] = field(default_factory=dict)
+    # Stop, without Gradio's cancel (which abandons a reply running in a worker thread, so it was saved later,
+    # by the garbage collector, and its message glued to the next one; two at once gave a 500). The page numbers
+    # its sends (SEND_JS): `sent` is the number of the message being answered, `stop_at` the number the page
+    # had sent when Stop was pressed. A reply whose number is at most `stop_at` ends at its next update, even
+    # when the Stop reached the server before the message did.
+    sent: int = 0
+    stop_at: int = -1
 
 
 # Every streamed update re-renders the whole conversation, whose earlier messages never change: remember them.
@@ -195,14 +223,21 @@ class ChatUI:
             self.uploads.consume(owner, path)
         return refs
 
-    def _tab(self, state: Any, owner: str) -> Tab:
+    def _tab(self, state: Any, owner: str, browser: Any = None) -> Tab:
         """The caller's own per-tab state; anything else (none yet, or a replayed session of someone else's)
-        is discarded for a new conversation of the caller."""
+        is discarded for a new conversation of the caller. With `browser` (the page's open conversation), a tab
+        whose state expired (TAB_TTL_S) goes on in the conversation it shows, read back from the store."""
         if isinstance(state, Tab) and self.conversations.owns(owner, state.session):
             return state
         if state is not None:
             log.warning("discarded per-tab state that belongs to another caller")
-        return Tab(self.conversations.start(owner))
+        opened = browser.get("session_id") if isinstance(browser, dict) and state is None else None
+        try:
+            session = self.conversations.reopen(owner, opened)
+        except ConversationError as exc:
+            gr.Warning(str(exc))
+            session = self.conversations.start(owner)
+        return self._with_unanswered(owner, Tab(session, sidebar=self._sidebar(owner))) if opened else Tab(session)
 
     def _sidebar(self, owner: str) -> list[tuple[str, str]]:
         try:
@@ -294,10 +329,10 @@ class ChatUI:
 
     # -- sending -----------------------------------------------------------------------------------------
 
-    def accept(self, text: Any, state: Any, request: gr.Request) -> tuple:
+    def accept(self, text: Any, state: Any, browser: Any, sequence: Any, request: gr.Request) -> tuple:
         """Check the message, show it at once, and clear the box; the reply streams in `respond`."""
         owner = caller(request)
-        tab = self._tab(state, owner)
+        tab = self._tab(state, owner, browser)
         with people_errors("message"):
             text, paths = message_parts(text)
             if paths and not (isinstance(text, str) and text.strip()):
@@ -308,7 +343,14 @@ class ChatUI:
         if tab.unanswered is not None:  # the previous message got no reply: it joins this one
             message = "\n\n".join(t for t in (tab.unanswered, message) if t)
         tab.unanswered, tab.notice, tab.images = message, None, tab.images + images
+        tab.sent = _sequence(sequence, tab.sent + 1)
         return tab, messages_for(tab), None
+
+    def stop(self, state: Any, sequence: Any, request: gr.Request) -> None:
+        """Stop: the reply to the page's latest message ends at its next update (or before it starts)."""
+        owner = caller(request)
+        if isinstance(state, Tab) and self.conversations.owns(owner, state.session):
+            state.stop_at = max(state.stop_at, _sequence(sequence, state.sent))
 
     def respond(
         self,
@@ -327,6 +369,9 @@ class ChatUI:
         tab = state
         if tab.unanswered is None:
             return
+        if tab.stop_at >= tab.sent:  # Stop came before the reply began: nothing is sent, nothing stored
+            yield self._taken_back(owner, tab)
+            return
         try:
             ask = self.conversations.check(
                 tab.unanswered, model, temperature, top_p, max_tokens, system_prompt, tab.images, thinking
@@ -334,21 +379,38 @@ class ChatUI:
         except InputError as exc:
             log.info("message refused: %s", exc)
             tab.notice = str(exc)
-            yield tab, messages_for(tab), gr.update()
+            yield tab, messages_for(tab), gr.update(), gr.update()
             return
         turns_before = tab.session.turns
+        thought = ""
         try:
             with contextlib.closing(self.conversations.reply(owner, tab.session, ask)) as updates:
                 for update in updates:
                     if update.done:
-                        yield self._finish(owner, tab, update)
-                    else:
-                        yield tab, messages_for(tab, update.text, update.thinking), gr.update()
+                        yield (*self._finish(owner, tab, update), gr.update())
+                        return
+                    thought = update.thinking
+                    if tab.stop_at >= tab.sent:
+                        break  # closing the reply stores what has streamed (ChatService.reply)
+                    yield tab, messages_for(tab, update.text, update.thinking), gr.update(), gr.update()
+            # Stopped: what was stored is what the page shows from now on, with what the model thought so far.
+            stored = tab.session.messages[-1].content if tab.session.turns > turns_before else ""
+            yield (*self._finish(owner, tab, Update(stored, thinking=thought, done=True)), gr.update())
         finally:
-            # Stop cancels this generator before `_finish` runs, yet the partial reply was saved as a turn:
-            # the message is answered, so it must not be glued onto the user's next message.
+            # Should the page go away mid-reply, the partial reply was still saved as a turn: the message is
+            # answered, so it must not be glued onto the user's next message.
             if tab.session.turns > turns_before:
                 tab.unanswered, tab.images = None, ()
+
+    def _taken_back(self, owner: str, tab: Tab) -> tuple:
+        """A message stopped before its reply began goes back into the message box (its images go)."""
+        text, tab.unanswered = tab.unanswered or "", None
+        with contextlib.suppress(ConversationError):  # a failed message kept for a reload is taken back too
+            self.conversations.forget_unanswered(owner, tab.session)
+        self.conversations.forget_images(owner, tab.session, tab.images)
+        note = " Attach its images again." if tab.images else ""
+        tab.images, tab.notice = (), f"Stopped before the reply began: your message is back in the box.{note}"
+        return tab, messages_for(tab), gr.update(), {"text": text, "files": []}
 
     def _keep_unanswered(self, owner: str, tab: Tab, error: str) -> None:
         """Store the failed message so a reload still shows it; list a conversation that has nothing else."""
@@ -390,7 +452,7 @@ class ChatUI:
     def usage_line(self, request: gr.Request) -> str:
         return safe_markdown(self.conversations.usage_line(caller(request)))
 
-    def retry(self, state: Any, request: gr.Request) -> tuple:
+    def retry(self, state: Any, sequence: Any, request: gr.Request) -> tuple:
         owner = caller(request)
         tab = self._tab(state, owner)
         if tab.unanswered is None:
@@ -399,6 +461,7 @@ class ChatUI:
                 tab.unanswered = self.conversations.retry(owner, tab.session)
             tab.images = last.images if last is not None and tab.unanswered is not None else ()
         tab.notice = None
+        tab.sent = _sequence(sequence, tab.sent + 1)
         return tab, messages_for(tab)
 
     def undo(self, state: Any, request: gr.Request) -> tuple:
@@ -544,7 +607,8 @@ class ChatUI:
         # delete_cache: uploads never sent (a closed tab) leave Gradio's cache within two hours; sent ones are
         # deleted as soon as they are copied to the media store.
         with gr.Blocks(title=title, fill_height=True, delete_cache=(UPLOAD_EXPIRY_S, UPLOAD_EXPIRY_S)) as demo:
-            tab = gr.State(None)
+            tab = gr.State(None, time_to_live=TAB_TTL_S)
+            sequence = gr.Number(visible=False, precision=0)  # the page's message number (SEND_JS)
             browser = gr.BrowserState({"session_id": None}, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_STATE_KEY)
             with gr.Sidebar(label="Conversations"):
                 who = gr.HTML(elem_id="signed-in")
@@ -629,7 +693,7 @@ class ChatUI:
             loading = demo.load(self.load, [browser], [tab, browser, chatbot, sessions, who, status], **private)
             # Browser-only marker that the page knows its owner and conversation: before that, a message would
             # start a conversation the sidebar never lists. Tests wait for it instead of guessing a delay.
-            loading.then(None, js="() => { document.body.dataset.chatReady = 'true'; }", **private)
+            loading.then(None, js=READY_JS, **private)
             gr.Timer(10).tick(self.model_status, None, status, queue=False, **private)
             loading.then(self.usage_line, None, usage_today, **private)
 
@@ -638,17 +702,20 @@ class ChatUI:
             sending = gr.on(
                 [textbox.submit, send.click],
                 self.accept,
-                [textbox, tab],
+                [textbox, tab, browser, sequence],
                 [tab, chatbot, textbox],
+                js=SEND_JS % 3,
                 show_progress="hidden",
                 **private,
             )
-            streaming = sending.success(self.respond, [tab, *controls, thinking], [tab, chatbot, sessions], **private)
-            retrying = chatbot.retry(self.retry, [tab], [tab, chatbot], queue=False, **private)
-            restreaming = retrying.success(
-                self.respond, [tab, *controls, thinking], [tab, chatbot, sessions], **private
+            replied = [tab, chatbot, sessions, textbox]
+            streaming = sending.success(self.respond, [tab, *controls, thinking], replied, **private)
+            retrying = chatbot.retry(
+                self.retry, [tab, sequence], [tab, chatbot], js=SEND_JS % 1, queue=False, **private
             )
-            stop.click(None, None, None, cancels=[streaming, restreaming], queue=False, **private)
+            restreaming = retrying.success(self.respond, [tab, *controls, thinking], replied, **private)
+            # Not Gradio's `cancels`: see Tab.stop_at. Unqueued, so it takes effect while replies stream.
+            stop.click(self.stop, [tab, sequence], None, js=STOP_JS, queue=False, show_progress="hidden", **private)
             for replying in (streaming, restreaming):
                 replying.then(self.after_reply, [tab], [answered, usage_today], **private)
             # Queued so that its gr.Error (store unreachable) reaches the browser.
@@ -717,6 +784,13 @@ class ChatUI:
                 self.api_export, [api_conversation_id, api_text], api_json, api_name="export", preprocess=False
             )
         return demo
+
+
+def _sequence(value: Any, default: int) -> int:
+    """The page's message number (SEND_JS); `default` when a client sends none or nonsense."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**53:
+        return default
+    return int(value)
 
 
 def _api_message(message: Message) -> dict[str, Any]:

@@ -6,12 +6,18 @@ the limit before a request costs nothing: a person's counter is read from the st
 on load to show it, so a browser's first message normally finds it cached), then kept up to date in memory
 with every reply this replica serves.
 
+Parallel requests: a request's cost is known only once it ends, so before calling a model it *reserves* its
+worst case (the prompt's estimate + max tokens, `reserve`) and settles when it ends (the reply's real usage is
+added with its turn, then the reservation is released: a failed or stopped request pays only what it used).
+A request is admitted only while the counter plus what is reserved is below the limit, so however many are
+sent at once, the day's total can pass the limit by at most one request's reservation (its prompt part is an
+estimate: a provider that counts more prompt tokens than ~4 characters each can add that difference).
+
 Across replicas and restarts: the stored counter is the truth (all replicas add to it atomically), and a
-restarted replica reads it again. A replica does not see what another one added since its read, so a cached
-count is re-read when older than `refresh_s` (5 minutes): one read per person per 5 minutes at most, and
-with the load balancer's session affinity a person normally stays on one replica anyway. The limit can
-therefore be overshot by at most one reply per concurrent request, plus what another replica served within
-`refresh_s`. If the store cannot be read, nobody is refused for it (the history would fail loudly anyway).
+restarted replica reads it again. A replica does not see another's reservations, nor what it added since
+its read, so a cached count is re-read when older than `refresh_s` (5 minutes): one read per person per 5
+minutes at most, and with the load balancer's session affinity a person normally stays on one replica
+anyway. If the store cannot be read, nobody is refused for it (only for their own requests in flight).
 """
 
 from __future__ import annotations
@@ -35,6 +41,22 @@ class _Count:
     day: date
     tokens: int
     read_at: float
+
+
+class OverLimit(Exception):
+    """The request may not be sent: the message says why and when the limit resets."""
+
+
+class Reservation:
+    """What one request may still cost, counted against its owner until `release` (idempotent)."""
+
+    def __init__(self, usage: DailyUsage | None, owner: str, tokens: int) -> None:
+        self._usage, self.owner, self.tokens = usage, owner, tokens
+
+    def release(self) -> None:
+        usage, self._usage = self._usage, None
+        if usage is not None:
+            usage._release(self)
 
 
 def next_reset(now: datetime) -> datetime:
@@ -66,6 +88,7 @@ class DailyUsage:
         self._now = now
         self._clock = clock
         self._counts: dict[str, _Count] = {}
+        self._reserved: dict[str, int] = {}  # owner -> tokens reserved by their requests in flight
         self._lock = threading.Lock()
 
     def used(self, owner: str) -> int | None:
@@ -97,13 +120,38 @@ class DailyUsage:
                 count.tokens += tokens
             # Otherwise the next check reads the store, which already includes this turn (or will).
 
-    def refusal(self, owner: str) -> str | None:
-        """Why the owner may not send now (over the daily limit), with the reset time; None when they may."""
+    def reserve(self, owner: str, tokens: int) -> Reservation:
+        """Count `tokens` (a request's worst case) against the owner until released; OverLimit when the owner
+        is at the limit, counting what their requests in flight have reserved. Admitting while below the
+        limit (not "while this one fits") lets a request through even when its worst case is larger than
+        what is left, and bounds the overshoot by one reservation."""
         if self.limit is None:
-            return None
-        used = self.used(owner)
-        if used is None or used < self.limit:
-            return None
+            return Reservation(None, owner, tokens)
+        stored = self.used(owner)
+        with self._lock:
+            count = self._counts.get(owner)
+            used = count.tokens if count is not None and stored is not None else (stored or 0)
+            reserved = self._reserved.get(owner, 0)
+            if used + reserved < self.limit:
+                self._reserved[owner] = reserved + tokens
+                return Reservation(self, owner, tokens)
+        if used >= self.limit:
+            raise OverLimit(self._over(used))
+        raise OverLimit(
+            f"Your messages still being answered may use the rest of your {self.limit:,} tokens for today "
+            f"({used:,} used so far): send this one when they have finished. Nothing was sent to the model."
+        )
+
+    def _release(self, reservation: Reservation) -> None:
+        with self._lock:
+            left = self._reserved.get(reservation.owner, 0) - reservation.tokens
+            if left > 0:
+                self._reserved[reservation.owner] = left
+            else:
+                self._reserved.pop(reservation.owner, None)
+
+    def _over(self, used: int) -> str:
+        assert self.limit is not None
         now = self._now()
         reset = next_reset(now)
         return (

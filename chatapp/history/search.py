@@ -3,9 +3,11 @@
 A search is a few words; a conversation matches when its title, or one of its messages, holds every word as
 the start of a word there, ignoring case and accents ("kit" finds "Kites", "cafe" finds "Café"). Words shorter
 than PREFIX_MIN match whole words only: "a" as a prefix would match nearly every message (measured: ~0.5 s
-over 10,000 messages, against ~4 ms for a word). SQLite runs
+over 10,000 messages, against ~4 ms for a word). That length is judged on the word as the index will match it,
+after splitting on punctuation and `_` (`_w_` is the one-letter word `w`, not three letters). SQLite runs
 this through its FTS5 index (`fts_query`, tokenizer `unicode61 remove_diacritics 2`, which folds the same
-way); Firestore has no full-text index, so its store applies `matches` to what it reads (see firestore.py).
+way), splitting the query with that same tokenizer; Firestore has no full-text index, so its store applies
+`matches` to what it reads (see firestore.py), splitting query and text alike with `terms`' rule.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import unicodedata
 MAX_TERMS = 8  # a search box, not a document: more words only cost time
 PREFIX_MIN = 3
 EXCERPT_CHARS = 120
-_WORD = re.compile(r"\w+")
+# Letters and digits: like FTS5's unicode61 tokenizer, `_` and every other punctuation mark separate words.
+_WORD = re.compile(r"[^\W_]+")
 
 
 def fold(text: str) -> str:
@@ -57,7 +60,7 @@ def excerpt(words: list[str], text: str, width: int = EXCERPT_CHARS) -> str:
     # fold() can change lengths (ß -> ss, ligatures): map back only when it did not.
     at = 0
     if len(folded) == len(flat):
-        hits = [m.start() for w in words for m in re.finditer(rf"(?<!\w){re.escape(w)}", folded)]
+        hits = [m.start() for w in words for m in re.finditer(rf"(?<![^\W_]){re.escape(w)}", folded)]
         at = min(hits) if hits else 0
     start = max(0, at - width // 3)
     piece = flat[start : start + width]

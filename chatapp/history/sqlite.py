@@ -75,6 +75,7 @@ ADDED_COLUMNS = {
 _SLOT = 4_294_967_296  # search rowid = session key * _SLOT + seq; the title takes the slot's last number
 _TITLE_SEQ = _SLOT - 1
 
+TOKENIZER = "unicode61 remove_diacritics 2"
 # Full-text search (FTS5), kept in step with the tables by triggers, so every write path (a turn, a retried
 # turn rewriting its rows, undo, delete, rename) updates it in the same transaction. `messages` has no rowid
 # to point at, so each session gets a small integer key and a search row's rowid is key * 2^32 + seq: a
@@ -84,7 +85,7 @@ _TITLE_SEQ = _SLOT - 1
 # overrides it and would replace a session's key.)
 SEARCH_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS search_keys (key INTEGER PRIMARY KEY, session_id TEXT NOT NULL UNIQUE);
-CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5(body, tokenize = '{TOKENIZER}');
 CREATE TRIGGER IF NOT EXISTS search_message_saved AFTER INSERT ON messages BEGIN
     INSERT INTO search_keys (session_id) SELECT new.session_id
      WHERE NOT EXISTS (SELECT 1 FROM search_keys WHERE session_id = new.session_id);
@@ -120,6 +121,14 @@ CREATE TRIGGER IF NOT EXISTS search_session_removed AFTER DELETE ON sessions BEG
     DELETE FROM search_keys WHERE session_id = old.session_id;
 END;
 """
+# A search's words as the index itself splits and folds them (punctuation, `_` included, separates words): the
+# prefix rule must be judged on what the index will match, not on the text typed (`_w_` is the word `w`).
+# Per connection, in its temp database (never written to the history file).
+QUERY_SCHEMA = (
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_query USING fts5(body, tokenize = '{TOKENIZER}')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_query_words USING fts5vocab(temp, search_query, instance)",
+)
+
 # A file written before search existed: index what it already holds (once, when the index is created).
 SEARCH_BACKFILL = f"""
 INSERT OR IGNORE INTO search_keys (session_id) SELECT session_id FROM sessions;
@@ -393,28 +402,40 @@ class SqliteStore:
             self._check_owner(conn, session_id, owner)
             conn.execute("UPDATE sessions SET custom_title = ? WHERE session_id = ?", (title_of(title), session_id))
 
+    def _index_words(self, conn: sqlite3.Connection, query: str) -> list[str]:
+        """The words of `query` as the search index's tokenizer makes them, without duplicates, in order."""
+        if not getattr(self._local, "query_table", False):
+            for statement in QUERY_SCHEMA:
+                conn.execute(statement)
+            self._local.query_table = True
+        conn.execute("INSERT INTO temp.search_query (rowid, body) VALUES (1, ?)", (query,))
+        try:
+            tokens = [row[0] for row in conn.execute("SELECT term FROM temp.search_query_words ORDER BY offset")]
+        finally:
+            conn.execute("DELETE FROM temp.search_query")
+        return list(dict.fromkeys(tokens))[: search.MAX_TERMS]
+
     def search_sessions(self, owner: str, query: str, limit: int = 20) -> list[SearchHit]:
-        words = search.terms(query)
-        if not words or not owner:
+        if not owner:
             return []
         with self._errors("searching conversations"):
-            rows = (
-                self._conn()
-                .execute(
-                    # One row per session, chosen in SQLite (a bare column beside MAX() comes from the row
-                    # holding the maximum): the title if it matched (the highest rowid of a session), else the
-                    # newest message that did.
-                    "SELECT s.session_id, COALESCE(s.custom_title, s.title), s.created_at, s.updated_at, s.turns,"
-                    f" MAX(search_index.rowid) % {_SLOT}, search_index.body"
-                    " FROM search_index"
-                    f" JOIN search_keys k ON k.key = search_index.rowid / {_SLOT}"
-                    " JOIN sessions s ON s.session_id = k.session_id"
-                    " WHERE search_index MATCH ? AND s.owner = ?"
-                    " GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id LIMIT ?",
-                    (search.fts_query(words), owner, limit),
-                )
-                .fetchall()
-            )
+            conn = self._conn()
+            words = self._index_words(conn, query)
+            if not words:
+                return []
+            rows = conn.execute(
+                # One row per session, chosen in SQLite (a bare column beside MAX() comes from the row
+                # holding the maximum): the title if it matched (the highest rowid of a session), else the
+                # newest message that did.
+                "SELECT s.session_id, COALESCE(s.custom_title, s.title), s.created_at, s.updated_at, s.turns,"
+                f" MAX(search_index.rowid) % {_SLOT}, search_index.body"
+                " FROM search_index"
+                f" JOIN search_keys k ON k.key = search_index.rowid / {_SLOT}"
+                " JOIN sessions s ON s.session_id = k.session_id"
+                " WHERE search_index MATCH ? AND s.owner = ?"
+                " GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id LIMIT ?",
+                (search.fts_query(words), owner, limit),
+            ).fetchall()
         return [
             SearchHit(
                 SessionSummary(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from chatapp.conversation import Message
@@ -36,6 +36,12 @@ class ModelOptions:
     thinking_levels: tuple[str, ...] = ()
     thinking: str | None = None  # the default level, one of `thinking_levels`
     note: str = ""  # one line for the page about these controls ("" = none)
+    # Output tokens a thinking level may spend on top of Max tokens (thinking and answer share one budget).
+    thinking_room: Mapping[str, int] = field(default_factory=dict, hash=False, compare=False)
+
+    def max_output(self, params: GenerationParams) -> int:
+        """The most output one request may produce: Max tokens plus its thinking level's room."""
+        return params.max_tokens + self.thinking_room.get(self.level(params) or self.thinking or "", 0)
 
     def relative(self, params: GenerationParams) -> GenerationParams:
         """`params` with every value left at this model's default replaced by None, so that only what the person

@@ -82,6 +82,7 @@ def gemini_options(model_id: str) -> ModelOptions:
         top_p=0.95,
         thinking_levels=levels,
         thinking=default,
+        thinking_room=THINKING_ROOM,
         note="Gemini 3 works best at its default temperature and top-p: they are sent only if you change them.",
     )
 
@@ -220,7 +221,7 @@ class GeminiModel:
             thinking = types.ThinkingConfig(
                 include_thoughts=True, thinking_level=types.ThinkingLevel(level.upper()) if level else None
             )
-            max_output += THINKING_ROOM.get(level or options.thinking or "", 0)
+            max_output = options.max_output(params)
         return types.GenerateContentConfig(
             system_instruction=system,
             temperature=temperature,

@@ -6,7 +6,6 @@ text ourselves is what let users forge turns in the old app.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -19,11 +18,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from chatapp.conversation import Message
+from chatapp.json_body import DataUrl, JsonBody
 from chatapp.models.base import GenerationParams, ModelError, ModelOptions, ModelUnavailable, ReplyStats, StreamCut
 from chatapp.models.context_window import ContextTooLong, context_overflow
 from chatapp.models.sse import sse_data
 
 log = logging.getLogger(__name__)
+JSON = {"Content-Type": "application/json"}
 
 # finish_reason values of a reply that ended as the model meant it to (or at the max tokens limit).
 _COMPLETE = {"stop", "length", "tool_calls", "function_call"}
@@ -163,7 +164,8 @@ class OpenAICompatModel:
             # A fresh connection: the server may have dropped the pooled one the empty stream came on.
             response = requests.post(
                 f"{self.base_url}/chat/completions",
-                json=probe | {"max_tokens": 1},
+                data=JsonBody(probe | {"max_tokens": 1}),
+                headers=JSON,
                 timeout=(self.connect_timeout_s, self.timeout_s),
             )
         except requests.RequestException:
@@ -205,7 +207,10 @@ class OpenAICompatModel:
     def _post(self, payload: dict[str, Any]) -> requests.Response:
         url = f"{self.base_url}/chat/completions"
         try:
-            return self._session.post(url, json=payload, stream=True, timeout=(self.connect_timeout_s, self.timeout_s))
+            body = JsonBody(payload)
+            return self._session.post(
+                url, data=body, headers=JSON, stream=True, timeout=(self.connect_timeout_s, self.timeout_s)
+            )
         except requests.exceptions.ConnectTimeout as exc:
             raise ModelUnavailable(
                 f"{self.label} did not accept a connection within {self.connect_timeout_s:g} s; it may be "
@@ -309,8 +314,8 @@ def wire_message(message: Message) -> dict[str, Any]:
     for image in message.images:
         if image.data is None:
             raise ModelError("An image of this conversation could not be read; attach it again.")
-        url = f"data:{image.mime_type};base64,{base64.b64encode(image.data).decode('ascii')}"
-        parts.append({"type": "image_url", "image_url": {"url": url}})
+        # Encoded while the request is sent (JsonBody), never held whole: see chatapp.json_body.
+        parts.append({"type": "image_url", "image_url": {"url": DataUrl(image.mime_type, image.data)}})
     return {"role": message.role, "content": parts}
 
 

@@ -13,8 +13,8 @@ from chatapp.chat import ChatService, ChatSession
 from chatapp.history.base import StoreError, Usage
 from chatapp.history.pending import RetryingStore
 from chatapp.history.sqlite import SqliteStore
-from chatapp.models.base import GenerationParams
-from chatapp.usage import DailyUsage, next_reset
+from chatapp.models.base import GenerationParams, ModelError
+from chatapp.usage import DailyUsage, OverLimit, next_reset
 
 # Today (turns are stamped with the real time), at a fixed hour so the reset time in messages is known.
 NOW = datetime.now(UTC).replace(hour=21, minute=47, second=10, microsecond=0)
@@ -112,6 +112,15 @@ def test_the_count_survives_a_restart(history, tmp_path):
     assert reads == ["alice"]  # read once, then cached
 
 
+def admitted(usage: DailyUsage, owner: str = "alice", tokens: int = 1) -> bool:
+    """Whether a request of `tokens` is let through now (its reservation is released at once)."""
+    try:
+        usage.reserve(owner, tokens).release()
+    except OverLimit:
+        return False
+    return True
+
+
 def test_the_cache_is_read_again_after_refresh_s_to_see_other_replicas():
     stored = {"alice": 10}
     clock = [0.0]
@@ -119,9 +128,31 @@ def test_the_cache_is_read_again_after_refresh_s_to_see_other_replicas():
     assert usage.used("alice") == 10
     stored["alice"] = 150  # another replica served a long conversation
     clock[0] = 299
-    assert usage.refusal("alice") is None
+    assert admitted(usage)
     clock[0] = 301
-    assert usage.refusal("alice") is not None
+    assert not admitted(usage)
+
+
+def test_at_the_limit_exactly_is_refused_and_one_below_is_not():
+    stored = {"alice": 100}
+    usage = DailyUsage(lambda owner, day: stored[owner], 100, now=lambda: NOW)
+    with pytest.raises(OverLimit, match=r"You have used your 100 tokens for today \(100 used\)"):
+        usage.reserve("alice", 1)
+    stored["alice"] = 99
+    assert admitted(DailyUsage(lambda owner, day: stored[owner], 100, now=lambda: NOW))
+
+
+def test_yesterdays_cached_count_is_not_used_after_utc_midnight():
+    before = datetime(2026, 12, 6, 23, 59, 30, tzinfo=UTC)
+    stored = {before.date(): 500}  # the person used it all up yesterday; today starts at 0
+    now = [before]
+    usage = DailyUsage(lambda owner, day: stored.get(day, 0), 100, now=lambda: now[0], clock=lambda: 0.0)
+    assert not admitted(usage) and usage.used("alice") == 500
+    now[0] = datetime(2026, 12, 7, 0, 0, 30, tzinfo=UTC)  # one minute later, well within refresh_s
+    assert usage.used("alice") == 0
+    assert admitted(usage)
+    usage.add("alice", 40, before.date())  # a reply of yesterday settled late adds nothing to today
+    assert usage.used("alice") == 0
 
 
 def test_an_unreadable_store_refuses_nobody():
@@ -129,7 +160,7 @@ def test_an_unreadable_store_refuses_nobody():
         raise StoreError("down")
 
     usage = DailyUsage(read, 10, now=lambda: NOW)
-    assert usage.refusal("alice") is None
+    assert admitted(usage)
     assert usage.summary("alice") == "Tokens today: unknown (the history store did not answer)"
 
 
@@ -153,6 +184,67 @@ def test_turns_waiting_in_the_retry_queue_count_too(tmp_path):
         assert last.saved is False
         assert history.tokens_used("alice", datetime.now(UTC).date()) == 43
         # A fresh read of the count (nothing cached) includes them too.
-        assert DailyUsage(history.tokens_used, 40).refusal("alice") is not None
+        assert not admitted(DailyUsage(history.tokens_used, 40))
     finally:
         history.close(timeout=0.1)
+
+
+class FailingModel(CountingModel):
+    """Fails before any text, as an unreachable model does."""
+
+    def stream(self, messages, params, stats) -> Iterator[str]:
+        self.calls += 1
+        raise ModelError("the model is down")
+        yield ""  # a generator, like the real ones
+
+
+def test_parallel_requests_stop_at_the_limit_each_reserving_its_worst_case(history):
+    # Each request may cost its prompt's estimate + max tokens (2 + 1024); the limit admits requests while
+    # the count plus what is reserved is below it, so two start and the third is refused while they run.
+    model = CountingModel()
+    service = service_with(history, model, limit=2000)
+    params = GenerationParams(max_tokens=1024)
+    running = [service.reply(ChatSession(owner="alice"), "hello", "counting", params) for _ in range(3)]
+    first, second, third = (next(r) for r in running)
+    assert first.notice is None and second.notice is None
+    assert third.done and third.text == "" and model.calls == 2
+    assert third.notice == (
+        "Your messages still being answered may use the rest of your 2,000 tokens for today (0 used so far): "
+        "send this one when they have finished. Nothing was sent to the model."
+    )
+    for r in running[:2]:
+        list(r)
+    # Settled with their real usage (43 each): the reservations are gone, the next request goes through.
+    assert service.usage.used("alice") == 86 == history.tokens_used("alice", NOW.date())
+    assert turn(service, ChatSession(owner="alice"))[-1].notice is None
+
+
+def test_a_failed_or_stopped_request_gives_its_reservation_back(history):
+    usage = DailyUsage(history.tokens_used, 1060, now=lambda: NOW)
+    failing = FailingModel()
+    service = ChatService({"counting": failing}, history, 24_000, usage=usage)
+    (failed,) = turn(service, ChatSession(owner="alice"))
+    assert "down" in (failed.notice or "")
+    counting = CountingModel()
+    service = ChatService({"counting": counting}, history, 24_000, usage=usage)
+    stopped = service.reply(ChatSession(owner="alice"), "hello", "counting", GenerationParams())
+    next(stopped)
+    stopped.close()  # Stop: the partial reply is stored with its (estimated) usage
+    assert usage.used("alice") > 0
+    # Each reserved 1026 (2 + 1024 max tokens): 43 used + either one still held would be at the limit.
+    assert turn(service, ChatSession(owner="alice"))[-1].notice is None
+
+
+def test_a_thinking_models_reservation_covers_its_thinking_room():
+    # Gemini 3 asks for Max tokens plus room for its thinking level, and thinking is billed as output: a
+    # reservation of Max tokens alone would let parallel thinking requests overshoot the limit by ~9x.
+    from chatapp.chat import worst_case
+    from chatapp.conversation import Message
+    from chatapp.models.gemini import THINKING_ROOM, gemini_options
+
+    prompt = [Message("user", "x" * 400)]
+    options = gemini_options("gemini-3.8-flash")
+    plain = worst_case(prompt, GenerationParams(max_tokens=1024))
+    assert worst_case(prompt, GenerationParams(max_tokens=1024), options) == plain + THINKING_ROOM["medium"]
+    high = GenerationParams(max_tokens=1024, thinking="high")
+    assert worst_case(prompt, high, options) == plain + THINKING_ROOM["high"]

@@ -69,6 +69,22 @@ def test_search_finds_titles_and_messages_by_word_start_ignoring_case_and_accent
     assert found(store, "alice", "   ") == []
 
 
+@pytest.mark.parametrize("query", ["_w_", "__w", "w_", "(w)"])
+def test_a_short_word_is_judged_by_what_the_index_matches_not_by_what_was_typed(store, query):
+    # `_w_` is three characters but the one-letter word `w` to the index: a whole word, never the prefix
+    # `w*` that would match nearly every message (and cost seconds over a large history).
+    store.save_turn(make_turn(0, "s-1", user="wonderful weather", assistant="we walked"))
+    store.save_turn(make_turn(0, "s-2", user="plan", assistant="take route w north", at=T0 + timedelta(hours=1)))
+    assert found(store, "alice", query) == [("s-2", "take route w north")]
+
+
+def test_words_joined_by_underscores_are_separate_words(store):
+    store.save_turn(make_turn(0, "s-1", user="snake", assistant="call read_config first"))
+    store.save_turn(make_turn(0, "s-2", user="re", assistant="read x config", at=T0 + timedelta(hours=1)))
+    assert {sid for sid, _ in found(store, "alice", "read_config")} == {"s-1", "s-2"}
+    assert found(store, "alice", "x_c") == []  # two one-letter words: `c` is not a prefix of "config" here
+
+
 def test_search_follows_retries_undo_and_delete(store):
     store.save_turn(make_turn(0, user="hello", assistant="the old answer mentions zebras"))
     store.save_turn(make_turn(0, user="hello", assistant="the new answer mentions giraffes"))  # retry

@@ -1,0 +1,107 @@
+"""Stop at any moment (issues 15 row 10 and 16): right after Enter, before the first token, mid-stream, as the
+reply ends, twice in a row, while two busy-loop processes keep both cores loaded. Every time the page must end
+idle, never show "Error", keep the conversation in view, and show what is stored (a reload shows the same).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.chat_page import ChatPage
+
+LOADED_MS = 30_000  # what a page may take to update while both cores are busy
+BUSY_S = 600  # each busy loop ends by itself even if the test process dies
+# Send, then Stop in the same moment: nothing of the page runs between the two clicks.
+SEND_THEN_STOP = "() => { document.querySelector('#send').click(); document.querySelector('#stop').click(); }"
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[None]:
+    """Both cores busy, as on a replica serving others: two bounded busy loops, stopped by their pids."""
+    code = f"import time\nend = time.monotonic() + {BUSY_S}\nwhile time.monotonic() < end:\n    pass\n"
+    loops = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def retype(ui: ChatPage, text: str) -> None:
+    """Replace what the message box holds, key by key as a person does."""
+    ui.textbox.click()
+    ui.textbox.press("Control+a")
+    ui.textbox.press("Backspace")
+    ui.textbox.press_sequentially(text)
+
+
+def settled(ui: ChatPage, question: str) -> list[str]:
+    """After a Stop: the page idle, no "Error" anywhere, the question still in view; returns the bot messages."""
+    ui.wait_idle(timeout_ms=60_000)
+    expect(ui.page.get_by_text("Error", exact=True)).to_have_count(0)
+    expect(ui.user_messages.filter(has_text=question)).to_have_count(1)
+    return [m.inner_text() for m in ui.bot_messages.all()]
+
+
+def test_a_stop_right_after_enter_always_stops(ui: ChatPage, fake_model, cpu_load):
+    fake_model.tokens_per_s, fake_model.reply = 10, 200  # 20 s if nothing stopped it
+    for n in range(3):
+        question = f"Story number {n}"
+        asked = len(fake_model.chat_requests())
+        retype(ui, question)  # over the previous stopped message, which is back in the box
+        ui.page.evaluate(SEND_THEN_STOP)
+        # Stopped before it was sent: back in the box, nothing asked of the model, nothing stored.
+        expect(ui.last_bot).to_contain_text("Stopped before the reply began", timeout=LOADED_MS)
+        expect(ui.textbox).to_have_value(question, timeout=LOADED_MS)
+        ui.wait_idle(timeout_ms=60_000)
+        expect(ui.page.get_by_text("Error", exact=True)).to_have_count(0)
+        assert len(fake_model.chat_requests()) == asked, "a stopped message reached the model"
+    # Nothing was glued onto the next message, which is answered on its own.
+    fake_model.tokens_per_s, fake_model.reply = 100, None
+    retype(ui, "And now?")
+    ui.page.locator("#send").click()
+    expect(ui.last_bot).to_have_text("You said: And now?", timeout=LOADED_MS)
+    expect(ui.user_messages).to_have_text(["And now?"])  # the stopped messages are neither shown nor glued
+    ui.wait_idle()
+    assert fake_model.chat_requests()[-1]["messages"][-1]["content"] == "And now?"
+
+
+@pytest.mark.parametrize("moment", ["before the first token", "mid-stream", "as the reply ends", "twice"])
+def test_stop_at_any_moment_leaves_the_page_idle_with_the_stored_partial_reply(
+    ui: ChatPage, fake_model, cpu_load, moment: str
+):
+    for n in range(2):
+        ui.new_chat()
+        question = f"Tell me a story ({moment}, {n})"
+        fake_model.mode, fake_model.first_token_delay_s = "normal", 3.0
+        if moment == "before the first token":
+            fake_model.mode, fake_model.tokens_per_s, fake_model.reply = "slow_start", 10, 200
+            ui.send(question)
+            expect(ui.user_messages.filter(has_text=question)).to_have_count(1, timeout=LOADED_MS)
+            ui.stop()
+        elif moment == "as the reply ends":
+            fake_model.tokens_per_s, fake_model.reply = 20, 10  # half a second
+            ui.send(question)
+            ui.wait_for_growth("", timeout_ms=30_000)
+            ui.page.wait_for_timeout(400)  # about when the last tokens arrive and the turn is saved
+            ui.stop()
+        else:
+            fake_model.tokens_per_s, fake_model.reply = 10, 200
+            ui.send(question)
+            ui.wait_for_growth(ui.wait_for_growth("", timeout_ms=30_000), timeout_ms=30_000)
+            ui.stop()
+            if moment == "twice":
+                ui.stop()
+        shown = settled(ui, question)
+        assert shown and shown[-1].strip(), f"no reply shown after a stop {moment}"
+        assert "tok200" not in shown[-1]
+
+        ui.reload()  # what is stored is what was shown
+        expect(ui.user_messages).to_have_text([question], timeout=LOADED_MS)
+        expect(ui.bot_messages).to_have_text([s.strip() for s in shown], use_inner_text=True, timeout=LOADED_MS)
