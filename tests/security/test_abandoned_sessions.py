@@ -94,7 +94,7 @@ def test_a_tab_that_comes_back_after_its_state_expired_goes_on_in_its_conversati
     def send(text: str, number: int) -> None:
         data = [{"text": text, "files": []}, None, {"session_id": conversation}, number]
         assert join(http, url, events["accept"], data, tab).kind == "complete"
-        assert join(http, url, events["respond"], [None, LABEL, 0.7, 0.95, 64, ""], tab).kind == "complete"
+        assert join(http, url, events["respond"], [None, LABEL, 0.7, 0.95, 64, "", None], tab).kind == "complete"
 
     send("first question", 1)
     wait_until(lambda: tabs_held(gradio_app) == 0, 30, "the tab's state to expire")

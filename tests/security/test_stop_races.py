@@ -51,7 +51,9 @@ class Tab:
         return join(self.http, self.url, self.events["accept"], data, self.session_hash)
 
     def respond(self) -> Result:
-        return join(self.http, self.url, self.events["respond"], [None, *CONTROLS], self.session_hash, timeout=60)
+        return join(
+            self.http, self.url, self.events["respond"], [None, *CONTROLS, None], self.session_hash, timeout=60
+        )  # None: the thinking control
 
     def stop(self, number: int | None = None) -> requests.Response:
         sequence = self.sent if number is None else number
