@@ -126,6 +126,9 @@ class FakeOpenAIServer(FakeServer):
         self.completed = 0  # streams sent to the end
         # False: answer image parts with a 400 as vLLM does when serving a text-only model.
         self.vision = True
+        # The usage chunk's completion_tokens; None: one per streamed token. Real tokenizers rarely split a reply
+        # where its deltas fall, so a test can make the server's count differ from the number of chunks.
+        self.completion_tokens: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -314,7 +317,8 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 self._send(event({"content": token}))
             self._send(event({}, finish))
             if (body.get("stream_options") or {}).get("include_usage"):
-                usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": len(tokens)}
+                completion = len(tokens) if server.completion_tokens is None else server.completion_tokens
+                usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": completion}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 self._send(
                     {

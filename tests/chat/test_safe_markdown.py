@@ -4,6 +4,7 @@
 import re
 
 import pytest
+from markdown_it import MarkdownIt
 
 from chatapp.safe_markdown import safe_markdown
 
@@ -39,3 +40,22 @@ def test_code_and_markdown_are_kept():
     text = "Use `a < b` here.\n\n```cpp\nvector<int> v;\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n[docs](https://x.y)"
     assert safe_markdown(text) == text
     assert safe_markdown("a < b") == "a &lt; b"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # CommonMark: a span opened by N backticks closes only on a run of exactly N. A longer or shorter run
+        # leaves the opener as a literal backtick and the tag after it as live HTML, so the tag is escaped.
+        ("`<form action=x>`` no span", "`&lt;form action=x>`` no span"),
+        ("``<form action=x>` no span", "``&lt;form action=x>` no span"),
+        ("``a`<b>`` one span", "``a`<b>`` one span"),
+        ("`a``<b>` one span", "`a``<b>` one span"),
+        ("`a` <b> `c`", "`a` &lt;b> `c`"),
+    ],
+)
+def test_an_inline_code_span_closes_only_on_a_run_of_the_same_width(text: str, expected: str):
+    assert safe_markdown(text) == expected
+    # The browser's reading agrees: every "<" left as written is inside a code span.
+    html = MarkdownIt("commonmark").render(safe_markdown(text))
+    assert "<form" not in html and "<b>" not in html

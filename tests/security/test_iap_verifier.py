@@ -1,9 +1,11 @@
 """IAP assertions: real ES256 signatures, keys fetched over HTTP from a local key server, every refusal named."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from chatapp import iap
 from chatapp.iap import AssertionRefused, IapVerifier
 from tests.security.iap_keys import AUDIENCE, PREFIX, KeyServer, SigningKey
 
@@ -38,6 +40,14 @@ def test_a_prefix_audience_accepts_any_backend_service_of_the_project(keys):
     for audience in (f"{PREFIX}", f"{PREFIX}12/extra", "/projects/999/global/backendServices/1", f"{PREFIX}1x"):
         with pytest.raises(AssertionRefused, match="another audience"):
             verifier.verify(KEY.assertion(audience=audience))
+
+
+def test_an_exact_audience_matches_only_itself(verifier):
+    # A longer number, a path under it, or the audience inside another string are other backend services.
+    for audience in (f"{AUDIENCE}7", f"{AUDIENCE}/x", f"/x{AUDIENCE}", AUDIENCE[:-1], AUDIENCE.upper()):
+        with pytest.raises(AssertionRefused, match="another audience"):
+            verifier.verify(KEY.assertion(audience=audience))
+    assert verifier.verify(KEY.assertion(audience=AUDIENCE)).owner == "user:ada@example.com"
 
 
 @pytest.mark.parametrize(
@@ -102,3 +112,20 @@ def test_keys_are_cached_and_unknown_key_ids_do_not_hammer_the_key_server(keys, 
 def test_unreachable_key_server_refuses_rather_than_accepting():
     with pytest.raises(AssertionRefused, match="could not be fetched"):
         IapVerifier(AUDIENCE, "http://127.0.0.1:9/jwk", timeout_s=1).verify(KEY.assertion())
+
+
+def test_keys_are_refetched_after_their_lifetime_so_a_revoked_key_stops_working(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(iap, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    with KeyServer(KEY) as server:
+        verifier = IapVerifier(AUDIENCE, server.jwk_url)
+        assert verifier.verify(KEY.assertion()).email == "ada@example.com"
+        server.keys = [OTHER]  # IAP rotated: KEY is no longer published
+        now[0] += iap.KEYS_TTL_S - 1
+        assert verifier.verify(KEY.assertion()).email == "ada@example.com"  # cached, not refetched yet
+        assert server.fetches == 1
+        now[0] += 2  # past the keys' lifetime: fetched again, and the revoked key is refused
+        with pytest.raises(AssertionRefused, match="unknown key"):
+            verifier.verify(KEY.assertion())
+        assert server.fetches == 2
+        assert verifier.verify(OTHER.assertion()).email == "ada@example.com"
