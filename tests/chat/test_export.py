@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from markdown_it import MarkdownIt
 
-from chatapp.export import filename, to_json, to_markdown
+from chatapp.export import Export, filename, to_json, to_markdown
 from chatapp.history.base import StoredMessage, Unanswered
 
 AT = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
@@ -55,12 +55,19 @@ def test_the_failed_message_and_its_error_are_shown_inert():
     assert to_markdown("", [], None, AT).startswith("# Untitled conversation\n\n*Exported 2026-12-06 09:30 UTC.*")
 
 
+def test_a_reply_without_a_model_name_is_the_assistants():
+    text = to_markdown("t", [message(0, "q"), message(1, "a", "assistant")], None, AT)
+    assert "\n\n## Assistant · 2026-12-06 09:30 UTC\n\na\n" in text
+
+
 def test_json_keeps_every_text_as_written():
     failed = Unanswered("why <b>?", "down", 1, AT)
-    document = json.loads(to_json("c-1", "<i>t</i>", [message(0, "```\nq")], failed, AT))
+    text = to_json("c-1", "<i>t</i> Ünïcode", [message(0, "```\nq")], failed, AT)
+    assert text.startswith('{\n  "id": "c-1",\n  "title": "<i>t</i> Ünïcode",\n') and text.endswith("}\n")
+    document = json.loads(text)
     assert document == {
         "id": "c-1",
-        "title": "<i>t</i>",
+        "title": "<i>t</i> Ünïcode",
         "exported_at": AT.isoformat(),
         "messages": [{"role": "user", "content": "```\nq", "model": None, "created_at": AT.isoformat()}],
         "unanswered": {"content": "why <b>?", "error": "down", "created_at": AT.isoformat()},
@@ -74,7 +81,17 @@ def test_json_keeps_every_text_as_written():
         ("", "conversation-abcdef12.md"),
         ("---", "conversation-abcdef12.md"),
         ("x" * 59 + " y", "x" * 59 + "-abcdef12.md"),
+        (" " + "x" * 70, "x" * 60 + "-abcdef12.md"),  # the cut comes after the leading "-" is gone
+        ("Xylophone notes X", "xylophone-notes-x-abcdef12.md"),
     ],
 )
 def test_file_names_are_portable(title: str, expected: str):
     assert filename("abcdef1234567890", title, "md") == expected
+
+
+def test_the_api_shape_of_an_export():
+    assert Export("a.md", "text/markdown", "# t\n").as_dict() == {
+        "filename": "a.md",
+        "mime_type": "text/markdown",
+        "content": "# t\n",
+    }
