@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+import time
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_history_survives_reopening_the_file(db):
 def test_64_threads_writing_and_reading_at_once(db):
     store = SqliteStore(db)
     errors: list[BaseException] = []
-    barrier = threading.Barrier(64)
+    barrier = threading.Barrier(64, timeout=30)
 
     def chat(n: int):
         try:
@@ -58,11 +59,13 @@ def test_64_threads_writing_and_reading_at_once(db):
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=chat, args=(n,)) for n in range(64)]
+    threads = [threading.Thread(target=chat, args=(n,), daemon=True) for n in range(64)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 60  # a lock never released must fail here, not hang until pytest's timeout
     for t in threads:
-        t.join()
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "writers still running after 60 s: a lock was never released"
 
     assert errors == []
     assert sum(len(store.list_sessions(f"user-{u}", limit=100)) for u in range(8)) == 64
