@@ -59,7 +59,12 @@ MODULES = (
     ),
     Module(
         "chatapp/conversations.py",
-        ("tests/chat/test_conversations.py", "tests/chat/test_manage.py", "tests/chat/test_conversation_images.py"),
+        (
+            "tests/chat/test_conversations.py",
+            "tests/chat/test_conversations_edges.py",
+            "tests/chat/test_manage.py",
+            "tests/chat/test_conversation_images.py",
+        ),
     ),
     Module("chatapp/history/sqlite.py", (*HISTORY, "tests/history/test_sqlite.py", "-k", "not firestore")),
     Module(
