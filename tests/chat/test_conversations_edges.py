@@ -3,6 +3,7 @@ the store fails, what discard and attach leave behind, and the shapes the API re
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,13 +11,14 @@ import pytest
 
 from chatapp.chat import ChatService, ChatSession
 from chatapp.conversation import ImageRef, Message
-from chatapp.conversations import Conversations, Found, NotFound, Summary, Unavailable
+from chatapp.conversations import Ask, Conversations, Found, NotFound, Summary, Unavailable
 from chatapp.history.base import StoreError
 from chatapp.history.sqlite import SqliteStore
 from chatapp.images import check_image
 from chatapp.inputs import InputError
 from chatapp.media.base import MediaError, MediaNotFound
 from chatapp.media.local import LocalMediaStore
+from chatapp.models.base import GenerationParams
 from tests.chat.test_chat_service import ScriptedModel
 from tests.media.images import GIF, PNG
 
@@ -210,3 +212,101 @@ def test_the_api_shapes_of_a_list_entry_and_a_search_hit():
     summary = Summary("c" * 32, "Trip", at, 3)
     assert summary.as_dict() == {"id": "c" * 32, "title": "Trip", "updated_at": at.isoformat(), "turns": 3}
     assert Found(summary, "a line").as_dict() == summary.as_dict() | {"excerpt": "a line"}
+
+
+class ParamsModel(ScriptedModel):
+    """ScriptedModel that also records the generation parameters and system prompt each reply was asked with."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.params: list[GenerationParams] = []
+
+    def stream(self, messages, params, stats):
+        self.params.append(params)
+        return super().stream(messages, params, stats)
+
+
+def test_what_a_person_sends_reaches_the_model_as_checked(tmp_path):
+    store = SqliteStore(tmp_path / "h.sqlite3")
+    model = ParamsModel("M")
+    conversations = Conversations(ChatService({"M": model}, Saver(store), context_chars=10_000), store)
+    ask = conversations.check("  hi  ", "M", 0.3, 0.5, 77, "  be brief  ")
+    assert ask == Ask(ask.text, "M", GenerationParams(0.3, 0.5, 77), ask.system_prompt)
+    assert ask.system_prompt == "be brief"
+    session = conversations.start(ADA)
+    list(conversations.reply(ADA, session, ask))
+    assert model.params == [GenerationParams(0.3, 0.5, 77)]
+    assert model.prompts[-1][0] == Message("system", "be brief")
+    store.close()
+
+
+def test_retry_takes_back_the_last_turn_in_memory_only(parts):
+    conversations, _, _ = parts
+    session = conversations.start(ADA)
+    assert conversations.retry(ADA, session) is None
+    talk(conversations, session, "one")
+    talk(conversations, session, "two")
+    with pytest.raises(NotFound):
+        conversations.retry("user:bob", session)
+    assert conversations.retry(ADA, session) == "two"
+    assert [m.content for m in session.messages] == ["one", "Hello!"]
+    assert conversations.resume(ADA, session.session_id).turns == 2  # the store keeps it until the new reply
+
+
+def test_reopen_gives_the_caller_a_new_conversation_when_the_old_is_gone(parts):
+    conversations, _, _ = parts
+    for remembered in (None, "not-an-id", "f" * 32):
+        reopened = conversations.reopen(ADA, remembered)
+        assert reopened.owner == ADA and reopened.turns == 0
+
+
+def test_the_list_is_cut_at_its_limit_and_carries_each_entrys_time(tmp_path):
+    store = SqliteStore(tmp_path / "h.sqlite3")
+    conversations = Conversations(ChatService({"M": ScriptedModel("M")}, Saver(store), context_chars=100), store, 2)
+    for text in ("a", "b", "c"):
+        talk(conversations, conversations.start(ADA), text)
+    listed = conversations.list(ADA)
+    assert [c.title for c in listed] == ["c", "b"]
+    assert all(isinstance(c.updated_at, datetime) for c in listed)
+    store.close()
+
+
+def test_store_and_media_failures_are_logged_for_the_operator(parts, caplog):
+    conversations, store, media = parts
+    session = conversations.start(ADA)
+    refs = conversations.attach(ADA, session, [check_image(PNG)])
+    ask = conversations.check("look", "M", 0.7, 0.95, 64, "", refs)
+    list(conversations.reply(ADA, session, ask))
+    with pytest.raises(NotFound):
+        conversations.undo("user:bob", session)
+    assert "refused: a request used a conversation that is not the caller's" in caplog.text
+    media.down = True
+    assert conversations.undo(ADA, session) == "look"
+    assert "images left in the media store: the bucket is unreachable" in caplog.text
+    store.down = True
+    conversations.remember_unanswered(ADA, session, "why?", "down")
+    assert f"a failed message was not kept for later: {DOWN}" in caplog.text
+    conversations.unanswered(ADA, session)
+    assert f"could not read a failed message back: {DOWN}" in caplog.text
+
+
+def test_forget_images_touches_only_the_callers_own(parts):
+    conversations, _, media = parts
+    session = conversations.start(ADA)
+    refs = conversations.attach(ADA, session, [check_image(PNG)])
+    conversations.forget_images("user:bob", session, refs)
+    conversations.forget_images(ADA, session, None)
+    conversations.forget_images(ADA, session, ())
+    assert media.get(ADA, session.session_id, refs[0].id) == PNG
+    conversations.forget_images(ADA, session, refs)
+    with pytest.raises(MediaNotFound):
+        media.get(ADA, session.session_id, refs[0].id)
+
+
+def test_a_json_export_is_json_stamped_in_utc(parts):
+    conversations, _, _ = parts
+    session = conversations.start(ADA)
+    talk(conversations, session, "hello")
+    exported = conversations.export(ADA, session.session_id, "json")
+    assert exported.mime_type == "application/json"
+    assert json.loads(exported.text)["exported_at"].endswith("+00:00")
