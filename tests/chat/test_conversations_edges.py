@@ -19,6 +19,7 @@ from chatapp.inputs import InputError
 from chatapp.media.base import MediaError, MediaNotFound
 from chatapp.media.local import LocalMediaStore
 from chatapp.models.base import GenerationParams
+from chatapp.usage import DailyUsage
 from tests.chat.test_chat_service import ScriptedModel
 from tests.media.images import GIF, PNG
 
@@ -310,3 +311,30 @@ def test_a_json_export_is_json_stamped_in_utc(parts):
     exported = conversations.export(ADA, session.session_id, "json")
     assert exported.mime_type == "application/json"
     assert json.loads(exported.text)["exported_at"].endswith("+00:00")
+
+
+def test_usage_for_the_page_and_the_api_comes_from_the_daily_count(tmp_path):
+    now = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+    usage = DailyUsage(lambda owner, day: {ADA: 1234}.get(owner, 0), 5000, now=lambda: now)
+    store = SqliteStore(tmp_path / "h.sqlite3")
+    service = ChatService({"M": ScriptedModel("M")}, Saver(store), context_chars=100, usage=usage)
+    conversations = Conversations(service, store)
+    assert conversations.usage_line(ADA) == usage.summary(ADA) != ""
+    assert conversations.usage_report(ADA) == usage.report(ADA)
+    assert conversations.usage_report(ADA)["tokens_today"] == 1234
+    store.close()
+
+
+def test_an_image_is_read_back_for_its_owner_only(parts):
+    conversations, _, _ = parts
+    session = conversations.start(ADA)
+    (ref,) = conversations.attach(ADA, session, [check_image(PNG)])
+    assert conversations.image(ADA, session.session_id, ref.id) == PNG
+    with pytest.raises(MediaNotFound):
+        conversations.image("user:bob", session.session_id, ref.id)
+
+
+def test_check_message_applies_the_message_rule():
+    assert Conversations.check_message("  hi  ") == "  hi  "  # sent as typed
+    with pytest.raises(InputError, match="^The message is empty"):
+        Conversations.check_message("   ")
