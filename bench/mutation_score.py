@@ -73,15 +73,26 @@ MODULES = (
         forkserver=True,
     ),
     Module("chatapp/usage.py", ("tests/chat/test_usage.py", "tests/chat/test_settings_usage.py")),
+    Module("chatapp/images.py", ("tests/media", "tests/chat/test_conversation_images.py", "-m", FAST)),
+    # As of 2026-12-06 the tests of these three reach them only through a chat subprocess, where mutmut's
+    # trampolines neither record coverage nor switch mutants: mutmut reports them "no tests" until in-process
+    # tests (the ASGI app driven directly) exist.
     Module("chatapp/identity.py", ("tests/security", "tests/chat", "-m", "not integration and not browser")),
-    Module("chatapp/images.py", ("tests/media", "tests/chat/test_conversation_images.py", "-m", "not integration")),
-    Module("chatapp/uploads.py", ("tests/media", "tests/chat", "-m", "not integration")),
+    Module("chatapp/uploads.py", ("tests/media", "tests/chat", "-m", FAST)),
     Module("chatapp/web.py", ("tests/security", "tests/app", "-m", "not browser")),
 )
 
 # Mutants no test can tell from the original, by name (`mutmut show NAME` in the module's scratch copy), each
 # with why. They are left out of the score; the README lists them too.
-EQUIVALENT: dict[str, str] = {}
+PADDING = "urlsafe_b64decode ignores padding beyond what is needed; only too little fails, and this adds enough"
+EQUIVALENT: dict[str, str] = {
+    "chatapp.iap.x__b64url__mutmut_6": PADDING,
+    "chatapp.iap.x__b64url__mutmut_7": PADDING,
+    "chatapp.iap.x__jwk_to_pem__mutmut_28": 'int.from_bytes without byteorder is "big" (Python 3.11+)',
+    "chatapp.iap.x__jwk_to_pem__mutmut_38": 'int.from_bytes without byteorder is "big" (Python 3.11+)',
+    "chatapp.iap.xǁIapVerifierǁ__init____mutmut_5": "_keys = None is never read: the first call always fetches",
+    "chatapp.iap.xǁIapVerifierǁ__init____mutmut_9": 'float("-INF") is float("-inf")',
+}
 
 
 def scratch_copy(module: Module) -> Path:
