@@ -336,5 +336,5 @@ def test_an_image_is_read_back_for_its_owner_only(parts):
 
 def test_check_message_applies_the_message_rule():
     assert Conversations.check_message("  hi  ") == "  hi  "  # sent as typed
-    with pytest.raises(InputError, match="^The message is empty"):
+    with pytest.raises(InputError, match=r"^The message is empty"):
         Conversations.check_message("   ")

@@ -80,6 +80,7 @@ def test_an_inline_code_span_closes_only_on_a_run_of_the_same_width(text: str, e
         # A backslash escape is literal text: "\<" becomes the entity alone, "\`" opens no code span.
         ("a \\<form> b \\`<i>` c", "a &lt;form> b \\`&lt;i>` c"),
         ("\\![x](u) \\* <b>", "\\![x](u) \\* &lt;b>"),
+        ("<b> and \\<i>", "&lt;b> and &lt;i>"),
         ("`<b>` <i> `<u>`\n<s> `<p>`", "`<b>` &lt;i> `<u>`\n&lt;s> `<p>`"),
         ("no tags at all, not even ! [", "no tags at all, not even ! ["),
     ],
