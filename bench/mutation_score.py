@@ -97,6 +97,10 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.safe_markdown.x__span_end__mutmut_7": ONE_LINE,
     "chatapp.safe_markdown.x__span_end__mutmut_11": ONE_LINE,
     "chatapp.safe_markdown.x__span_end__mutmut_13": ONE_LINE,
+    "chatapp.safe_markdown.x_safe_markdown__mutmut_8": "parses text without fences too: slower, same output",
+    "chatapp.export.x__closed_fences__mutmut_9": "a fence is a run of one character: fence[1] is fence[0]",
+    "chatapp.export.x__closed_fences__mutmut_11": "a fence is a run of one character: fence[1] is fence[0]",
+    "chatapp.export.x_to_json__mutmut_31": "json.dumps treats ensure_ascii=None as False",
 }
 
 
