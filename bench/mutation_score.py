@@ -13,6 +13,7 @@ runs in its own scratch copy of the working tree (`.cache/mutmut/<module>/`, kep
     python -m bench.mutation_score                 # every module, then a table; exit 1 if one is under the goal
     python -m bench.mutation_score chatapp/iap.py  # one or a few
     python -m bench.mutation_score --list          # modules and their tests
+    python -m bench.mutation_score --report        # the last run's results again (e.g. after listing equivalents)
 
 A mutant that is killed only because a test ran into its timeout counts as surviving: a test must fail on an
 assertion, not a hang. The 47 hand-written cases of `bench.mutations` stay as regression cases
@@ -104,9 +105,13 @@ EQUIVALENT: dict[str, str] = {
 }
 
 
+def workdir(module: Module) -> Path:
+    return WORK / module.path.removesuffix(".py").replace("/", ".")
+
+
 def scratch_copy(module: Module) -> Path:
     """A fresh copy of the working tree as it is (uncommitted changes included), set up for this module."""
-    work = WORK / module.path.removesuffix(".py").replace("/", ".")
+    work = workdir(module)
     shutil.rmtree(work, ignore_errors=True)
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -189,7 +194,7 @@ def tally(module: Module, work: Path, seconds: float, output: str) -> Score:
 
 
 def show(score: Score, module: Module) -> None:
-    work = WORK / module.path.removesuffix(".py").replace("/", ".")
+    work = workdir(module)
     for name in score.survived:
         diff = subprocess.run(
             [sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True, text=True
@@ -207,6 +212,7 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per module (default 600)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--report", action="store_true", help="score the last run again, without running mutmut")
     args = parser.parse_args()
     chosen = [m for m in MODULES if not args.modules or m.path in args.modules]
     unknown = set(args.modules) - {m.path for m in MODULES}
@@ -219,7 +225,7 @@ def main() -> int:
     scores = []
     for module in chosen:
         print(f"== {module.path}: mutmut over {' '.join(module.tests)}", flush=True)
-        score = run(module, args.budget, args.children)
+        score = tally(module, workdir(module), 0.0, "") if args.report else run(module, args.budget, args.children)
         scores.append(score)
         counted = score.total - len(score.equivalent)
         print(f"   {score.killed}/{counted} killed ({score.score:.0%}) in {score.seconds:.0f} s")
