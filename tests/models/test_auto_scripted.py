@@ -171,3 +171,15 @@ def test_build_auto_clones_the_self_hosted_client_and_needs_both_kinds(fake_vert
     assert clone._session.get_adapter(clone.base_url)._pool_maxsize == 7
     assert build_auto(settings, {"P": Scripted("P"), "G": gemini}) is None
     assert build_auto(settings, {"P": primary, "G": Scripted("G")}) is None
+
+
+def test_a_stream_without_close_is_fine():
+    # The protocol asks for an Iterator: a model may hand back a plain one, which has nothing to close.
+    class Plain(Scripted):
+        def stream(self, messages, params, stats):
+            return iter(self.chunks)
+
+    chunks, stats, error = collect(AutoModel("Auto", Plain("P", ["", ""]), Plain("F", ["ok"])), ask("hi"))
+    assert (chunks, error, stats.answered_by) == (["ok"], None, "F")
+    chunks, stats, error = collect(AutoModel("Auto", Plain("P", ["a", "b"]), Plain("F", ["ok"])), ask("hi"))
+    assert (chunks, error, stats.answered_by) == (["a", "b"], None, "P")
