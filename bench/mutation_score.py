@@ -24,8 +24,10 @@ list.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -154,6 +156,7 @@ class Score:
     survived: list[str]  # every other mutant: survived, only timed out, not covered by any selected test
     statuses: dict[str, str]
     seconds: float
+    changes: dict[str, list[str]]  # of every mutant not killed
 
     @property
     def score(self) -> float:
@@ -193,21 +196,45 @@ def tally(module: Module, work: Path, seconds: float, output: str) -> Score:
         status = status_by_exit_code[code]
         statuses[name] = "killed only by a test timeout" if status == "killed" and name in timeouts else status
     killed = [n for n, s in statuses.items() if s in ("killed", "caught by type check")]
-    equivalent = [n for n in statuses if n in EQUIVALENT and n not in killed]
-    survived = sorted(n for n in statuses if n not in killed and n not in equivalent)
-    return Score(module.path, len(codes), len(killed), equivalent, survived, statuses, seconds)
+    changes = diffs(work, module, [n for n in statuses if n not in killed])
+    equivalent = [n for n in changes if n in EQUIVALENT or sql_case_only(changes[n])]
+    survived = sorted(n for n in changes if n not in equivalent)
+    return Score(module.path, len(codes), len(killed), equivalent, survived, statuses, seconds, changes)
 
 
-def show(score: Score, module: Module) -> None:
-    work = workdir(module)
+def diffs(work: Path, module: Module, names: list[str]) -> dict[str, list[str]]:
+    """Each mutant's changed lines ("-" original, "+" mutant), read with mutmut's own code in its directory."""
+    import mutmut.configuration
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    mutmut.configuration.reset_config()  # its configuration is per directory
+    with contextlib.chdir(work):
+        texts = {name: get_diff_for_mutant(name, path=module.path) for name in names}
+    mutmut.configuration.reset_config()
+    return {
+        name: [line for line in text.splitlines() if line[:1] in "-+" and line[:3] not in ("---", "+++")]
+        for name, text in texts.items()
+    }
+
+
+_SQL = re.compile(r"\b(select|insert|update|delete|from|where|values|on conflict|order by|join)\b", re.IGNORECASE)
+
+
+def sql_case_only(lines: list[str]) -> bool:
+    """A mutant that only upper- or lower-cases SQL text: SQLite's keywords and names are case-insensitive."""
+    removed = [line[1:] for line in lines if line.startswith("-")]
+    added = [line[1:] for line in lines if line.startswith("+")]
+    return (
+        bool(removed)
+        and len(removed) == len(added)
+        and all(a != b and a.lower() == b.lower() and _SQL.search(a) for a, b in zip(removed, added, strict=True))
+    )
+
+
+def show(score: Score) -> None:
     for name in score.survived:
-        diff = subprocess.run(
-            [sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True, text=True
-        ).stdout
-        lines = diff.splitlines()
-        body = [line for line in lines if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))]
         print(f"  {score.statuses[name]:>10}  {name}")
-        for line in body:
+        for line in score.changes[name]:
             print(f"              {line.strip()[:150]}")
 
 
@@ -234,7 +261,7 @@ def main() -> int:
         scores.append(score)
         counted = score.total - len(score.equivalent)
         print(f"   {score.killed}/{counted} killed ({score.score:.0%}) in {score.seconds:.0f} s")
-        show(score, module)
+        show(score)
     print(f"\n{'module':32} {'mutants':>8} {'equiv.':>7} {'killed':>7} {'score':>6}")
     for s in scores:
         print(f"{s.module:32} {s.total:>8} {len(s.equivalent):>7} {s.killed:>7} {s.score:>6.0%}")

@@ -10,10 +10,10 @@ import time
 import pytest
 
 from chatapp.history import open_store
-from chatapp.history.base import SessionNotFound, StoreError
+from chatapp.history.base import SessionNotFound, StoreError, Unanswered
 from chatapp.history.sqlite import SqliteStore
 from chatapp.settings import Settings
-from tests.history.conftest import make_turn
+from tests.history.conftest import T0, make_turn
 
 # These tests run code in worker threads: an assert or error there must fail the test, not just warn.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -114,3 +114,29 @@ def test_importing_the_history_package_does_not_import_the_firestore_client():
     code = "import sys, chatapp.history; print('google.cloud.firestore' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_every_failure_names_what_could_not_be_done(db):
+    store = SqliteStore(db)
+    store.save_turn(make_turn(0))
+    with sqlite3.connect(db) as conn:  # the file loses its tables under the store (a bad restore, say)
+        conn.executescript("DROP TABLE messages; DROP TABLE sessions; DROP TABLE daily_usage;")
+    calls = {
+        "saving a turn": lambda: store.save_turn(make_turn(1)),
+        "loading a conversation": lambda: store.load_messages("s-1", "alice"),
+        "reading today's usage": lambda: store.tokens_used("alice", T0.date()),
+        "listing conversations": lambda: store.list_sessions("alice"),
+        "deleting a conversation": lambda: store.delete_session("s-1", "alice"),
+        "undoing a turn": lambda: store.truncate("s-1", "alice", 1),
+        "reading a conversation": lambda: store.describe_session("s-1", "alice"),
+        "renaming a conversation": lambda: store.rename_session("s-1", "alice", "x"),
+        "searching conversations": lambda: store.search_sessions("alice", "question"),
+        "keeping a failed message": lambda: store.save_unanswered("s-1", "alice", Unanswered("q", "e", 1, T0)),
+        "forgetting a failed message": lambda: store.clear_unanswered("s-1", "alice"),
+        "checking the store": store.ping,
+    }
+    for action, call in calls.items():
+        with pytest.raises(StoreError) as failed:
+            call()
+        assert str(failed.value).startswith(f"SQLite history {db}: {action} failed: "), action
+    store.close()
