@@ -109,6 +109,9 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_10": DOWN_REASON,
     "chatapp.models.auto.xǁAutoModelǁ_failed__mutmut_4": "skip_s 0 opens a window [now, now): nothing is skipped",
     "chatapp.models.auto.xǁAutoModelǁstream__mutmut_29": "received = None: `None or bool(text)` is bool(text)",
+    "chatapp.conversations.xǁConversationsǁexport__mutmut_26": "len / 2 is a float equal to len // 2 (even length)",
+    "chatapp.conversations.xǁConversationsǁsearch__mutmut_16": "both stores' default search limit is SEARCH_LIMIT (20)",
+    "chatapp.conversations.xǁConversationsǁundo__mutmut_24": "last is never None there: a turn exists (checked above)",
 }
 
 

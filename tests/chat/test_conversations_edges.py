@@ -4,6 +4,7 @@ the store fails, what discard and attach leave behind, and the shapes the API re
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +60,10 @@ class FailingMedia(LocalMediaStore):
     down = False
     puts_left: int | None = None
 
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.deletes: list[str] = []  # the owner of each delete call
+
     def put(self, *args, **kwargs):
         if self.puts_left == 0:
             raise MediaError("the bucket refused the write")
@@ -67,6 +72,7 @@ class FailingMedia(LocalMediaStore):
         return super().put(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
+        self.deletes.append(args[0])
         if self.down:
             raise MediaError("the bucket is unreachable")
         return super().delete(*args, **kwargs)
@@ -162,7 +168,7 @@ def test_a_media_failure_on_delete_is_logged_not_raised(parts, caplog):
     talk(conversations, session, "hi")
     media.down = True
     conversations.delete(ADA, session.session_id)
-    assert "images of a deleted conversation left in the media store: the bucket is unreachable" in caplog.text
+    assert "images of a deleted conversation left in the media store: the bucket is unreachable" in caplog.messages
     assert conversations.list(ADA) == []
 
 
@@ -280,15 +286,15 @@ def test_store_and_media_failures_are_logged_for_the_operator(parts, caplog):
     list(conversations.reply(ADA, session, ask))
     with pytest.raises(NotFound):
         conversations.undo("user:bob", session)
-    assert "refused: a request used a conversation that is not the caller's" in caplog.text
+    assert "refused: a request used a conversation that is not the caller's" in caplog.messages
     media.down = True
     assert conversations.undo(ADA, session) == "look"
-    assert "images left in the media store: the bucket is unreachable" in caplog.text
+    assert "images left in the media store: the bucket is unreachable" in caplog.messages
     store.down = True
     conversations.remember_unanswered(ADA, session, "why?", "down")
-    assert f"a failed message was not kept for later: {DOWN}" in caplog.text
+    assert f"a failed message was not kept for later: {DOWN}" in caplog.messages
     conversations.unanswered(ADA, session)
-    assert f"could not read a failed message back: {DOWN}" in caplog.text
+    assert f"could not read a failed message back: {DOWN}" in caplog.messages
 
 
 def test_forget_images_touches_only_the_callers_own(parts):
@@ -296,6 +302,7 @@ def test_forget_images_touches_only_the_callers_own(parts):
     session = conversations.start(ADA)
     refs = conversations.attach(ADA, session, [check_image(PNG)])
     conversations.forget_images("user:bob", session, refs)
+    assert media.deletes == []  # not even asked: Bob's name on Ada's conversation is refused before the store
     conversations.forget_images(ADA, session, None)
     conversations.forget_images(ADA, session, ())
     assert media.get(ADA, session.session_id, refs[0].id) == PNG
@@ -338,3 +345,31 @@ def test_check_message_applies_the_message_rule():
     assert Conversations.check_message("  hi  ") == "  hi  "  # sent as typed
     with pytest.raises(InputError, match=r"^The message is empty"):
         Conversations.check_message("   ")
+
+
+def test_an_empty_title_is_refused_with_a_sentence(parts):
+    conversations, _, _ = parts
+    session = conversations.start(ADA)
+    talk(conversations, session, "hello")
+    with pytest.raises(InputError) as refused:
+        conversations.rename(ADA, session.session_id, "  ")
+    assert str(refused.value) == "The title is empty. Type a name for the conversation."
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch):
+    """The process's local time 5 hours from UTC, so a naive local `now()` shows as the wrong moment."""
+    monkeypatch.setenv("TZ", "EST+5")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_failed_message_is_stamped_in_utc(parts, far_from_utc):
+    conversations, _, _ = parts
+    session = conversations.start(ADA)
+    talk(conversations, session, "hello")
+    assert conversations.remember_unanswered(ADA, session, "why?", "down")
+    kept = conversations.unanswered(ADA, session)
+    assert abs((kept.created_at - datetime.now(UTC)).total_seconds()) < 60
