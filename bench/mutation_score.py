@@ -220,7 +220,7 @@ def diffs(work: Path, module: Module, names: list[str]) -> dict[str, list[str]]:
     }
 
 
-_SQL = re.compile(r"\b(select|insert|update|delete|from|where|values|on conflict|order by|join)\b", re.IGNORECASE)
+_SQL = re.compile(r"\b(select|insert|update|delete|from|where|values|on conflict|order by|join|pragma)\b", re.I)
 
 
 def sql_case_only(lines: list[str]) -> bool:

@@ -140,3 +140,17 @@ def test_every_failure_names_what_could_not_be_done(db):
             call()
         assert str(failed.value).startswith(f"SQLite history {db}: {action} failed: "), action
     store.close()
+
+
+def test_an_in_memory_or_closed_store_is_refused_for_good(tmp_path):
+    with pytest.raises(StoreError) as refused:
+        SqliteStore(":memory:")
+    assert str(refused.value) == "SqliteStore needs a file: each thread opens its own connection"
+    assert refused.value.transient is False
+    path = tmp_path / "new" / "folders" / "history.sqlite3"  # missing parent folders are created
+    store = SqliteStore(path)
+    store.save_turn(make_turn(0))
+    store.close()
+    with pytest.raises(StoreError) as closed:
+        store.list_sessions("alice")
+    assert str(closed.value) == f"the history store {path} is closed" and closed.value.transient is False
