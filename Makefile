@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Built once per machine (llama.cpp takes minutes), shared by every clone on it.
 export HYBRID_CHAT_CACHE ?= $(HOME)/.cache/hybrid-chat
 
-.PHONY: dev test lint bench mutations plan scan venv local-model browser crd-check scan-tools clean
+.PHONY: dev test lint bench mutations mutations-listed plan scan venv local-model browser crd-check scan-tools clean
 
 $(VENV)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +59,15 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.local-model
 	$(BIN)/python -m bench
 
-# Plants known bugs one at a time in a scratch copy and checks a test catches each (minutes; not in make test).
+# mutmut over the modules that carry security and data promises, each with its own fast tests (bench/mutation_score.py):
+# a score per module and every surviving mutant. Minutes per module, so not in make test;
+# `make mutations MODULES=chatapp/iap.py` runs one.
+MODULES ?=
 mutations: $(VENV)/.installed
+	$(BIN)/python -m bench.mutation_score $(MODULES)
+
+# The hand-written regression cases (bench/mutations.py): known bugs planted one at a time, each must be caught.
+mutations-listed: $(VENV)/.installed
 	$(BIN)/python -m bench.mutations
 
 plan: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""`make mutations`: plant known bugs one at a time in a scratch copy and check that a test catches each.
+"""`make mutations-listed`: plant known bugs one at a time in a scratch copy and check that a test catches each.
 
 Every entry of MUTATIONS breaks one promise the README makes (a failed save is never silent, stop closes the
 upstream request, the reply says why it ended, one commit per turn, conversations belong to their owner…)

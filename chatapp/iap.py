@@ -81,7 +81,7 @@ class IapVerifier:
         self._keys = parse_keys(response.json())
         self._fetched_at = time.monotonic()
 
-    def _keys_for(self, kid: str | None) -> dict[str, bytes]:
+    def _keys_for(self, kid: str) -> dict[str, bytes]:
         with self._lock:  # one fetch at a time; the others wait for its result
             age = time.monotonic() - self._fetched_at
             if age > KEYS_TTL_S or (kid not in self._keys and age > REFETCH_AFTER_S):
@@ -111,8 +111,8 @@ class IapVerifier:
         if header.get("alg") != "ES256":
             raise AssertionRefused("IAP assertion is not signed with ES256")
         kid = header.get("kid")
-        keys = self._keys_for(kid if isinstance(kid, str) else None)
-        if kid not in keys:
+        # Not a string: refused before any lookup (a list is not even hashable).
+        if not isinstance(kid, str) or kid not in (keys := self._keys_for(kid)):
             raise AssertionRefused("IAP assertion signed with an unknown key")
         try:
             claims = jwt.decode(assertion, certs={kid: keys[kid]}, clock_skew_in_seconds=CLOCK_SKEW_S)
@@ -132,7 +132,7 @@ def _reason(exc: Exception) -> str:
     text = str(exc).lower()
     if "expired" in text:
         return "expired"
-    if "too early" in text or "used too early" in text:
+    if "too early" in text:  # google-auth: "Token used too early"
         return "not valid yet"
     if "signature" in text:
         return "bad signature"

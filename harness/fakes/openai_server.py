@@ -134,6 +134,9 @@ class FakeOpenAIServer(FakeServer):
         self.reasoning: str | None = None
         self.reasoning_field = "reasoning"
         self.strict_model = False
+        # The usage chunk's completion_tokens; None: one per streamed token, thinking included. Real tokenizers
+        # rarely split a reply where its deltas fall, so a test can make the server's count differ from the chunks.
+        self.completion_tokens: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -331,7 +334,9 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 self._send(event({"content": token}))
             self._send(event({}, finish))
             if (body.get("stream_options") or {}).get("include_usage"):
-                usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": len(thoughts) + len(tokens)}
+                counted = len(thoughts) + len(tokens)
+                completion = counted if server.completion_tokens is None else server.completion_tokens
+                usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": completion}
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
                 self._send(
                     {

@@ -113,3 +113,16 @@ def test_a_failed_message_is_kept_until_answered_or_taken_back(conversations: Co
     conversations.forget_unanswered("user:ada", reopened)  # undo takes it back
     assert conversations.unanswered("user:ada", reopened) is None
     assert [c.turns for c in conversations.list("user:ada")] == [1]
+
+
+def test_an_export_leaves_out_a_failed_message_that_a_retry_answered(conversations: Conversations):
+    session = conversations.start("user:ada")
+    talk(conversations, "user:ada", session, "first")
+    conversations.remember_unanswered("user:ada", session, "why?", "The model is down.")
+    assert "*No reply: The model is down.*" in conversations.export("user:ada", session.session_id, "markdown").text
+
+    talk(conversations, "user:ada", session, "why?")  # the retry is answered
+    markdown = conversations.export("user:ada", session.session_id, "markdown").text
+    assert "No reply" not in markdown and "The model is down" not in markdown
+    assert markdown.count("## You") == 2
+    assert json.loads(conversations.export("user:ada", session.session_id, "json").text)["unanswered"] is None

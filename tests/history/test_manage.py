@@ -35,6 +35,17 @@ def test_rename_sets_the_title_with_the_one_title_rule_and_survives_a_retried_fi
     assert store.list_sessions("alice")[0].title == listed.title
 
 
+def test_after_a_rename_search_finds_the_new_title_and_no_longer_the_old(store):
+    store.save_turn(make_turn(0, user="about walruses", assistant="they have tusks"))
+    store.rename_session("s-1", "alice", "Tusked mammals")
+    assert found(store, "alice", "mammals") == [("s-1", "")]
+    store.rename_session("s-1", "alice", "Pinniped notes")
+    assert found(store, "alice", "pinniped") == [("s-1", "")]
+    assert found(store, "alice", "mammals") == []  # the old title: in no title or message any more
+    store.save_turn(make_turn(1, user="and seals?", assistant="flippers"))  # a later turn keeps the new title
+    assert found(store, "alice", "pinniped") == [("s-1", "")] and found(store, "alice", "mammals") == []
+
+
 def test_another_owner_can_neither_rename_nor_describe_nor_search(store):
     store.save_turn(make_turn(0, user="alice's secret kite"))
     with pytest.raises(SessionNotFound):

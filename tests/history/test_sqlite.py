@@ -5,14 +5,15 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+import time
 
 import pytest
 
 from chatapp.history import open_store
-from chatapp.history.base import SessionNotFound, StoreError
+from chatapp.history.base import SessionNotFound, StoreError, Unanswered
 from chatapp.history.sqlite import SqliteStore
 from chatapp.settings import Settings
-from tests.history.conftest import make_turn
+from tests.history.conftest import T0, make_turn
 
 # These tests run code in worker threads: an assert or error there must fail the test, not just warn.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -46,7 +47,7 @@ def test_history_survives_reopening_the_file(db):
 def test_64_threads_writing_and_reading_at_once(db):
     store = SqliteStore(db)
     errors: list[BaseException] = []
-    barrier = threading.Barrier(64)
+    barrier = threading.Barrier(64, timeout=30)
 
     def chat(n: int):
         try:
@@ -58,11 +59,13 @@ def test_64_threads_writing_and_reading_at_once(db):
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=chat, args=(n,)) for n in range(64)]
+    threads = [threading.Thread(target=chat, args=(n,), daemon=True) for n in range(64)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 60  # a lock never released must fail here, not hang until pytest's timeout
     for t in threads:
-        t.join()
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "writers still running after 60 s: a lock was never released"
 
     assert errors == []
     assert sum(len(store.list_sessions(f"user-{u}", limit=100)) for u in range(8)) == 64
@@ -111,3 +114,43 @@ def test_importing_the_history_package_does_not_import_the_firestore_client():
     code = "import sys, chatapp.history; print('google.cloud.firestore' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_every_failure_names_what_could_not_be_done(db):
+    store = SqliteStore(db)
+    store.save_turn(make_turn(0))
+    with sqlite3.connect(db) as conn:  # the file loses its tables under the store (a bad restore, say)
+        conn.executescript("DROP TABLE messages; DROP TABLE sessions; DROP TABLE daily_usage;")
+    calls = {
+        "saving a turn": lambda: store.save_turn(make_turn(1)),
+        "loading a conversation": lambda: store.load_messages("s-1", "alice"),
+        "reading today's usage": lambda: store.tokens_used("alice", T0.date()),
+        "listing conversations": lambda: store.list_sessions("alice"),
+        "deleting a conversation": lambda: store.delete_session("s-1", "alice"),
+        "undoing a turn": lambda: store.truncate("s-1", "alice", 1),
+        "reading a conversation": lambda: store.describe_session("s-1", "alice"),
+        "renaming a conversation": lambda: store.rename_session("s-1", "alice", "x"),
+        "searching conversations": lambda: store.search_sessions("alice", "question"),
+        "keeping a failed message": lambda: store.save_unanswered("s-1", "alice", Unanswered("q", "e", 1, T0)),
+        "forgetting a failed message": lambda: store.clear_unanswered("s-1", "alice"),
+        "checking the store": store.ping,
+    }
+    for action, call in calls.items():
+        with pytest.raises(StoreError) as failed:
+            call()
+        assert str(failed.value).startswith(f"SQLite history {db}: {action} failed: "), action
+    store.close()
+
+
+def test_an_in_memory_or_closed_store_is_refused_for_good(tmp_path):
+    with pytest.raises(StoreError) as refused:
+        SqliteStore(":memory:")
+    assert str(refused.value) == "SqliteStore needs a file: each thread opens its own connection"
+    assert refused.value.transient is False
+    path = tmp_path / "new" / "folders" / "history.sqlite3"  # missing parent folders are created
+    store = SqliteStore(path)
+    store.save_turn(make_turn(0))
+    store.close()
+    with pytest.raises(StoreError) as closed:
+        store.list_sessions("alice")
+    assert str(closed.value) == f"the history store {path} is closed" and closed.value.transient is False

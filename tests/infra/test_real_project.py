@@ -386,6 +386,10 @@ def test_autoscaler_and_disruption_budget(default_plan, scaled_plan):
     assert hpa["metrics"][0]["resource"]["name"] == "cpu"
     scaled = scaled_plan.manifest("HorizontalPodAutoscaler", "chat")["spec"]
     assert (scaled["minReplicas"], scaled["maxReplicas"]) == (3, 4)
+    # Scale-in waits out 10 minutes of lower load (Kubernetes' default is 5): a removed pod ends its streams and
+    # its browsers reconnect, so a brief lull must not cost a pod. Scale-out keeps Kubernetes' immediate default.
+    for spec in (hpa, scaled):
+        assert spec["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 600}}
     pdb = default_plan.manifest("PodDisruptionBudget", "chat")["spec"]
     assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}
 

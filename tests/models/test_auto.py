@@ -95,6 +95,20 @@ def test_after_an_unavailable_self_hosted_model_it_is_skipped_for_a_while(fake_o
     assert len(fake_openai.chat_requests()) == 2
 
 
+def test_a_rejected_request_falls_back_but_does_not_make_auto_skip_the_self_hosted_model(fake_openai, fake_vertex):
+    now = [1000.0]
+    auto = auto_over(fake_openai.base_url, skip_s=15.0, clock=lambda: now[0])
+    fake_openai.queue("bad_request")  # a 400 for this prompt says nothing about the server's health
+    _, stats, error = collect(auto, ask("one"))
+    assert error is None and stats.answered_by == GEMINI
+    assert stats.because.startswith(f"{SELF_HOSTED} rejected the request (HTTP 400)")
+    now[0] += 1  # well inside the skip window an "unavailable" failure would open
+    chunks, stats, error = collect(auto, ask("two"))
+    assert error is None and "".join(chunks) == "You said: two"
+    assert (stats.answered_by, stats.because) == (SELF_HOSTED, None)
+    assert len(fake_openai.chat_requests()) == 2 and len(fake_vertex.generate_requests()) == 1
+
+
 def test_when_both_fail_the_message_names_both(auto, fake_openai, fake_vertex):
     fake_openai.mode, fake_vertex.mode = "loading", "error_500"
     chunks, _, error = collect(auto, ask("hello"))

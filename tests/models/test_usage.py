@@ -21,6 +21,15 @@ def test_vllm_usage_comes_from_the_final_chunk_without_choices(fake_openai):
     assert fake_openai.chat_requests()[-1]["stream_options"] == {"include_usage": True}
 
 
+def test_the_servers_usage_wins_over_counting_chunks(fake_openai):
+    fake_openai.reply = "one two three"
+    fake_openai.completion_tokens = 11  # its tokenizer split the reply finer than the 3 deltas it streamed
+    model = OpenAICompatModel("Fake vLLM", fake_openai.base_url, fake_openai.model)
+    chunks, stats, error = collect(model, ask("count to three"))
+    assert error is None and len(chunks) == 3
+    assert (stats.tokens_in, stats.tokens_out) == (7, 11)
+
+
 def test_gemini_counts_thinking_as_output_and_takes_the_last_usage(fake_vertex):
     fake_vertex.reply = "one two three four five six seven"
     fake_vertex.thoughts_tokens = 25
