@@ -8,7 +8,7 @@ import pytest
 from stack import gemma, kube, names, weights
 from stack.config import minimum_gpus
 from stack.mocks import FAKE_PROJECT_NUMBER
-from stack.presets import DEFAULT_PRESET, PRESETS
+from stack.presets import DEFAULT_PRESET, PRESETS, VLLM_GEMMA4_DIGEST
 from tests.infra.rendering import HF_TOKEN, PROJECT, REGION, config_args, plan, run_render
 
 CHECKSUM = kube.CHECKSUM_ANNOTATION
@@ -170,7 +170,7 @@ def test_a_hugging_face_id_with_explicit_gpus_and_arguments():
         {"gemmaModel": "google/gemma-4-e4b-it", "gemmaGpus": "1", "gemmaVllmArgs": '["--max-model-len=8192"]'}
     )
     (container,) = pod(custom, "Deployment", "gemma")["spec"]["containers"]
-    assert container["image"] == "vllm/vllm-openai:v0.26.0"
+    assert container["image"] == "vllm/vllm-openai:v0.26.0@" + VLLM_GEMMA4_DIGEST  # the default image, pinned
     assert "--served-model-name=google/gemma-4-e4b-it" in container["args"]
     assert "--max-model-len=8192" in container["args"] and "--tensor-parallel-size=1" in container["args"]
     # A preset's model id is that preset (a stack that set the id before presets keeps its arguments).

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
 from chatapp.conversation import PROMPT_IMAGES, ImageRef, Message, build_prompt
 from chatapp.images import MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE, check_image, read_images, sniff
 from chatapp.inputs import InputError
+from chatapp.json_body import JsonBody
 from chatapp.models.gemini import _parts
 from chatapp.models.openai_compat import wire_message
 from tests.media.images import GIF, HTML_AS_PNG, JPEG, PNG, WEBP
@@ -91,7 +93,8 @@ def test_an_image_only_message_is_a_user_turn() -> None:
 
 
 def test_self_hosted_gets_base64_data_urls_never_a_url_to_fetch() -> None:
-    wire = wire_message(Message("user", "what is it?", images=(_ref(1), ImageRef("a" * 32, "image/gif", 1, GIF))))
+    message = wire_message(Message("user", "what is it?", images=(_ref(1), ImageRef("a" * 32, "image/gif", 1, GIF))))
+    wire = json.loads(b"".join(JsonBody(message)))  # the bytes sent: images are encoded while the body is written
     assert wire == {
         "role": "user",
         "content": [
