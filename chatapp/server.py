@@ -18,6 +18,7 @@ from chatapp import gradio_compat
 from chatapp.browser_id import BrowserIds, load_key
 from chatapp.cancels import OneCancelAtATime
 from chatapp.chat import ChatService
+from chatapp.drain import Drain
 from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
 from chatapp.history.pending import RetryingStore
@@ -75,6 +76,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     models = build_models(settings)
     status = ModelStatus(models)
     usage = DailyUsage(history.tokens_used, settings.daily_tokens)
+    drain = Drain(settings.shutdown_budget_s)  # begun on SIGTERM by chatapp.__main__
     service = ChatService(
         models,
         history,
@@ -82,6 +84,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         settings.log_content,
         usage=usage,
         load_image=lambda owner, conversation_id, image: media.get(owner, conversation_id, image.id),
+        drain=drain,
     )
     ui = ChatUI(service, history, status, media=media, uploads=uploads)
     demo = ui.build()
@@ -106,13 +109,20 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     )
     app.state.history = history
     app.state.status = status
+    app.state.drain = drain
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
-    def readyz() -> JSONResponse:
+    def readyz(store: bool = True) -> JSONResponse:
+        """503 from SIGTERM on, so the load balancer drains this replica; `?store=false` (the readiness probe)
+        skips the store: a history outage must not take every replica out of the load balancer."""
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if not store:
+            return JSONResponse({"status": "ok"})
         try:
             history.ping()
         except StoreError as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from chatapp import drain
 from stack import kube, pod_security
 
 NAME = "chat"
@@ -150,7 +151,9 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
         # replica out of the load balancer would turn a history outage into a chat outage.
         # Ten minutes: on a first `up` the new IAM grants can take several minutes to reach Firestore.
         startup_probe=_probe("/readyz", period=2, failures=300),
-        readiness_probe=_probe("/healthz", period=10, failures=3),
+        # Readiness fails from SIGTERM on (chatapp.drain), so the load balancer stops sending new connections
+        # within one period while the replies in flight finish; the store is not checked (see above).
+        readiness_probe=_probe("/readyz?store=false", period=2, failures=1),
         liveness_probe=_probe("/healthz", period=20, failures=3),
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
         security_context=pod_security.container_context(),
@@ -166,9 +169,9 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
             # Kubernetes API, so no token is mounted.
             automount_service_account_token=False,
             enable_service_links=False,
-            # On SIGTERM the chat lets open streams finish (up to 15 s), then makes a last attempt (up to
-            # 10 s) to save turns still queued; the 30 s default would leave no margin.
-            termination_grace_period_seconds=45,
+            # On SIGTERM the chat lets replies finish or cuts and saves them, closes its connections and makes
+            # a last attempt to save turns still queued: chatapp.drain adds up the time that takes.
+            termination_grace_period_seconds=drain.GRACE_S,
             security_context=pod_security.pod_context(pod_security.CHAT_UID, fs_group=True),
             containers=[container],
             volumes=[

@@ -4,6 +4,7 @@
 import kubernetes_validate
 import pytest
 
+from chatapp import drain
 from stack import kube
 from stack.chat import display_name
 from stack.gemma import server_args
@@ -157,9 +158,10 @@ def test_chat_pod_is_sized_probed_and_locked_down(default_plan):
         {"name": "metrics", "containerPort": 9090},
     ]
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"  # the store must answer before traffic
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # a store outage must not go dark
+    # Draining fails it at once on SIGTERM; a store outage must not go dark (the store is not checked).
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz?store=false"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert spec["terminationGracePeriodSeconds"] >= 30
+    assert spec["terminationGracePeriodSeconds"] == drain.GRACE_S  # SIGKILL only after the whole drain
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 10001
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
