@@ -23,6 +23,7 @@ from tests.app.helpers import (
     GEMINI_LABEL,
     Result,
     chat,
+    client,
     conversation_of,
     new_session,
     sqlite_path,
@@ -136,3 +137,19 @@ def test_sigkill_mid_reply_leaves_no_half_turn(slow_chat: ChatProcess, slow_mode
     rows = conversation_of(sqlite_path(slow_chat), person)
     assert [r[1] for r in rows][:1] == ["First"] and len(rows) == 2, rows
     assert len(stored_history(sqlite_path(slow_chat))) == 1
+
+
+def test_an_idle_open_page_does_not_hold_shutdown(slow_chat: ChatProcess) -> None:
+    page = new_session()
+    http = client(page)
+    assert http.get(slow_chat.url, timeout=30).status_code == 200  # the page, and its browser cookie
+    # An open page keeps Gradio's heartbeat stream open for as long as it is open.
+    heartbeat = http.get(f"{slow_chat.url}/gradio_api/heartbeat/{page}", stream=True, timeout=30)
+    assert heartbeat.status_code == 200
+    try:
+        os.kill(slow_chat.process.pid, signal.SIGTERM)
+        took = exited(slow_chat, 30)
+    finally:
+        heartbeat.close()
+    # No reply in flight: only uvicorn's connection timeout (CONNECTIONS_S) may pass, not the old 15 s.
+    assert took < CONNECTIONS_S + 5, f"an idle page held shutdown for {took:.1f} s"
