@@ -27,6 +27,7 @@ from chatapp.images import MAX_IMAGE_BYTES, sniff
 from chatapp.media import MediaError, MediaNotFound, MediaStore, open_media
 from chatapp.models import build_models
 from chatapp.settings import Settings
+from chatapp.sign_ins import share_sign_ins
 from chatapp.status import ModelStatus
 from chatapp.ui import ChatUI
 from chatapp.uploads import UploadRegistry
@@ -164,7 +165,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         uploads=uploads,
     )
     password = settings.auth == "password"
-    return gr.mount_gradio_app(
+    mounted = gr.mount_gradio_app(
         app,
         demo,
         path="/",
@@ -182,3 +183,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         server_name=settings.host,
         server_port=settings.port,
     )
+    if password:  # sign-ins any replica can check (chatapp.sign_ins)
+        firestore = getattr(history.store, "client", None) if settings.store == "firestore" else None
+        share_sign_ins(gradio_compat.gradio_app(mounted), settings.secret_key, firestore)
+    return mounted

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from chatapp.drain import CUT_NOTE
+from chatapp.sign_ins import CHECK_S
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.fakes.vertex_server import FakeVertexServer
 from harness.firestore_emulator import FirestoreEmulator
@@ -35,8 +36,10 @@ def replicas(
     fake_gemini: tuple[FakeVertexServer, dict[str, str]],
     firestore_emulator: FirestoreEmulator,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Replicas]:
     env = {
+        **getattr(request, "param", {}),
         "SELF_HOSTED_URL": slow_model.base_url,
         "SELF_HOSTED_MODEL": slow_model.model,
         "SELF_HOSTED_LABEL": FAKE_LABEL,
@@ -118,3 +121,33 @@ def test_a_killed_replica_leaves_whole_turns_and_the_person_carries_on(
     assert chat(url, "Second, again", session_hash=person).reply.startswith("tok1")
     (listed,) = conversations(url, person)
     assert listed["turns"] == 2, listed
+
+
+@pytest.mark.parametrize("replicas", [{"CHAT_AUTH": "password", "CHAT_AUTH_USERS": "ada:correct horse"}], indirect=True)
+def test_password_sign_in_holds_on_another_replica_and_sign_out_everywhere(
+    replicas: Replicas, slow_model: FakeOpenAIServer
+) -> None:
+    slow_model.reply = 3
+    url = replicas.proxy.url
+    ada = requests.Session()
+    assert ada.post(f"{url}/login", data={"username": "ada", "password": "correct horse"}, timeout=10).ok
+    signed_in = dict(ada.cookies)
+    page = new_session()
+    assert chat(url, "On replica 0", session_hash=page, http=ada).reply.startswith("tok1")
+
+    replicas.route_to(1, cut=True)  # the load balancer moves ada (failover, a rolling update)
+    moved = chat(url, "On replica 1", session_hash=page, http=ada)
+    assert moved.kind == "complete", f"signed out by the move: {moved}"
+    # Both turns are ada's (the API tab's conversation itself is per replica: finding 3 of issue 21).
+    listed = call(url, "conversations", [], http=ada).value[0]
+    assert sum(c["turns"] for c in listed) == 2, listed
+
+    # Signing out on replica 1 ends the sign-in on replica 0 too (after at most its CHECK_S).
+    assert ada.get(f"{url}/logout", allow_redirects=False, timeout=10).status_code == 302
+    stolen = requests.Session()
+    stolen.cookies.update(signed_in)
+
+    def refused_on_replica_0() -> bool:
+        return call(replicas[0].url, "conversations", [], http=stolen).kind == "http"
+
+    wait_until(refused_on_replica_0, CHECK_S + 10, "replica 0 to refuse the signed-out token")
