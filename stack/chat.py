@@ -10,12 +10,15 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from chatapp import drain
 from stack import kube, pod_security
 
 NAME = "chat"
 AUTH_SECRET = "chat-auth"
+# CHAT_SECRET_KEY, the same for every replica: browser ids, and the sign-in cookie's name, that each can check.
+KEY_SECRET = "chat-secret-key"
 SERVICE_PORT = 80
 # Where Google's external Application Load Balancers and their health checks connect from (the proxies sit
 # in front of IAP, so these are the only peers the chat may accept). IPv6 ranges too, so a dual-stack cluster
@@ -101,6 +104,7 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
     env = [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in plain.items()]
     if args.auth == "password" and args.auth_users is not None:
         env.append(_from_secret("CHAT_AUTH_USERS", AUTH_SECRET, "users"))
+    env.append(_from_secret("CHAT_SECRET_KEY", KEY_SECRET, "key"))
     return env
 
 
@@ -196,6 +200,15 @@ class Chat(pulumi.ComponentResource):
         # Its name is the one in the Workload Identity principal that holds the Vertex AI and Firestore roles.
         account = k8s.core.v1.ServiceAccount(args.service_account, metadata=meta(args.service_account), opts=child)
         needs: list[pulumi.Resource] = [account, *args.depends_on]
+        # Kept in the (encrypted) state: a new key on every `up` would sign everyone out.
+        key = random.RandomPassword(
+            f"{NAME}-secret-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        needs.append(
+            k8s.core.v1.Secret(
+                KEY_SECRET, metadata=meta(KEY_SECRET), type="Opaque", string_data={"key": key.result}, opts=child
+            )
+        )
         if args.auth == "password" and args.auth_users is not None:
             needs.append(
                 k8s.core.v1.Secret(

@@ -144,6 +144,7 @@ def test_chat_environment_contract(default_plan):
         "CHAT_METRICS_PORT": "9090",
         "CHAT_MEDIA_BUCKET": f"{PROJECT}-media-dev",
         "HOME": "/tmp",
+        "CHAT_SECRET_KEY": {"secretKeyRef": {"name": "chat-secret-key", "key": "key"}},
     }
 
 
@@ -204,6 +205,11 @@ def test_chat_auth_users_flow_from_secret_config(default_plan, password_plan):
     assert password_plan.depends_on("kubernetes:apps/v1:Deployment", "chat", "kubernetes:core/v1:Secret", "chat-auth")
     chat_env = env(pod(password_plan, "chat")["containers"][0])
     assert chat_env["CHAT_AUTH_USERS"] == {"secretKeyRef": {"name": "chat-auth", "key": "users"}}
+    # One key for every replica, so a sign-in or browser id one signed is valid on the others.
+    assert chat_env["CHAT_SECRET_KEY"] == {"secretKeyRef": {"name": "chat-secret-key", "key": "key"}}
+    assert password_plan.depends_on(
+        "kubernetes:apps/v1:Deployment", "chat", "kubernetes:core/v1:Secret", "chat-secret-key"
+    )
 
 
 def test_gemma_off_stack(gemma_off_plan):
