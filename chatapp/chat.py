@@ -18,6 +18,7 @@ from typing import Protocol
 
 from chatapp import metrics
 from chatapp.conversation import ImageRef, Message, build_prompt
+from chatapp.drain import CUT_NOTE, REFUSED_NOTE, Drain
 from chatapp.history.base import StoredMessage, StoreError, Turn, Usage
 from chatapp.inputs import InputError, shown
 from chatapp.models.base import (
@@ -41,6 +42,10 @@ turn_log = logging.getLogger("chatapp.turns")
 UPDATE_INTERVAL_S = 0.04
 PER_STREAM_S = 0.005
 MAX_INTERVAL_S = 0.5
+
+
+class _ShutdownCut(StreamCut):
+    """The replica is shutting down and the reply's time budget is spent (chatapp.drain)."""
 
 
 class TurnSaver(Protocol):
@@ -119,8 +124,10 @@ class ChatService:
         update_interval_s: float = UPDATE_INTERVAL_S,
         usage: DailyUsage | None = None,
         load_image: ImageLoader | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.load_image = load_image
+        self.drain = drain or Drain()
         self.models = models
         self.usage = usage
         self.saver = saver
@@ -164,6 +171,10 @@ class ChatService:
         started = time.monotonic()
         prompt = build_prompt(session.messages, text, system_prompt, self.context_chars, images)
         worst = worst_case(prompt, params, options_of(model))
+        if self.drain.draining:  # this replica is shutting down: a new turn would be cut short at once
+            self._log(session, model_label, "refused", started, None, stats, None, text, "")
+            yield Update("", notice=REFUSED_NOTE, done=True)
+            return
         try:  # the worst case is counted against the daily limit until the turn is settled (chatapp.usage)
             hold = self.usage.reserve(session.owner, worst) if self.usage is not None else None
         except OverLimit as exc:  # over the daily limit: refused before any request is sent
@@ -171,7 +182,8 @@ class ChatService:
             yield Update("", notice=str(exc), done=True)
             return
         try:
-            yield from self._reply(session, text, model_label, model, params, prompt, images, stats, started)
+            with self.drain.reply():
+                yield from self._reply(session, text, model_label, model, params, prompt, images, stats, started)
         finally:
             if hold is not None:
                 hold.release()  # after the turn's real usage was added (or nothing, if it failed)
@@ -212,6 +224,8 @@ class ChatService:
                     if not chunk and not stats.thinking:
                         continue
                     reply += chunk
+                    if self.drain.cut_due():  # shutting down: end here, so the turn is saved before exit
+                        raise _ShutdownCut(CUT_NOTE)
                     now = time.monotonic()
                     first_text = bool(chunk) and first_token_s is None
                     if first_text:
@@ -226,6 +240,10 @@ class ChatService:
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()  # closes the upstream request when we stop early
+        except _ShutdownCut as exc:
+            outcome, notice = "cut", str(exc)
+            if reply.strip():  # the note is stored with the text, so a reload on another replica explains it
+                reply, notice = f"{reply}\n\n*{exc}*", None
         except StreamCut as exc:
             outcome, notice = "cut", str(exc)
         except ModelError as exc:

@@ -11,7 +11,7 @@ import enum
 import importlib.util
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import gradio as gr
@@ -186,6 +186,15 @@ def signed_in_user(gradio: Any, cookies: Mapping[str, str]) -> str | None:
     secure, plain = session_cookie_names(gradio)
     token = cookies.get(secure) or cookies.get(plain)
     return gradio.tokens.get(token) if token else None
+
+
+def share_sign_ins(gradio: Any, cookie_id: str | None, tokens: MutableMapping[str, str] | None) -> None:
+    """Replace the two per-process parts of Gradio's password sign-in (set by `App.__init__` and
+    `App.configure_app`, so only after mounting): the cookie-name suffix and the token → user map."""
+    if cookie_id is not None:
+        gradio.cookie_id = cookie_id
+    if tokens is not None:
+        gradio.tokens = tokens
 
 
 def login_name(form_value: str) -> str:

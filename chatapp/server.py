@@ -18,6 +18,7 @@ from chatapp import gradio_compat
 from chatapp.browser_id import BrowserIds, load_key
 from chatapp.cancels import OneCancelAtATime
 from chatapp.chat import ChatService
+from chatapp.drain import Drain
 from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
 from chatapp.history.pending import RetryingStore
@@ -26,6 +27,7 @@ from chatapp.images import MAX_IMAGE_BYTES, sniff
 from chatapp.media import MediaError, MediaNotFound, MediaStore, open_media
 from chatapp.models import build_models
 from chatapp.settings import Settings
+from chatapp.sign_ins import share_sign_ins
 from chatapp.status import ModelStatus
 from chatapp.ui import ChatUI
 from chatapp.uploads import UploadRegistry
@@ -75,6 +77,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     models = build_models(settings)
     status = ModelStatus(models)
     usage = DailyUsage(history.tokens_used, settings.daily_tokens)
+    drain = Drain(settings.shutdown_budget_s)  # begun on SIGTERM by chatapp.__main__
     service = ChatService(
         models,
         history,
@@ -82,6 +85,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         settings.log_content,
         usage=usage,
         load_image=lambda owner, conversation_id, image: media.get(owner, conversation_id, image.id),
+        drain=drain,
     )
     ui = ChatUI(service, history, status, media=media, uploads=uploads)
     demo = ui.build()
@@ -106,13 +110,20 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     )
     app.state.history = history
     app.state.status = status
+    app.state.drain = drain
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
-    def readyz() -> JSONResponse:
+    def readyz(store: bool = True) -> JSONResponse:
+        """503 from SIGTERM on, so the load balancer drains this replica; `?store=false` (the readiness probe)
+        skips the store: a history outage must not take every replica out of the load balancer."""
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if not store:
+            return JSONResponse({"status": "ok"})
         try:
             history.ping()
         except StoreError as exc:
@@ -154,7 +165,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         uploads=uploads,
     )
     password = settings.auth == "password"
-    return gr.mount_gradio_app(
+    mounted = gr.mount_gradio_app(
         app,
         demo,
         path="/",
@@ -172,3 +183,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         server_name=settings.host,
         server_port=settings.port,
     )
+    if password:  # sign-ins any replica can check (chatapp.sign_ins)
+        firestore = getattr(history.store, "client", None) if settings.store == "firestore" else None
+        share_sign_ins(gradio_compat.gradio_app(mounted), settings.secret_key, firestore)
+    return mounted

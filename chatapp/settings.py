@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from chatapp.drain import REPLY_BUDGET_S
+
 AUTH_MODES = ("none", "password", "iap")
 # IAP's audience for a backend service (the GKE Gateway's), exact or as the project's prefix.
 IAP_AUDIENCE = re.compile(r"^/projects/[0-9]+/global/backendServices/(?:[0-9]+)?$")
@@ -64,6 +66,9 @@ class Settings:
     # Oldest turns are dropped beyond this many characters of prompt (~4 chars per token).
     context_chars: int = 24_000
     request_timeout_s: float = 120.0
+    # After SIGTERM, how long replies in flight may go on before they are cut short and saved. The stack's
+    # grace period is computed from the default (chatapp.drain), so the Deployment does not set this.
+    shutdown_budget_s: float = REPLY_BUDGET_S
     # Tokens in + out one person may use per UTC day; None = no limit (usage is counted either way).
     daily_tokens: int | None = None
     # Cloud Storage bucket for images; None keeps them in a folder beside the SQLite file.
@@ -275,6 +280,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_content=_bool(env, "CHAT_LOG_CONTENT", defaults.log_content),
         context_chars=_int(env, "CHAT_CONTEXT_CHARS", defaults.context_chars, 1_000, 10_000_000),
         request_timeout_s=_float(env, "CHAT_REQUEST_TIMEOUT", defaults.request_timeout_s, 1.0, 3600.0),
+        shutdown_budget_s=_float(env, "CHAT_SHUTDOWN_BUDGET", defaults.shutdown_budget_s, 0.0, REPLY_BUDGET_S),
         daily_tokens=_int(env, "CHAT_DAILY_TOKENS", 0, 1, 10**12) if env.get("CHAT_DAILY_TOKENS") else None,
         media_bucket=_bucket(env, "CHAT_MEDIA_BUCKET"),
     )

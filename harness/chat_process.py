@@ -37,8 +37,8 @@ class ChatProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, grace_s: float = 20.0) -> None:
-        """SIGTERM, then SIGKILL after `grace_s`. A client that leaves a Gradio stream open makes uvicorn wait
-        out its 15 s graceful shutdown; tests that are done asserting may pass a shorter grace."""
+        """SIGTERM, then SIGKILL after `grace_s`. A reply still streaming makes the chat drain (chatapp.drain)
+        before it exits; tests that are done asserting may pass a shorter grace."""
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -13,14 +13,15 @@ import signal
 import sys
 from collections.abc import Iterator
 
+from chatapp import drain
 from scripts.local_model import LlamaServer
 from scripts.processes import Stopped, start_group, stop_group, stop_on_signals
 
 LOCAL_PORT_VARIABLE = "LOCAL_MODEL_PORT"
 LOCAL_PORT = 8000
 LOCAL_LABEL = "SmolLM2 135M (local llama.cpp)"
-# The chat lets open streams finish (up to 15 s) and saves queued turns (up to 10 s) before it exits.
-CHAT_GRACE_S = 30.0
+# The chat drains before it exits: replies finish or are cut and saved, queued turns get a last attempt.
+CHAT_GRACE_S = float(drain.GRACE_S)
 
 
 def local_port(env: dict[str, str]) -> int:

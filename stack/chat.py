@@ -10,11 +10,15 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
+from chatapp import drain
 from stack import kube, pod_security
 
 NAME = "chat"
 AUTH_SECRET = "chat-auth"
+# CHAT_SECRET_KEY, the same for every replica: browser ids, and the sign-in cookie's name, that each can check.
+KEY_SECRET = "chat-secret-key"
 SERVICE_PORT = 80
 # Where Google's external Application Load Balancers and their health checks connect from (the proxies sit
 # in front of IAP, so these are the only peers the chat may accept). IPv6 ranges too, so a dual-stack cluster
@@ -100,6 +104,7 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
     env = [k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in plain.items()]
     if args.auth == "password" and args.auth_users is not None:
         env.append(_from_secret("CHAT_AUTH_USERS", AUTH_SECRET, "users"))
+    env.append(_from_secret("CHAT_SECRET_KEY", KEY_SECRET, "key"))
     return env
 
 
@@ -150,7 +155,9 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
         # replica out of the load balancer would turn a history outage into a chat outage.
         # Ten minutes: on a first `up` the new IAM grants can take several minutes to reach Firestore.
         startup_probe=_probe("/readyz", period=2, failures=300),
-        readiness_probe=_probe("/healthz", period=10, failures=3),
+        # Readiness fails from SIGTERM on (chatapp.drain), so the load balancer stops sending new connections
+        # within one period while the replies in flight finish; the store is not checked (see above).
+        readiness_probe=_probe("/readyz?store=false", period=2, failures=1),
         liveness_probe=_probe("/healthz", period=20, failures=3),
         volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
         security_context=pod_security.container_context(),
@@ -166,9 +173,9 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
             # Kubernetes API, so no token is mounted.
             automount_service_account_token=False,
             enable_service_links=False,
-            # On SIGTERM the chat lets open streams finish (up to 15 s), then makes a last attempt (up to
-            # 10 s) to save turns still queued; the 30 s default would leave no margin.
-            termination_grace_period_seconds=45,
+            # On SIGTERM the chat lets replies finish or cuts and saves them, closes its connections and makes
+            # a last attempt to save turns still queued: chatapp.drain adds up the time that takes.
+            termination_grace_period_seconds=drain.GRACE_S,
             security_context=pod_security.pod_context(pod_security.CHAT_UID, fs_group=True),
             containers=[container],
             volumes=[
@@ -193,6 +200,15 @@ class Chat(pulumi.ComponentResource):
         # Its name is the one in the Workload Identity principal that holds the Vertex AI and Firestore roles.
         account = k8s.core.v1.ServiceAccount(args.service_account, metadata=meta(args.service_account), opts=child)
         needs: list[pulumi.Resource] = [account, *args.depends_on]
+        # Kept in the (encrypted) state: a new key on every `up` would sign everyone out.
+        key = random.RandomPassword(
+            f"{NAME}-secret-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        needs.append(
+            k8s.core.v1.Secret(
+                KEY_SECRET, metadata=meta(KEY_SECRET), type="Opaque", string_data={"key": key.result}, opts=child
+            )
+        )
         if args.auth == "password" and args.auth_users is not None:
             needs.append(
                 k8s.core.v1.Secret(

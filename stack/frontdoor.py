@@ -20,6 +20,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from chatapp import drain
 from stack import kube
 
 NAME = "chat"
@@ -38,8 +39,8 @@ WILDCARD_DNS = "nip.io"
 BACKEND_TIMEOUT_S = max(60 * 60, 2 * kube.CHAT_REQUEST_TIMEOUT_S)
 # Gradio keeps each session's queue in one process: the load balancer's cookie keeps a browser on its pod.
 AFFINITY_COOKIE_TTL_S = 24 * 60 * 60
-# A stopping pod lets its open streams finish (up to 15 s, within its 45 s grace): keep those connections.
-DRAINING_TIMEOUT_S = 30
+# A stopping pod lets its open streams finish within its grace period (chatapp.drain): keep those connections.
+DRAINING_TIMEOUT_S = drain.GRACE_S
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,6 @@ def start_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
 
     yield start
     for chat in started:
-        # The asserts are done: don't wait out uvicorn's 15 s graceful shutdown for streams a gradio_client
-        # Client leaves open (it did, even after close()). SIGTERM first, so a clean exit stays the norm.
+        # The asserts are done: don't wait out a drain (chatapp.drain) for streams a gradio_client Client
+        # leaves open (it did, even after close()). SIGTERM first, so a clean exit stays the norm.
         chat.stop(grace_s=3)

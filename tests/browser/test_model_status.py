@@ -52,7 +52,7 @@ def test_status_shows_the_self_hosted_model_reachable_then_unreachable(
     chat_server, fake_gemini, model_process, tmp_path, page: Page
 ):
     # `page` last: fixtures stop in reverse order, so the tab closes before the chat (an open tab holds the
-    # chat's graceful shutdown for its full 15 s).
+    # chat's shutdown for uvicorn's connection timeout, chatapp.drain.CONNECTIONS_S).
     process, base_url = model_process
     chat = chat_server(
         **fake_gemini.vertex_env(tmp_path),

@@ -26,7 +26,10 @@ PLANS = ("default_plan", "gemma_off_plan", "scaled_plan", "password_plan")
 # anything that caches.
 FOR_LIBRARIES = {"GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_LOCATION", "HOME"}
 # Stand-ins for values the pod reads from Secrets (the plan shows only a secretKeyRef).
-SECRET_VALUES = {("chat-auth", "users"): "alice:wonderland-secret"}
+SECRET_VALUES = {
+    ("chat-auth", "users"): "alice:wonderland-secret",
+    ("chat-secret-key", "key"): "k" * 48,  # a RandomPassword of 48 letters and digits
+}
 
 
 class RecordingEnv(Mapping[str, str]):

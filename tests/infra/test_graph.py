@@ -35,7 +35,7 @@ EXPECTED = {
     "docker:index/image:Image": 1,
     "kubernetes:core/v1:Namespace": 1,
     "kubernetes:core/v1:ServiceAccount": 3,
-    "kubernetes:core/v1:Secret": 1,
+    "kubernetes:core/v1:Secret": 2,  # the Hugging Face token, the chat's CHAT_SECRET_KEY
     "kubernetes:apps/v1:Deployment": 2,
     "kubernetes:batch/v1:Job": 1,
     "kubernetes:core/v1:Service": 2,
@@ -43,7 +43,7 @@ EXPECTED = {
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 1,
     "kubernetes:policy/v1:PodDisruptionBudget": 1,
     "kubernetes:monitoring.googleapis.com/v1:PodMonitoring": 2,
-    "random:index/randomPassword:RandomPassword": 1,
+    "random:index/randomPassword:RandomPassword": 2,  # the checksum key, the chat's secret key
     "gcp:compute/globalAddress:GlobalAddress": 1,
     "gcp:certificatemanager/certificate:Certificate": 1,
     "gcp:certificatemanager/certificateMap:CertificateMap": 1,

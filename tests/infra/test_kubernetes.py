@@ -4,6 +4,7 @@
 import kubernetes_validate
 import pytest
 
+from chatapp import drain
 from stack import kube
 from stack.chat import display_name
 from stack.gemma import server_args
@@ -144,6 +145,7 @@ def test_chat_environment_contract(default_plan):
         "CHAT_METRICS_PORT": "9090",
         "CHAT_MEDIA_BUCKET": f"{PROJECT}-media-dev",
         "HOME": "/tmp",
+        "CHAT_SECRET_KEY": {"secretKeyRef": {"name": "chat-secret-key", "key": "key"}},
     }
 
 
@@ -158,9 +160,10 @@ def test_chat_pod_is_sized_probed_and_locked_down(default_plan):
         {"name": "metrics", "containerPort": 9090},
     ]
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"  # the store must answer before traffic
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # a store outage must not go dark
+    # Draining fails it at once on SIGTERM; a store outage must not go dark (the store is not checked).
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz?store=false"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert spec["terminationGracePeriodSeconds"] >= 30
+    assert spec["terminationGracePeriodSeconds"] == drain.GRACE_S  # SIGKILL only after the whole drain
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 10001
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -203,6 +206,11 @@ def test_chat_auth_users_flow_from_secret_config(default_plan, password_plan):
     assert password_plan.depends_on("kubernetes:apps/v1:Deployment", "chat", "kubernetes:core/v1:Secret", "chat-auth")
     chat_env = env(pod(password_plan, "chat")["containers"][0])
     assert chat_env["CHAT_AUTH_USERS"] == {"secretKeyRef": {"name": "chat-auth", "key": "users"}}
+    # One key for every replica, so a sign-in or browser id one signed is valid on the others.
+    assert chat_env["CHAT_SECRET_KEY"] == {"secretKeyRef": {"name": "chat-secret-key", "key": "key"}}
+    assert password_plan.depends_on(
+        "kubernetes:apps/v1:Deployment", "chat", "kubernetes:core/v1:Secret", "chat-secret-key"
+    )
 
 
 def test_gemma_off_stack(gemma_off_plan):
