@@ -37,7 +37,7 @@ def build(model_url: str, model_id: str, concurrency: int) -> Any:
     from chatapp.models.base import GenerationParams, ReplyStats
     from chatapp.models.openai_compat import OpenAICompatModel
 
-    model = OpenAICompatModel("Bench model", model_url, model_id)
+    model = OpenAICompatModel("Bench model", model_url, model_id, max_connections=concurrency)  # as the chat builds it
     active = [0]
     lock = threading.Lock()
 
