@@ -3,6 +3,7 @@
 
     python -m bench.profile              # prints the top frames by own time and the top chatapp frames
     python -m bench.profile --raw out.txt  # also keeps py-spy's collapsed stacks
+    python -m bench.profile --from-raw out.txt  # summarizes kept stacks again
 
 py-spy attaches with ptrace (root, or kernel.yama.ptrace_scope=0). Idle threads (a thread pool waiting for
 work, the event loop in `select`) are dropped (`--idle` off), so the figures are CPU samples.
@@ -26,6 +27,9 @@ from bench.processes import chat, fake_model_server
 from bench.streaming import LABEL, MODEL, _chat_once, _run
 
 RATE_HZ = 50  # low enough that py-spy itself costs the 2-core machine little
+# Leaves where a thread waits rather than works, though py-spy counts it active: a blocking socket read (a
+# model stream), a condition wait, and uvloop's native loop (its work and its idle look the same from Python).
+WAITING = ("SocketIO.readinto (", "Condition.wait (", "Runner.run (")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:]*)(?::(?P<line>\d+))?\)$")
 
 
@@ -48,9 +52,10 @@ def summarize(raw: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
     """From py-spy's collapsed stacks: the share of samples each function is on top of (own), each chatapp
     function is anywhere in (inclusive), and each library (by top-level package) is on top of."""
     own: collections.Counter[str] = collections.Counter()
+    busy: collections.Counter[str] = collections.Counter()
     ours: collections.Counter[str] = collections.Counter()
     packages: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = busy_total = 0
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
@@ -64,10 +69,24 @@ def summarize(raw: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
         for frame in set(frames):
             if "chatapp/" in frame:
                 ours[frame] += n
+        if not frames[-1].startswith(WAITING):
+            busy_total += n
+            for frame in set(frames):
+                busy[frame] += n
         package = frames[-1].rsplit("(", 1)[-1].split("/", 1)[0].rstrip(")")
         packages[package] += n
-    share = (lambda c: [(k, 100 * v / total) for k, v in c.most_common(top)]) if total else (lambda c: [])
-    return {"own": share(own), "chatapp_inclusive": share(ours), "packages": share(packages), "samples": total}
+
+    def share(counts: collections.Counter[str], of: int, n: int = top) -> list[tuple[str, float]]:
+        return [(k, 100 * v / of) for k, v in counts.most_common(n)] if of else []
+
+    return {
+        "own": share(own, total),
+        "chatapp_inclusive": share(ours, total),
+        "packages": share(packages, total),
+        "busy_inclusive": share(busy, busy_total, 30),
+        "samples": total,
+        "busy_samples": busy_total,
+    }
 
 
 def profile(duration_s: float = 0.0, raw_path: Path | None = None) -> dict:
@@ -103,14 +122,16 @@ def profile(duration_s: float = 0.0, raw_path: Path | None = None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--raw", type=Path)
+    parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks in this file")
+    parser.add_argument("--from-raw", type=Path, help="summarize a file kept by --raw instead of profiling")
     args = parser.parse_args()
-    figures = profile(raw_path=args.raw)
-    print(f"{figures['samples']} samples of the chat process at {RATE_HZ} Hz")
+    figures = summarize(args.from_raw.read_text()) if args.from_raw else profile(raw_path=args.raw)
+    print(f"{figures['samples']} samples of the chat process at {RATE_HZ} Hz, {figures['busy_samples']} not waiting")
     for key, title in (
         ("packages", "CPU by package (own samples)"),
         ("own", "top frames by own samples"),
         ("chatapp_inclusive", "chatapp frames, inclusive"),
+        ("busy_inclusive", "frames not waiting, inclusive (share of the samples not waiting)"),
     ):
         print(f"\n{title}:")
         for name, pct in figures[key]:
