@@ -7,7 +7,7 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from bench import firestore, images, startup, streaming
+from bench import firestore, images, layers, startup, streaming
 
 
 def machine() -> str:
@@ -27,23 +27,37 @@ def main() -> int:
         rows.append((what, figure, baseline, goal, met))
         print(f"  measured: {what}: {figure}", file=sys.stderr, flush=True)
 
+    # The chat beside the bare Gradio app of its shape (bench.bare_gradio), same run: the floor is Gradio's.
     c = streaming.concurrency()
+    ours, bare = c["chat"], c["bare"]
     row(
-        f"{c['n']} chats at once through /chat ÷ one chat",
-        f"{c['ratio']:.2f}× ({c['many_s']:.2f} s)",
-        f"one chat {c['one_s']:.2f} s",
-        "≤ 1.25×",
-        c["ratio"] <= 1.25,
+        f"{ours['n']} chats at once through /chat ÷ one chat",
+        f"{ours['ratio']:.2f}× ({ours['many_s']:.2f} s)",
+        f"bare Gradio {bare['ratio']:.2f}× ({bare['many_s']:.2f} s); one chat {ours['one_s']:.2f} s",
+        "≤ 1.15×",
+        ours["ratio"] <= 1.15,
     )
     t = streaming.first_token_overhead()
-    for name, label in (("steady", "100 streams in flight"), ("burst", "100 streams started at one instant")):
-        f = t[name]
+    for name, label, goal_p50, goal_p95 in (
+        ("steady", "100 streams in flight", 50, 250),
+        ("burst", "100 streams started at one instant", 500, None),
+    ):
+        f, floor = t[name]["chat"], t[name]["bare"]
+        goal = f"p50 ≤ {goal_p50} ms" + (f", p95 ≤ {goal_p95} ms" if goal_p95 else "")
         row(
             f"first-token overhead, {label} (p50 / p95)",
             f"{f['overhead_p50_ms']:.0f} / {f['overhead_p95_ms']:.0f} ms",
+            f"bare Gradio {floor['overhead_p50_ms']:.0f} / {floor['overhead_p95_ms']:.0f} ms; "
             f"model server direct {f['direct_p50_ms']:.0f} / {f['direct_p95_ms']:.0f} ms",
-            "p50 ≤ 50 ms",
-            f["overhead_p50_ms"] <= 50,
+            goal,
+            f["overhead_p50_ms"] <= goal_p50 and (goal_p95 is None or f["overhead_p95_ms"] <= goal_p95),
+        )
+    for layer, f in layers.measure().items():
+        row(
+            f"per-request layer: {layer} (in-process)",
+            f"{f['s'] * 1e6:.2f} µs ({f['ratio']:.1f}×)",
+            f"no-op {f['noop_s'] * 1e6:.2f} µs",
+            "–",
         )
     im = images.image_turn_overhead()
     row(

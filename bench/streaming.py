@@ -7,16 +7,19 @@ CPU than the server under test on a 2-core machine, and would be measured instea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from bench.bare_gradio import bare_gradio
 from bench.processes import chat, fake_model_server
+from chatapp.settings import Settings
 
 LABEL = "Bench model"
 MODEL = "fake-model"
@@ -82,46 +85,61 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def concurrency(n: int = 32, tokens_per_s: float = 20.0, reply_tokens: int = 40, rounds: int = 5) -> dict[str, float]:
-    """Wall time of n chats sent at once ÷ wall time of one (goal ≤ 1.25); medians of `rounds` rounds."""
+@contextlib.contextmanager
+def _apps(model_url: str, concurrency: int | None = None) -> Iterator[dict[str, str]]:
+    """The chat and the bare Gradio app of its shape (`bench.bare_gradio`), both up, against one model server."""
+    extra = {"CHAT_CONCURRENCY": str(concurrency)} if concurrency else {}
     with (
-        fake_model_server(tokens_per_s, reply_tokens) as model_url,
-        chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL=MODEL) as app,
+        chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL=MODEL, **extra) as app,
+        bare_gradio(model_url, MODEL, concurrency or Settings.concurrency) as bare,
     ):
-        _run(_chat_once, app.url, n)  # warm-up: the first burst also starts the server's worker threads
-        ones, manys = [], []
+        yield {"chat": app.url, "bare": bare}
+
+
+def concurrency(
+    n: int = 32, tokens_per_s: float = 20.0, reply_tokens: int = 40, rounds: int = 5
+) -> dict[str, dict[str, float]]:
+    """Wall time of n chats sent at once ÷ wall time of one (goal ≤ 1.25); medians of `rounds` rounds, for the
+    chat and for the bare Gradio app, rounds interleaved so both see the same machine."""
+    figures: dict[str, dict[str, float]] = {}
+    with fake_model_server(tokens_per_s, reply_tokens) as model_url, _apps(model_url) as apps:
+        for url in apps.values():
+            _run(_chat_once, url, n)  # warm-up: the first burst also starts the server's worker threads
+        times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in apps}
         for _ in range(rounds):
-            ones.append(_run(_chat_once, app.url, 1)[0])
-            manys.append(_run(_chat_once, app.url, n)[0])
-    one, many = statistics.median(ones), statistics.median(manys)
-    return {"one_s": one, "many_s": many, "ratio": many / one, "n": n}
+            for name, url in apps.items():
+                times[name][0].append(_run(_chat_once, url, 1)[0])
+                times[name][1].append(_run(_chat_once, url, n)[0])
+    for name, (ones, manys) in times.items():
+        one, many = statistics.median(ones), statistics.median(manys)
+        figures[name] = {"one_s": one, "many_s": many, "ratio": many / one, "n": n}
+    return figures
 
 
 def first_token_overhead(
     n: int = 100, tokens_per_s: float = 20.0, reply_tokens: int = 100, spread_s: float = 2.5
-) -> dict[str, dict[str, float]]:
-    """Time to first token through the app minus straight from the model server, same arrivals, p50/p95.
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Time to first token through the app minus straight from the model server, same arrivals, p50/p95, for
+    the chat and the bare Gradio app (`figures[pattern][app]`).
 
     "steady": n streams arriving over `spread_s` while earlier ones still stream (each lasts
     reply_tokens / tokens_per_s = 5 s), so about n are in flight at the end; "burst": all n at the same instant.
     """
-    figures = {}
-    with (
-        fake_model_server(tokens_per_s, reply_tokens) as model_url,
-        # Room for all n at once: with the default 64 the rest would queue, which is a capacity figure, not
-        # streaming overhead.
-        chat(
-            SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL=MODEL, CHAT_CONCURRENCY=str(n)
-        ) as app,
-    ):
-        _run(_chat_once, app.url, n)  # warm-up, as above
+    figures: dict[str, dict[str, dict[str, float]]] = {}
+    # Room for all n at once: with the default 64 the rest would queue, which is a capacity figure, not
+    # streaming overhead.
+    with fake_model_server(tokens_per_s, reply_tokens) as model_url, _apps(model_url, n) as apps:
+        for url in apps.values():
+            _run(_chat_once, url, n)  # warm-up, as above
         for name, spread in (("steady", spread_s), ("burst", 0.0)):
             _, direct = _run(_direct_once, model_url, n, spread)
-            _, through_app = _run(_chat_once, app.url, n, spread)
-            figures[name] = {
-                "direct_p50_ms": 1000 * statistics.median(direct),
-                "direct_p95_ms": 1000 * percentile(direct, 95),
-                "overhead_p50_ms": 1000 * (statistics.median(through_app) - statistics.median(direct)),
-                "overhead_p95_ms": 1000 * (percentile(through_app, 95) - percentile(direct, 95)),
-            }
+            figures[name] = {}
+            for app, url in apps.items():
+                _, through_app = _run(_chat_once, url, n, spread)
+                figures[name][app] = {
+                    "direct_p50_ms": 1000 * statistics.median(direct),
+                    "direct_p95_ms": 1000 * percentile(direct, 95),
+                    "overhead_p50_ms": 1000 * (statistics.median(through_app) - statistics.median(direct)),
+                    "overhead_p95_ms": 1000 * (percentile(through_app, 95) - percentile(direct, 95)),
+                }
     return figures

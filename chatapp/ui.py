@@ -22,6 +22,7 @@ from typing import Any
 
 import gradio as gr
 
+from chatapp import gradio_compat
 from chatapp.chat import ChatService, ChatSession, Update
 from chatapp.conversation import ImageRef, Message
 from chatapp.conversations import ChatStore, ConversationError, Conversations, Found, Summary
@@ -604,6 +605,7 @@ class ChatUI:
 
     def build(self, title: str = "hybrid-chat") -> gr.Blocks:
         labels = self.conversations.models
+        gradio_compat.lazy_session_config()  # a new session no longer configures this whole page first
         # delete_cache: uploads never sent (a closed tab) leave Gradio's cache within two hours; sent ones are
         # deleted as soon as they are copied to the media store.
         with gr.Blocks(title=title, fill_height=True, delete_cache=(UPLOAD_EXPIRY_S, UPLOAD_EXPIRY_S)) as demo:

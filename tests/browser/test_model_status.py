@@ -35,9 +35,9 @@ def model_process() -> Iterator[tuple[subprocess.Popen, str]]:
     deadline = time.monotonic() + 20
     while True:
         try:
-            if requests.get(f"{base_url}/models", timeout=1).ok:
+            if requests.get(f"{base_url}/models", timeout=5).ok:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too slow to answer on a busy machine
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 raise RuntimeError("the fake model server did not start") from None

@@ -69,7 +69,7 @@ def test_an_unsaved_turn_is_reported_queued_and_saved_later_once(retrying, flaky
     assert retrying.pending_count() == 1 and retrying.is_pending("s-1", 0)
 
     flaky.down = False
-    assert retrying.flush(timeout=5)
+    assert retrying.flush(timeout=30)
 
     assert flaky.saved == [("s-1", 0)] and later == [("s-1", 0)]
     assert not retrying.is_pending("s-1", 0)
@@ -101,7 +101,7 @@ def test_a_later_save_writes_older_queued_turns_first(retrying, flaky, later):
     assert later == [("s-1", 0), ("s-2", 0), ("s-1", 1)]
 
 
-def wait_until(condition, timeout: float = 5.0) -> bool:
+def wait_until(condition, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -170,7 +170,7 @@ def test_a_queued_turn_the_store_refuses_for_good_is_reported_dropped(flaky, tmp
     flaky.down = False
     flaky.save_turn = _refuse_s1(flaky.save_turn)
 
-    assert store.flush(timeout=5)
+    assert store.flush(timeout=30)
 
     assert dropped == [(0, "refused")] and flaky.saved == [("s-2", 0)]
     store.close()
@@ -201,7 +201,7 @@ def test_reads_show_queued_turns_and_delete_drops_them(retrying, flaky):
     with pytest.raises(SessionNotFound):
         retrying.delete_session("only-queued", "alice")
     flaky.down = False
-    assert retrying.flush(timeout=5)
+    assert retrying.flush(timeout=30)
     assert ("only-queued", 0) not in flaky.saved  # a late retry does not bring it back
 
 
@@ -225,7 +225,7 @@ def test_another_owner_cannot_touch_queued_turns(retrying, flaky, action):
 
     assert retrying.pending_count() == 2
     flaky.down = False
-    assert retrying.flush(timeout=5)
+    assert retrying.flush(timeout=30)
     assert flaky.saved == [("stored", 0), ("stored", 1), ("queued", 0)]
     assert [m.content for m in retrying.load_messages("stored", "alice")] == [
         "question 0",
@@ -246,7 +246,7 @@ def test_a_failing_callback_does_not_stop_retries(flaky):
     store.save(make_turn(1))
     flaky.down = False
 
-    assert store.flush(timeout=5)
+    assert store.flush(timeout=30)
     assert flaky.saved == [("s-1", 0), ("s-1", 1)]
     store.close()
 

@@ -136,7 +136,7 @@ def test_slow_first_token_is_waited_for(fake_openai):
     fake_openai.mode = "slow_start"
     fake_openai.first_token_delay_s = 1.0
     started = time.monotonic()
-    chunks, _, error = collect(model_for(fake_openai, timeout_s=3), ask("slow"))
+    chunks, _, error = collect(model_for(fake_openai, timeout_s=10), ask("slow"))
     assert error is None and "".join(chunks) == "You said: slow"
     assert time.monotonic() - started >= 1.0
 

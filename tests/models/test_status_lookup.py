@@ -13,7 +13,7 @@ from chatapp.status import ModelStatus
 from harness.fakes.vertex_server import RETIRED_2026
 
 
-def wait_for(predicate, timeout: float = 10.0):
+def wait_for(predicate, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         assert time.monotonic() < deadline, "timed out"

@@ -17,6 +17,7 @@ from gradio_client import Client
 from chatapp.history.sqlite import SqliteStore
 from harness.chat_process import ChatProcess, start_chat
 from harness.fakes.openai_server import FakeOpenAIServer
+from tests.app.helpers import wait_until
 from tests.security.iap_keys import PREFIX, KeyServer, SigningKey
 
 LABEL = "Fake model"
@@ -283,7 +284,7 @@ def test_cancel_with_a_stolen_session_hash_does_not_stop_the_victims_reply(start
         chat = start(SELF_HOSTED_URL=slow.base_url, SELF_HOSTED_MODEL=slow.model)
         victim = Client(chat.url, verbose=False)
         job = victim.submit("tell me a long story", *ARGS, api_name="/chat")
-        time.sleep(0.5)
+        wait_until(lambda: slow.chat_requests(), 60, "the victim's reply to reach the model")  # it is streaming
         attacker = requests.Session()  # another browser: its own cookie
         response = attacker.post(
             f"{chat.url}/gradio_api/cancel",

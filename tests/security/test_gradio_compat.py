@@ -81,3 +81,19 @@ def test_password_sign_in_cookies_and_name_are_as_gradio_compat_says(tmp_path: P
 
 def test_every_rule_names_an_access_the_guard_handles():
     assert {a for a in gradio_routes().values()} <= set(Access)
+
+
+def test_a_new_session_configures_no_component_before_an_event_touches_it(app: FastAPI):
+    """What lets 100 sessions start at once cheaply (`gradio_compat.lazy_session_config`): Gradio's SessionState
+    configures nothing up front (it did every component of the page), yet still knows the page, and an event's
+    inputs and outputs are configured when the event touches them. Deep links, the one reader of the full
+    configuration, stay refused (tests/security/test_default_deny.py)."""
+    from gradio.state_holder import SessionState
+
+    blocks = gradio_compat.gradio_app(app).get_blocks()
+    session = SessionState(blocks)
+    assert session.config_values == {}, "a new session configured every component of the page up front"
+    assert session.blocks_config.blocks.keys() == blocks.default_config.blocks.keys()
+    some_id = next(iter(blocks.blocks))
+    session._update_value_in_config(some_id, "typed")
+    assert some_id in session.config_values
