@@ -21,6 +21,7 @@ from chatapp.conversation import ImageRef, Message, build_prompt
 from chatapp.drain import CUT_NOTE, REFUSED_NOTE, Drain
 from chatapp.history.base import StoredMessage, StoreError, Turn, Usage
 from chatapp.inputs import InputError, shown
+from chatapp.models import wants_self_hosted
 from chatapp.models.base import (
     GENERIC_OPTIONS,
     ChatModel,
@@ -214,6 +215,8 @@ class ChatService:
         refused: str | None = None
         with self._active_lock:
             self._active += 1
+        if wants_self_hosted(model):  # the wake signal of a scaled-to-zero model server (chatapp/metrics.py)
+            metrics.SELF_HOSTED_WANTED.inc()
         metrics.STREAMS_IN_FLIGHT.labels(model_label).inc()
         try:
             stream = model.stream(prompt, params, stats)

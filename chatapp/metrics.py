@@ -39,6 +39,13 @@ TOKENS = Counter(
     "Tokens as reported by the model: direction=in (prompt) or out (reply).",
     ["model", "direction"],
 )
+# The wake signal for a self-hosted model scaled to zero (stack/gemma_scaling.py queries it by this name): it
+# counts demand, not answers, so it rises while the model server is asleep and Auto answers with Gemini. No
+# labels: the series exists from the chat's start at 0, so the first turn after a scrape shows as an increase.
+SELF_HOSTED_WANTED = Counter(
+    "chat_self_hosted_wanted",
+    "Turns that wanted the self-hosted model: chosen directly, or through Auto (whichever model then answered).",
+)
 STREAMS_IN_FLIGHT = Gauge("chat_streams_in_flight", "Replies being streamed right now.", ["model"])
 UNSAVED_TURNS = Gauge("chat_unsaved_turns", "Turns kept in memory because the history store did not take them yet.")
 

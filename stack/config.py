@@ -23,6 +23,8 @@ DEFAULTS: dict[str, str | int | bool] = {
     "gemmaGpus": 0,
     "gemmaAccelerator": "",
     "gemmaSpot": False,
+    # Minutes without a turn that wanted Gemma before its GPU pod is scaled to zero; 0 keeps it always on.
+    "gemmaIdleMinutes": 30,
     "vllmImage": "",
     # Checked 2026-12-06: gemini-2.5-flash was retired in October 2026; 3.8 Flash is served from `global` and
     # the multi-regions, not from a cluster region such as us-central1.
@@ -79,6 +81,8 @@ class StackConfig:
     gemma: Preset
     """The model server: the chosen preset with the config's overrides applied."""
     gemma_spot: bool
+    gemma_idle_minutes: int
+    """0: always on (no autoscaler); else minutes without demand before the model server scales to zero."""
     gemini_model: str
     gemini_location: str
     chat_replicas: int
@@ -175,6 +179,8 @@ def load_config() -> StackConfig:
     gemma_enabled = r.boolean("gemmaEnabled")
     gemma = _gemma(r, gemma_enabled)
     gemma_spot = r.boolean("gemmaSpot")
+    idle_minutes = r.integer("gemmaIdleMinutes")
+    r.check(idle_minutes >= 0, f"{PROJECT}:gemmaIdleMinutes must be 0 (always on) or more, got {idle_minutes}")
     replicas = r.integer("chatReplicas")
     r.check(replicas >= 1, f"{PROJECT}:chatReplicas must be at least 1, got {replicas}")
     max_replicas = r.integer("chatMaxReplicas")
@@ -207,6 +213,7 @@ def load_config() -> StackConfig:
         gemma_enabled=gemma_enabled,
         gemma=gemma,
         gemma_spot=gemma_spot,
+        gemma_idle_minutes=idle_minutes,
         gemini_model=r.text("geminiModel"),
         gemini_location=r.text("geminiLocation"),
         chat_replicas=replicas,

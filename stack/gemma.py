@@ -60,6 +60,9 @@ class GemmaArgs:
     checksum_key: pulumi.Input[str]
     provider: k8s.Provider
     namespace: pulumi.Resource
+    # True when an autoscaler owns the replica count (stack/gemma_scaling.py): the Deployment then leaves
+    # `replicas` out, or every `pulumi up` would set it back and wake the GPU (pulumi/pulumi#13321).
+    autoscaled: bool = False
 
 
 def resources(gpus: int, accelerator: str, weights_gb: float) -> dict[str, str]:
@@ -195,7 +198,8 @@ class Gemma(pulumi.ComponentResource):
                 name=NAME, namespace=kube.NAMESPACE, labels=labels, annotations=DONT_WAIT
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=1,
+                # Left out when autoscaled: the API server's default (1) on create, the autoscaler's after.
+                replicas=None if args.autoscaled else 1,
                 # A rolling update would need a second set of GPUs; stop the old pod first.
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector_labels(NAME)),

@@ -43,13 +43,16 @@ def labels(name: str, component: str) -> dict[str, str]:
     }
 
 
-def workload_identity_principal(project_number: str, project: str, account: str = CHAT_SERVICE_ACCOUNT) -> str:
-    """The IAM principal GKE Workload Identity Federation gives a Kubernetes service account of our namespace.
+def workload_identity_principal(
+    project_number: str, project: str, account: str = CHAT_SERVICE_ACCOUNT, namespace: str = NAMESPACE
+) -> str:
+    """The IAM principal GKE Workload Identity Federation gives a Kubernetes service account (of our namespace
+    unless told otherwise).
 
     The same in every cluster of the project: the account name must be unique per stack (stack/names.py)."""
     return (
         f"principal://iam.googleapis.com/projects/{project_number}/locations/global/workloadIdentityPools/"
-        f"{project}.svc.id.goog/subject/ns/{NAMESPACE}/sa/{account}"
+        f"{project}.svc.id.goog/subject/ns/{namespace}/sa/{account}"
     )
 
 

@@ -60,3 +60,8 @@ def media_bucket(project: str, stack: str) -> str:
 def kubernetes_account(component: str, stack: str) -> str:
     """A Kubernetes service account whose Workload Identity principal holds Google roles."""
     return scoped(component, stack)
+
+
+def keda_namespace(stack: str) -> str:
+    """Where KEDA runs: its operator's principal (namespace + account) holds a project role, so it is per stack."""
+    return scoped("keda", stack)

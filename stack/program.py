@@ -13,6 +13,7 @@ from stack.config import StackConfig
 from stack.firestore import Firestore, FirestoreArgs
 from stack.frontdoor import FrontDoor, FrontDoorArgs
 from stack.gemma import Gemma, GemmaArgs
+from stack.gemma_scaling import GemmaScaling, GemmaScalingArgs
 from stack.identity import WorkloadIdentity, WorkloadIdentityArgs
 from stack.image import ChatImage, ChatImageArgs
 from stack.media import Media, MediaArgs
@@ -97,7 +98,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
                 namespace=cluster.namespace,
             ),
         )
-        Gemma(
+        gemma = Gemma(
             "gemma",
             GemmaArgs(
                 preset=cfg.gemma,
@@ -108,8 +109,24 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
                 checksum_key=checksum_key,
                 provider=cluster.provider,
                 namespace=cluster.namespace,
+                autoscaled=cfg.gemma_idle_minutes > 0,
             ),
         )
+        if cfg.gemma_idle_minutes > 0:
+            GemmaScaling(
+                "gemma-scaling",
+                GemmaScalingArgs(
+                    project=cfg.project,
+                    stack=cfg.stack,
+                    cluster_name=cfg.cluster_name,
+                    idle_minutes=cfg.gemma_idle_minutes,
+                    deployment=gemma.deployment,
+                    cluster=cluster.cluster,
+                    project_number=identity.number,
+                    provider=cluster.provider,
+                    namespace=cluster.namespace,
+                ),
+            )
     iap = cfg.front_door == "iap"
     # IAP signs for `/projects/NUMBER/global/backendServices/ID`; the id is the Gateway controller's, so the chat
     # checks the prefix (the number is looked up, not configured).

@@ -33,6 +33,7 @@ APPLY_ORDER = (
     *("Namespace", "ServiceAccount", "Secret", "Job", "Deployment", "Service"),
     *("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"),
     *("Gateway", "HTTPRoute", "HealthCheckPolicy", "GCPBackendPolicy", "PodMonitoring"),
+    *("TriggerAuthentication", "ScaledObject"),
 )
 KIND_ORDER = {kind: i for i, kind in enumerate(APPLY_ORDER)}
 
@@ -54,7 +55,12 @@ class Rendering:
 
     def manifests(self) -> list[dict[str, Any]]:
         """Every Kubernetes object, `helm template` style: in apply order, apiVersion/kind/metadata first."""
-        objects = [normalize(r.inputs, mask) for r in self.resources() if r.type.startswith("kubernetes:")]
+        # A Helm release is not an object of its own: the chart's objects exist only in the cluster.
+        objects = [
+            normalize(r.inputs, mask)
+            for r in self.resources()
+            if r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:helm.sh/")
+        ]
         objects.sort(key=lambda o: (KIND_ORDER.get(o["kind"], len(KIND_ORDER)), o["metadata"]["name"]))
         head = ("apiVersion", "kind", "metadata")
         return [{**{k: o[k] for k in head if k in o}, **{k: v for k, v in o.items() if k not in head}} for o in objects]

@@ -36,6 +36,7 @@ __all__ = [
     "ReplyStats",
     "StreamCut",
     "build_models",
+    "wants_self_hosted",
 ]
 
 # provider name -> how to build it from settings. Order here is the menu order: self-hosted first.
@@ -64,3 +65,10 @@ def build_models(settings: Settings) -> dict[str, ChatModel]:
         models[model.label] = model
     combined = [m for build_combined in COMBINED.values() if (m := build_combined(settings, models)) is not None]
     return {**{m.label: m for m in combined}, **models}
+
+
+def wants_self_hosted(model: ChatModel) -> bool:
+    """Whether a turn on `model` asks for the self-hosted server: chosen directly, or Auto, which tries it first
+    (even while it skips a server that is down or asleep: that turn is the demand that should wake it)."""
+    first = model.primary if isinstance(model, AutoModel) else model
+    return isinstance(first, OpenAICompatModel)

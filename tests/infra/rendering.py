@@ -22,8 +22,8 @@ DOMAIN = "chat.example.com"
 CHAT_USERS = ("user:ada@example.com", "group:chat-team@example.com", "domain:example.org")
 IAP_CLIENT_ID = "1234-abc.apps.googleusercontent.com"
 IAP_CLIENT_SECRET = "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everLeak"
-# The API groups of the custom resources (Gateway API, GKE policies): not in kubernetes-validate's schemas.
-CUSTOM_GROUPS = ("gateway.networking.k8s.io", "networking.gke.io")
+# The API groups of the custom resources (Gateway API, GKE policies, KEDA): not in kubernetes-validate's schemas.
+CUSTOM_GROUPS = ("gateway.networking.k8s.io", "networking.gke.io", "keda.sh")
 
 
 def run_render(*args: str) -> subprocess.CompletedProcess[str]:

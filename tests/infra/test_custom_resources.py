@@ -19,7 +19,14 @@ from tests.infra.rendering import ROOT
 
 CRD = ROOT / "tests" / "infra" / "crd"
 PLANS = ("default_plan", "gemma_off_plan", "scaled_plan", "password_plan")
-EXPECTED_KINDS = {"Gateway", "HTTPRoute", "HealthCheckPolicy", "GCPBackendPolicy"}
+EXPECTED_KINDS = {
+    "Gateway",
+    "HTTPRoute",
+    "HealthCheckPolicy",
+    "GCPBackendPolicy",
+    "ScaledObject",
+    "TriggerAuthentication",
+}
 
 
 def check(manifests: list[dict[str, Any]]) -> dict[str, Any]:
@@ -89,3 +96,17 @@ def test_a_missing_required_field_fails(rendered):
 def test_an_unknown_kind_has_no_schema():
     report = check([{"apiVersion": "networking.gke.io/v1", "kind": "GCPNothing", "metadata": {"name": "x"}}])
     assert any("no schema for networking.gke.io/v1 GCPNothing" in m for m in _messages(report, "schema"))
+
+
+def test_keda_objects_are_checked_against_kedas_own_schema(rendered):
+    scaled = next(m for m in rendered if m["kind"] == "ScaledObject")
+    unknown, wrong = copy.deepcopy(scaled), copy.deepcopy(scaled)
+    unknown["spec"]["cooldown"] = 60  # the real field is cooldownPeriod
+    wrong["spec"]["minReplicaCount"] = "0"  # an integer
+    auth = copy.deepcopy(next(m for m in rendered if m["kind"] == "TriggerAuthentication"))
+    del auth["spec"]["podIdentity"]["provider"]
+    report = check([unknown, wrong, auth])
+    assert any("'\"cooldown\"' does not exist" in m for m in _messages(report, "types")), report
+    schema = _messages(report, "schema")
+    assert any("minReplicaCount must be integer" in m for m in schema), schema
+    assert any("podIdentity must have required property provider" in m for m in schema), schema

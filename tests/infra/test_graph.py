@@ -11,6 +11,7 @@ COMPONENTS = {
     "Weights",
     "Media",
     "Gemma",
+    "GemmaScaling",
     "Chat",
     "ChatScaling",
     "Monitoring",
@@ -26,7 +27,7 @@ EXPECTED = {
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/document:Document": 1,
     "gcp:firestore/index:Index": 1,
-    "gcp:projects/iAMMember:IAMMember": 3,
+    "gcp:projects/iAMMember:IAMMember": 4,  # the chat's two roles, the node account's, KEDA's monitoring.viewer
     "gcp:artifactregistry/repository:Repository": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
     "gcp:storage/bucket:Bucket": 2,  # the model weights, the chat's images
@@ -53,6 +54,9 @@ EXPECTED = {
     "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute": 2,
     "kubernetes:networking.gke.io/v1:HealthCheckPolicy": 1,
     "kubernetes:networking.gke.io/v1:GCPBackendPolicy": 1,
+    "kubernetes:helm.sh/v3:Release": 1,  # KEDA
+    "kubernetes:keda.sh/v1alpha1:ScaledObject": 1,
+    "kubernetes:keda.sh/v1alpha1:TriggerAuthentication": 1,
 }
 
 

@@ -38,6 +38,7 @@ def test_turns_are_counted_per_model_and_outcome_with_latency_and_tokens(chat_se
     before = scrape(chat.metrics_url)
     assert value(before, "chat_turns_total", model=SMOL, outcome="ok") is None
     assert value(before, "chat_unsaved_turns") == 0
+    assert value(before, "chat_self_hosted_wanted_total") == 0  # exported from the start: the wake signal
 
     client = Client(chat.url, verbose=False)
     try:
@@ -65,6 +66,8 @@ def test_turns_are_counted_per_model_and_outcome_with_latency_and_tokens(chat_se
     assert 0 < value(after, "chat_tokens_total", model=SMOL, direction="out") <= 2 * 24
     assert value(after, "chat_streams_in_flight", model=SMOL) == 0
     assert value(after, "chat_unsaved_turns") == 0
+    # The self-hosted model's two turns wanted it; the Gemini turn did not (the KEDA query's counter).
+    assert value(after, "chat_self_hosted_wanted_total") == 2
 
 
 def test_metrics_are_not_served_on_the_public_port(chat_server):

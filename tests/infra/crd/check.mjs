@@ -18,6 +18,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const PACKAGES = {
   "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
   "networking.gke.io": "@kubernetes-models/gke",
+  "keda.sh": "@kubernetes-models/keda",
 };
 
 function modulePath(manifest) {
