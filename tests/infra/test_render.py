@@ -15,7 +15,7 @@ def test_renders_the_dev_stack_offline():
     result = run_render()
     assert result.returncode == 0, result.stderr
     header, _, documents = result.stdout.partition("\n---\n")
-    assert "# 64 resources" in header
+    assert "# 66 resources" in header
     # Optional: without it there is no token Secret, and the weights Job downloads anonymously.
     assert "hybrid-chat:hfToken is not set: the weights Job downloads without a token" in header
     assert "kubeconfig: [secret]" in header
@@ -23,6 +23,7 @@ def test_renders_the_dev_stack_offline():
     assert kinds == [
         "Namespace",
         *["ServiceAccount"] * 3,
+        "Secret",  # the key every chat replica signs with (CHAT_SECRET_KEY)
         "Job",
         *["Deployment"] * 2,
         *["Service"] * 2,

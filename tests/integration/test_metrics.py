@@ -6,6 +6,7 @@ import requests
 from gradio_client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from chatapp.settings import model_label
 from harness.fakes.openai_server import _prompt_tokens
 
 SMOL = "SmolLM2 (llama.cpp)"
@@ -81,16 +82,16 @@ def test_tokens_in_and_out_as_a_vllm_shaped_server_reports_them(chat_server, fak
     # The fake follows vLLM's wire format, including the final `usage` chunk llama.cpp leaves out.
     fake_openai.reply = "one two three"
     chat = chat_server(SELF_HOSTED_URL=fake_openai.base_url, SELF_HOSTED_MODEL=fake_openai.model)
+    model = f"{model_label(fake_openai.model)} (self-hosted)"  # the label follows the served id
     client = Client(chat.url, verbose=False)
     try:
-        answer = client.predict("Hello there", "Gemma 3 12B (self-hosted)", 0.1, 0.9, 24, "", api_name="/chat")
+        answer = client.predict("Hello there", model, 0.1, 0.9, 24, "", api_name="/chat")
     finally:
         client.close()
     assert answer == "one two three"
     (request,) = fake_openai.chat_requests()
     assert request["stream_options"] == {"include_usage": True}
     after = scrape(chat.metrics_url)
-    model = "Gemma 3 12B (self-hosted)"
     assert value(after, "chat_tokens_total", model=model, direction="in") == _prompt_tokens(request)
     assert value(after, "chat_tokens_total", model=model, direction="out") > 0
 
