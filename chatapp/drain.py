@@ -11,7 +11,8 @@ Between the two the chat:
    streaming, so an idle open page cannot hold shutdown for longer than that;
 4. makes a last attempt (SAVE_S) to store turns still queued because the store was unreachable.
 
-This module imports nothing heavy: the stack (stack/chat.py) reads GRACE_S from it.
+The stack cannot import the chat: stack/kube.py repeats GRACE_S as CHAT_GRACE_S, and
+tests/infra/test_kubernetes.py keeps them equal.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from chatapp import drain
 from stack import kube, pod_security
 
 NAME = "chat"
@@ -175,7 +174,7 @@ def _pod(args: ChatArgs, labels: dict[str, str]) -> k8s.core.v1.PodTemplateSpecA
             enable_service_links=False,
             # On SIGTERM the chat lets replies finish or cuts and saves them, closes its connections and makes
             # a last attempt to save turns still queued: chatapp.drain adds up the time that takes.
-            termination_grace_period_seconds=drain.GRACE_S,
+            termination_grace_period_seconds=kube.CHAT_GRACE_S,
             security_context=pod_security.pod_context(pod_security.CHAT_UID, fs_group=True),
             containers=[container],
             volumes=[

@@ -20,7 +20,6 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from chatapp import drain
 from stack import kube
 
 NAME = "chat"
@@ -40,7 +39,7 @@ BACKEND_TIMEOUT_S = max(60 * 60, 2 * kube.CHAT_REQUEST_TIMEOUT_S)
 # Gradio keeps each session's queue in one process: the load balancer's cookie keeps a browser on its pod.
 AFFINITY_COOKIE_TTL_S = 24 * 60 * 60
 # A stopping pod lets its open streams finish within its grace period (chatapp.drain): keep those connections.
-DRAINING_TIMEOUT_S = drain.GRACE_S
+DRAINING_TIMEOUT_S = kube.CHAT_GRACE_S
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ CHECKSUM_ANNOTATION = "hybrid-chat/config-checksum"
 CHAT_PORT = 7860
 # Generations one chat replica runs at once (CHAT_CONCURRENCY); vLLM's --max-num-seqs batches as many.
 CHAT_CONCURRENCY = 64
+# terminationGracePeriodSeconds of the chat, and the load balancer's connection draining: the chat's own shutdown
+# budget (chatapp/drain.py GRACE_S: replies 20 s + saving cut replies 5 s + connections 3 s + retry queue 10 s +
+# margin 5 s). The stack never imports the chat; tests/infra/test_kubernetes.py keeps the two equal.
+CHAT_GRACE_S = 43
 # Seconds the chat waits on a model (CHAT_REQUEST_TIMEOUT); the load balancer's backend timeout must exceed it.
 CHAT_REQUEST_TIMEOUT_S = 120
 # Not `vllm`: a Service of that name injects VLLM_PORT=tcp://… into pods, which vLLM reads as its own setting.

@@ -82,8 +82,16 @@ def test_stop_at_any_moment_leaves_the_page_idle_with_the_stored_partial_reply(
         fake_model.mode, fake_model.first_token_delay_s = "normal", 3.0
         if moment == "before the first token":
             fake_model.mode, fake_model.tokens_per_s, fake_model.reply = "slow_start", 10, 200
+            asked = len(fake_model.chat_requests())
             ui.send(question)
             expect(ui.user_messages.filter(has_text=question)).to_have_count(1, timeout=LOADED_MS)
+            # The reply has begun (the model was asked; its first token is 3 s away). A Stop before that is the
+            # other race, "before the reply began", which puts the message back in the box (test above).
+            for _ in range(LOADED_MS // 100):
+                if len(fake_model.chat_requests()) > asked:
+                    break
+                ui.page.wait_for_timeout(100)
+            assert len(fake_model.chat_requests()) > asked, "the reply never reached the model"
             ui.stop()
         elif moment == "as the reply ends":
             fake_model.tokens_per_s, fake_model.reply = 20, 10  # half a second
