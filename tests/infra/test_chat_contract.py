@@ -135,4 +135,3 @@ def test_request_timeout_and_port_agree():
     chat = Settings()
     assert chat.request_timeout_s == kube.CHAT_REQUEST_TIMEOUT_S
     assert chat.port == kube.CHAT_PORT
-
