@@ -35,7 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.scratch import ROOT, copy_tree
+
 WORK = ROOT / ".cache" / "mutmut"
 GOAL = 0.90
 TEST_TIMEOUT_S = 30  # per test inside a mutant run; a test that hangs this long "killed" nothing (see above)
@@ -123,18 +124,8 @@ def scratch_copy(module: Module) -> Path:
     """A fresh copy of the working tree as it is (uncommitted changes included), set up for this module."""
     work = workdir(module)
     shutil.rmtree(work, ignore_errors=True)
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, work / name)
-    others = sorted({Path(name).parts[0] for name in filter(None, listed.split("\0"))} - {"chatapp", "tests"})
+    listed = copy_tree(work)
+    others = sorted({Path(name).parts[0] for name in listed} - {"chatapp", "tests"})
     config = {
         "source_paths": ["chatapp/"],
         "only_mutate": [module.path],

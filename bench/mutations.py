@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.scratch import copy_tree
+
 TIMEOUT_S = 600  # a mutation that hangs the tests this long counts as killed (pytest-timeout fires sooner)
 
 
@@ -417,21 +417,6 @@ MUTATIONS = [
 ]
 
 
-def scratch_copy(destination: Path) -> None:
-    """The working tree as git sees it (tracked and new files, nothing ignored), uncommitted edits included."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():  # a deleted but still tracked file is skipped
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-
-
 def run_tests(scratch: Path, tests: tuple[str, ...]) -> tuple[int | None, str]:
     """pytest's exit status (None on timeout) and the tail of its output."""
     env = {
@@ -473,7 +458,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="hybrid-chat-mutations-") as tmp:
         scratch = Path(tmp)
-        scratch_copy(scratch)
+        copy_tree(scratch)
         for mutation in chosen:  # a stale entry is reported before anything slow runs
             mutation.apply((scratch / mutation.file).read_text())
         for tests in dict.fromkeys(m.tests for m in chosen):  # each distinct selection once
