@@ -51,6 +51,7 @@ class Module:
 
 
 FAST = "not integration"
+SECURITY = "tests/security"
 HISTORY = "tests/history/test_contract.py", "tests/history/test_manage.py", "tests/history/test_usage.py"
 MODULES = (
     Module("chatapp/iap.py", ("tests/security/test_iap_verifier.py",)),
@@ -78,12 +79,20 @@ MODULES = (
     ),
     Module("chatapp/usage.py", ("tests/chat/test_usage.py", "tests/chat/test_settings_usage.py")),
     Module("chatapp/images.py", ("tests/media", "tests/chat/test_conversation_images.py", "-m", FAST)),
-    # As of 2026-12-06 the tests of these three reach them only through a chat subprocess, where mutmut's
-    # trampolines neither record coverage nor switch mutants: mutmut reports them "no tests" until in-process
-    # tests (the ASGI app driven directly) exist.
-    Module("chatapp/identity.py", ("tests/security", "tests/chat", "-m", "not integration and not browser")),
-    Module("chatapp/uploads.py", ("tests/media", "tests/chat", "-m", FAST)),
-    Module("chatapp/web.py", ("tests/security", "tests/app", "-m", "not browser")),
+    # The front door, driven in this process through the ASGI app (tests/security/inprocess.py): tests that
+    # reach it only through a chat subprocess are invisible to mutmut, whose trampolines switch mutants on
+    # inside the test process.
+    Module("chatapp/identity.py", (f"{SECURITY}/test_identity_promises.py",)),
+    Module(
+        "chatapp/uploads.py",
+        (
+            f"{SECURITY}/test_upload_promises.py",
+            f"{SECURITY}/test_web_promises.py::test_an_upload_id_is_its_first_callers",
+            f"{SECURITY}/test_upload_limits.py::test_the_registry_holds_each_caller_to_its_bytes_frees_them_when_sent"
+            "_and_expires_the_rest",
+        ),
+    ),
+    Module("chatapp/web.py", tuple(f"{SECURITY}/test_{name}_promises.py" for name in ("web", "identity", "upload"))),
 )
 
 # Mutants no test can tell from the original, by name (`mutmut show NAME` in the module's scratch copy), each
