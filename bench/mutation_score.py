@@ -77,7 +77,10 @@ MODULES = (
         (*HISTORY, "tests/history/test_firestore.py", "tests/history/test_firestore_images.py", "-k", "not sqlite"),
         forkserver=True,
     ),
-    Module("chatapp/usage.py", ("tests/chat/test_usage.py", "tests/chat/test_settings_usage.py")),
+    Module(
+        "chatapp/usage.py",
+        ("tests/chat/test_usage.py", "tests/chat/test_settings_usage.py", "tests/chat/test_usage_promises.py"),
+    ),
     Module("chatapp/images.py", ("tests/media", "tests/chat/test_conversation_images.py", "-m", FAST)),
     # The front door, driven in this process through the ASGI app (tests/security/inprocess.py): tests that
     # reach it only through a chat subprocess are invisible to mutmut, whose trampolines switch mutants on
