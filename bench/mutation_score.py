@@ -14,6 +14,7 @@ runs in its own scratch copy of the working tree (`.cache/mutmut/<module>/`, kep
     python -m bench.mutation_score chatapp/iap.py  # one or a few
     python -m bench.mutation_score --list          # modules and their tests
     python -m bench.mutation_score --report        # the last run's results again (e.g. after listing equivalents)
+    python -m bench.mutation_score --sample 120 chatapp/web.py  # a seeded sample of its mutants (slow modules)
 
 A mutant that is killed only because a test ran into its timeout counts as surviving: a test must fail on an
 assertion, not a hang. The 47 hand-written cases of `bench.mutations` stay as regression cases
@@ -27,8 +28,10 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +44,7 @@ WORK = ROOT / ".cache" / "mutmut"
 GOAL = 0.90
 TEST_TIMEOUT_S = 30  # per test inside a mutant run; a test that hangs this long "killed" nothing (see above)
 TIMEOUT_MARK = "mutmut-timeouts.txt"
+SAMPLE_FILE = "mutmut-sample.txt"  # the names a sampled run tried (--sample)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.conversations.xǁConversationsǁexport__mutmut_26": "len / 2 is a float equal to len // 2 (even length)",
     "chatapp.conversations.xǁConversationsǁsearch__mutmut_16": "both stores' default search limit is SEARCH_LIMIT (20)",
     "chatapp.conversations.xǁConversationsǁundo__mutmut_24": "last is never None there: a turn exists (checked above)",
+    "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
 }
 
 
@@ -163,6 +168,7 @@ class Score:
     statuses: dict[str, str]
     seconds: float
     changes: dict[str, list[str]]  # of every mutant not killed
+    generated: int  # mutants mutmut made; more than `total` in a sampled run
 
     @property
     def score(self) -> float:
@@ -170,31 +176,54 @@ class Score:
         return self.killed / counted if counted else 1.0
 
 
-def run(module: Module, budget_s: float, children: int) -> Score:
+def run(module: Module, budget_s: float, children: int, sample: int | None = None) -> Score:
     work = scratch_copy(module)
     started = time.monotonic()
-    env = {**os.environ, "CI": "true"}  # a missing component fails instead of skipping
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children)]
-    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = process.communicate(timeout=budget_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        output += f"\n(stopped after the {budget_s:g} s budget; unrun mutants count as survivors)\n"
+    output = ""
+    names: list[str] = []
+    if sample is not None:
+        # mutmut makes every mutant and runs the tests once (to learn which test reaches which function), then
+        # finds no mutant by this name; a seeded sample of the names it made is then run.
+        output = mutmut(work, ["no-such-mutant"], children, budget_s)
+        every = sorted(json.loads(meta_file(work, module).read_text())["exit_code_by_key"])
+        names = sorted(random.Random(module.path).sample(every, min(sample, len(every))))
+        (work / SAMPLE_FILE).write_text("\n".join(names) + "\n")
+    output += mutmut(work, names, children, budget_s - (time.monotonic() - started))
     (work / "mutmut-run.log").write_text(output)
     seconds = time.monotonic() - started
     return tally(module, work, seconds, output)
 
 
+def mutmut(work: Path, names: list[str], children: int, budget_s: float) -> str:
+    env = {**os.environ, "CI": "true"}  # a missing component fails instead of skipping
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names]
+    process = subprocess.Popen(
+        command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=max(budget_s, 1.0))
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # mutmut and the test processes it forked
+        output, _ = process.communicate()
+        output += f"\n(stopped after the {budget_s:g} s budget; unrun mutants count as survivors)\n"
+    return output
+
+
+def meta_file(work: Path, module: Module) -> Path:
+    return work / "mutants" / f"{module.path}.meta"
+
+
 def tally(module: Module, work: Path, seconds: float, output: str) -> Score:
     from mutmut.stats import status_by_exit_code
 
-    meta = work / "mutants" / f"{module.path}.meta"
+    meta = meta_file(work, module)
     if not meta.exists():
         sys.stdout.write(output[-3000:])
         raise SystemExit(f"{module.path}: mutmut produced no results (its output above, all of it in {work})")
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    generated = len(codes)
+    if (work / SAMPLE_FILE).exists():
+        codes = {name: codes[name] for name in (work / SAMPLE_FILE).read_text().split()}
     marks = work / "mutants" / TIMEOUT_MARK
     timeouts = set(marks.read_text().split()) if marks.exists() else set()
     statuses = {}
@@ -205,7 +234,7 @@ def tally(module: Module, work: Path, seconds: float, output: str) -> Score:
     changes = diffs(work, module, [n for n in statuses if n not in killed])
     equivalent = [n for n in changes if n in EQUIVALENT or sql_case_only(changes[n])]
     survived = sorted(n for n in changes if n not in equivalent)
-    return Score(module.path, len(codes), len(killed), equivalent, survived, statuses, seconds, changes)
+    return Score(module.path, len(codes), len(killed), equivalent, survived, statuses, seconds, changes, generated)
 
 
 def diffs(work: Path, module: Module, names: list[str]) -> dict[str, list[str]]:
@@ -250,6 +279,7 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per module (default 600)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--sample", type=int, help="run only this many mutants of each module, a seeded sample")
     parser.add_argument("--report", action="store_true", help="score the last run again, without running mutmut")
     args = parser.parse_args()
     chosen = [m for m in MODULES if not args.modules or m.path in args.modules]
@@ -263,10 +293,14 @@ def main() -> int:
     scores = []
     for module in chosen:
         print(f"== {module.path}: mutmut over {' '.join(module.tests)}", flush=True)
-        score = tally(module, workdir(module), 0.0, "") if args.report else run(module, args.budget, args.children)
+        if args.report:
+            score = tally(module, workdir(module), 0.0, "")
+        else:
+            score = run(module, args.budget, args.children, args.sample)
         scores.append(score)
         counted = score.total - len(score.equivalent)
-        print(f"   {score.killed}/{counted} killed ({score.score:.0%}) in {score.seconds:.0f} s")
+        sampled = f" (a sample of {score.total} of {score.generated} mutants)" if score.generated > score.total else ""
+        print(f"   {score.killed}/{counted} killed ({score.score:.0%}) in {score.seconds:.0f} s{sampled}")
         show(score)
     print(f"\n{'module':32} {'mutants':>8} {'equiv.':>7} {'killed':>7} {'score':>6}")
     for s in scores:

@@ -143,7 +143,9 @@ def test_the_owner_id_of_a_request():
     assert identity.caller(Request("ada")) == "user:ada"
     assert identity.caller(Request("user:ada@example.com")) == "user:ada@example.com"
     assert identity.caller(Request("browser:0123")) == "browser:0123"
-    for nobody in (None, Request(None), Request(""), Request(42)):
+    for nobody in (None, object(), Request(None), Request(""), Request(42)):
         with pytest.raises(identity.NotSignedIn) as refused:
             identity.caller(nobody)
-        assert "not signed in" in str(refused.value)
+        # What the person reads, and no traceback in the log for it (an expected refusal, not a fault).
+        assert refused.value.message == "You are not signed in (or your sign-in expired): reload the page."
+        assert refused.value.print_exception is False
