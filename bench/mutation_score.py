@@ -122,10 +122,10 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.export.x__closed_fences__mutmut_9": "a fence is a run of one character: fence[1] is fence[0]",
     "chatapp.export.x__closed_fences__mutmut_11": "a fence is a run of one character: fence[1] is fence[0]",
     "chatapp.export.x_to_json__mutmut_31": "json.dumps treats ensure_ascii=None as False",
-    "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_9": DOWN_REASON,
-    "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_10": DOWN_REASON,
+    "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_11": DOWN_REASON,
+    "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_12": DOWN_REASON,
     "chatapp.models.auto.xǁAutoModelǁ_failed__mutmut_4": "skip_s 0 opens a window [now, now): nothing is skipped",
-    "chatapp.models.auto.xǁAutoModelǁstream__mutmut_29": "received = None: `None or bool(text)` is bool(text)",
+    "chatapp.models.auto.xǁAutoModelǁstream__mutmut_31": "received = None: `None or bool(text)` is bool(text)",
     "chatapp.conversations.xǁConversationsǁexport__mutmut_26": "len / 2 is a float equal to len // 2 (even length)",
     "chatapp.conversations.xǁConversationsǁsearch__mutmut_16": "both stores' default search limit is SEARCH_LIMIT (20)",
     "chatapp.conversations.xǁConversationsǁundo__mutmut_24": "last is never None there: a turn exists (checked above)",
@@ -273,12 +273,43 @@ def show(score: Score) -> None:
             print(f"              {line.strip()[:150]}")
 
 
+def check_equivalents() -> int:
+    """Re-read every EQUIVALENT entry against the mutants mutmut makes of today's code (no test runs): a name
+    that no longer exists fails; each existing one is printed with its diff and reason, to be judged again."""
+    import mutmut.configuration
+
+    stale = []
+    for module in MODULES:
+        dotted = module.path.removesuffix(".py").replace("/", ".")
+        listed = sorted(n for n in EQUIVALENT if re.match(rf"{re.escape(dotted)}\.x(_|ǁ)", n))
+        if not listed:
+            continue
+        work = scratch_copy(module)
+        mutmut.configuration.reset_config()
+        with contextlib.chdir(work):
+            from mutmut.__main__ import create_mutants_for_file  # reads the configuration of its directory
+
+            (work / "mutants" / module.path).parent.mkdir(parents=True, exist_ok=True)
+            create_mutants_for_file(Path(module.path), Path("mutants") / module.path)
+        made = json.loads(meta_file(work, module).read_text())["exit_code_by_key"]
+        missing = [n for n in listed if n not in made]
+        stale += missing
+        for name, lines in diffs(work, module, [n for n in listed if n in made]).items():
+            print(f"{name}: {EQUIVALENT[name]}")
+            for line in lines:
+                print(f"    {line.strip()[:150]}")
+        for name in missing:
+            print(f"{name}: NO SUCH MUTANT any more ({EQUIVALENT[name]})")
+    return 1 if stale else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="module paths (default: all)")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per module (default 600)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--check-equivalents", action="store_true", help="re-read the EQUIVALENT list, run nothing")
     parser.add_argument("--sample", type=int, help="run only this many mutants of each module, a seeded sample")
     parser.add_argument("--report", action="store_true", help="score the last run again, without running mutmut")
     args = parser.parse_args()
@@ -286,6 +317,8 @@ def main() -> int:
     unknown = set(args.modules) - {m.path for m in MODULES}
     if unknown:
         parser.error(f"unknown modules {sorted(unknown)}; --list shows them")
+    if args.check_equivalents:
+        return check_equivalents()
     if args.list:
         for module in chosen:
             print(f"{module.path:32} {' '.join(module.tests)}")
