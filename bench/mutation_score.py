@@ -107,6 +107,9 @@ MODULES = (
 PADDING = "urlsafe_b64decode ignores padding beyond what is needed; only too little fails, and this adds enough"
 DOWN_REASON = "the initial _down_reason is never read: only a failure opens the window, and it sets the reason"
 ONE_LINE = "_inline gets one line: no line break can come before the run that closes a span (kept as a guard)"
+SNIFF_READ = "sniff reads at most 12 bytes: reading 17, or the whole file, gives the same verdict"
+ZERO_ENTRY = "keeping an entry of 0 instead of removing it: get(owner, 0) reads both the same"
+DEFAULT_HELD = "only `.owners` of the default _Held is read: its size and time are never used"
 EQUIVALENT: dict[str, str] = {
     "chatapp.iap.x__b64url__mutmut_6": PADDING,
     "chatapp.iap.x__b64url__mutmut_7": PADDING,
@@ -129,6 +132,16 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.conversations.xǁConversationsǁexport__mutmut_26": "len / 2 is a float equal to len // 2 (even length)",
     "chatapp.conversations.xǁConversationsǁsearch__mutmut_16": "both stores' default search limit is SEARCH_LIMIT (20)",
     "chatapp.conversations.xǁConversationsǁundo__mutmut_24": "last is never None there: a turn exists (checked above)",
+    "chatapp.uploads.x_all_images__mutmut_12": SNIFF_READ,
+    "chatapp.uploads.x_all_images__mutmut_13": SNIFF_READ,
+    "chatapp.uploads.xǁUploadRegistryǁ_drop_oldest__mutmut_2": "popitem(last=None) is popitem(last=False)",
+    "chatapp.uploads.xǁUploadRegistryǁ_release__mutmut_8": ZERO_ENTRY,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_14": DEFAULT_HELD,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_15": DEFAULT_HELD,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_19": DEFAULT_HELD,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_20": DEFAULT_HELD,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_41": "a new entry's `since` is set to now on the next line",
+    "chatapp.usage.xǁDailyUsageǁ_release__mutmut_8": ZERO_ENTRY,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
 }
 

@@ -137,3 +137,21 @@ def test_without_a_limit_a_reservation_still_names_its_owner_and_cost():
     assert (reservation.owner, reservation.tokens) == ("ada", 42)
     reservation.release()
     assert usage.report("ada") == {"tokens_today": 10**9, "limit": None, "resets_at": "2026-12-07T00:00:00+00:00"}
+
+
+def test_a_reservation_of_nothing_is_released_cleanly_after_the_others():
+    usage = DailyUsage(Stored(0), 10, now=lambda: at(12))
+    held, nothing = usage.reserve("ada", 5), usage.reserve("ada", 0)
+    held.release()
+    nothing.release()  # its owner has nothing reserved any more: no error, nothing left over
+    usage.add("ada", 9, DAY)
+    usage.reserve("ada", 1)  # 9 used, nothing reserved
+
+
+def test_a_stale_count_is_not_held_against_anyone_while_the_store_is_down():
+    stored, clock = Stored(100), Clock()
+    usage = DailyUsage(stored, 100, now=lambda: at(12), clock=clock)
+    assert usage.used("ada") == 100  # at the limit, cached
+    clock.t += 301.0  # the cached count is stale, and the store does not answer
+    stored.down = True
+    usage.reserve("ada", 10).release()  # nobody is refused for an outage

@@ -5,9 +5,10 @@ per-caller rate; the registry's own accounting through its public interface."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,7 @@ def test_all_images_judges_every_file_and_deletes_only_the_new_ones(tmp_path: Pa
     assert os.path.exists(image) and os.path.exists(other)
     assert not all_images([image, page, other], [page, other])
     assert os.path.exists(image) and not os.path.exists(page) and not os.path.exists(other)
-    assert not all_images([str(tmp_path / "missing.png")], [])
+    assert all_images([str(tmp_path / "missing.png")], []) is False
 
 
 def test_the_room_is_exact_and_shared_files_are_charged_to_each_holder(tmp_path: Path):
@@ -160,3 +161,63 @@ def test_uploads_expire_after_their_hour_and_not_before(tmp_path: Path):
     assert uploads.owns("ada", path) and os.path.exists(path)
     uploads.expire(now=start + 61.0)
     assert not uploads.owns("ada", path) and not os.path.exists(path) and uploads.room("ada") == 1000
+
+
+def within(seconds: float, action: Callable[[], object]) -> object:
+    """`action()`, failing (not hanging) if it does not return in time: the registry's loops must end."""
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(action()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert done, f"{action} did not return within {seconds} s"
+    return done[0]
+
+
+def test_forgetting_and_expiring_end_and_delete_what_they_drop(tmp_path: Path):
+    uploads = UploadRegistry(capacity=1, max_held_bytes=1000, expire_s=60.0)
+    first, second = written(tmp_path, "a", SIGNATURE), written(tmp_path, "b", SIGNATURE)
+    assert within(10, lambda: uploads.add("ada", [first])) is True
+    assert within(10, lambda: uploads.add("ada", [second])) is True
+    assert not os.path.exists(first) and os.path.exists(second)
+    within(10, lambda: uploads.expire(now=time.monotonic() + 61.0))
+    assert not os.path.exists(second)
+
+
+def test_expiring_deletes_the_old_files_and_keeps_the_young(tmp_path: Path):
+    uploads = UploadRegistry(max_held_bytes=1000, expire_s=60.0)
+    old, young = written(tmp_path, "a", SIGNATURE), written(tmp_path, "b", SIGNATURE)
+    uploads.add("ada", [old])
+    added_old = time.monotonic()  # at or after the old one's time
+    while (before_young := time.monotonic()) <= added_old:
+        pass  # the clock's next tick: the young one is strictly younger
+    uploads.add("ada", [young])
+    uploads.expire(now=added_old + 60.0)
+    assert not os.path.exists(old) and not uploads.owns("ada", old)
+    assert os.path.exists(young) and uploads.owns("ada", young)
+    assert before_young > added_old
+
+
+def test_a_caller_may_fill_exactly_its_room_with_its_first_upload(tmp_path: Path):
+    uploads = UploadRegistry(max_held_bytes=40, expire_s=60.0)
+    exact = written(tmp_path, "a", SIGNATURE + b"\0" * 32)
+    assert uploads.add("bob", [exact]) is True and uploads.room("bob") == 0
+    over = written(tmp_path, "b", SIGNATURE)
+    assert uploads.add("bob", [over]) is False and not os.path.exists(over)
+
+
+def test_releasing_leaves_exactly_what_is_still_held(tmp_path: Path):
+    uploads = UploadRegistry(max_held_bytes=1000, expire_s=60.0)
+    one, ten = written(tmp_path, "a", b"\x89"), written(tmp_path, "b", SIGNATURE + b"\0\0")
+    vanished = str(tmp_path / "gone" / "image.png")  # held at 0 bytes
+    assert uploads.add("ada", [one, ten, vanished])
+    uploads.consume("ada", ten)
+    assert uploads.room("ada") == 999, "the one byte still held"
+    uploads.consume("ada", one)
+    assert uploads.room("ada") == 1000
+    uploads.consume("ada", vanished)  # nothing left to give back: no error either
+    assert uploads.room("ada") == 1000 and not uploads.owns("ada", vanished)
+
+
+def test_a_file_that_cannot_be_read_is_not_an_image_and_its_removal_is_quiet(tmp_path: Path):
+    missing = str(tmp_path / "missing.png")
+    assert all_images([missing], [missing]) is False
