@@ -52,6 +52,7 @@ class Module:
     path: str
     tests: tuple[str, ...]  # pytest arguments: files, node ids, -m/-k expressions
     forkserver: bool = False  # gRPC (the Firestore client) cannot be forked once it has run
+    emulator: bool = False  # one Firestore emulator, started here, for every mutant's tests
 
 
 FAST = "not integration"
@@ -80,6 +81,7 @@ MODULES = (
         "chatapp/history/firestore.py",
         (*HISTORY, "tests/history/test_firestore.py", "tests/history/test_firestore_images.py", "-k", "not sqlite"),
         forkserver=True,
+        emulator=True,
     ),
     Module(
         "chatapp/usage.py",
@@ -110,6 +112,8 @@ ONE_LINE = "_inline gets one line: no line break can come before the run that cl
 SNIFF_READ = "sniff reads at most 12 bytes: reading 17, or the whole file, gives the same verdict"
 ZERO_ENTRY = "keeping an entry of 0 instead of removing it: get(owner, 0) reads both the same"
 DEFAULT_HELD = "only `.owners` of the default _Held is read: its size and time are never used"
+ONE_BODY = "Gradio 6.31 answers these routes in one body message, which always has `body` (no join, no default)"
+NO_RECEIVE = "a refusal (PlainTextResponse) never reads the request: receive=None is never called"
 EQUIVALENT: dict[str, str] = {
     "chatapp.iap.x__b64url__mutmut_6": PADDING,
     "chatapp.iap.x__b64url__mutmut_7": PADDING,
@@ -142,6 +146,11 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_20": DEFAULT_HELD,
     "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_41": "a new entry's `since` is set to now on the next line",
     "chatapp.usage.xǁDailyUsageǁ_release__mutmut_8": ZERO_ENTRY,
+    "chatapp.web.xǁGuardǁ__init____mutmut_1": "create_app always passes trusted_proxy: the default is never used",
+    "chatapp.web.xǁGuardǁ_session_call__mutmut_89": ONE_BODY,
+    "chatapp.web.xǁGuardǁ_upload__mutmut_105": ONE_BODY,
+    "chatapp.web.xǁGuardǁ_upload__mutmut_151": NO_RECEIVE,
+    "chatapp.web.xǁGuardǁ_upload__mutmut_164": NO_RECEIVE,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
 }
 
@@ -190,6 +199,20 @@ class Score:
 
 
 def run(module: Module, budget_s: float, children: int, sample: int | None = None) -> Score:
+    if not module.emulator:
+        return run_in(module, budget_s, children, sample, {})
+    from harness.firestore_emulator import FirestoreEmulator, find_emulator_jar
+    from tests.fixtures.firestore_emulator import SHARED_PORT
+
+    jar = find_emulator_jar()
+    if jar is None:
+        raise SystemExit(f"{module.path} needs the Firestore emulator (see harness/firestore_emulator.py)")
+    with FirestoreEmulator(jar) as emulator:
+        emulator.warm_up()
+        return run_in(module, budget_s, children, sample, {SHARED_PORT: str(emulator.port)})
+
+
+def run_in(module: Module, budget_s: float, children: int, sample: int | None, env: dict[str, str]) -> Score:
     work = scratch_copy(module)
     started = time.monotonic()
     output = ""
@@ -197,18 +220,18 @@ def run(module: Module, budget_s: float, children: int, sample: int | None = Non
     if sample is not None:
         # mutmut makes every mutant and runs the tests once (to learn which test reaches which function), then
         # finds no mutant by this name; a seeded sample of the names it made is then run.
-        output = mutmut(work, ["no-such-mutant"], children, budget_s)
+        output = mutmut(work, ["no-such-mutant"], children, budget_s, env)
         every = sorted(json.loads(meta_file(work, module).read_text())["exit_code_by_key"])
         names = sorted(random.Random(module.path).sample(every, min(sample, len(every))))
         (work / SAMPLE_FILE).write_text("\n".join(names) + "\n")
-    output += mutmut(work, names, children, budget_s - (time.monotonic() - started))
+    output += mutmut(work, names, children, budget_s - (time.monotonic() - started), env)
     (work / "mutmut-run.log").write_text(output)
     seconds = time.monotonic() - started
     return tally(module, work, seconds, output)
 
 
-def mutmut(work: Path, names: list[str], children: int, budget_s: float) -> str:
-    env = {**os.environ, "CI": "true"}  # a missing component fails instead of skipping
+def mutmut(work: Path, names: list[str], children: int, budget_s: float, env: dict[str, str]) -> str:
+    env = {**os.environ, **env, "CI": "true"}  # a missing component fails instead of skipping
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names]
     process = subprocess.Popen(
         command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

@@ -86,10 +86,15 @@ def send(
 
 def stream_status(client: TestClient, path: str, *, cookie: str | None = None, **kwargs: Any) -> int:
     """The status of a GET that may stream (an event stream, a heartbeat): read from its first message only."""
+    return stream_refusal(client, path, cookie=cookie, **kwargs)[0]
+
+
+def stream_refusal(client: TestClient, path: str, *, cookie: str | None = None, **kwargs: Any) -> tuple[int, str]:
+    """The status of a GET that may stream, and its text unless it is a 200 (a stream that may not end)."""
     client.cookies.clear()
     headers = {"cookie": cookie} if cookie is not None else {}
     with client.stream("GET", path, headers=headers, **kwargs) as answer:
-        return answer.status_code
+        return answer.status_code, "" if answer.status_code == 200 else answer.read().decode()
 
 
 def browser(value: str) -> str:

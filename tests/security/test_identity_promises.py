@@ -51,7 +51,8 @@ def test_a_signed_in_person_is_answered_as_themselves(chat):
 def test_without_a_sign_in_only_the_page_and_its_files_answer(chat):
     assert send(chat, "GET", "/").status_code == 200  # the sign-in page
     assert send(chat, "GET", "/theme.css").status_code == 200
-    assert send(chat, "GET", "/config").status_code == 401
+    refused = send(chat, "GET", "/config")
+    assert (refused.status_code, refused.text) == (401, "Unauthorized: sign in first.\n")
     # Answered at once, not by a stream that waits (the heartbeat route would hold the connection).
     assert stream_status(chat, f"{API}/heartbeat/anyone-1") == 401
     assert stream_status(chat, f"{API}/queue/data", params={"session_hash": "anyone-1"}) == 401
@@ -75,7 +76,7 @@ def test_failed_sign_ins_are_limited_per_name_as_sign_in_reads_it(chat):
     for n, name in enumerate([" ADA ", "Ada"] * 5):
         assert login(chat, name, "wrong", via(f"10.1.0.{n}")).status_code != 200
     refused = login(chat, "ada", USERS["ada"], via("10.1.1.1"))
-    assert refused.status_code == 429, refused.text
+    assert (refused.status_code, refused.text) == (429, "Too many failed sign-in attempts: try again later.\n")
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert login(chat, "bob", USERS["bob"], via("10.1.1.1")).status_code == 200
 
@@ -125,7 +126,8 @@ def test_iap_answers_the_verified_person_and_refuses_everyone_else(iap):
     chat, key = iap
     ada = {IAP_HEADER: key.assertion("Ada@Example.com")}
     assert usage_report(chat, headers=ada)["tokens_today"] == 555
-    assert send(chat, "GET", "/config").status_code == 401
+    missing = send(chat, "GET", "/config")
+    assert missing.status_code == 401 and missing.text.startswith("Unauthorized: ") and missing.text.endswith(".\n")
     assert send(chat, "GET", "/config", headers={IAP_HEADER: "not-a-jwt"}).status_code == 401
     other = {IAP_HEADER: key.assertion("ada@example.com", audience=AUDIENCE + "0")}
     assert send(chat, "GET", "/config", headers=other).status_code == 401

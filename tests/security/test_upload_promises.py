@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from chatapp.uploads import UPLOADS_PER_MINUTE, UploadRegistry, all_images
+from chatapp.images import ALLOWED, MAX_IMAGE_BYTES
+from chatapp.uploads import MAX_HELD_BYTES, UPLOADS_PER_MINUTE, UploadRegistry, all_images
 from tests.security.inprocess import API, PNG, new_browser, send, served
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"  # 8 bytes
+NOT_AN_IMAGE = f"Only {ALLOWED} images can be attached (judged by their content).\n"
 HTML = b"<html><form action=https://evil.example>" + b"x" * 100
 
 
@@ -44,7 +46,8 @@ def test_an_upload_is_served_back_to_its_uploader_only(chat):
     [path] = answer.json()
     served_back = send(chat, "GET", f"{API}/file={path}", cookie=ada)
     assert served_back.status_code == 200 and served_back.content == data
-    assert send(chat, "GET", f"{API}/file={path}", cookie=bob).status_code == 404
+    refused = send(chat, "GET", f"{API}/file={path}", cookie=bob)
+    assert (refused.status_code, refused.text) == (404, "No such file.\n")
     assert send(chat, "GET", f"{API}/file=/etc/hostname", cookie=ada).status_code == 404
     assert send(chat, "GET", f"{API}/file={path}x", cookie=ada).status_code == 404
 
@@ -58,7 +61,7 @@ def test_every_file_of_a_batch_is_judged_by_its_content(chat, bad_at: int):
     batch = [(f"{tag}-{i}.png", unique_png()) for i in range(3)]
     batch[bad_at] = (f"{tag}-{bad_at}.png", HTML)  # named and typed like an image, and not one
     refused = upload(chat, cookie, *batch)
-    assert refused.status_code == 415, refused.text
+    assert (refused.status_code, refused.text) == (415, NOT_AN_IMAGE)
     assert list(cache.glob(f"*/{tag}-*")) == [], "the refused batch's files were left on disk"
 
 
@@ -78,7 +81,7 @@ def test_uploads_are_rate_limited_per_caller(chat):
         data = HTML if n % 2 else unique_png()
         assert upload(chat, ada, (f"{n}.png", data)).status_code in (200, 415)
     refused = upload(chat, ada, ("late.png", unique_png()))
-    assert refused.status_code == 429, refused.text
+    assert (refused.status_code, refused.text) == (429, "Too many uploads: try again in a minute.\n")
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert upload(chat, bob, ("bob.png", unique_png())).status_code == 200
 
@@ -96,9 +99,46 @@ def test_an_upload_must_declare_its_length(chat):
     )
     headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
     chunked = send(chat, "POST", f"{API}/upload", content=iter([body]), headers=headers, cookie=cookie)
-    assert chunked.status_code == 411, chunked.text
+    assert (chunked.status_code, chunked.text) == (411, "An upload must declare its Content-Length.\n")
     declared = send(chat, "POST", f"{API}/upload", content=body, headers=headers, cookie=cookie)
     assert declared.status_code == 200, declared.text
+
+
+def multipart(*files: bytes) -> tuple[bytes, dict[str, str]]:
+    """An upload body as a browser sends it, and its headers (so its exact length is known beforehand)."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{n}.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for n, data in enumerate(files)
+    ]
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_a_caller_keeps_at_most_its_bytes_on_disk_to_the_byte(chat):
+    """Two uploads leave exactly one small upload's room: that one passes, anything more is refused before Gradio
+    writes a byte; another caller's room is untouched."""
+    cookie = new_browser(chat)
+    small, headers = multipart(unique_png() + b"\0" * 4096)  # longer than the second upload's multipart framing
+    size = MAX_IMAGE_BYTES - 4096
+    first = [unique_png() + b"\0" * (size - len(PNG) - 16) for _ in range(5)]
+    left = MAX_HELD_BYTES - sum(map(len, first)) - len(small)  # for the second upload: 6 files
+    second = [unique_png() + b"\0" * (left // 6 - len(PNG) - 16) for _ in range(6)]
+    second[0] += b"\0" * (left - sum(map(len, second)))
+    for files in (first, second):
+        body, kind = multipart(*files)
+        answer = send(chat, "POST", f"{API}/upload", content=body, headers=kind, cookie=cookie)
+        assert answer.status_code == 200, answer.text[:200]
+    exact = send(chat, "POST", f"{API}/upload", content=small, headers=headers, cookie=cookie)
+    assert exact.status_code == 200, "exactly the room that is left"
+    one_more, headers = multipart(unique_png())
+    full = send(chat, "POST", f"{API}/upload", content=one_more, headers=headers, cookie=cookie)
+    assert full.status_code == 413
+    assert full.text.startswith("Too many images are waiting to be sent")
+    assert upload(chat, new_browser(chat), ("other.png", unique_png())).status_code == 200
 
 
 # -- the registry, through its public interface -------------------------------------------------------------

@@ -27,12 +27,14 @@ from tests.security.inprocess import (
     send,
     served,
     store_with_usage,
+    stream_refusal,
     stream_status,
     usage_report,
 )
 
 MINTED = BrowserIds(SECRET_KEY.encode()).mint()  # a browser id this chat issued (same key)
 PLANTED = "0" * 32 + "." + "0" * 32  # shaped like one, not signed by the chat
+SESSION_REFUSED = "Forbidden: this session belongs to someone else. Reload the page.\n"
 RESET = {"event_id": "e"}  # /gradio_api/reset: a no-op that answers 200 to a caller
 ID = re.compile(rf"{BROWSER_COOKIE}=([0-9a-f]{{32}}\.[0-9a-f]{{32}})")
 
@@ -97,6 +99,7 @@ def test_the_browser_cookie_is_secure_over_https_and_not_for_a_forwarded_proto_i
 def test_a_cross_site_write_is_refused(chat, headers):
     answer = send(chat, "POST", f"{API}/reset", json=RESET, cookie=new_browser(chat), headers=headers)
     assert answer.status_code == 403, answer.text
+    assert answer.text == "Cross-site requests are not accepted.\n"
     assert answer.headers["x-content-type-options"] == "nosniff", "a refusal is hardened like any answer"
 
 
@@ -143,20 +146,24 @@ def test_only_static_files_may_be_cached(chat):
 # -- default deny -------------------------------------------------------------------------------------------
 
 
+NOT_FOUND = "Not found.\n"
+
+
 @pytest.mark.parametrize(
-    "method, path, status",
+    "method, path, status, text",
     [
-        ("GET", "/not-a-route", 404),
-        ("GET", f"{API}/deep_link", 404),  # a rule says nobody
-        ("GET", f"{API}/proxy=http://169.254.169.254/", 404),
-        ("POST", f"{API}/reset/x", 404),  # an unknown path under a known prefix
-        ("GET", "/?deep_link=abc", 400),  # the page itself, but asked to load another session's state
-        ("POST", "/login", 404),  # no sign-in in this mode
+        ("GET", "/not-a-route", 404, NOT_FOUND),
+        ("GET", f"{API}/deep_link", 404, NOT_FOUND),  # a rule says nobody
+        ("GET", f"{API}/proxy=http://169.254.169.254/", 404, NOT_FOUND),
+        ("POST", f"{API}/reset/x", 404, NOT_FOUND),  # an unknown path under a known prefix
+        # The page itself, but asked to load another session's state.
+        ("GET", "/?deep_link=abc", 400, "Deep links are not served here.\n"),
+        ("POST", "/login", 404, "Not found: this chat has no sign-in.\n"),
     ],
 )
-def test_routes_without_a_rule_or_refused_by_one(chat, method, path, status):
+def test_routes_without_a_rule_or_refused_by_one(chat, method, path, status, text):
     answer = send(chat, method, path, cookie=new_browser(chat))
-    assert answer.status_code == status, answer.text
+    assert (answer.status_code, answer.text) == (status, text)
     assert answer.headers["cache-control"] == "no-store"
 
 
@@ -174,11 +181,14 @@ def test_a_session_hash_is_its_first_callers(chat):
     assert joined.status_code == 200, joined.text
     event = joined.json()["event_id"]
 
-    assert join(chat, "ada-session-1", bob).status_code == 403
-    assert stream_status(chat, f"{API}/queue/data", params={"session_hash": "ada-session-1"}, cookie=bob) == 403
-    assert stream_status(chat, f"{API}/heartbeat/ada-session-1", cookie=bob) == 403
+    refused = join(chat, "ada-session-1", bob)
+    assert (refused.status_code, refused.text) == (403, SESSION_REFUSED)
+    data = stream_refusal(chat, f"{API}/queue/data", params={"session_hash": "ada-session-1"}, cookie=bob)
+    assert data == (403, SESSION_REFUSED)
+    assert stream_refusal(chat, f"{API}/heartbeat/ada-session-1", cookie=bob) == (403, SESSION_REFUSED)
     cancel = {"session_hash": "bob-session-1", "event_id": event, "fn_index": 0}
-    assert send(chat, "POST", f"{API}/cancel", json=cancel, cookie=bob).status_code == 403
+    refused = send(chat, "POST", f"{API}/cancel", json=cancel, cookie=bob)
+    assert (refused.status_code, refused.text) == (403, "Forbidden: this event belongs to someone else.\n")
 
     # The owner goes on using it (bob's attempts did not take it over).
     assert stream_status(chat, f"{API}/queue/data", params={"session_hash": "ada-session-1"}, cookie=ada) == 200
@@ -191,8 +201,9 @@ def test_a_session_hash_is_its_first_callers(chat):
 def test_an_event_id_is_the_callers_it_was_answered_to(chat):
     ada, bob = new_browser(chat), new_browser(chat)
     event = call(chat, "usage", cookie=ada)
-    assert stream_status(chat, f"{API}/call/usage/{event}", cookie=bob) == 403
-    assert stream_status(chat, f"{API}/call/usage/unknown-event-id", cookie=bob) == 403, "nobody's id"
+    not_yours = (403, "Forbidden: this event belongs to someone else, or to nobody.\n")
+    assert stream_refusal(chat, f"{API}/call/usage/{event}", cookie=bob) == not_yours
+    assert stream_refusal(chat, f"{API}/call/usage/unknown-event-id", cookie=bob) == not_yours, "nobody's id"
     assert stream_status(chat, f"{API}/call/usage/{event}", cookie=ada) == 200
     # Named-parameter calls (v2) too.
     answer = send(chat, "POST", f"{API}/call/v2/usage", json={}, cookie=ada)
@@ -227,3 +238,19 @@ def test_bodies_over_two_mib_are_refused_except_an_upload_of_images(chat):
     big = PNG + b"\x00" * (3 * 1024 * 1024)  # one image of 3 MiB: within the upload route's own cap
     files = [("files", ("big.png", big, "image/png"))]
     assert send(chat, "POST", f"{API}/upload", files=files, cookie=cookie).status_code == 200
+
+
+def test_an_answer_too_long_to_be_an_event_id_passes_whole(chat):
+    """Gradio's validation error echoes the request: 100 kB, past what the Guard holds to read an event id."""
+    answer = send(chat, "POST", f"{API}/call/usage", json={"data": "x" * 100_000}, cookie=new_browser(chat))
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["input"] == "x" * 100_000
+
+
+@pytest.mark.parametrize("mode", ["iap", "password", "none"])
+def test_each_mode_refuses_to_start_without_its_credential_check(mode):
+    """A mis-wired front door fails at start, naming the setting, instead of letting requests through."""
+    from chatapp.web import Guard
+
+    with pytest.raises(ValueError, match=rf"^CHAT_AUTH={mode} needs "):
+        Guard(lambda scope, receive, send: None, mode=mode)
