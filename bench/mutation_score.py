@@ -151,6 +151,7 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.web.xǁGuardǁ_upload__mutmut_105": ONE_BODY,
     "chatapp.web.xǁGuardǁ_upload__mutmut_151": NO_RECEIVE,
     "chatapp.web.xǁGuardǁ_upload__mutmut_164": NO_RECEIVE,
+    "chatapp.web.xǁGuardǁis_https__mutmut_12": "Starlette's request headers are looked up case-insensitively",
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
 }
 

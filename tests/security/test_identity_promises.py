@@ -4,6 +4,7 @@ answered for is read back through the chat's `usage` API, against tokens the sto
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,7 +123,7 @@ def iap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
             yield client, key
 
 
-def test_iap_answers_the_verified_person_and_refuses_everyone_else(iap):
+def test_iap_answers_the_verified_person_and_refuses_everyone_else(iap, caplog):
     chat, key = iap
     ada = {IAP_HEADER: key.assertion("Ada@Example.com")}
     assert usage_report(chat, headers=ada)["tokens_today"] == 555
@@ -130,7 +131,11 @@ def test_iap_answers_the_verified_person_and_refuses_everyone_else(iap):
     assert missing.status_code == 401 and missing.text.startswith("Unauthorized: ") and missing.text.endswith(".\n")
     assert send(chat, "GET", "/config", headers={IAP_HEADER: "not-a-jwt"}).status_code == 401
     other = {IAP_HEADER: key.assertion("ada@example.com", audience=AUDIENCE + "0")}
-    assert send(chat, "GET", "/config", headers=other).status_code == 401
+    with caplog.at_level(logging.INFO, logger="chatapp.web"):
+        wrong_audience = send(chat, "GET", "/config", headers=other)
+    assert wrong_audience.status_code == 401
+    reason = wrong_audience.text.removeprefix("Unauthorized: ").removesuffix(".\n")
+    assert reason and f"refused GET /config: {reason}" in caplog.text, "the log says why, as the answer does"
     assert send(chat, "GET", "/healthz").status_code == 200, "health checks carry no assertion"
 
 

@@ -254,3 +254,11 @@ def test_each_mode_refuses_to_start_without_its_credential_check(mode):
 
     with pytest.raises(ValueError, match=rf"^CHAT_AUTH={mode} needs "):
         Guard(lambda scope, receive, send: None, mode=mode)
+
+
+def test_a_cross_site_preflight_is_not_taken_for_a_write(chat):
+    """OPTIONS carries no cookie-borne action: it gets the route's ordinary answer (no rule here), not the
+    cross-site refusal."""
+    headers = {"sec-fetch-site": "cross-site", "origin": "http://evil.example"}
+    answer = send(chat, "OPTIONS", "/config", cookie=new_browser(chat), headers=headers)
+    assert (answer.status_code, answer.text) == (404, NOT_FOUND)
