@@ -152,6 +152,8 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.web.xǁGuardǁ_upload__mutmut_151": NO_RECEIVE,
     "chatapp.web.xǁGuardǁ_upload__mutmut_164": NO_RECEIVE,
     "chatapp.web.xǁGuardǁis_https__mutmut_12": "Starlette's request headers are looked up case-insensitively",
+    "chatapp.web.xǁGuardǁ_check__mutmut_95": "create_app always hands the Guard its upload registry: it is never None",
+    "chatapp.web.xǁGuardǁ_handle__mutmut_50": "Starlette's MutableHeaders.append lower-cases the header name",
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
 }
 

@@ -8,6 +8,7 @@ session or event id belongs to the caller who first used (or was answered) it. S
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 
@@ -96,9 +97,13 @@ def test_the_browser_cookie_is_secure_over_https_and_not_for_a_forwarded_proto_i
         {"origin": "http://testserver:8080"},
     ],
 )
-def test_a_cross_site_write_is_refused(chat, headers):
-    answer = send(chat, "POST", f"{API}/reset", json=RESET, cookie=new_browser(chat), headers=headers)
+def test_a_cross_site_write_is_refused(chat, headers, caplog):
+    cookie = new_browser(chat)
+    with caplog.at_level(logging.INFO, logger="chatapp.web"):
+        answer = send(chat, "POST", f"{API}/reset", json=RESET, cookie=cookie, headers=headers)
     assert answer.status_code == 403, answer.text
+    origin = headers.get("origin")
+    assert f"refused a cross-site POST {API}/reset from origin {origin}" in caplog.text, "one line says what and whence"
     assert answer.text == "Cross-site requests are not accepted.\n"
     assert answer.headers["x-content-type-options"] == "nosniff", "a refusal is hardened like any answer"
 
@@ -161,9 +166,13 @@ NOT_FOUND = "Not found.\n"
         ("POST", "/login", 404, "Not found: this chat has no sign-in.\n"),
     ],
 )
-def test_routes_without_a_rule_or_refused_by_one(chat, method, path, status, text):
-    answer = send(chat, method, path, cookie=new_browser(chat))
+def test_routes_without_a_rule_or_refused_by_one(chat, method, path, status, text, caplog):
+    cookie = new_browser(chat)
+    with caplog.at_level(logging.INFO, logger="chatapp.web"):
+        answer = send(chat, method, path, cookie=cookie)
     assert (answer.status_code, answer.text) == (status, text)
+    if text == NOT_FOUND:
+        assert f"refused {method} {path.partition('?')[0]}: no such route" in caplog.text
     assert answer.headers["cache-control"] == "no-store"
 
 
