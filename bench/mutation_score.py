@@ -356,7 +356,7 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per module (default 600)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--check-equivalents", action="store_true", help="re-read the EQUIVALENT list, run nothing")
-    parser.add_argument("--sample", type=int, help="a seeded sample of this many mutants per module (0: every one; default: the module's own)")
+    parser.add_argument("--sample", type=int, help="a seeded sample of N mutants a module (0: all; default: its own)")
     parser.add_argument("--report", action="store_true", help="score the last run again, without running mutmut")
     args = parser.parse_args()
     chosen = [m for m in MODULES if not args.modules or m.path in args.modules]
