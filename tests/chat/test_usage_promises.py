@@ -108,7 +108,7 @@ def test_an_unreadable_store_refuses_nobody_and_says_why_in_the_log(caplog):
     usage = DailyUsage(stored, 1, now=lambda: at(12))
     with caplog.at_level(logging.WARNING, logger="chatapp.usage"):
         usage.reserve("ada", 500).release()
-    assert "could not read today's usage: the store did not answer" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == ["could not read today's usage: the store did not answer"]
     assert usage.report("ada") == {"tokens_today": None, "limit": 1, "resets_at": "2026-12-07T00:00:00+00:00"}
 
 
@@ -155,3 +155,9 @@ def test_a_stale_count_is_not_held_against_anyone_while_the_store_is_down():
     clock.t += 301.0  # the cached count is stale, and the store does not answer
     stored.down = True
     usage.reserve("ada", 10).release()  # nobody is refused for an outage
+
+
+def test_the_report_is_the_callers_own():
+    usage = DailyUsage(lambda owner, day: {"ada": 7, "bob": 9}.get(owner, 0), 100, now=lambda: at(12))
+    assert usage.report("ada")["tokens_today"] == 7
+    assert usage.report("bob")["tokens_today"] == 9
