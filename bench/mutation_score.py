@@ -102,6 +102,9 @@ MODULES = (
             f"{SECURITY}/test_web_promises.py::test_an_upload_id_is_its_first_callers",
             f"{SECURITY}/test_upload_limits.py::test_the_registry_holds_each_caller_to_its_bytes_frees_them_when_sent"
             "_and_expires_the_rest",
+            # 100 MB through the app for each mutant: web.py's run keeps it; the registry's tests bound the room.
+            "-k",
+            "not keeps_at_most_its_bytes",
         ),
     ),
     Module(
