@@ -164,6 +164,8 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.web.xǁGuardǁis_https__mutmut_12": "Starlette's request headers are looked up case-insensitively",
     "chatapp.web.xǁGuardǁ_check__mutmut_95": "create_app always hands the Guard its upload registry: it is never None",
     "chatapp.web.xǁGuardǁ_handle__mutmut_50": "Starlette's MutableHeaders.append lower-cases the header name",
+    "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_29": "only a request with an Origin and no Host (HTTP/1.0) "
+    "differs, and it is refused either way (403, or a 500 from None.lower())",
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
 }
 

@@ -207,11 +207,13 @@ def test_a_session_hash_is_its_first_callers(chat):
     assert join(chat, "bob-session-1", bob).status_code == 200
 
 
-def test_an_event_id_is_the_callers_it_was_answered_to(chat):
+def test_an_event_id_is_the_callers_it_was_answered_to(chat, caplog):
     ada, bob = new_browser(chat), new_browser(chat)
     event = call(chat, "usage", cookie=ada)
     not_yours = (403, "Forbidden: this event belongs to someone else, or to nobody.\n")
-    assert stream_refusal(chat, f"{API}/call/usage/{event}", cookie=bob) == not_yours
+    with caplog.at_level(logging.WARNING, logger="chatapp.web"):
+        assert stream_refusal(chat, f"{API}/call/usage/{event}", cookie=bob) == not_yours
+    assert f"refused {API}/call/usage/{event}: event {event[:6]}… is not this caller's" in caplog.text
     assert stream_refusal(chat, f"{API}/call/usage/unknown-event-id", cookie=bob) == not_yours, "nobody's id"
     assert stream_status(chat, f"{API}/call/usage/{event}", cookie=ada) == 200
     # Named-parameter calls (v2) too.
