@@ -124,6 +124,7 @@ ZERO_ENTRY = "keeping an entry of 0 instead of removing it: get(owner, 0) reads 
 DEFAULT_HELD = "only `.owners` of the default _Held is read: its size and time are never used"
 ONE_BODY = "Gradio 6.31 answers these routes in one body message, which always has `body` (no join, no default)"
 NO_RECEIVE = "a refusal (PlainTextResponse) never reads the request: receive=None is never called"
+READ_CAP = "the file's size was checked against the limit just before: reading it all, or 2 bytes more, is the same"
 EQUIVALENT: dict[str, str] = {
     "chatapp.iap.x__b64url__mutmut_6": PADDING,
     "chatapp.iap.x__b64url__mutmut_7": PADDING,
@@ -166,6 +167,8 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.web.xǁGuardǁ_handle__mutmut_50": "Starlette's MutableHeaders.append lower-cases the header name",
     "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_29": "only a request with an Origin and no Host (HTTP/1.0) "
     "differs, and it is refused either way (403, or a 500 from None.lower())",
+    "chatapp.images.x_read_images__mutmut_25": READ_CAP,
+    "chatapp.images.x_read_images__mutmut_27": READ_CAP,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
 }
 
