@@ -356,15 +356,13 @@ class Guard:
             refusal = refuse(429, "Too many failed sign-in attempts: try again later.", {"Retry-After": str(wait)})
             await refusal(scope, receive, send)
             return
-        status = 0
 
         async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            # A failure is counted before the caller learns of it: attempts sent one after another are each
+            # judged with every earlier failure counted, on every replica (the store write takes a moment).
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                await anyio.to_thread.run_sync(self.logins.failed, keys)
+                log.info("failed sign-in from %s", keys[0])
             await send(message)
 
         await self.app(scope, replay(body, receive), watch)
-        if status != 200:
-            await anyio.to_thread.run_sync(self.logins.failed, keys)
-            log.info("failed sign-in from %s", keys[0])

@@ -7,7 +7,8 @@
   trips, no lock: a Firestore transaction does the same with three and, on the emulator, lock waits of
   seconds under contention. Releasing is one write (the hold's field deleted).
 - A session binding is one `create` (fails if the document exists) and, only then, one read of the holder.
-- Failed sign-ins: one read of the two keys' documents per attempt, one transaction per failure.
+- Failed sign-ins: one read of the two keys' documents per attempt; a failure is counted the same way as a
+  reservation (the read, then one batch conditional on both documents being unchanged).
 """
 
 from __future__ import annotations
@@ -102,20 +103,24 @@ class FirestoreShared:
     def add_sign_in_failure(self: _Store, keys: list[str], at: float, keep: int, window_s: float) -> None:
         refs = [self.client.collection(SIGN_IN_FAILURES).document(key_id(key)) for key in keys]
         expires = datetime.fromtimestamp(at + window_s, UTC)
-
-        @firestore.transactional
-        def add(transaction: Any) -> None:
-            snaps = {s.id: s for s in transaction.get_all(refs, timeout=TIMEOUT_S)}
-            for ref in refs:
-                times = [t for t in _times(snaps.get(ref.id)) if at - t < window_s]
-                times = [*times[-(keep - 1) :], at] if keep > 1 else [at]
-                transaction.set(ref, {"times": times, "expires_at": expires})
-
         with self._errors("counting a failed sign-in"):
-            try:
-                add(self.client.transaction(max_attempts=5))
-            except ValueError as exc:
-                raise gexc.Aborted(str(exc)) from exc
+            for _ in range(ATTEMPTS):  # like a reservation: read, then write only if nothing changed meanwhile
+                snaps = {s.id: s for s in self.client.get_all(refs, retry=_RETRY, timeout=TIMEOUT_S)}
+                batch = self.client.batch()
+                for ref in refs:
+                    snap = snaps.get(ref.id)
+                    times = [t for t in _times(snap) if at - t < window_s]
+                    doc = {"times": [*times[-(keep - 1) :], at] if keep > 1 else [at], "expires_at": expires}
+                    if snap is not None and snap.exists:
+                        batch.update(ref, doc, option=self.client.write_option(last_update_time=snap.update_time))
+                    else:
+                        batch.create(ref, doc)
+                try:
+                    batch.commit(timeout=TIMEOUT_S)
+                except (gexc.FailedPrecondition, gexc.Conflict):
+                    continue
+                return
+            raise gexc.Aborted(f"failed sign-ins kept changing during {ATTEMPTS} attempts")
 
 
 def _times(snap: Any) -> list[float]:
