@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
+from google.api_core.exceptions import DeadlineExceeded, ServiceUnavailable
+from google.api_core.retry import Retry, if_exception_type
 
 from chatapp import gradio_compat
 
@@ -40,6 +42,8 @@ COLLECTION = "sign_ins"
 CHECK_S = 5.0  # how stale a replica's view of a sign-out may be
 TIMEOUT_S = 3.0  # a sign-in check waits no longer on the store (it runs on the request path)
 SEEN_MAX = 50_000  # cached answers (valid or not) kept at most
+# The client's default retry would go on for a minute: a check gives up after TIMEOUT_S in all.
+_RETRY = Retry(predicate=if_exception_type(ServiceUnavailable, DeadlineExceeded), timeout=TIMEOUT_S)
 
 
 def cookie_id(secret_key: str) -> str:
@@ -87,14 +91,16 @@ class SharedTokens(MutableMapping[str, str]):
     def _check(self, token: str) -> str | None:
         """Read the store (blocking: call it from a thread on a request's path)."""
         try:
-            snapshot = self._docs.document(self._id(token)).get(timeout=TIMEOUT_S)
+            snapshot = self._docs.document(self._id(token)).get(retry=_RETRY, timeout=TIMEOUT_S)
         except Exception as exc:  # the store is unreachable: a sign-in already seen stays valid meanwhile
             log.warning("could not check a sign-in: %s", exc)
             with self._lock:
                 cached = self._seen.get(token)
-            return cached[0] if cached is not None else None
-        value = snapshot.get("user") if snapshot.exists else None
-        user = value if isinstance(value, str) else None
+            user = cached[0] if cached is not None else None
+        else:
+            value = snapshot.get("user") if snapshot.exists else None
+            user = value if isinstance(value, str) else None
+        # Cached either way, so Gradio's own look-ups right after (on the event loop) never wait on the store.
         with self._lock:
             self._seen[token] = (user, time.monotonic())
             self._seen.move_to_end(token)
