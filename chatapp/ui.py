@@ -192,7 +192,7 @@ class ChatUI:
                 page.retry, [tab, browser, sequence], [tab, chatbot], js=SEND_JS % 2, show_progress="hidden", **private
             )
             restreaming = retrying.success(page.respond, [tab, *controls, thinking], replied, **private)
-            # Not Gradio's `cancels`: see Tab.stop_at. Unqueued, so it takes effect while replies stream.
+            # Not Gradio's `cancels`: see ui_render.Tab.stop_at. Unqueued, so it takes effect while replies stream.
             stop.click(page.stop, [tab, sequence], None, js=STOP_JS, queue=False, show_progress="hidden", **private)
             for replying in (streaming, restreaming):
                 replying.then(page.after_reply, [tab], [answered, usage_today], **private)

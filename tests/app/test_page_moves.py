@@ -93,8 +93,7 @@ def test_retry_on_another_replica_answers_the_shown_conversation_again(
     slow_model.reply = 5
     retried = page.event("retry", None, page.shown, 2)
     assert retried.kind == "complete", retried
-    (shown,) = shown_text(retried)
-    assert "fjord" in shown, "Retry made the shown conversation vanish"
+    assert ["fjord" in text for text in shown_text(retried)] == [True], "Retry made the shown conversation vanish"
     answered = page.event("respond", None, *CONTROLS)
     assert answered.kind == "complete", answered
     assert page.stored() == [(conversation, [("user", "What is a fjord?"), ("assistant", "tok1 tok2 tok3 tok4 tok5")])]
