@@ -143,3 +143,24 @@ def test_the_page_is_told_its_conversation_was_recovered(replicas: Replicas, slo
             if line and "process_completed" in line:
                 break
     assert any(RECOVERED in toast for toast in toasts), toasts
+
+
+def test_another_persons_page_naming_the_shown_id_touches_nothing_of_theirs(
+    replicas: Replicas, slow_model: FakeOpenAIServer
+) -> None:
+    ada, conversation = moved(replicas, slow_model)
+    before = ada.stored()
+    bob = Page(replicas)  # another browser: another owner, on the replica that never saw Ada's page
+    for name, data in [
+        ("undo", [None, ada.shown]),
+        ("confirm_delete", [None, ada.shown]),
+        ("retry", [None, ada.shown, 1]),
+    ]:
+        bob.tab = new_session()  # a tab the replica holds nothing for, showing Ada's conversation id
+        assert bob.event(name, *data).kind in ("complete", "error")
+    bob.tab = new_session()
+    bob.shown = dict(ada.shown)
+    assert bob.send("Bob's words").kind == "complete"
+    assert ada.stored() == before, "Bob's events changed Ada's conversation"
+    ((bobs, messages),) = bob.stored()
+    assert bobs != conversation and messages[0] == ("user", "Bob's words")
