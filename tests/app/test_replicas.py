@@ -25,44 +25,11 @@ from harness.fakes.vertex_server import FakeVertexServer
 from harness.firestore_emulator import PROJECT, FirestoreEmulator
 from harness.replicas import Replicas, start_replicas
 from harness.tcp_proxy import SwitchProxy
-from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL, call, chat, new_session, owner_of, wait_until
+from tests.app.conftest import REPLICAS_BUDGET_S, fakes_env
+from tests.app.helpers import call, chat, new_session, owner_of, wait_until
 from tests.app.test_shutdown import in_background, streaming
 
-BUDGET_S = 4.0  # CHAT_SHUTDOWN_BUDGET: the 100-token reply (20 s) is cut, a 3-token one is not
-
-
-@pytest.fixture
-def slow_model() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(tokens_per_s=5.0, reply=100) as server:
-        yield server
-
-
-def replica_env(model: FakeOpenAIServer, gemini_env: dict[str, str], **more: str) -> dict[str, str]:
-    return {
-        **more,
-        "SELF_HOSTED_URL": model.base_url,
-        "SELF_HOSTED_MODEL": model.model,
-        "SELF_HOSTED_LABEL": FAKE_LABEL,
-        "GEMINI_MODEL": "gemini-3.8-flash",
-        "GEMINI_LABEL": GEMINI_LABEL,
-        "CHAT_SHUTDOWN_BUDGET": str(BUDGET_S),
-        **gemini_env,
-    }
-
-
-@pytest.fixture
-def replicas(
-    slow_model: FakeOpenAIServer,
-    fake_gemini: tuple[FakeVertexServer, dict[str, str]],
-    firestore_emulator: FirestoreEmulator,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> Iterator[Replicas]:
-    env = replica_env(slow_model, fake_gemini[1], **getattr(request, "param", {}))
-    started = start_replicas(env, tmp_path, firestore_emulator.host)
-    yield started
-    started.stop(grace_s=3)
-    firestore_emulator.reset(started.database)
+BUDGET_S = REPLICAS_BUDGET_S
 
 
 def conversations(url: str, person: str) -> list[dict[str, Any]]:
@@ -256,7 +223,7 @@ def test_a_sign_in_check_waiting_on_a_slow_store_stalls_nobody_else(
     held_store: SwitchProxy,
     tmp_path: Path,
 ) -> None:
-    env = replica_env(slow_model, fake_gemini[1], CHAT_AUTH="password", CHAT_AUTH_USERS="ada:correct horse")
+    env = {**fakes_env(slow_model, fake_gemini), "CHAT_AUTH": "password", "CHAT_AUTH_USERS": "ada:correct horse"}
     one = start_replicas(env, tmp_path, f"127.0.0.1:{held_store.port}", count=1)
     try:
         url = one[0].url
