@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from gradio_client import Client
 
-from chatapp.history.sqlite import SqliteStore
-from harness.chat_process import ChatProcess, start_chat
+from harness.chat_process import ChatProcess
 from harness.fakes.openai_server import FakeOpenAIServer
+from tests.app.helpers import call
+from tests.media.images import PNG
+from tests.security.conftest import CONTROLS, USERS, StartChat, stored
 from tests.security.wire import sign_in
 
-LABEL = "Fake model"
-ARGS = (LABEL, 0.7, 0.95, 256, "")
 STORY = " ".join(f"word{i}" for i in range(60))
 TIMEOUT = 60
 
@@ -31,37 +30,18 @@ def slow_model() -> Iterator[FakeOpenAIServer]:
 
 
 @pytest.fixture(scope="module")
-def chat(slow_model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
-    env = {
-        "CHAT_AUTH": "password",
-        "CHAT_AUTH_USERS": "ada:ada-correct-horse,bob:bob-battery-staple",
-        "SELF_HOSTED_URL": slow_model.base_url,
-        "SELF_HOSTED_MODEL": slow_model.model,
-        "SELF_HOSTED_LABEL": LABEL,
-    }
-    process = start_chat(env, tmp_path_factory.mktemp("deny"))
-    yield process
-    process.stop(grace_s=3)
-
-
-def stored(chat: ChatProcess, owner: str) -> list[tuple[str, list[str]]]:
-    store = SqliteStore(Path(chat.env["CHAT_SQLITE_PATH"]))
-    try:
-        return [
-            (s.title, [m.content for m in store.load_messages(s.session_id, owner)]) for s in store.list_sessions(owner)
-        ]
-    finally:
-        store.close()
+def chat(slow_model: FakeOpenAIServer, start_password_chat: StartChat) -> ChatProcess:
+    return start_password_chat(slow_model)
 
 
 def ada_client(chat: ChatProcess) -> Client:
-    return Client(chat.url, auth=("ada", "ada-correct-horse"), verbose=False)
+    return Client(chat.url, auth=("ada", USERS["ada"]), verbose=False)
 
 
 def test_row1_bob_cannot_read_adas_live_reply_through_call_with_her_session_hash(chat):
     ada = ada_client(chat)
-    job = ada.submit("ada's secret plan", *ARGS, api_name="/chat")
-    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    job = ada.submit("ada's secret plan", *CONTROLS, api_name="/chat")
+    bob = sign_in(chat.url, "bob", USERS["bob"])
     # Gradio takes an event id it does not know for a session hash: ada's hash would stream her reply to bob, and
     # his disconnect would cancel her generation.
     with bob.get(f"{chat.url}/gradio_api/call/chat/{ada.session_hash}", stream=True, timeout=TIMEOUT) as stolen:
@@ -76,8 +56,8 @@ def test_row1_bob_cannot_read_adas_live_reply_through_call_with_her_session_hash
 
 
 def test_row1_the_owner_of_an_event_still_reads_it_through_call(chat):
-    bob = sign_in(chat.url, "bob", "bob-battery-staple")
-    posted = bob.post(f"{chat.url}/gradio_api/call/chat", json={"data": ["bob's own", *ARGS]}, timeout=TIMEOUT)
+    bob = sign_in(chat.url, "bob", USERS["bob"])
+    posted = bob.post(f"{chat.url}/gradio_api/call/chat", json={"data": ["bob's own", *CONTROLS]}, timeout=TIMEOUT)
     assert posted.status_code == 200, posted.text
     event_id = posted.json()["event_id"]
     with bob.get(f"{chat.url}/gradio_api/call/chat/{event_id}", stream=True, timeout=TIMEOUT) as stream:
@@ -85,15 +65,15 @@ def test_row1_the_owner_of_an_event_still_reads_it_through_call(chat):
         lines = [line for line in stream.iter_lines(decode_unicode=True) if line.startswith("data:")]
     assert json.loads(lines[-1].partition(":")[2])[0] == STORY
     # The same event id is nobody else's to read.
-    ada = sign_in(chat.url, "ada", "ada-correct-horse")
+    ada = sign_in(chat.url, "ada", USERS["ada"])
     with ada.get(f"{chat.url}/gradio_api/call/chat/{event_id}", stream=True, timeout=TIMEOUT) as theirs:
         assert theirs.status_code == 403
 
 
 def test_row2_deep_links_hand_out_no_session_state(chat):
     ada = ada_client(chat)
-    assert ada.predict("ada's diary entry", *ARGS, api_name="/chat") == STORY
-    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    assert ada.predict("ada's diary entry", *CONTROLS, api_name="/chat") == STORY
+    bob = sign_in(chat.url, "bob", USERS["bob"])
     link = bob.get(f"{chat.url}/gradio_api/deep_link", params={"session_hash": ada.session_hash}, timeout=TIMEOUT)
     assert link.status_code == 404
     for path in ("/config", "/"):
@@ -107,7 +87,7 @@ def test_row2_deep_links_hand_out_no_session_state(chat):
 
 
 def test_row12_private_answers_are_not_stored_by_browsers_or_proxies(chat):
-    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    bob = sign_in(chat.url, "bob", USERS["bob"])
     for path in ("/", "/config", "/gradio_api/info", "/gradio_api/queue/status"):
         answer = bob.get(chat.url + path, timeout=TIMEOUT)
         assert answer.status_code == 200, path
@@ -121,7 +101,7 @@ def test_row12_private_answers_are_not_stored_by_browsers_or_proxies(chat):
 
 
 def test_unknown_and_unused_gradio_routes_are_refused(chat):
-    bob = sign_in(chat.url, "bob", "bob-battery-staple")
+    bob = sign_in(chat.url, "bob", USERS["bob"])
     for method, path in [
         ("GET", "/gradio_api/proxy=https://example.com/x"),
         ("POST", "/gradio_api/component_server"),
@@ -141,3 +121,23 @@ def test_session_routes_need_a_sign_in_answered_at_once_not_by_a_hang(chat):
         assert data.status_code == 401
     for path in ("/gradio_api/cancel", "/gradio_api/reset", "/gradio_api/upload"):
         assert requests.post(chat.url + path, json={}, timeout=TIMEOUT).status_code == 401, path
+
+
+def test_row12_a_signed_in_callers_media_is_not_kept_and_is_gone_after_delete(chat):
+    ada, bob = sign_in(chat.url, "ada", USERS["ada"]), sign_in(chat.url, "bob", USERS["bob"])
+    uploaded = ada.post(f"{chat.url}/gradio_api/upload", files=[("files", ("photo.png", PNG))], timeout=TIMEOUT)
+    assert uploaded.status_code == 200 and uploaded.headers.get("cache-control") == "no-store"
+    (handle,) = uploaded.json()
+    preview = ada.get(f"{chat.url}/gradio_api/file={handle}", timeout=TIMEOUT)
+    assert (preview.content, preview.headers.get("cache-control")) == (PNG, "no-store")
+    message = {"text": "ada's photo", "files": [{"path": handle, "meta": {"_type": "gradio.FileData"}}]}
+    assert call(chat.url, "chat", [message, *CONTROLS], http=ada).kind == "complete"
+    (conversation,) = [c for c in call(chat.url, "conversations", [], http=ada).value[0] if c["title"] == "ada's photo"]
+    (image,) = call(chat.url, "resume", [conversation["id"]], http=ada).value[0][0]["images"]
+    url = f"{chat.url}/media/{conversation['id']}/{image['id']}"
+    mine = ada.get(url, timeout=TIMEOUT)
+    # Not `private, max-age=86400, immutable`: after a delete or a sign-out no copy may stay in the browser.
+    assert (mine.status_code, mine.content, mine.headers.get("cache-control")) == (200, PNG, "no-store")
+    assert bob.get(url, timeout=TIMEOUT).status_code == 404
+    assert call(chat.url, "delete", [conversation["id"]], http=ada).value[0] == {"deleted": conversation["id"]}
+    assert ada.get(url, timeout=TIMEOUT).status_code == 404
