@@ -4,11 +4,13 @@ deleted, when one is not an image)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 import requests
@@ -241,3 +243,26 @@ def test_no_answer_names_a_folder_of_the_server(chat):
     )
     for name, text in answers.items():
         assert not [folder for folder in folders if folder in text], name
+
+
+def test_the_registry_answers_handles_maps_only_the_callers_own_back_and_forgets_them_once_sent(tmp_path: Path):
+    uploads = UploadRegistry()
+    path = tmp_path / "abc" / "photo.png"
+    path.parent.mkdir()
+    path.write_bytes(PNG)
+    (handle,) = uploads.add("alice", [str(path)]) or []
+    (mallorys,) = uploads.add("mallory", [str(path)]) or []  # the same bytes uploaded twice: two handles
+    assert HANDLE.match(handle) and handle.endswith("/photo.png") and str(tmp_path) not in handle
+    assert handle != mallorys and uploads.path_of("alice", handle) == str(path)
+    assert uploads.path_of("mallory", handle) is None and uploads.path_of("alice", str(path)) is None
+
+    def sent(owner: str, handle: str) -> str:
+        body = {"data": [{"text": handle, "files": [{"path": handle, "meta": {"_type": "gradio.FileData"}}]}]}
+        return json.loads(uploads.resolve(owner, json.dumps(body).encode()))["data"][0]
+
+    # The file's path is mapped, the text (which only looks like a handle) is left alone.
+    assert sent("alice", handle) == {"text": handle, "files": [{"path": str(path), "meta": ANY}]}
+    theirs = sent("mallory", handle)["files"][0]["path"]  # someone else's handle: a path that holds nothing
+    assert theirs != str(path) and not os.path.exists(theirs) and str(tmp_path) not in theirs
+    uploads.consume("alice", str(path))
+    assert uploads.path_of("alice", handle) is None and uploads.path_of("mallory", mallorys) == str(path)
