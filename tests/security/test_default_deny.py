@@ -5,6 +5,7 @@ could keep. Each attack checks what ada's conversation looks like afterwards."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ from harness.fakes.openai_server import FakeOpenAIServer
 from tests.app.helpers import call
 from tests.media.images import PNG
 from tests.security.conftest import CONTROLS, USERS, StartChat, stored
-from tests.security.wire import sign_in
+from tests.security.wire import fn_index, join, sign_in
 
 STORY = " ".join(f"word{i}" for i in range(60))
 TIMEOUT = 60
@@ -45,8 +46,8 @@ def test_row1_bob_cannot_read_adas_live_reply_through_call_with_her_session_hash
     # Gradio takes an event id it does not know for a session hash: ada's hash would stream her reply to bob, and
     # his disconnect would cancel her generation.
     with bob.get(f"{chat.url}/gradio_api/call/chat/{ada.session_hash}", stream=True, timeout=TIMEOUT) as stolen:
+        assert "ada's secret" not in stolen.text and "word1" not in stolen.text, "bob read ada's live reply"
         assert stolen.status_code == 403, stolen.status_code
-        assert "ada's secret" not in stolen.text and "word1" not in stolen.text
     with bob.get(f"{chat.url}/gradio_api/call/chat/not-an-event-of-bobs", stream=True, timeout=TIMEOUT) as guessed:
         assert guessed.status_code == 403
     # Ada's reply is whole, and stored whole, not as stopped.
@@ -71,16 +72,23 @@ def test_row1_the_owner_of_an_event_still_reads_it_through_call(chat):
 
 
 def test_row2_deep_links_hand_out_no_session_state(chat):
-    ada = ada_client(chat)
-    assert ada.predict("ada's diary entry", *CONTROLS, api_name="/chat") == STORY
+    # Ada's page, spoken as the page speaks: it loads (her name, her sidebar) and sends a message in her tab.
+    ada, tab = sign_in(chat.url, "ada", USERS["ada"]), f"tab{uuid.uuid4().hex[:12]}"
+    events = {name: fn_index(ada, chat.url, name) for name in ("load", "accept", "respond")}
+    assert join(ada, chat.url, events["load"], [{"session_id": None}], tab).kind == "complete"
+    message = [{"text": "ada's diary entry", "files": []}, None, {"session_id": None}, 1]
+    assert join(ada, chat.url, events["accept"], message, tab).kind == "complete"
+    assert join(ada, chat.url, events["respond"], [None, *CONTROLS, None], tab, timeout=TIMEOUT).kind == "complete"
     bob = sign_in(chat.url, "bob", USERS["bob"])
-    link = bob.get(f"{chat.url}/gradio_api/deep_link", params={"session_hash": ada.session_hash}, timeout=TIMEOUT)
-    assert link.status_code == 404
+    link = bob.get(f"{chat.url}/gradio_api/deep_link", params={"session_hash": tab}, timeout=TIMEOUT)
+    answers = [link]
     for path in ("/config", "/"):
         for deep_link in (link.text.strip('"') or "x", "x"):
-            answer = bob.get(f"{chat.url}{path}", params={"deep_link": deep_link}, timeout=TIMEOUT)
-            assert answer.status_code == 400, (path, answer.status_code)
-            assert "ada's diary" not in answer.text and "Signed in as ada" not in answer.text
+            answers.append(bob.get(f"{chat.url}{path}", params={"deep_link": deep_link}, timeout=TIMEOUT))
+    # Nothing of ada's tab reached bob: her messages, her sidebar, her name.
+    for answer in answers:
+        assert "ada's diary" not in answer.text and "Signed in as <strong>ada" not in answer.text, answer.url
+    assert [a.status_code for a in answers] == [404, 400, 400, 400, 400]
     own = bob.get(f"{chat.url}/config", timeout=TIMEOUT)
     assert own.status_code == 200 and "ada's diary" not in own.text
     assert ("ada's diary entry", ["ada's diary entry", STORY]) in stored(chat, "user:ada")
