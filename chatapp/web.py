@@ -212,8 +212,8 @@ class Guard:
         if access is Access.UPLOAD and self.uploads is None:
             return refuse(404, "This chat takes text only: there is no upload.")
         if access is Access.FILE:
-            # A file only for the caller who uploaded it, by the exact path they were given: nothing else of the
-            # disk, nobody else's upload, no URL for the server to fetch.
+            # A file only for the caller who uploaded it, by the handle they were answered (never a path): nothing
+            # else of the disk, nobody else's upload, no URL for the server to fetch.
             name = next(iter(params.values()))
             if not (self.uploads and (path := self.uploads.path_of(caller, name))):
                 return refuse(404, "No such file.")
@@ -306,7 +306,7 @@ class Guard:
 
     async def _upload(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
         """Let Gradio write the files (within the caller's limits), judge each by its content, then record the
-        answered paths for the caller before the caller learns them."""
+        paths for the caller and answer it their handles instead (`chatapp.uploads`)."""
         assert self.uploads is not None
         caller = scope["state"]["caller"]
         if (refusal := self._bind(request.query_params.get("upload_id"), caller, scope["path"])) is not None:
