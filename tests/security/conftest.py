@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chatapp.history.sqlite import SqliteStore
-from harness.chat_process import ChatProcess, start_chat
+from harness.chat_process import ChatProcess, Started
 from harness.fakes.openai_server import FakeOpenAIServer
 
 LABEL = "Fake model"
@@ -29,7 +29,7 @@ def fake_model() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture(scope="module")
 def start_password_chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartChat]:
-    started: list[ChatProcess] = []
+    started = Started(lambda: tmp_path_factory.mktemp("password-chat"))
 
     def start(model: FakeOpenAIServer, **more_env: str) -> ChatProcess:
         env = {
@@ -38,15 +38,11 @@ def start_password_chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
             "SELF_HOSTED_URL": model.base_url,
             "SELF_HOSTED_MODEL": model.model,
             "SELF_HOSTED_LABEL": LABEL,
-            **more_env,
         }
-        chat = start_chat(env, tmp_path_factory.mktemp("password-chat"))
-        started.append(chat)
-        return chat
+        return started(env, **more_env)
 
     yield start
-    for chat in started:
-        chat.stop(grace_s=3)
+    started.stop(grace_s=3)
 
 
 @pytest.fixture(scope="module")
