@@ -120,8 +120,8 @@ class UploadRegistry:
     def resolve(self, owner: str, body: bytes) -> bytes:
         """An event's JSON body with the `path` of each file in it that is one of `owner`'s handles replaced by
         its path on the server. Someone else's (or a forgotten) handle becomes a path that holds nothing, so
-        the chat answers it like an expired upload; anything else is left as sent."""
-        if not self._paths or b'"path"' not in body:
+        the chat answers it like an expired upload, and so does a URL; anything else is left as sent."""
+        if b'"path"' not in body:
             return body
         try:
             data = json.loads(body)
@@ -139,6 +139,11 @@ class UploadRegistry:
             handle = out.get("path")
             if isinstance(handle, str) and HANDLE.match(handle):
                 out["path"] = self.path_of(owner, handle) or os.path.join(upload_folder(), "unknown", handle)
+                changed = True
+            elif isinstance(handle, str) and "://" in handle:
+                # Gradio downloads a URL sent as a file's path before any handler runs (a fetch from the
+                # server's network on a caller's behalf): a caller's files are only ever their own uploads.
+                out["path"] = os.path.join(upload_folder(), "unknown", "not-an-upload")
                 changed = True
             return out
 

@@ -266,3 +266,13 @@ def test_the_registry_answers_handles_maps_only_the_callers_own_back_and_forgets
     assert theirs != str(path) and not os.path.exists(theirs) and str(tmp_path) not in theirs
     uploads.consume("alice", str(path))
     assert uploads.path_of("alice", handle) is None and uploads.path_of("mallory", mallorys) == str(path)
+
+
+def test_a_url_sent_as_a_files_path_never_reaches_gradio_which_would_fetch_it(tmp_path: Path):
+    uploads = UploadRegistry()  # nothing uploaded yet: the rule holds from the first request
+    for url in ("https://metadata.example/computeMetadata/v1/", "http://203.0.113.7/image.png", "HTTPS://x.example/a"):
+        body = {"data": [{"text": url, "files": [{"path": url, "meta": {"_type": "gradio.FileData"}}]}]}
+        sent = json.loads(uploads.resolve("mallory", json.dumps(body).encode()))["data"][0]
+        assert sent["text"] == url  # message text is never rewritten
+        path = sent["files"][0]["path"]
+        assert "://" not in path and not os.path.exists(path), path
