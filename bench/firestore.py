@@ -3,7 +3,8 @@
 A turn goes through the real send path (ChatService → RetryingStore → FirestoreStore) with an in-process model,
 and every RPC the Firestore client sends is counted (harness/rpc_counter.py wraps the transport). Usage
 accounting is on with a daily limit (CHAT_DAILY_TOKENS), as in production: the person's counter is read once
-when the page loads (as the UI does), then each turn's Increment rides in the turn's one commit.
+when the page loads (as the UI does), each turn's Increment rides in the turn's one commit, and the limit adds
+the reservation every replica sees (chatapp.usage: one read + one conditional write) and its release (one write).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from chatapp.chat import ChatService, ChatSession
+from chatapp.chat import Ask, ChatService, ChatSession
 from chatapp.history.base import Turn
 from chatapp.history.firestore import MESSAGES, SESSIONS, FirestoreStore
 from chatapp.history.pending import RetryingStore
-from chatapp.models.base import GenerationParams
 from chatapp.usage import DailyUsage
 from harness.firestore_emulator import FirestoreEmulator, find_emulator_jar
 from harness.rpc_counter import RpcCounter
@@ -48,21 +48,21 @@ def measure(turns: int = 50, resume_messages: int = 1000) -> dict[str, float]:
         store = FirestoreStore(project=PROJECT, database=f"bench-{uuid.uuid4().hex[:8]}")
         counter = RpcCounter(store.client)
         history = RetryingStore(store)
-        usage = DailyUsage(history.tokens_used, limit=10**9)
+        usage = DailyUsage(history.tokens_used, limit=10**9, shared=store)  # as the chat runs it
         service = ChatService({"echo": _EchoModel()}, history, context_chars=24_000, usage=usage)
         session = ChatSession(owner="browser:bench")
         usage.summary(session.owner)  # the page load shows usage today: the one read of the counter
         page_load_reads = counter.reads
         counter.reset()
         for i in range(turns):
-            for _ in service.reply(session, f"question {i}", "echo", GenerationParams()):
+            for _ in service.reply(session, Ask(f"question {i}", "echo")):
                 pass
         commits, reads = counter.calls["commit"], counter.reads
         writes = sum(len(request["writes"]) for name, request in counter.requests if name == "commit")
         assert usage.used(session.owner) == turns * 25 == store.tokens_used(session.owner, datetime.now(UTC).date())
         counter.reset()
         # An API client's first message, with no page load before it: the counter is read on the send path once.
-        for _ in service.reply(ChatSession(owner="browser:api"), "question", "echo", GenerationParams()):
+        for _ in service.reply(ChatSession(owner="browser:api"), Ask("question", "echo")):
             pass
         cold_reads = counter.reads
         counter.reset()
