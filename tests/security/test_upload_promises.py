@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from chatapp.gradio_compat import upload_folder
 from chatapp.images import ALLOWED, MAX_IMAGE_BYTES
 from chatapp.uploads import MAX_HELD_BYTES, UPLOADS_PER_MINUTE, UploadRegistry, all_images
 from tests.security.inprocess import API, PNG, new_browser, send, served
@@ -55,23 +56,22 @@ def test_an_upload_is_served_back_to_its_uploader_only(chat):
 @pytest.mark.parametrize("bad_at", [0, 1, 2])
 def test_every_file_of_a_batch_is_judged_by_its_content(chat, bad_at: int):
     cookie = new_browser(chat)
-    [known] = upload(chat, cookie, ("probe.png", unique_png())).json()
-    cache = Path(known).parent.parent  # Gradio's upload folder: <cache>/<content hash>/<name>
+    cache = Path(upload_folder())  # where Gradio writes every upload
     tag = uuid.uuid4().hex
     batch = [(f"{tag}-{i}.png", unique_png()) for i in range(3)]
     batch[bad_at] = (f"{tag}-{bad_at}.png", HTML)  # named and typed like an image, and not one
     refused = upload(chat, cookie, *batch)
     assert (refused.status_code, refused.text) == (415, NOT_AN_IMAGE)
-    assert list(cache.glob(f"*/{tag}-*")) == [], "the refused batch's files were left on disk"
+    assert list(cache.rglob(f"{tag}-*")) == [], "the refused batch's files were left on disk"
 
 
 def test_a_file_the_uploader_already_holds_is_kept_when_a_batch_is_refused(chat):
     cookie = new_browser(chat)
     data = unique_png()
-    [held] = upload(chat, cookie, ("held.png", data)).json()
+    [held] = upload(chat, cookie, ("held.png", data)).json()  # a handle for the file Gradio wrote
     assert upload(chat, cookie, ("held.png", data), ("bad.png", HTML)).status_code == 415
-    assert os.path.exists(held)
-    assert send(chat, "GET", f"{API}/file={held}", cookie=cookie).status_code == 200
+    kept = send(chat, "GET", f"{API}/file={held}", cookie=cookie)
+    assert kept.status_code == 200 and kept.content == data
 
 
 def test_uploads_are_rate_limited_per_caller(chat):
@@ -216,8 +216,8 @@ def within(seconds: float, action: Callable[[], object]) -> object:
 def test_forgetting_and_expiring_end_and_delete_what_they_drop(tmp_path: Path):
     uploads = UploadRegistry(capacity=1, max_held_bytes=1000, expire_s=60.0)
     first, second = written(tmp_path, "a", SIGNATURE), written(tmp_path, "b", SIGNATURE)
-    assert within(10, lambda: uploads.add("ada", [first])) is True
-    assert within(10, lambda: uploads.add("ada", [second])) is True
+    assert within(10, lambda: uploads.add("ada", [first])) is not None
+    assert within(10, lambda: uploads.add("ada", [second])) is not None
     assert not os.path.exists(first) and os.path.exists(second)
     within(10, lambda: uploads.expire(now=time.monotonic() + 61.0))
     assert not os.path.exists(second)
@@ -240,9 +240,9 @@ def test_expiring_deletes_the_old_files_and_keeps_the_young(tmp_path: Path):
 def test_a_caller_may_fill_exactly_its_room_with_its_first_upload(tmp_path: Path):
     uploads = UploadRegistry(max_held_bytes=40, expire_s=60.0)
     exact = written(tmp_path, "a", SIGNATURE + b"\0" * 32)
-    assert uploads.add("bob", [exact]) is True and uploads.room("bob") == 0
+    assert uploads.add("bob", [exact]) is not None and uploads.room("bob") == 0
     over = written(tmp_path, "b", SIGNATURE)
-    assert uploads.add("bob", [over]) is False and not os.path.exists(over)
+    assert uploads.add("bob", [over]) is None and not os.path.exists(over)
 
 
 def test_releasing_leaves_exactly_what_is_still_held(tmp_path: Path):
