@@ -128,7 +128,7 @@ def _wait_for_weights(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "100m", "memory": "128Mi"}
         ),
-        security_context=k8s.core.v1.SecurityContextArgs(allow_privilege_escalation=False),
+        # Its securityContext is pod_security.restricted's (the Deployment wraps it).
     )
 
 
@@ -143,9 +143,9 @@ def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
         args=server_args(preset),
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=kube.GEMMA_PORT)],
         env=[
-            # Everything is local: never ask Hugging Face for anything (no token here at all).
+            # Everything is local: never ask Hugging Face for anything (no token here at all). HF_HOME and the
+            # other caches are pod_security.VLLM_CACHE_ENV's (the Deployment wraps this container).
             k8s.core.v1.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
-            k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/tmp/huggingface"),
             # Where GKE mounts the GPU driver (stack/presets.py).
             *(k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in VLLM_ENV.items()),
         ],
@@ -159,7 +159,7 @@ def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
             k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
             k8s.core.v1.VolumeMountArgs(name="weights", mount_path=weights.MOUNT, read_only=True),
         ],
-        security_context=k8s.core.v1.SecurityContextArgs(allow_privilege_escalation=False),
+        # Its securityContext is pod_security.restricted's (through vllm_container).
     )
 
 
