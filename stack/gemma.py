@@ -6,7 +6,7 @@ The weights come from the stack's bucket (stack/weights.py) through Cloud Storag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -52,6 +52,8 @@ READ_OPTIONS = (
 @dataclass(frozen=True)
 class GemmaArgs:
     preset: Preset
+    # What the pod pulls: the preset's image, through the project's Docker Hub mirror (stack/mirror.py).
+    image: str
     spot: bool
     bucket: pulumi.Input[str]
     # The Kubernetes service account whose principal may read the bucket, and what grants that.
@@ -63,6 +65,8 @@ class GemmaArgs:
     # True when an autoscaler owns the replica count (stack/gemma_scaling.py): the Deployment then leaves
     # `replicas` out, or every `pulumi up` would set it back and wake the GPU (pulumi/pulumi#13321).
     autoscaled: bool = False
+    # What must exist before the pod pulls `image` (the mirror and the nodes' right to read it).
+    pullable: list[pulumi.Resource] = field(default_factory=list)
 
 
 def resources(gpus: int, accelerator: str, weights_gb: float) -> dict[str, str]:
@@ -118,7 +122,8 @@ def _wait_for_weights(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
     marker = f"{weights.model_dir(args.preset.model)}/{weights.MARKER}"
     return k8s.core.v1.ContainerArgs(
         name="wait-for-weights",
-        image=args.preset.image_ref,
+        # The server's own image: already on the node (or streaming) when the pod starts, no second pull.
+        image=args.image,
         command=[
             "sh",
             "-c",
@@ -137,7 +142,7 @@ def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
     size = resources(preset.gpus, preset.accelerator, preset.weights_gb)
     return k8s.core.v1.ContainerArgs(
         name="vllm",
-        image=preset.image_ref,
+        image=args.image,
         # The module, not the image's entrypoint, which has changed between vLLM releases.
         command=["python3", "-m", "vllm.entrypoints.openai.api_server"],
         args=server_args(preset),
@@ -226,7 +231,15 @@ class Gemma(pulumi.ComponentResource):
                             # An explicit capacity below the volume's size: with none ("-1") gcsfuse fills the
                             # volume and then fails writes instead of evicting.
                             weights.bucket_volume(
-                                "weights", args.bucket, True, READ_OPTIONS, fileCacheCapacity=cache_capacity
+                                "weights",
+                                args.bucket,
+                                True,
+                                READ_OPTIONS,
+                                fileCacheCapacity=cache_capacity,
+                                # The dashboard's "weights read" tile (stack/monitoring.py). Off by default
+                                # since GKE 1.33.0-gke.2248000 (GKE's Cloud Storage FUSE CSI driver volume
+                                # attributes reference, checked 2026-12-06).
+                                disableMetrics="false",
                             ),
                             # The FUSE sidecar's file cache: a volume of this name replaces its 5 GiB default,
                             # which could not hold the model and would refetch it on every read.
@@ -238,7 +251,9 @@ class Gemma(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[account, *args.readable])),
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=[account, *args.readable, *args.pullable])
+            ),
         )
         self.service = k8s.core.v1.Service(
             kube.GEMMA_SERVICE,

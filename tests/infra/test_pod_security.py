@@ -106,6 +106,7 @@ def test_gemmas_containers_leave_security_and_caches_to_pod_security():
     # second source that reads as if it mattered (the old HF_HOME=/tmp/huggingface did not).
     args = GemmaArgs(
         preset=PRESETS[DEFAULT_PRESET],
+        image=PRESETS[DEFAULT_PRESET].image_ref,
         spot=False,
         bucket="b",
         service_account="sa",
