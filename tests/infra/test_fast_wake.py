@@ -46,7 +46,9 @@ def arg(args, flag):
 def bucket_object(spec, container, path):
     """Where `path` inside `container` lives in Cloud Storage: (bucket, object prefix), through the FUSE volume
     mounted above it (`only-dir=D` mounts the bucket's folder D at the mount point)."""
-    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    mounts = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert len(mounts) == 1, f"{container['name']} reads {path!r} from no mounted volume (a download?)"
+    (mount,) = mounts
     (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
     assert volume["csi"]["driver"] == weights.FUSE_DRIVER, volume
     attributes = volume["csi"]["volumeAttributes"]
