@@ -23,7 +23,7 @@ SERVICE_RANGE = ("services", "10.8.0.0/20")
 NODE_ROLE = "roles/container.defaultNodeServiceAccount"
 # Image streaming with a node service account of our own (GKE "Use Image streaming to pull container images",
 # requirements, checked 2026-12-06): this role in the project that hosts the images (the chat's and the vLLM
-# mirror's, stack/mirror.py). Without it the nodes still pull, but whole images, minutes longer for vLLM's.
+# mirror's, stack/mirror.py); the page lists it among image streaming's requirements.
 IMAGE_STREAMING_ROLE = "roles/serviceusage.serviceUsageConsumer"
 # GPU metrics (DCGM) on top of what Autopilot collects by default: a list replaces the defaults, so they are
 # repeated (system components, and the kube-state-metrics packages Autopilot turns on since 1.27.4; JobSet on new
