@@ -19,8 +19,10 @@ NAME = "gemma"
 # (Deployment) and for its endpoints (Service) and fail `pulumi up` after 10 minutes; the pod comes up on its own.
 DONT_WAIT = {"pulumi.com/skipAwait": "true"}
 # vLLM >= 0.10 is built for CUDA >= 12.8; Autopilot's default driver is older, and vLLM then fails at start with
-# an unsupported-driver error. `latest` is what Google's own Gemma manifests select.
+# an unsupported-driver error. `latest` is what Google's own Gemma manifests select, and it keeps the pod eligible
+# for Autopilot's fast-starting G2 nodes on any GKE version (DEFAULT only from 1.33.0-gke.1304000; README, Cost).
 DRIVER_SELECTOR = {"cloud.google.com/gke-gpu-driver-version": "latest"}
+# Spot VMs never come from fast-starting capacity (GKE's fast-starting nodes page): a slower wake-up for the price.
 SPOT_SELECTOR = {"cloud.google.com/gke-spot": "true"}
 # Autopilot's largest CPU and memory request for a pod with that many L4s (the g2 machine of that size, less
 # what the node keeps for itself). Our requests must stay below, leaving room for the FUSE sidecar.

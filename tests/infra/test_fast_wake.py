@@ -255,10 +255,11 @@ def test_an_image_from_another_registry_is_pulled_from_there():
 
 # --- Autopilot's fast-starting nodes: nothing in the GPU pod rules them out ------------------------------------
 
-# GKE "About quicker workload startup with fast-starting nodes" (checked 2026-12-06): Autopilot picks them by
-# itself, best effort, for NVIDIA L4 (G2) nodes with a pd-balanced boot disk of at most 500 GiB; Spot VMs, Local
-# SSDs, placement policies, CMEK and multi-network fall back to normal start-up. Node labels a pod selects those
-# with on Autopilot:
+# GKE "About quicker workload startup with fast-starting nodes" (page of 2026-04-10, read 2026-12-06): Autopilot
+# picks them by itself, best effort, for G2 (NVIDIA L4) nodes on the Rapid and Regular channels from 1.31, with a
+# pd-balanced boot disk of at most 500 GiB and no Local SSD; Spot VMs, placement policies, CMEK, multi-network and
+# (before 1.33.0-gke.1304000) the DEFAULT GPU driver fall back to normal start-up. Node labels a pod selects
+# those with on Autopilot:
 INCOMPATIBLE_SELECTORS = {
     "cloud.google.com/gke-spot",
     "cloud.google.com/gke-ephemeral-storage-local-ssd",
@@ -269,13 +270,17 @@ FAST_START_BOOT_DISK_GIB = 500
 
 
 def test_the_gpu_pod_stays_eligible_for_fast_starting_nodes(default_plan):
-    assert default_plan.one(CLUSTER)["inputs"]["enableAutopilot"] is True
-    defaults = default_plan.one(CLUSTER)["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]
+    cluster = default_plan.one(CLUSTER)["inputs"]
+    assert cluster["enableAutopilot"] is True
+    assert cluster["releaseChannel"]["channel"] in ("RAPID", "REGULAR")
+    defaults = cluster["clusterAutoscaling"]["autoProvisioningDefaults"]
     assert "bootDiskKmsKey" not in defaults  # no CMEK on node boot disks
     pod = template(default_plan, "Deployment", "gemma")
     spec = pod["spec"]
     selector = spec["nodeSelector"]
     assert selector["cloud.google.com/gke-accelerator"] == "nvidia-l4"  # G2, the eligible GPU
+    # LATEST qualifies on every version; DEFAULT only from 1.33.0-gke.1304000 (the cluster's version is not pinned).
+    assert selector["cloud.google.com/gke-gpu-driver-version"] == "latest"
     assert "affinity" not in spec  # node labels are chosen by the nodeSelector alone
     assert not INCOMPATIBLE_SELECTORS & selector.keys()
     assert selector.get("cloud.google.com/gke-boot-disk", "pd-balanced") == "pd-balanced"
