@@ -101,7 +101,9 @@ def promql_name(metric: str) -> str:
 
 
 def cold_start_log_filter(cluster: str) -> str:
-    """Logging query for the Gemma pod's cold-start stages: its events and vLLM's timed start-up lines."""
+    """Logging query for the Gemma pod's cold-start stages: its events and vLLM's timed start-up lines. (Cloud
+    Logging's query language: terms side by side are ANDed, `field = ("a" OR "b")` is either value, `:` is
+    "has"; GKE writes Kubernetes events to the `events` log with the reason in `jsonPayload.reason`.)"""
     reasons = " OR ".join(f'"{reason}"' for reason in COLD_START_EVENTS)
     lines = " OR ".join(f'"{line}"' for line in VLLM_STARTUP_LINES)
     return (
