@@ -84,6 +84,17 @@ def test_session_list_composite_index(default_plan):
     assert index["skipWait"] is False
 
 
+def test_collections_that_expire_have_a_ttl_policy_on_the_field_the_chat_writes(default_plan):
+    from chatapp.history.shared import BINDINGS, SIGN_IN_FAILURES
+
+    fields = default_plan.of_type("gcp:firestore/field:Field")
+    assert sorted(f["inputs"]["collection"] for f in fields) == sorted([BINDINGS, SIGN_IN_FAILURES])
+    for field in fields:
+        inputs = field["inputs"]
+        assert (inputs["project"], inputs["database"], inputs["field"]) == (PROJECT, "chat-app-db", "expires_at")
+        assert inputs["ttlConfig"] == {} and inputs["indexConfig"] == {}, inputs
+
+
 def test_workload_identity_grants_exactly_two_roles_to_the_chat_principal(default_plan):
     members = [m for m in default_plan.of_type("gcp:projects/iAMMember:IAMMember") if "chat-identity" in m["name"]]
     assert sorted(m["inputs"]["role"] for m in members) == ["roles/aiplatform.user", "roles/datastore.user"]

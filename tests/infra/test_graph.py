@@ -28,6 +28,7 @@ EXPECTED = {
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/document:Document": 1,
     "gcp:firestore/index:Index": 1,
+    "gcp:firestore/field:Field": 2,  # TTL on session_bindings and sign_in_failures
     # The chat's two roles, the node account's two (image streaming's), KEDA's monitoring.viewer.
     "gcp:projects/iAMMember:IAMMember": 5,
     "gcp:artifactregistry/repository:Repository": 2,  # the chat's images, the Docker Hub mirror

@@ -15,7 +15,7 @@ def test_renders_the_dev_stack_offline():
     result = run_render()
     assert result.returncode == 0, result.stderr
     header, _, documents = result.stdout.partition("\n---\n")
-    assert "# 70 resources" in header
+    assert "# 72 resources" in header
     # Optional: without it there is no token Secret, and the weights Job downloads anonymously.
     assert "hybrid-chat:hfToken is not set: the weights Job downloads without a token" in header
     assert "kubeconfig: [secret]" in header
