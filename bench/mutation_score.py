@@ -132,6 +132,8 @@ DEFAULT_HELD = "only `.owners` of the default _Held is read: its size and time a
 ONE_BODY = "Gradio 6.31 answers these routes in one body message, which always has `body` (no join, no default)"
 NO_RECEIVE = "a refusal (PlainTextResponse) never reads the request: receive=None is never called"
 READ_CAP = "the file's size was checked against the limit just before: reading it all, or 2 bytes more, is the same"
+HOLD_ID = "a hold id only has to be unique per owner and day and made of letters and digits (a Firestore field)"
+BOTH_SET = "_shared and _calls are set together in __init__: one is None exactly when the other is"
 EQUIVALENT: dict[str, str] = {
     "chatapp.iap.x__b64url__mutmut_6": PADDING,
     "chatapp.iap.x__b64url__mutmut_7": PADDING,
@@ -164,6 +166,13 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_20": DEFAULT_HELD,
     "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_40": "a new entry's `since` is set to now on the next line",
     "chatapp.usage.xǁDailyUsageǁ_release__mutmut_21": ZERO_ENTRY,
+    "chatapp.usage.xǁDailyUsageǁ__init____mutmut_5": "an idle pool without a shared store: never submitted to, "
+    "and a ThreadPoolExecutor starts no thread before its first submit",
+    "chatapp.usage.xǁDailyUsageǁ_reserve_in_store__mutmut_1": BOTH_SET,
+    "chatapp.usage.xǁDailyUsageǁ_reserve_in_store__mutmut_14": HOLD_ID,
+    "chatapp.usage.xǁDailyUsageǁ_reserve_in_store__mutmut_15": HOLD_ID,
+    "chatapp.usage.xǁDailyUsageǁ_reserve_in_store__mutmut_16": HOLD_ID,
+    "chatapp.usage.xǁDailyUsageǁ_reserve_in_store__mutmut_17": HOLD_ID,
     "chatapp.web.xǁGuardǁ__init____mutmut_1": "create_app always passes trusted_proxy: the default is never used",
     "chatapp.web.xǁGuardǁ_session_call__mutmut_99": ONE_BODY,
     "chatapp.web.xǁGuardǁ_upload__mutmut_105": ONE_BODY,
