@@ -118,6 +118,10 @@ MODULES = (
             f"{SECURITY}/test_web_promises.py::test_an_upload_id_is_its_first_callers",
             f"{SECURITY}/test_upload_limits.py::test_the_registry_holds_each_caller_to_its_bytes_frees_them_when_sent"
             "_and_expires_the_rest",
+            # The handles' resolve (their other tests there reach it only through a chat subprocess).
+            f"{SECURITY}/test_upload_limits.py::test_the_registry_answers_handles_maps_only_the_callers_own_back_and"
+            "_forgets_them_once_sent",
+            f"{SECURITY}/test_upload_limits.py::test_a_url_sent_as_a_files_path_never_reaches_gradio_which_would_fetch_it",
             # 100 MB through the app for each mutant: web.py's run keeps it; the registry's tests bound the room.
             "-k",
             "not keeps_at_most_its_bytes",

@@ -261,3 +261,40 @@ def test_releasing_leaves_exactly_what_is_still_held(tmp_path: Path):
 def test_a_file_that_cannot_be_read_is_not_an_image_and_its_removal_is_quiet(tmp_path: Path):
     missing = str(tmp_path / "missing.png")
     assert all_images([missing], [missing]) is False
+
+
+def _gradio_upload(writes: list[str], answers: list[str], fails: bool = False):
+    """Stands for Gradio's `upload_fn(request, upload_dir, ...)`: writes `writes` into the folder it is given,
+    answers `answers` (as output files), or fails after writing, as a client gone mid-body makes it."""
+
+    async def upload_fn(request: object, upload_dir: str, *args: object, **kwargs: object):
+        assert (request, args, kwargs) == ("request", ("more",), {"limit": 1})  # passed on as they came
+        for name in writes:
+            (Path(upload_dir) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(upload_dir) / name).write_bytes(PNG)
+        if fails:
+            raise ConnectionResetError("the client went away mid-body")
+        return [os.path.join(upload_dir, name) for name in answers], [], []
+
+    return upload_fn
+
+
+def test_each_upload_request_writes_into_a_folder_of_its_own_and_a_failed_one_leaves_nothing(tmp_path: Path):
+    import asyncio
+
+    from chatapp.uploads import INCOMING, own_folder
+
+    ok = own_folder(_gradio_upload(["a/a.png", "b/b.png", "c/part.tmp"], ["a/a.png", "b/b.png"]))
+    answered, _, _ = asyncio.run(ok("request", str(tmp_path), "more", limit=1))
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.startswith(INCOMING) and len(folder.name) == len(INCOMING) + 16
+    assert answered == [str(folder / "a/a.png"), str(folder / "b/b.png")]
+    kept = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert kept == ["a/a.png", "b/b.png"]  # a part it did not answer (cut off before its end) is gone
+    again, _, _ = asyncio.run(ok("request", str(tmp_path), "more", limit=1))
+    assert len(list(tmp_path.iterdir())) == 2 and os.path.dirname(os.path.dirname(again[0])) != str(folder)
+
+    failed = own_folder(_gradio_upload(["d/d.png", "e/part.tmp"], [], fails=True))
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(failed("request", str(tmp_path), "more", limit=1))
+    assert sorted(tmp_path.iterdir()) == sorted({folder, Path(os.path.dirname(os.path.dirname(again[0])))})
