@@ -298,3 +298,22 @@ def test_each_upload_request_writes_into_a_folder_of_its_own_and_a_failed_one_le
     with pytest.raises(ConnectionResetError):
         asyncio.run(failed("request", str(tmp_path), "more", limit=1))
     assert sorted(tmp_path.iterdir()) == sorted({folder, Path(os.path.dirname(os.path.dirname(again[0])))})
+
+
+def test_sending_a_requests_uploads_deletes_its_folder_once_empty_and_only_then(tmp_path: Path):
+    from chatapp.uploads import INCOMING
+
+    registry = UploadRegistry()
+    request = tmp_path / f"{INCOMING}0123456789abcdef"  # own_folder's folder; Gradio's per-file folders inside
+    paths = []
+    for name in ("a", "b"):
+        (request / name).mkdir(parents=True)
+        (request / name / f"{name}.png").write_bytes(PNG)
+        paths.append(str(request / name / f"{name}.png"))
+    handles = registry.add("ada", paths)
+    assert handles is not None and registry.path_of("ada", handles[0]) == paths[0]
+    assert registry.path_of("ada", [handles[0]]) is None  # not a handle at all (a list in an event's JSON)
+    registry.consume("ada", paths[0])
+    assert sorted(os.listdir(request)) == ["b"]  # the other upload of the request stays, with its folder
+    registry.consume("ada", paths[1])
+    assert not request.exists()
