@@ -146,6 +146,7 @@ ONE_BODY = "Gradio 6.31 answers these routes in one body message, which always h
 NO_RECEIVE = "a refusal (PlainTextResponse) never reads the request: receive=None is never called"
 READ_CAP = "the file's size was checked against the limit just before: reading it all, or 2 bytes more, is the same"
 HOLD_ID = "a hold id only has to be unique per owner and day and made of letters and digits (a Firestore field)"
+HANDLED = "add answers a handle for every path an owner holds, kept in _paths until dropped: a default never used"
 BOTH_SET = "_shared and _calls are set together in __init__: one is None exactly when the other is"
 EQUIVALENT: dict[str, str] = {
     "chatapp.iap.x__b64url__mutmut_6": PADDING,
@@ -172,6 +173,11 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.uploads.x_all_images__mutmut_12": SNIFF_READ,
     "chatapp.uploads.x_all_images__mutmut_13": SNIFF_READ,
     "chatapp.uploads.xǁUploadRegistryǁ_drop_oldest__mutmut_2": "popitem(last=None) is popitem(last=False)",
+    "chatapp.uploads.xǁUploadRegistryǁ_drop_oldest__mutmut_6": HANDLED,
+    "chatapp.uploads.xǁUploadRegistryǁconsume__mutmut_9": HANDLED,
+    "chatapp.uploads.xǁUploadRegistryǁconsume__mutmut_11": HANDLED,
+    "chatapp.uploads.xǁUploadRegistryǁconsume__mutmut_13": HANDLED,
+    "chatapp.uploads.xǁUploadRegistryǁconsume__mutmut_14": HANDLED,
     "chatapp.uploads.xǁUploadRegistryǁ_release__mutmut_8": ZERO_ENTRY,
     "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_14": DEFAULT_HELD,
     "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_15": DEFAULT_HELD,
