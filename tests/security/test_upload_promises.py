@@ -195,12 +195,13 @@ def test_a_path_that_vanished_counts_as_empty_and_the_oldest_are_forgotten_first
 def test_uploads_expire_after_their_hour_and_not_before(tmp_path: Path):
     uploads = UploadRegistry(max_held_bytes=1000, expire_s=60.0)
     path = written(tmp_path, "a", PNG)
-    uploads.add("ada", [path])
+    (handle,) = uploads.add("ada", [path]) or []
     start = time.monotonic()
     uploads.expire(now=start + 59.0)
-    assert uploads.owns("ada", path) and os.path.exists(path)
+    assert uploads.owns("ada", path) and os.path.exists(path) and uploads.path_of("ada", handle) == path
     uploads.expire(now=start + 61.0)
     assert not uploads.owns("ada", path) and not os.path.exists(path) and uploads.room("ada") == 1000
+    assert uploads.path_of("ada", handle) is None  # its handle is forgotten with it
 
 
 def within(seconds: float, action: Callable[[], object]) -> object:
