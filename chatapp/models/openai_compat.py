@@ -33,6 +33,10 @@ _CUT_BECAUSE = {
     "content_filter": "its content filter stopped the reply",
 }
 
+# How `check` begins a reason that means "down or starting" (chatapp.models.waking reads it as asleep).
+NOT_REACHABLE = "not reachable"
+STILL_STARTING = "still starting"
+
 # Statuses a load balancer or a loading server answers while the model is not serving yet.
 _NOT_READY = {502, 503, 504}
 
@@ -138,10 +142,10 @@ class OpenAICompatModel:
         try:
             response = self._session.get(f"{self.base_url}/models", timeout=(2.0, 2.0))
         except requests.RequestException as exc:
-            return f"not reachable ({_describe(exc)})"
+            return f"{NOT_REACHABLE} ({_describe(exc)})"
         with response:
             if response.status_code in _NOT_READY:
-                return f"still starting (HTTP {response.status_code})"
+                return f"{STILL_STARTING} (HTTP {response.status_code})"
             if response.status_code != 200:
                 return f"HTTP {response.status_code}: {_reason(response)}"
             served = served_models(response)
