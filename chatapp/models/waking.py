@@ -88,11 +88,12 @@ class WakeTracker:
             self._set(WAKING if self._wanted_at is not None else ASLEEP)
 
     def saw_failing(self, reason: str) -> None:
-        """Reachable but wrong (unknown model id, server errors): not asleep, so nothing to wait for."""
+        """Reachable but wrong (unknown model id, server errors): awake, yet not ready; a wake-up in progress
+        ends unmeasured (the status list says what is wrong instead of "waking up" for ever)."""
         with self._lock:
             self._reason = reason
-            if self._wanted_at is None:
-                self._set(FAILING)
+            self._wanted_at = None
+            self._set(FAILING)
 
     def saw_check(self, reason: str | None) -> None:
         """A status check's answer (chatapp.models.openai_compat's `check`)."""

@@ -170,3 +170,12 @@ def test_auto_that_finds_it_gone_answers_with_gemini_and_starts_the_wake_up():
     assert (last.text, last.answered_by) == ("Sure", "Gemini")
     assert last.because == f"Gemma is waking up (asked 0 s ago; {ESTIMATE})"
     assert model.waking.state == "waking"
+
+
+def test_a_server_that_wakes_up_serving_another_model_is_failing_not_waking_for_ever():
+    tracker = WakeTracker("Gemma")
+    tracker.saw_down("not reachable (connection refused)")
+    tracker.wanted()
+    tracker.saw_check("retired or unknown model id x: set SELF_HOSTED_MODEL (gemmaModel) (the server serves y)")
+    assert tracker.state == "failing" and tracker.status_line() is None
+    assert tracker.usual() == (DOCUMENTED_WAKE_S, False)  # not a wake-up to measure
