@@ -61,6 +61,9 @@ def test_a_failed_message_survives_a_reload_and_can_be_retried(ui: ChatPage, fak
     expect(ui.sidebar_entry("Are you there?")).to_have_count(1)  # and the conversation is listed
 
     fake_model.mode = "normal"
+    # The reload chose the first model (Auto), which sends nothing to a server it last saw waking until a status
+    # check sees it ready (chatapp.models.waking): retry with the model itself, as the person had chosen.
+    ui.choose_model(SELF_HOSTED_LABEL)
     ui.retry()
     expect(ui.last_bot).to_have_text("You said: Are you there?")
     ui.wait_idle()
