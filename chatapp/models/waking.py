@@ -171,7 +171,8 @@ class WakingModel:
                     self.waking.saw_ready()
                 yield text
         except ModelUnavailable as exc:
-            self.waking.saw_down(str(exc).split(";")[0].strip().rstrip("."))
+            # "Gemma is not reachable (connection refused); …" → "not reachable (connection refused)", as a check says.
+            self.waking.saw_down(str(exc).split(";")[0].strip().rstrip(".").removeprefix(f"{self.label} is "))
             self.waking.wanted()
             raise Waking(self.waking.because(), self.meanwhile) from exc
         finally:

@@ -179,3 +179,10 @@ def test_a_server_that_wakes_up_serving_another_model_is_failing_not_waking_for_
     tracker.saw_check("retired or unknown model id x: set SELF_HOSTED_MODEL (gemmaModel) (the server serves y)")
     assert tracker.state == "failing" and tracker.status_line() is None
     assert tracker.usual() == (DOCUMENTED_WAKE_S, False)  # not a wake-up to measure
+
+
+def test_a_failed_request_names_the_reason_as_a_status_check_would():
+    model = gemma(asleep_url(), Clock())
+    with pytest.raises(Waking):
+        list(model.stream([], GenerationParams(), ReplyStats()))
+    assert model.waking.reason == "not reachable (connection refused)"
