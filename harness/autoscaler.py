@@ -11,7 +11,8 @@ engine) when a turn wanted it, and stops it (by its pid: every connection closes
         scaler.up                   whether the model server is running
         scaler.events               [(monotonic time, "demand" | "scaling up" | "ready" | "scaled down")]
         scaler.wakes                seconds from the scale-up decision to the server answering, per wake-up
-        scaler.hold() / release()   a test's gate: demand is seen, but no scale-up begins until release()
+        scaler.hold() / release()   a test's gate: demand is still seen, but nothing scales until release();
+                                    release(once=True) lets exactly one scale-up or scale-down through
         scaler.scrapes              how many times it has read /metrics (tests wait for it to move on)
 
 `python -m harness.autoscaler --metrics URL --port N` runs one in the foreground beside `make dev`.
@@ -130,6 +131,7 @@ class StandInAutoscaler:
         self.wakes: list[float] = []
         self._allowed = threading.Event()
         self._allowed.set()
+        self._once = False  # hold again after the next change
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stand-in-autoscaler", daemon=True)
         self._last_value: float | None = None
@@ -139,7 +141,8 @@ class StandInAutoscaler:
     def hold(self) -> None:
         self._allowed.clear()
 
-    def release(self) -> None:
+    def release(self, once: bool = False) -> None:
+        self._once = once
         self._allowed.set()
 
     def happened(self, event: str) -> int:
@@ -183,8 +186,10 @@ class StandInAutoscaler:
                 self._last_demand = now
                 self.events.append((now, "demand"))
             self._last_value = value
+        if not self._allowed.is_set():
+            return  # held: the test decides when the replicas may change, so no step depends on its speed
         active = self._last_demand is not None and now - self._last_demand < self.idle_s
-        if active and not self.up and self._allowed.is_set():
+        if active and not self.up:
             if self._decided is None:
                 self._decided = now
                 self.events.append((now, "scaling up"))
@@ -194,10 +199,17 @@ class StandInAutoscaler:
                 self.wakes.append(ready - self._decided)
                 self.up, self._decided = True, None
                 self.events.append((ready, "ready"))
+                self._changed()
         elif not active and self.up:
             self.server.stop()
             self.up = False
             self.events.append((time.monotonic(), "scaled down"))
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._once:
+            self._once = False
+            self._allowed.clear()
 
 
 def main() -> None:

@@ -4,8 +4,9 @@ as Gemini. One conversation goes through sleep → wake → ready → sleep: no 
 or said why, none is answered twice (the stored conversation is checked), the wake counter rises for the
 self-hosted model and Auto only, and what the chat says and exports matches each state.
 
-The autoscaler is held while the test asks the self-hosted model directly, so "still waking" does not depend on
-how fast this machine is; released, it starts the model server after its delay.
+The autoscaler is held (it sees demand but changes nothing) while the test asks for a state to last: "still
+waking" while the self-hosted model is asked directly, "still up" while it answers. So no step depends on how
+fast this machine is; released, it starts the model server after its delay, or stops it after the idle time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from chatapp.models.waking import duration
 from harness.autoscaler import ModelServerProcess, StandInAutoscaler
 from harness.chat_process import ChatProcess
 from harness.fakes.vertex_server import FakeVertexServer
@@ -95,7 +97,7 @@ def test_a_conversation_through_sleep_wake_ready_sleep(
     assert chat(url, "g1", GEMINI_LABEL, session_hash=session).reply == "You said: g1 (1 messages in context)"
     assert metric(app, "chat_self_hosted_wanted_total") == wanted
     scrapes = scaler.scrapes
-    wait_until(lambda: scaler.scrapes >= scrapes + 2, 10, "two more scrapes of /metrics")
+    wait_until(lambda: scaler.scrapes >= scrapes + 2, 30, "two more scrapes of /metrics")
     assert scaler.happened("demand") == 0 and state(app) == "asleep"
 
     # Auto: Gemini answers at once, and the chat says the self-hosted model is waking (estimate: none measured).
@@ -106,7 +108,7 @@ def test_a_conversation_through_sleep_wake_ready_sleep(
     )
     assert metric(app, "chat_self_hosted_wanted_total") == wanted + 1
     assert state(app) == "waking"
-    wait_until(lambda: scaler.happened("demand") == 1, 10, "the autoscaler to see the demand")
+    wait_until(lambda: scaler.happened("demand") == 1, 30, "the autoscaler to see the demand")
 
     # The self-hosted model chosen directly while it wakes: said so, Gemini offered, nothing stored for it.
     reply = chat(url, "d1", FAKE_LABEL, session_hash=session).reply
@@ -119,7 +121,7 @@ def test_a_conversation_through_sleep_wake_ready_sleep(
     assert not scaler.up and state(app) == "waking"
 
     # Woken: the chat sees it ready, records how long it took, and the next message goes to it.
-    scaler.release()
+    scaler.release(once=True)  # then held again: it stays up however long the next steps take here
     wait_until(lambda: scaler.up, 60, "the stand-in autoscaler to start the model server")
     wait_until(lambda: state(app) == "ready", NOTICED_S, "the chat to see the woken model server ready")
     assert metric(app, "chat_self_hosted_wake_seconds_count") == 1
@@ -130,12 +132,13 @@ def test_a_conversation_through_sleep_wake_ready_sleep(
     assert metric(app, "chat_self_hosted_wanted_total") == wanted + 4
 
     # Idle: scaled to zero again; Auto answers with Gemini and now shows the wake-up it measured.
+    scaler.release()
     wait_until(lambda: scaler.happened("scaled down") == 1, IDLE_S + 30, "the autoscaler to scale to zero")
     wait_until(lambda: state(app) == "asleep", NOTICED_S, "the chat to see the model server asleep again")
     reply = chat(url, "a3", AUTO, session_hash=session).reply
     assert reply.endswith(
         f"ℹ️ Answered by {GEMINI_LABEL} because {FAKE_LABEL} is waking up (asked 0 s ago; "
-        f"usually ready in about {took:.0f} s)"
+        f"usually ready in about {duration(took)})"
     ), reply
 
     # What is stored: one reply per answered message, by the model that answered, nothing for d1, no doubles.
