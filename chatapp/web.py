@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import anyio.to_thread
@@ -36,7 +36,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatapp.asgi_io import json_object, read_body, refuse, replay, set_request_cookie
+from chatapp.asgi_io import (
+    json_answer,
+    json_object,
+    read_body,
+    refuse,
+    replay,
+    set_content_length,
+    set_request_cookie,
+    set_request_path,
+)
 from chatapp.browser_id import COOKIE as BROWSER_COOKIE
 from chatapp.browser_id import BrowserIds, cookie_header
 from chatapp.gradio_compat import (
@@ -74,9 +83,11 @@ class Guard:
         mode: str,
         trusted_proxy: bool = False,
         iap: IapVerifier | None = None,
-        password_user: Callable[[Request], str | None] | None = None,
+        password_user: Callable[[Request], Awaitable[str | None]] | None = None,
         browser_ids: BrowserIds | None = None,
         uploads: UploadRegistry | None = None,
+        logins: LoginLimiter | None = None,
+        sessions: SessionOwners | None = None,
     ) -> None:
         if mode == "iap" and iap is None:
             raise ValueError("CHAT_AUTH=iap needs an IapVerifier")
@@ -92,9 +103,9 @@ class Guard:
         self.browser_ids = browser_ids
         self.uploads = uploads
         self.routes = route_table()
-        self.logins = LoginLimiter()
+        self.logins = logins or LoginLimiter()  # shared by replicas when given the store (server.py)
         self.upload_rate = LoginLimiter(limit=UPLOADS_PER_MINUTE)
-        self.sessions = SessionOwners()
+        self.sessions = sessions or SessionOwners()
 
     # -- the request's facts -------------------------------------------------------------------------------
 
@@ -203,16 +214,17 @@ class Guard:
         if access is Access.UPLOAD and self.uploads is None:
             return refuse(404, "This chat takes text only: there is no upload.")
         if access is Access.FILE:
-            # A file only for the caller who uploaded it, by the exact path they were given: nothing else of the
-            # disk, nobody else's upload, no URL for the server to fetch.
+            # A file only for the caller who uploaded it, by the handle they were answered (never a path): nothing
+            # else of the disk, nobody else's upload, no URL for the server to fetch.
             name = next(iter(params.values()))
-            if not (self.uploads and self.uploads.owns(caller, name)):
+            if not (self.uploads and (path := self.uploads.path_of(caller, name))):
                 return refuse(404, "No such file.")
+            set_request_path(request.scope, request.url.path.removesuffix(name) + path)  # the handle's file
             return None
         if access is Access.SESSION_IN_PATH:
-            return self._bind(params["session_hash"], caller, path)
+            return await self._bind(params["session_hash"], caller, path)
         if access is Access.SESSION_IN_QUERY:
-            return self._bind(request.query_params.get(QUERY_IDS[found[1]]), caller, path)
+            return await self._bind(request.query_params.get(QUERY_IDS[found[1]]), caller, path)
         # Gradio takes an event id it does not know for a session hash: only ids this caller was answered (or
         # session hashes it holds) may be read.
         if access is Access.EVENT_IN_PATH and self.sessions.owner(params["event_id"]) != caller:
@@ -231,7 +243,7 @@ class Guard:
             return user.owner
         if self.mode == "password":
             assert self.password_user is not None
-            name = self.password_user(request)
+            name = await self.password_user(request)
             return f"user:{name}" if name else None
         assert self.browser_ids is not None
         browser_id = request.cookies.get(BROWSER_COOKIE, "")
@@ -242,10 +254,10 @@ class Guard:
             set_cookies.append(cookie_header(browser_id, https))
         return f"browser:{browser_id}"
 
-    def _bind(self, key: object, caller: str, path: str) -> Response | None:
+    async def _bind(self, key: object, caller: str, path: str) -> Response | None:
         if not isinstance(key, str) or not key:
             return None  # Gradio refuses a request without one itself
-        if not self.sessions.claim(key, caller):
+        if not await self.sessions.bind(key, caller):
             log.warning("refused %s: session %s… belongs to another caller", path, key[:6])
             return refuse(403, "Forbidden: this session belongs to someone else. Reload the page.")
         return None
@@ -255,9 +267,12 @@ class Guard:
         caller's before the caller learns it."""
         caller = scope["state"]["caller"]
         body = await read_body(receive)
+        if self.uploads is not None:  # the caller's upload handles → their paths, where Gradio expects a path
+            body = self.uploads.resolve(caller, body)
+            set_content_length(scope, len(body))
         if access is Access.SESSION_IN_BODY:
             data = json_object(body)
-            refusal = self._bind(data.get("session_hash"), caller, scope["path"])
+            refusal = await self._bind(data.get("session_hash"), caller, scope["path"])
             event_id = data.get("event_id")
             if refusal is None and isinstance(event_id, str) and self.sessions.owner(event_id) not in (None, caller):
                 refusal = refuse(403, "Forbidden: this event belongs to someone else.")
@@ -286,17 +301,18 @@ class Guard:
         if passing:
             return
         answer = json_object(b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body"))
-        if isinstance(event_id := answer.get("event_id"), str):
-            self.sessions.claim(event_id, caller)
+        if isinstance(event_id := answer.get("event_id"), str) and not self.sessions.claim(event_id, caller):
+            await refuse(503, "Too many events are open: try again in a minute.")(scope, receive, send)
+            return
         for message in held:
             await send(message)
 
     async def _upload(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
         """Let Gradio write the files (within the caller's limits), judge each by its content, then record the
-        answered paths for the caller before the caller learns them."""
+        paths for the caller and answer it their handles instead (`chatapp.uploads`)."""
         assert self.uploads is not None
         caller = scope["state"]["caller"]
-        if (refusal := self._bind(request.query_params.get("upload_id"), caller, scope["path"])) is not None:
+        if (refusal := await self._bind(request.query_params.get("upload_id"), caller, scope["path"])) is not None:
             await refusal(scope, receive, send)
             return
         if (wait := self.upload_rate.retry_after([caller])) is not None:
@@ -322,9 +338,9 @@ class Guard:
         await self.app(scope, receive, hold)
         start = next((m for m in held if m["type"] == "http.response.start"), None)
         body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
-        if start is not None and start["status"] == 200 and len(body) <= MAX_UPLOAD_ANSWER_BYTES:
+        if start is not None and start["status"] == 200:
             try:
-                paths = json.loads(body)
+                paths = json.loads(body) if len(body) <= MAX_UPLOAD_ANSWER_BYTES else None
             except ValueError:
                 paths = None
             if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
@@ -333,9 +349,14 @@ class Guard:
                     refusal = refuse(415, f"Only {ALLOWED} images can be attached (judged by their content).")
                     await refusal(scope, receive, send)
                     return
-                if not await anyio.to_thread.run_sync(self.uploads.add, caller, paths):
+                handles = await anyio.to_thread.run_sync(self.uploads.add, caller, paths)
+                if handles is None:
                     await refuse(413, FULL)(scope, receive, send)
                     return
+                held = json_answer(start, handles)  # the caller learns handles, never the server's paths
+            else:
+                await refuse(502, "The upload's answer was not understood.")(scope, receive, send)
+                return
         for message in held:
             await send(message)
 
@@ -347,21 +368,19 @@ class Guard:
             await refuse(400, str(exc))(scope, receive, send)
             return
         keys = [f"addr:{self.client_address(request)}", f"user:{name}"]
-        wait = self.logins.retry_after(keys)
+        wait = await anyio.to_thread.run_sync(self.logins.retry_after, keys)  # the store may be read
         if wait is not None:
             log.warning("login refused for %s: too many failed attempts", keys[0])
             refusal = refuse(429, "Too many failed sign-in attempts: try again later.", {"Retry-After": str(wait)})
             await refusal(scope, receive, send)
             return
-        status = 0
 
         async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            # A failure is counted before the caller learns of it: attempts sent one after another are each
+            # judged with every earlier failure counted, on every replica (the store write takes a moment).
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                await anyio.to_thread.run_sync(self.logins.failed, keys)
+                log.info("failed sign-in from %s", keys[0])
             await send(message)
 
         await self.app(scope, replay(body, receive), watch)
-        if status != 200:
-            self.logins.failed(keys)
-            log.info("failed sign-in from %s", keys[0])
