@@ -46,6 +46,7 @@ FIELDS = frozenset(
 )
 # Requests waiting for a slot, per slot, before more are refused (as Gradio's queue: max_size = 16 times the limit).
 WAITING_PER_SLOT = 16
+THREAD_HEADROOM = 16  # as chatapp.server gives Gradio's pool beyond CHAT_CONCURRENCY
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -64,8 +65,8 @@ class ApiChat:
         self._conversations = conversations
         self._slots = anyio.CapacityLimiter(concurrency)
         # A reply's generator blocks its thread until its next update: one thread per stream, kept apart from
-        # the pool Starlette and Gradio share.
-        self._threads = anyio.CapacityLimiter(concurrency)
+        # the pool Starlette and Gradio share, with room for checking requests while every slot streams.
+        self._threads = anyio.CapacityLimiter(concurrency + THREAD_HEADROOM)
         self._max_waiting = WAITING_PER_SLOT * concurrency
         # Conversations with a reply in flight, by (owner, id): a second request for one continues the same
         # in-memory conversation, so its turn takes the next index under the same lock (two copies resumed
