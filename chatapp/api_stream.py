@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -93,6 +94,7 @@ class ApiChat:
             return
         try:
             session, ask = await anyio.to_thread.run_sync(self._open, owner, data, limiter=self._threads)
+            updates = self._conversations.reply(owner, session, ask)  # lazy: nothing runs before the first update
         except (InputError, NotFound) as exc:
             log.info("%s refused: %s", ROUTE, exc)
             await error(404 if isinstance(exc, NotFound) else 400, str(exc))(scope, receive, send)
@@ -104,7 +106,7 @@ class ApiChat:
             await error(503, "Too many replies are waiting: try again shortly.")(scope, receive, send)
             return
         async with self._slots:
-            await self._stream(owner, session, ask, receive, send)
+            await self._stream(session, ask, updates, receive, send)
 
     def _open(self, owner: str, data: dict[str, Any]) -> tuple[ChatSession, Ask]:
         """The request checked, and the caller's conversation it continues (or a new one)."""
@@ -134,8 +136,9 @@ class ApiChat:
         with self._live_lock:
             return self._live.setdefault((owner, session.session_id), session), ask
 
-    async def _stream(self, owner: str, session: ChatSession, ask: Ask, receive: Receive, send: Send) -> None:
-        updates = self._conversations.reply(owner, session, ask)
+    async def _stream(
+        self, session: ChatSession, ask: Ask, updates: Iterator[Update], receive: Receive, send: Send
+    ) -> None:
         shown = _Shown()
         gone = anyio.Event()
 
@@ -160,7 +163,7 @@ class ApiChat:
                 await write({"type": "http.response.start", "status": 200, "headers": start})
                 await write(body(line({"conversation_id": session.session_id, "model": ask.model})))
                 while not (shown.done or gone.is_set()):
-                    # Not abandoned when cancelled: a disconnect waits for the update being made, then closes.
+                    # A disconnect is seen once the update being made is done: the reply then closes (below).
                     update = await anyio.to_thread.run_sync(next, updates, None, limiter=self._threads)
                     if update is None:
                         break
@@ -170,11 +173,12 @@ class ApiChat:
                     await write(body(b"", more=False))
                 tasks.cancel_scope.cancel()  # answered, or nobody left to answer: stop watching
         finally:
-            if not shown.done:
+            close = getattr(updates, "close", None)  # a generator's: what ChatService.reply returns
+            if not shown.done and close is not None:
                 # Closing the reply stores what streamed (ChatService.reply); in a thread, since it writes to the
                 # store, and shielded, so nothing cuts that save short.
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(updates.close)
+                    await anyio.to_thread.run_sync(close)
             if gone.is_set():
                 log.info("%s: the client went away; what streamed is stored", ROUTE)
 
