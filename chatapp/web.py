@@ -36,7 +36,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatapp.asgi_io import json_object, read_body, refuse, replay, set_request_cookie
+from chatapp.asgi_io import (
+    json_answer,
+    json_object,
+    read_body,
+    refuse,
+    replay,
+    set_content_length,
+    set_request_cookie,
+    set_request_path,
+)
 from chatapp.browser_id import COOKIE as BROWSER_COOKIE
 from chatapp.browser_id import BrowserIds, cookie_header
 from chatapp.gradio_compat import (
@@ -203,11 +212,12 @@ class Guard:
         if access is Access.UPLOAD and self.uploads is None:
             return refuse(404, "This chat takes text only: there is no upload.")
         if access is Access.FILE:
-            # A file only for the caller who uploaded it, by the exact path they were given: nothing else of the
-            # disk, nobody else's upload, no URL for the server to fetch.
+            # A file only for the caller who uploaded it, by the handle they were answered (never a path): nothing
+            # else of the disk, nobody else's upload, no URL for the server to fetch.
             name = next(iter(params.values()))
-            if not (self.uploads and self.uploads.owns(caller, name)):
+            if not (self.uploads and (path := self.uploads.path_of(caller, name))):
                 return refuse(404, "No such file.")
+            set_request_path(request.scope, request.url.path.removesuffix(name) + path)  # the handle's file
             return None
         if access is Access.SESSION_IN_PATH:
             return self._bind(params["session_hash"], caller, path)
@@ -255,6 +265,9 @@ class Guard:
         caller's before the caller learns it."""
         caller = scope["state"]["caller"]
         body = await read_body(receive)
+        if self.uploads is not None:  # the caller's upload handles → their paths, where Gradio expects a path
+            body = self.uploads.resolve(caller, body)
+            set_content_length(scope, len(body))
         if access is Access.SESSION_IN_BODY:
             data = json_object(body)
             refusal = self._bind(data.get("session_hash"), caller, scope["path"])
@@ -293,7 +306,7 @@ class Guard:
 
     async def _upload(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
         """Let Gradio write the files (within the caller's limits), judge each by its content, then record the
-        answered paths for the caller before the caller learns them."""
+        paths for the caller and answer it their handles instead (`chatapp.uploads`)."""
         assert self.uploads is not None
         caller = scope["state"]["caller"]
         if (refusal := self._bind(request.query_params.get("upload_id"), caller, scope["path"])) is not None:
@@ -322,9 +335,9 @@ class Guard:
         await self.app(scope, receive, hold)
         start = next((m for m in held if m["type"] == "http.response.start"), None)
         body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
-        if start is not None and start["status"] == 200 and len(body) <= MAX_UPLOAD_ANSWER_BYTES:
+        if start is not None and start["status"] == 200:
             try:
-                paths = json.loads(body)
+                paths = json.loads(body) if len(body) <= MAX_UPLOAD_ANSWER_BYTES else None
             except ValueError:
                 paths = None
             if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
@@ -333,9 +346,14 @@ class Guard:
                     refusal = refuse(415, f"Only {ALLOWED} images can be attached (judged by their content).")
                     await refusal(scope, receive, send)
                     return
-                if not await anyio.to_thread.run_sync(self.uploads.add, caller, paths):
+                handles = await anyio.to_thread.run_sync(self.uploads.add, caller, paths)
+                if handles is None:
                     await refuse(413, FULL)(scope, receive, send)
                     return
+                held = json_answer(start, handles)  # the caller learns handles, never the server's paths
+            else:
+                await refuse(502, "The upload's answer was not understood.")(scope, receive, send)
+                return
         for message in held:
             await send(message)
 
