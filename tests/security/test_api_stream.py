@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from harness.chat_process import ChatProcess, start_chat
+from harness.chat_process import ChatProcess
 from harness.fakes.openai_server import FakeOpenAIServer
 from tests.app.helpers import sqlite_path, stored_history, wait_until
-from tests.security.conftest import LABEL, USERS
+from tests.security.conftest import LABEL, USERS, StartChat
 from tests.security.wire import sign_in
 
 ROUTE = "/api/chat"
@@ -131,18 +130,8 @@ def test_bad_input_is_refused_with_the_reason(password_chat: ChatProcess, people
 
 
 @pytest.fixture(scope="module")
-def limited_chat(fake_model: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
-    env = {
-        "CHAT_AUTH": "password",
-        "CHAT_AUTH_USERS": ",".join(f"{user}:{password}" for user, password in USERS.items()),
-        "CHAT_DAILY_TOKENS": str(LIMIT),
-        "SELF_HOSTED_URL": fake_model.base_url,
-        "SELF_HOSTED_MODEL": fake_model.model,
-        "SELF_HOSTED_LABEL": LABEL,
-    }
-    chat = start_chat(env, tmp_path_factory.mktemp("limited-chat"))
-    yield chat
-    chat.stop(grace_s=3)
+def limited_chat(fake_model: FakeOpenAIServer, start_password_chat: StartChat) -> ChatProcess:
+    return start_password_chat(fake_model, CHAT_DAILY_TOKENS=str(LIMIT))
 
 
 def test_over_the_daily_limit_is_refused_before_the_model(
