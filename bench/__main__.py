@@ -79,8 +79,8 @@ def main() -> int:
         f"{fs['reads_per_turn']:.2f} reads",
         f"resuming that session: {fs['reads_per_load']} reads; usage counter read once per person: "
         f"{fs['usage_reads_page_load']} at page load, {fs['usage_reads_cold_api_turn']} in an API client's first turn",
-        "1 commit, 0 reads",
-        fs["commits_per_turn"] == 1 and fs["reads_per_turn"] == 0,
+        "3 commits, 1 read (the turn; the reservation's read + write; its release)",
+        fs["commits_per_turn"] == 3 and fs["reads_per_turn"] == 1,
     )
     row(
         f"resume a {fs['messages']:,}-message conversation (emulator)",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import anyio.to_thread
@@ -83,9 +83,11 @@ class Guard:
         mode: str,
         trusted_proxy: bool = False,
         iap: IapVerifier | None = None,
-        password_user: Callable[[Request], str | None] | None = None,
+        password_user: Callable[[Request], Awaitable[str | None]] | None = None,
         browser_ids: BrowserIds | None = None,
         uploads: UploadRegistry | None = None,
+        logins: LoginLimiter | None = None,
+        sessions: SessionOwners | None = None,
     ) -> None:
         if mode == "iap" and iap is None:
             raise ValueError("CHAT_AUTH=iap needs an IapVerifier")
@@ -101,9 +103,9 @@ class Guard:
         self.browser_ids = browser_ids
         self.uploads = uploads
         self.routes = route_table()
-        self.logins = LoginLimiter()
+        self.logins = logins or LoginLimiter()  # shared by replicas when given the store (server.py)
         self.upload_rate = LoginLimiter(limit=UPLOADS_PER_MINUTE)
-        self.sessions = SessionOwners()
+        self.sessions = sessions or SessionOwners()
 
     # -- the request's facts -------------------------------------------------------------------------------
 
@@ -220,9 +222,9 @@ class Guard:
             set_request_path(request.scope, request.url.path.removesuffix(name) + path)  # the handle's file
             return None
         if access is Access.SESSION_IN_PATH:
-            return self._bind(params["session_hash"], caller, path)
+            return await self._bind(params["session_hash"], caller, path)
         if access is Access.SESSION_IN_QUERY:
-            return self._bind(request.query_params.get(QUERY_IDS[found[1]]), caller, path)
+            return await self._bind(request.query_params.get(QUERY_IDS[found[1]]), caller, path)
         # Gradio takes an event id it does not know for a session hash: only ids this caller was answered (or
         # session hashes it holds) may be read.
         if access is Access.EVENT_IN_PATH and self.sessions.owner(params["event_id"]) != caller:
@@ -241,7 +243,7 @@ class Guard:
             return user.owner
         if self.mode == "password":
             assert self.password_user is not None
-            name = self.password_user(request)
+            name = await self.password_user(request)
             return f"user:{name}" if name else None
         assert self.browser_ids is not None
         browser_id = request.cookies.get(BROWSER_COOKIE, "")
@@ -252,10 +254,10 @@ class Guard:
             set_cookies.append(cookie_header(browser_id, https))
         return f"browser:{browser_id}"
 
-    def _bind(self, key: object, caller: str, path: str) -> Response | None:
+    async def _bind(self, key: object, caller: str, path: str) -> Response | None:
         if not isinstance(key, str) or not key:
             return None  # Gradio refuses a request without one itself
-        if not self.sessions.claim(key, caller):
+        if not await self.sessions.bind(key, caller):
             log.warning("refused %s: session %s… belongs to another caller", path, key[:6])
             return refuse(403, "Forbidden: this session belongs to someone else. Reload the page.")
         return None
@@ -270,7 +272,7 @@ class Guard:
             set_content_length(scope, len(body))
         if access is Access.SESSION_IN_BODY:
             data = json_object(body)
-            refusal = self._bind(data.get("session_hash"), caller, scope["path"])
+            refusal = await self._bind(data.get("session_hash"), caller, scope["path"])
             event_id = data.get("event_id")
             if refusal is None and isinstance(event_id, str) and self.sessions.owner(event_id) not in (None, caller):
                 refusal = refuse(403, "Forbidden: this event belongs to someone else.")
@@ -299,8 +301,9 @@ class Guard:
         if passing:
             return
         answer = json_object(b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body"))
-        if isinstance(event_id := answer.get("event_id"), str):
-            self.sessions.claim(event_id, caller)
+        if isinstance(event_id := answer.get("event_id"), str) and not self.sessions.claim(event_id, caller):
+            await refuse(503, "Too many events are open: try again in a minute.")(scope, receive, send)
+            return
         for message in held:
             await send(message)
 
@@ -309,7 +312,7 @@ class Guard:
         paths for the caller and answer it their handles instead (`chatapp.uploads`)."""
         assert self.uploads is not None
         caller = scope["state"]["caller"]
-        if (refusal := self._bind(request.query_params.get("upload_id"), caller, scope["path"])) is not None:
+        if (refusal := await self._bind(request.query_params.get("upload_id"), caller, scope["path"])) is not None:
             await refusal(scope, receive, send)
             return
         if (wait := self.upload_rate.retry_after([caller])) is not None:
@@ -365,21 +368,19 @@ class Guard:
             await refuse(400, str(exc))(scope, receive, send)
             return
         keys = [f"addr:{self.client_address(request)}", f"user:{name}"]
-        wait = self.logins.retry_after(keys)
+        wait = await anyio.to_thread.run_sync(self.logins.retry_after, keys)  # the store may be read
         if wait is not None:
             log.warning("login refused for %s: too many failed attempts", keys[0])
             refusal = refuse(429, "Too many failed sign-in attempts: try again later.", {"Retry-After": str(wait)})
             await refusal(scope, receive, send)
             return
-        status = 0
 
         async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            # A failure is counted before the caller learns of it: attempts sent one after another are each
+            # judged with every earlier failure counted, on every replica (the store write takes a moment).
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                await anyio.to_thread.run_sync(self.logins.failed, keys)
+                log.info("failed sign-in from %s", keys[0])
             await send(message)
 
         await self.app(scope, replay(body, receive), watch)
-        if status != 200:
-            self.logins.failed(keys)
-            log.info("failed sign-in from %s", keys[0])
