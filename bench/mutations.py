@@ -393,6 +393,21 @@ MUTATIONS = [
         "                            yield from self.fallback.stream(messages, params, stats)",
         ("tests/models/test_auto.py", "-k", "no_fallback"),
     ),
+    # -- the light streaming route (POST /api/chat): the same promises as /chat ---------------------------
+    Mutation(
+        "light-route-trusts-a-conversation-id",
+        "chatapp/api_stream.py",
+        "            session = live or self._conversations.resume(owner, conversation_id)",
+        "            session = live or ChatSession(owner=owner, session_id=conversation_id)",
+        ("tests/security/test_api_stream.py", "-k", "another_callers"),
+    ),
+    Mutation(
+        "light-route-ignores-a-client-that-went-away",
+        "chatapp/api_stream.py",
+        "                tasks.start_soon(watch)",
+        "                pass",
+        ("tests/security/test_api_stream.py", "-k", "goes_away"),
+    ),
     Mutation(
         "auto-waits-out-a-busy-self-hosted-model",
         "chatapp/models/auto.py",
