@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from chatapp import gradio_compat
+from chatapp import api_stream, gradio_compat
 from chatapp.browser_id import BrowserIds, load_key
 from chatapp.cancels import OneCancelAtATime
 from chatapp.chat import ChatService
@@ -158,6 +158,9 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         # Not kept by the browser: after a delete or a sign-out the image must be gone from this device too.
         headers = {"Cache-Control": "no-store", "Content-Disposition": "inline"}
         return Response(data, media_type=mime, headers=headers)
+
+    # The light streaming route for API clients (beside Gradio's queue), before Gradio's mount at / takes all paths.
+    app.add_route(api_stream.ROUTE, api_stream.ApiChat(conversations, settings.concurrency), methods=["POST"])
 
     # No cross-origin access at all: with Starlette's CORS middleware on the parent app, Gradio's own (which echoes
     # a foreign Origin with credentials allowed) steps aside.

@@ -6,7 +6,7 @@ Firestore layout (SQLite keeps the same in tables `usage_holds`, `session_bindin
   chat_usage/{day}_{hash of owner}   + holds: {hold_id: {tokens, until}}   reservations of requests in flight
   session_bindings/{sha256 of hash}  = {owner, created_at, expires_at}     first caller of a session hash
   sign_in_failures/{sha256 of key}   = {times: [newest failures], expires_at}  key: "user:…" or "addr:…"
-`expires_at` is for a Firestore TTL policy (documents past it are deleted within a day or so); nothing reads it.
+`expires_at` is for the stack's Firestore TTL policy (stack/firestore.py deletes documents past it); nothing reads it.
 """
 
 from __future__ import annotations
