@@ -20,13 +20,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from chatapp import defaults
+
 # GKE mounts the NVIDIA driver's libraries here; vLLM images >= 0.9 do not look there by themselves and stop with
 # "No platform detected" (vllm#18859, #23935). Google's own vLLM manifests set the same variable.
 NVIDIA_LIBRARIES = "/usr/local/nvidia/lib64"
 VLLM_ENV = {"LD_LIBRARY_PATH": NVIDIA_LIBRARIES}
 # Images per prompt vLLM accepts: the chat sends at most this many (chatapp.conversation.PROMPT_IMAGES; a
 # contract test keeps the two equal, since the stack never imports the chat).
-PROMPT_IMAGES = 5
+PROMPT_IMAGES = defaults.IMAGES_PER_MESSAGE
 VLLM_GEMMA4 = "vllm/vllm-openai:v0.26.0"
 VLLM_GEMMA4_DIGEST = "sha256:ffb2d59b1c059a5bd8d781320c9f5189de8293693b7d95da54befddaa54abf52"
 VLLM_GEMMA3 = "vllm/vllm-openai:v0.10.2"
@@ -75,7 +77,7 @@ PRESETS: dict[str, Preset] = {
     # weights leave ~20 GB for the KV cache at 0.9 GPU memory use; bf16 31B (75 GB) or 26B-A4B (64 GB) would
     # need 4 L4s, and the 12B fits one L4 (below).
     "gemma4-31b-qat": Preset(
-        model="google/gemma-4-31b-it-qat-w4a16-ct",
+        model=defaults.SELF_HOSTED_MODEL,
         gpus=2,
         accelerator="nvidia-l4",
         image=VLLM_GEMMA4,
