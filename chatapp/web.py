@@ -78,7 +78,7 @@ class Guard:
         self.login_gate = LoginGate(trusted_proxy)
 
     def is_https(self, request: Request) -> bool:
-        if request.url.scheme == "https":
+        if request.scope.get("scheme") == "https":  # not `request.url`, which builds a whole URL
             return True
         return self.trusted_proxy and request.headers.get("x-forwarded-proto", "").lower() == "https"
 
@@ -136,7 +136,7 @@ class Guard:
 
     async def _check(self, request: Request, found: Found, https: bool, set_cookies: list[str]) -> Response | None:
         """Everything decided from the request line and headers alone; None means: go on."""
-        path = request.url.path
+        path = request.scope["path"]  # the path the route was looked up by
         if path in HEALTH_PATHS:
             return None
         if self.is_cross_site_write(request):

@@ -24,7 +24,7 @@ CHAT_PORT = defaults.CHAT_PORT
 CHAT_CONCURRENCY = defaults.CHAT_CONCURRENCY
 # terminationGracePeriodSeconds of the chat, and the load balancer's connection draining: the chat's own shutdown
 # budget (chatapp/drain.py GRACE_S: replies 20 s + saving cut replies 5 s + connections 3 s + retry queue 10 s +
-# margin 5 s). The stack never imports the chat; tests/infra/test_kubernetes.py keeps the two equal.
+# margin 5 s); the stack imports only chatapp.defaults, and tests/infra/test_kubernetes.py keeps the two equal.
 CHAT_GRACE_S = 43
 # Seconds the chat waits on a model (CHAT_REQUEST_TIMEOUT); the load balancer's backend timeout must exceed it.
 CHAT_REQUEST_TIMEOUT_S = defaults.CHAT_REQUEST_TIMEOUT_S

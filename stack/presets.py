@@ -26,8 +26,7 @@ from chatapp import defaults
 # "No platform detected" (vllm#18859, #23935). Google's own vLLM manifests set the same variable.
 NVIDIA_LIBRARIES = "/usr/local/nvidia/lib64"
 VLLM_ENV = {"LD_LIBRARY_PATH": NVIDIA_LIBRARIES}
-# Images per prompt vLLM accepts: the chat sends at most this many (chatapp.conversation.PROMPT_IMAGES; a
-# contract test keeps the two equal, since the stack never imports the chat).
+# Images per prompt vLLM accepts: the chat sends at most this many (the shared default in chatapp.defaults).
 PROMPT_IMAGES = defaults.IMAGES_PER_MESSAGE
 VLLM_GEMMA4 = "vllm/vllm-openai:v0.26.0"
 VLLM_GEMMA4_DIGEST = "sha256:ffb2d59b1c059a5bd8d781320c9f5189de8293693b7d95da54befddaa54abf52"
