@@ -312,8 +312,8 @@ def _read(env: Mapping[str, str]) -> dict[str, str]:
 
 def _bounds(name: str) -> tuple[Any, Any]:
     field = next(f for f in Settings.model_fields.values() if f.alias == name)
-    low = next(m.ge for m in field.metadata if hasattr(m, "ge"))
-    high = next(m.le for m in field.metadata if hasattr(m, "le"))
+    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
     return low, high
 
 
@@ -329,6 +329,8 @@ def _message(error: Any) -> str:
         return f"{name} must be a number, got {raw!r}"
     if kind in {"greater_than_equal", "less_than_equal"}:
         low, high = _bounds(name)
+        if low is None or high is None:
+            return f"{name} must be at {'least' if high is None else 'most'} {low if high is None else high}, got {raw}"
         return f"{name} must be between {low} and {high}, got {raw}"
     return f"{name} {error['msg']}"
 
