@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -69,9 +70,10 @@ def test_password_sign_in_keeps_its_token_map_and_cookie_names_where_gradio_comp
 
 
 def test_a_session_state_is_built_from_blocks_and_fills_its_config_per_component():
-    parameters = list(inspect.signature(state_holder.SessionState.__init__).parameters)
-    assert parameters == ["self", "blocks"], "SessionState.__init__ takes other arguments (lazy_session_config)"
-    assert "blocks.blocks" in inspect.getsource(state_holder.SessionState.__init__)
+    # Read from Gradio's file: `lazy_session_config` may already have wrapped `__init__` in this process.
+    source = inspect.getsource(state_holder.SessionState)
+    assert re.search(r"def __init__\(self, blocks(: \S+)?\):", source), "SessionState.__init__ takes other arguments"
+    assert "blocks.blocks" in source, "SessionState no longer configures the page's blocks (lazy_session_config)"
     assert callable(getattr(state_holder.SessionState, "_update_value_in_config", None))
 
 
