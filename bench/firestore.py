@@ -15,11 +15,10 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from chatapp.chat import ChatService, ChatSession
+from chatapp.chat import Ask, ChatService, ChatSession
 from chatapp.history.base import Turn
 from chatapp.history.firestore import MESSAGES, SESSIONS, FirestoreStore
 from chatapp.history.pending import RetryingStore
-from chatapp.models.base import GenerationParams
 from chatapp.usage import DailyUsage
 from harness.firestore_emulator import FirestoreEmulator, find_emulator_jar
 from harness.rpc_counter import RpcCounter
@@ -55,14 +54,14 @@ def measure(turns: int = 50, resume_messages: int = 1000) -> dict[str, float]:
         page_load_reads = counter.reads
         counter.reset()
         for i in range(turns):
-            for _ in service.reply(session, f"question {i}", "echo", GenerationParams()):
+            for _ in service.reply(session, Ask(f"question {i}", "echo")):
                 pass
         commits, reads = counter.calls["commit"], counter.reads
         writes = sum(len(request["writes"]) for name, request in counter.requests if name == "commit")
         assert usage.used(session.owner) == turns * 25 == store.tokens_used(session.owner, datetime.now(UTC).date())
         counter.reset()
         # An API client's first message, with no page load before it: the counter is read on the send path once.
-        for _ in service.reply(ChatSession(owner="browser:api"), "question", "echo", GenerationParams()):
+        for _ in service.reply(ChatSession(owner="browser:api"), Ask("question", "echo")):
             pass
         cold_reads = counter.reads
         counter.reset()

@@ -348,9 +348,9 @@ MUTATIONS = [
     ),
     Mutation(
         "chat-accepts-anyones-upload-path",
-        "chatapp/ui.py",
-        "        if self.uploads is None or not all(self.uploads.owns(owner, p) for p in paths):",
-        "        if self.uploads is None:",
+        "chatapp/ui_events.py",
+        "        if self._registry is None or not all(self._registry.owns(owner, p) for p in paths):",
+        "        if self._registry is None:",
         ("tests/app/test_images.py", "-k", "upload_path"),
     ),
     Mutation(

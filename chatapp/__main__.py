@@ -49,7 +49,7 @@ def main() -> int:
     app = create_app(settings)
     from chatapp import metrics
 
-    metrics.watch_unsaved(app.state.history.pending_count)
+    metrics.watch_unsaved(app.state.unsaved_turns)
     try:
         metrics.serve(settings.host, settings.metrics_port)
     except OSError as exc:

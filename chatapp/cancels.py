@@ -4,7 +4,7 @@ answered here, never passed on.
 Gradio 6.31's cancel route cancels the event's task, waits for it, then closes and deletes the event's iterator.
 A second cancel arriving meanwhile cancels the task again, interrupting the clean-up the first one waits for
 (`Queue.reset_iterators`), so both then find the iterator and the later `del app.iterators[event_id]` raises
-KeyError: HTTP 500 (gradio/routes.py `cancel_event`). The page never cancels (its Stop is `ChatUI.stop`); API
+KeyError: HTTP 500 (gradio/routes.py `cancel_event`). The page never cancels (its Stop is `PageHandlers.stop`); API
 clients do (`gradio_client`'s `Job.cancel`), and a double click or a retrying client sends two.
 """
 

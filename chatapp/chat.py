@@ -1,7 +1,8 @@
-"""One chat turn, start to finish: validate, build the prompt, stream the reply, save the turn, log it.
+"""One chat turn, start to finish: build the prompt, stream the reply, save the turn, log it.
 
-Both the browser UI and the `/chat` API go through `ChatService.reply`, so they behave the same. It knows
-nothing of Gradio: it yields `Update`s and the UI decides how to show them.
+It receives a checked `Ask` (validated once, by `Conversations.check`) from `OpenConversation.reply`, the one
+route of the browser and the `/chat` API alike. It knows nothing of Gradio: it yields `Update`s and the
+page or the API decides how to show them.
 """
 
 from __future__ import annotations
@@ -18,20 +19,12 @@ from typing import Protocol
 
 from chatapp import metrics
 from chatapp.conversation import ImageRef, Message, build_prompt
+from chatapp.costs import cost, worst_case
 from chatapp.drain import CUT_NOTE, REFUSED_NOTE, Drain
 from chatapp.history.base import StoredMessage, StoreError, Turn, Usage
 from chatapp.inputs import InputError, shown
 from chatapp.models import wants_self_hosted
-from chatapp.models.base import (
-    GENERIC_OPTIONS,
-    ChatModel,
-    GenerationParams,
-    ModelError,
-    ModelOptions,
-    ReplyStats,
-    StreamCut,
-    options_of,
-)
+from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats, StreamCut, options_of
 from chatapp.usage import DailyUsage, OverLimit
 
 turn_log = logging.getLogger("chatapp.turns")
@@ -109,6 +102,17 @@ class Update:
         return f"Answered by {self.answered_by}" + (f" because {self.because}" if self.because else "")
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One checked request for a reply (`Conversations.check`): everything sent with a message."""
+
+    text: str
+    model: str
+    params: GenerationParams = field(default_factory=GenerationParams)
+    system_prompt: str = ""
+    images: tuple[ImageRef, ...] = ()  # already stored (`Conversations.attach`)
+
+
 class ImageLoader(Protocol):
     def __call__(self, owner: str, conversation_id: str, image: ImageRef) -> bytes:
         """The bytes of an image of this conversation; raise an exception whose text a person can read."""
@@ -152,25 +156,18 @@ class ChatService:
             raise InputError(f"Unknown model {shown(label)}. Choose one of: {known}.")
         return model
 
-    def reply(
-        self,
-        session: ChatSession,
-        text: str,
-        model_label: str,
-        params: GenerationParams,
-        system_prompt: str = "",
-        images: tuple[ImageRef, ...] = (),
-    ) -> Iterator[Update]:
-        """Stream one reply to `text` (already validated) and its `images` (already stored) and save the turn.
+    def reply(self, session: ChatSession, ask: Ask) -> Iterator[Update]:
+        """Stream one reply to `ask` (checked, its images stored) and save the turn.
 
         If the caller stops iterating (the user pressed stop), the partial reply the user saw is still saved.
         """
+        text, model_label, images = ask.text, ask.model, ask.images
         model = self.model(model_label)
         # Only what the person changed from this model's defaults is sent as such (ModelOptions.relative).
-        params = options_of(model).relative(params)
+        params = options_of(model).relative(ask.params)
         stats = ReplyStats()
         started = time.monotonic()
-        prompt = build_prompt(session.messages, text, system_prompt, self.context_chars, images)
+        prompt = build_prompt(session.messages, text, ask.system_prompt, self.context_chars, images)
         worst = worst_case(prompt, params, options_of(model))
         if self.drain.draining:  # this replica is shutting down: a new turn would be cut short at once
             self._log(session, model_label, "refused", started, None, stats, None, text, "")
@@ -377,32 +374,3 @@ class ChatService:
             stats.tokens_in,
             stats.tokens_out,
         )
-
-
-def estimate_tokens(chars: int) -> int:
-    """~4 characters per token: the usual rule of thumb for English text with these tokenizers."""
-    return max(1, -(-chars // 4))
-
-
-# The most one image costs in a prompt, for reserving a request's worst case: Gemini 3's default (high) media
-# resolution gives an image up to 1,120 tokens (Google's media-resolution page, checked 2026-12-06).
-IMAGE_TOKENS = 1120
-
-
-def worst_case(prompt: list[Message], params: GenerationParams, options: ModelOptions = GENERIC_OPTIONS) -> int:
-    """The most a request is expected to cost: its prompt's estimate, its images, and a full-length reply with
-    all the thinking its level may spend (thinking is billed as output)."""
-    chars = sum(len(m.content) for m in prompt)
-    return estimate_tokens(chars) + IMAGE_TOKENS * sum(len(m.images) for m in prompt) + options.max_output(params)
-
-
-def cost(stats: ReplyStats, prompt: list[Message], reply: str) -> Usage:
-    """What a reply cost: the provider's counts, or estimates where it gave none."""
-    tokens_in = stats.tokens_in
-    tokens_out = stats.tokens_out
-    return Usage(
-        tokens_in if tokens_in is not None else estimate_tokens(sum(len(m.content) for m in prompt)),
-        # Thinking is generated output too (and billed as such), though it is never stored.
-        tokens_out if tokens_out is not None else estimate_tokens(len(reply) + len(stats.thinking)),
-        estimated=tokens_in is None or tokens_out is None,
-    )

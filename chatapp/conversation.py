@@ -1,13 +1,13 @@
 """The one message type every part of the chat shares, and the rules for turning history into a prompt.
 
 Gemma's chat template accepts at most one leading system message followed by strictly alternating user and
-assistant turns, and it raises on anything else. Gradio hands us whatever the browser holds (list-of-parts
-content, error notes, a user message whose reply failed), so `build_prompt` is where that is made valid.
+assistant turns, and it raises on anything else. A conversation may hold a user message whose reply failed
+(joined with the next one) or messages emptied of text, so `build_prompt` is where the prompt is made valid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -51,42 +51,6 @@ class Message:
     # Which model wrote an assistant message (its label); None for user and system messages.
     model: str | None = None
     images: tuple[ImageRef, ...] = ()
-
-
-def content_text(content: Any) -> str:
-    """Flatten Gradio 6 message content (a string, a part dict, or a list of parts) into plain text."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Mapping):
-        if content.get("type", "text") == "text":
-            return str(content.get("text", ""))
-        return ""  # files and images are not sent to the models
-    if isinstance(content, Iterable):
-        return "".join(content_text(part) for part in content)
-    return str(content)
-
-
-def from_gradio(history: Iterable[Mapping[str, Any]]) -> list[Message]:
-    """Convert Gradio's messages-form history; unknown roles and empty messages are skipped."""
-    messages: list[Message] = []
-    for item in history:
-        role = item.get("role")
-        if role not in ("user", "assistant"):
-            continue
-        metadata = item.get("metadata")
-        if isinstance(metadata, Mapping) and metadata.get("title"):
-            continue  # a titled block ("Thinking") is shown beside the reply, never part of the conversation
-        # Notes the UI adds to a message (errors, "not saved") live in metadata, never in content.
-        text = content_text(item.get("content"))
-        if text.strip():
-            messages.append(Message(role=role, content=text))
-    return messages
-
-
-def to_gradio(messages: Iterable[Message]) -> list[dict[str, Any]]:
-    return [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
 
 
 def alternate(messages: Iterable[Message]) -> list[Message]:

@@ -1,5 +1,9 @@
 """What a person may see and change: the one owner of the history store once the service is wired.
 
+`Conversations` answers for all of a caller's conversations (list, resume, delete, rename, search, export,
+images, the failed message kept across reloads); `chatapp.open_conversation.OpenConversation` is the one a tab
+or an API client has open, and goes through this class for everything stored.
+
 Every call takes the caller's owner id (`chatapp.identity.caller`, derived from the request being handled) and
 acts only on that owner's conversations. A conversation held in memory (`ChatSession`, kept per browser tab or
 API client) is used only by its own owner: one whose owner differs from the caller is refused, so a replayed
@@ -15,33 +19,24 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from chatapp import export
-from chatapp.chat import ChatService, ChatSession, Update
+from chatapp.chat import Ask, ChatService, ChatSession, Update
 from chatapp.conversation import ImageRef
+from chatapp.conversation_replies import ConversationError, Found, NotFound, Summary, Unavailable
 from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError, Unanswered, title_of
 from chatapp.images import Upload
 from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt, clean_text, clean_thinking
 from chatapp.media.base import MediaError, MediaStore
-from chatapp.models.base import GenerationParams, ModelOptions, options_of
+from chatapp.models.base import ModelOptions, options_of
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "Ask",
-    "ChatStore",
-    "ConversationError",
-    "Conversations",
-    "Found",
-    "NotFound",
-    "Summary",
-    "Unanswered",
-    "Unavailable",
-]
+__all__ = ["Ask", "ConversationError", "Conversations", "Found", "NotFound", "Summary", "Unavailable"]
 
 # The ids this service creates (uuid4().hex). Anything else is refused before the store sees it.
 CONVERSATION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -49,56 +44,6 @@ LIST_LIMIT = 50
 SEARCH_LIMIT = 20
 MAX_TITLE_INPUT = 1_000  # a title is cut to TITLE_CHARS; longer input is a mistake, not a title
 MAX_QUERY_CHARS = 500
-
-
-class ConversationError(Exception):
-    """A request about a conversation that cannot be done; the message is written for the person."""
-
-
-class NotFound(ConversationError):
-    """No such conversation for this caller: never saved, deleted, or someone else's (reported alike)."""
-
-    def __init__(self) -> None:
-        super().__init__("No such conversation (it may have been deleted).")
-
-
-class Unavailable(ConversationError):
-    """The history store failed; the message says what could not be done and why."""
-
-
-@dataclass(frozen=True)
-class Summary:
-    """One entry of a caller's conversation list."""
-
-    id: str
-    title: str
-    updated_at: datetime
-    turns: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "updated_at": self.updated_at.isoformat(), "turns": self.turns}
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One checked request for a reply: everything a person or API client sends with a message."""
-
-    text: str
-    model: str
-    params: GenerationParams
-    system_prompt: str
-    images: tuple[ImageRef, ...] = ()  # already stored with `attach`
-
-
-@dataclass(frozen=True)
-class Found:
-    """One search result: the conversation, and an excerpt of the message that matched ('' for the title)."""
-
-    summary: Summary
-    excerpt: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.summary.as_dict() | {"excerpt": self.excerpt}
 
 
 def _checked_id(conversation_id: Any) -> str:
@@ -151,6 +96,20 @@ class Conversations:
     ) -> Ask:
         """Everything sent with a message, checked; raises InputError naming the first bad value."""
         text = clean_message_or_images(message, images)
+        return self.ask(text, model, temperature, top_p, max_tokens, system_prompt, images, thinking)
+
+    def ask(
+        self,
+        text: str,
+        model: Any,
+        temperature: Any,
+        top_p: Any,
+        max_tokens: Any,
+        system_prompt: Any,
+        images: tuple[ImageRef, ...] = (),
+        thinking: Any = None,
+    ) -> Ask:
+        """`check` for a message checked already (`OpenConversation.accept`): only its settings are checked."""
         chosen = self._service.model(model)
         params = clean_params(temperature, top_p, max_tokens)
         params = replace(params, thinking=clean_thinking(thinking, options_of(chosen).thinking_levels))
@@ -207,8 +166,7 @@ class Conversations:
 
     def resume(self, owner: str, conversation_id: Any) -> ChatSession:
         """One of the caller's conversations with all its messages; NotFound for any other id."""
-        if not isinstance(conversation_id, str) or not CONVERSATION_ID.match(conversation_id):
-            raise InputError("That is not a valid conversation id.")
+        conversation_id = _checked_id(conversation_id)
         try:
             stored = self._store.load_messages(conversation_id, owner)
         except SessionNotFound:
@@ -248,8 +206,7 @@ class Conversations:
 
     def delete(self, owner: str, conversation_id: Any) -> None:
         """Delete one of the caller's conversations; NotFound for any other id."""
-        if not isinstance(conversation_id, str) or not CONVERSATION_ID.match(conversation_id):
-            raise InputError("That is not a valid conversation id.")
+        conversation_id = _checked_id(conversation_id)
         try:
             self._store.delete_session(conversation_id, owner)
         except SessionNotFound:
@@ -277,7 +234,7 @@ class Conversations:
     def reply(self, owner: str, session: ChatSession, ask: Ask) -> Iterator[Update]:
         """Stream the reply to `ask` in the caller's conversation and store the turn (see ChatService.reply)."""
         self._own(owner, session)
-        return self._service.reply(session, ask.text, ask.model, ask.params, ask.system_prompt, ask.images)
+        return self._service.reply(session, ask)
 
     def retry(self, owner: str, session: ChatSession) -> str | None:
         """Take back the last turn to answer its message again; returns that message (None if none).
@@ -307,6 +264,12 @@ class Conversations:
         if last is not None:
             self.forget_images(owner, session, last.images)  # the turn is gone from the store: so are its images
         return last.content if last else None
+
+    # -- the store's health, for the server's probes ------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raises StoreError when the history store cannot be reached."""
+        self._store.ping()
 
     # -- usage ----------------------------------------------------------------------------------------------
 
@@ -414,8 +377,8 @@ class Conversations:
         return Summary(session.session_id, title, datetime.now(UTC), session.turns)
 
 
-def clean_message_or_images(message: Any, images: tuple[ImageRef, ...]) -> str:
-    """The message text; it may be empty only when images carry the message."""
+def clean_message_or_images(message: Any, images: Sequence[Any]) -> str:
+    """The message text; it may be empty only when images (or uploads to become images) carry the message."""
     if images and (message is None or (isinstance(message, str) and not message.strip())):
         return ""
     return clean_message(message)

@@ -18,6 +18,7 @@ from chatapp import gradio_compat
 from chatapp.browser_id import BrowserIds, load_key
 from chatapp.cancels import OneCancelAtATime
 from chatapp.chat import ChatService
+from chatapp.conversations import Conversations
 from chatapp.drain import Drain
 from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
@@ -87,8 +88,10 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         load_image=lambda owner, conversation_id, image: media.get(owner, conversation_id, image.id),
         drain=drain,
     )
-    ui = ChatUI(service, history, status, media=media, uploads=uploads)
-    demo = ui.build()
+    # From here on only `conversations` holds the store: the service saves turns through the TurnSaver it was
+    # given, the daily count reads `tokens_used`, and the probes below ask for health alone.
+    conversations = Conversations(service, history, media=media)
+    demo = ChatUI(conversations, status, uploads).build()
     _set_concurrency(demo, settings.concurrency)
     gradio_compat.skip_matplotlib_probe()
 
@@ -108,7 +111,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         openapi_url=None,
         max_body_size=None,  # the Guard caps bodies: 2 MiB, more for the upload route only
     )
-    app.state.history = history
+    app.state.unsaved_turns = history.pending_count  # for the metrics (chatapp.__main__)
     app.state.status = status
     app.state.drain = drain
 
@@ -138,7 +141,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         if owner is None:
             return PlainTextResponse("Unauthorized: sign in first.\n", status_code=401)
         try:
-            data = ui.conversations.image(owner, conversation_id, image_id)
+            data = conversations.image(owner, conversation_id, image_id)
         except MediaNotFound:
             return PlainTextResponse("No such image.\n", status_code=404)
         except MediaError as exc:

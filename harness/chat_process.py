@@ -2,7 +2,8 @@
 
 `start_chat(env, workdir)` starts one on a free port with SQLite history under `workdir` (unless `env` says
 otherwise) and waits for `/healthz`; the returned `ChatProcess` has `.url`, `.env`, `.log()` and `.stop()`.
-Tests use it through the `chat_server` fixture (tests/fixtures/chat_server.py), which stops what it started.
+`Started` starts several and stops them together; the pytest fixtures (`chat_server` in
+tests/fixtures/chat_server.py, `start_app` in tests/app/conftest.py) are thin wrappers around it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +80,35 @@ def start_chat(env_overrides: dict[str, str], workdir: Path, timeout_s: float = 
         time.sleep(0.1)
     chat.stop()
     raise RuntimeError(f"the chat did not answer /healthz within {timeout_s} s:\n{chat.log()}")
+
+
+class Started:
+    """The chat processes one test (or one test module) starts, each in a directory `workdir()` gives, all
+    stopped together by pid: `start(env, **more)` or `start(**env)`. The pytest fixtures wrap this."""
+
+    def __init__(self, workdir: Callable[[], Path]) -> None:
+        self._workdir = workdir
+        self.chats: list[ChatProcess] = []
+
+    def __call__(self, env: dict[str, str] | None = None, /, **more: str) -> ChatProcess:
+        chat = start_chat({**(env or {}), **more}, self._workdir())
+        self.chats.append(chat)
+        return chat
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        for chat in self.chats:
+            chat.stop(grace_s)
+
+
+def models_env(
+    model_url: str, model: str, self_hosted_label: str, gemini_label: str, vertex_env: dict[str, str]
+) -> dict[str, str]:
+    """The chat's settings for a self-hosted (OpenAI-compatible) server and a Vertex-shaped Gemini."""
+    return {
+        "SELF_HOSTED_URL": model_url,
+        "SELF_HOSTED_MODEL": model,
+        "SELF_HOSTED_LABEL": self_hosted_label,
+        "GEMINI_MODEL": "gemini-3.8-flash",
+        "GEMINI_LABEL": gemini_label,
+        **vertex_env,
+    }

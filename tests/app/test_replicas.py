@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,43 +14,12 @@ import requests
 from chatapp.drain import CUT_NOTE
 from chatapp.sign_ins import CHECK_S
 from harness.fakes.openai_server import FakeOpenAIServer
-from harness.fakes.vertex_server import FakeVertexServer
-from harness.firestore_emulator import FirestoreEmulator
-from harness.replicas import Replicas, start_replicas
-from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL, call, chat, new_session, wait_until
+from harness.replicas import Replicas
+from tests.app.conftest import REPLICAS_BUDGET_S
+from tests.app.helpers import call, chat, new_session, wait_until
 from tests.app.test_shutdown import in_background, streaming
 
-BUDGET_S = 4.0  # CHAT_SHUTDOWN_BUDGET: the 100-token reply (20 s) is cut, a 3-token one is not
-
-
-@pytest.fixture
-def slow_model() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(tokens_per_s=5.0, reply=100) as server:
-        yield server
-
-
-@pytest.fixture
-def replicas(
-    slow_model: FakeOpenAIServer,
-    fake_gemini: tuple[FakeVertexServer, dict[str, str]],
-    firestore_emulator: FirestoreEmulator,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> Iterator[Replicas]:
-    env = {
-        **getattr(request, "param", {}),
-        "SELF_HOSTED_URL": slow_model.base_url,
-        "SELF_HOSTED_MODEL": slow_model.model,
-        "SELF_HOSTED_LABEL": FAKE_LABEL,
-        "GEMINI_MODEL": "gemini-3.8-flash",
-        "GEMINI_LABEL": GEMINI_LABEL,
-        "CHAT_SHUTDOWN_BUDGET": str(BUDGET_S),
-        **fake_gemini[1],
-    }
-    started = start_replicas(env, tmp_path, firestore_emulator.host)
-    yield started
-    started.stop(grace_s=3)
-    firestore_emulator.reset(started.database)
+BUDGET_S = REPLICAS_BUDGET_S
 
 
 def conversations(url: str, person: str) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,9 +18,8 @@ from chatapp.drain import CONNECTIONS_S, CUT_NOTE, REFUSED_NOTE
 from harness.chat_process import ChatProcess
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.fakes.vertex_server import FakeVertexServer
+from tests.app.conftest import fakes_env
 from tests.app.helpers import (
-    FAKE_LABEL,
-    GEMINI_LABEL,
     Result,
     chat,
     client,
@@ -35,26 +34,12 @@ BUDGET_S = 6.0  # CHAT_SHUTDOWN_BUDGET here: a 100-token reply at 5 tokens/s nee
 
 
 @pytest.fixture
-def slow_model() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(tokens_per_s=5.0, reply=100) as server:
-        yield server
-
-
-@pytest.fixture
 def slow_chat(
     slow_model: FakeOpenAIServer,
     fake_gemini: tuple[FakeVertexServer, dict[str, str]],
     start_app: Callable[..., ChatProcess],
 ) -> ChatProcess:
-    env = {
-        "SELF_HOSTED_URL": slow_model.base_url,
-        "SELF_HOSTED_MODEL": slow_model.model,
-        "SELF_HOSTED_LABEL": FAKE_LABEL,
-        "GEMINI_MODEL": "gemini-3.8-flash",
-        "GEMINI_LABEL": GEMINI_LABEL,
-        **fake_gemini[1],
-    }
-    return start_app(env, CHAT_SHUTDOWN_BUDGET=str(BUDGET_S))
+    return start_app(fakes_env(slow_model, fake_gemini), CHAT_SHUTDOWN_BUDGET=str(BUDGET_S))
 
 
 def in_background(fn: Callable[[], Result]) -> tuple[threading.Thread, list[Any]]:

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chatapp.chat import ChatService, ChatSession
+from chatapp.chat import Ask, ChatService, ChatSession
 from chatapp.inputs import InputError
-from chatapp.models.base import GenerationParams, ModelUnavailable, StreamCut
+from chatapp.models.base import ModelUnavailable, StreamCut
 from chatapp.models.gemini import GeminiModel
 
 # These tests run code in worker threads: an assert or error there must fail the test, not just warn.
@@ -61,7 +61,7 @@ def service(*models, saver=None, **kwargs):
 
 
 def run(svc, session, text, label):
-    return list(svc.reply(session, text, label, GenerationParams()))
+    return list(svc.reply(session, Ask(text, label)))
 
 
 def test_a_turn_streams_saves_once_and_keeps_context_across_models():
@@ -107,9 +107,7 @@ def test_a_cut_stream_keeps_the_partial_reply_and_saves_it():
 def test_stopping_closes_the_model_stream_and_saves_what_was_shown():
     saver = ListSaver()
     model = ScriptedModel("M", chunks=["a"] * 100, delay=0.001)
-    updates = service(model, saver=saver, update_interval_s=0).reply(
-        ChatSession(owner="o"), "hi", "M", GenerationParams()
-    )
+    updates = service(model, saver=saver, update_interval_s=0).reply(ChatSession(owner="o"), Ask("hi", "M"))
     shown = [next(updates).text for _ in range(3)]
     updates.close()
     # The model's stream is still referenced (model.streams), so only an explicit close() can have ended it.

@@ -1,17 +1,6 @@
 import pytest
 
-from chatapp.conversation import Message, alternate, build_prompt, content_text, from_gradio
-
-
-def test_gradio_6_list_of_parts_content_is_flattened():
-    history = [
-        {"role": "user", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]},
-        {"role": "assistant", "content": "Hi!", "metadata": None},
-        {"role": "user", "content": {"type": "file", "file": {"path": "/tmp/x.png"}}},
-        {"role": "system", "content": "ignored"},
-    ]
-    assert from_gradio(history) == [Message("user", "Hello there"), Message("assistant", "Hi!")]
-    assert content_text(None) == ""
+from chatapp.conversation import Message, alternate, build_prompt
 
 
 def test_alternate_joins_repeated_roles_and_drops_leading_assistant():

@@ -3,8 +3,8 @@ tested against a running chat and llama.cpp in tests/integration/test_metrics.py
 
 import prometheus_client
 
-from chatapp.chat import ChatSession
-from chatapp.models.base import GenerationParams, ModelUnavailable, StreamCut
+from chatapp.chat import Ask, ChatSession
+from chatapp.models.base import ModelUnavailable, StreamCut
 from tests.chat.test_chat_service import ScriptedModel, run, service
 
 
@@ -36,7 +36,7 @@ def test_each_outcome_is_counted_under_its_model():
 def test_a_stopped_stream_leaves_nothing_in_flight():
     slow = ScriptedModel("m-stop", chunks=("a",) * 50)
     svc = service(slow, update_interval_s=0)
-    stream = svc.reply(ChatSession(owner="o"), "hi", "m-stop", GenerationParams())
+    stream = svc.reply(ChatSession(owner="o"), Ask("hi", "m-stop"))
     next(stream)
     assert sample("chat_streams_in_flight", model="m-stop") == 1
     stream.close()  # the user pressed stop

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatapp.chat import ChatService, ChatSession
-from chatapp.conversation import from_gradio
+from chatapp.chat import Ask, ChatService, ChatSession
 from chatapp.models.base import GenerationParams
 from chatapp.models.gemini import GeminiModel
 from chatapp.models.openai_compat import OpenAICompatModel
@@ -38,7 +37,7 @@ def test_thinking_reaches_only_the_thinking_field(thinking_model):
     saver = ListSaver()
     service = ChatService({"Thinker": thinking_model}, saver, context_chars=10_000, update_interval_s=0)
     session = ChatSession(owner="browser:1")
-    updates = list(service.reply(session, "hi", "Thinker", GenerationParams(max_tokens=64)))
+    updates = list(service.reply(session, Ask("hi", "Thinker", GenerationParams(max_tokens=64))))
     final = updates[-1]
     assert final.done and final.notice is None
     assert final.text == "Hello Ada, nice to meet you."
@@ -50,15 +49,6 @@ def test_thinking_reaches_only_the_thinking_field(thinking_model):
     assert all(SECRET not in m.content for m in session.messages), "thinking would reach the next prompt"
     # Thinking is generated output: it counts (the fakes count one token per word).
     assert turn.usage.tokens_out == len(THOUGHTS.split()) + len(final.text.split())
-
-
-def test_a_thinking_block_on_the_page_is_not_read_back_as_a_message():
-    history = [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": THOUGHTS, "metadata": {"title": "Thinking", "status": "done"}},
-        {"role": "assistant", "content": "Hello!"},
-    ]
-    assert [m.content for m in from_gradio(history)] == ["hi", "Hello!"]
 
 
 def test_a_thinking_level_the_model_does_not_offer_is_refused_by_name():

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chatapp.chat import ChatService, ChatSession
+from chatapp.chat import Ask, ChatService, ChatSession
 from chatapp.history.base import StoreError, Usage
 from chatapp.history.pending import RetryingStore
 from chatapp.history.sqlite import SqliteStore
@@ -52,7 +52,7 @@ def service_with(history: RetryingStore, model: CountingModel, limit: int | None
 
 
 def turn(service: ChatService, session: ChatSession, text: str = "hello") -> list:
-    return list(service.reply(session, text, "counting", GenerationParams()))
+    return list(service.reply(session, Ask(text, "counting")))
 
 
 def test_each_reply_stores_its_usage_and_the_turn_log_line_says_it(history, caplog):
@@ -204,7 +204,7 @@ def test_parallel_requests_stop_at_the_limit_each_reserving_its_worst_case(histo
     model = CountingModel()
     service = service_with(history, model, limit=2000)
     params = GenerationParams(max_tokens=1024)
-    running = [service.reply(ChatSession(owner="alice"), "hello", "counting", params) for _ in range(3)]
+    running = [service.reply(ChatSession(owner="alice"), Ask("hello", "counting", params)) for _ in range(3)]
     first, second, third = (next(r) for r in running)
     assert first.notice is None and second.notice is None
     assert third.done and third.text == "" and model.calls == 2
@@ -227,7 +227,7 @@ def test_a_failed_or_stopped_request_gives_its_reservation_back(history):
     assert "down" in (failed.notice or "")
     counting = CountingModel()
     service = ChatService({"counting": counting}, history, 24_000, usage=usage)
-    stopped = service.reply(ChatSession(owner="alice"), "hello", "counting", GenerationParams())
+    stopped = service.reply(ChatSession(owner="alice"), Ask("hello", "counting"))
     next(stopped)
     stopped.close()  # Stop: the partial reply is stored with its (estimated) usage
     assert usage.used("alice") > 0
