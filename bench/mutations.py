@@ -342,8 +342,8 @@ MUTATIONS = [
     Mutation(
         "upload-file-route-serves-anyones-upload",
         "chatapp/web.py",
-        "            if not (self.uploads and self.uploads.owns(caller, name)):",
-        "            if False:",
+        "            if not (self.uploads and (file := self.uploads.path_of(caller, name))):",
+        "            if not (self.uploads and (file := name)):",
         ("tests/app/test_images.py", "-k", "upload_path"),
     ),
     Mutation(

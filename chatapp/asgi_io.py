@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse, Response
@@ -55,3 +56,23 @@ def set_request_cookie(scope: Scope, name: str, value: str) -> None:
     ]
     headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
     scope["headers"] = [*headers, (b"cookie", "; ".join([*kept, f"{name}={value}"]).encode("latin-1"))]
+
+
+def set_content_length(scope: Scope, length: int) -> None:
+    """The request's Content-Length after the Guard rewrote its body."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+    scope["headers"] = [*headers, (b"content-length", str(length).encode())]
+
+
+def set_request_path(scope: Scope, path: str) -> None:
+    """Send the request on to another path of the same app (the file behind an upload handle)."""
+    scope["path"] = path
+    scope["raw_path"] = quote(path).encode()
+
+
+def json_answer(start: Message, value: object) -> list[Message]:
+    """The messages of a JSON answer with `start`'s status and headers, its body replaced by `value`."""
+    body = json.dumps(value).encode()
+    headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+    start = {**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+    return [start, {"type": "http.response.body", "body": body, "more_body": False}]

@@ -12,7 +12,7 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import gradio as gr
@@ -215,6 +215,24 @@ def login_name(form_value: str) -> str:
 
 
 LOGIN_FIELDS = ("username", "password")  # read from the form (multipart or URL-encoded) by OAuth2PasswordRequestForm
+
+
+def upload_folder() -> str:
+    """The folder Gradio writes uploads to and accepts event files from (`GRADIO_TEMP_DIR`, else its default)."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
+def wrap_upload(wrapper: Callable[[Any], Any]) -> None:
+    """Wrap the function Gradio's upload route writes files with (`upload_fn` of `gradio.route_utils`, which the
+    route looks up in `gradio.routes` at each request); once per process."""
+    import gradio.routes
+
+    if not getattr(gradio.routes.upload_fn, "wrapped", False):
+        wrapped = wrapper(gradio.routes.upload_fn)
+        wrapped.wrapped = True
+        gradio.routes.upload_fn = wrapped
 
 
 def set_thread_count(demo: gr.Blocks, threads: int) -> None:

@@ -31,7 +31,7 @@ from chatapp.settings import Settings
 from chatapp.sign_ins import share_sign_ins
 from chatapp.status import ModelStatus
 from chatapp.ui import ChatUI
-from chatapp.uploads import UploadRegistry
+from chatapp.uploads import UploadRegistry, own_folder
 from chatapp.usage import DailyUsage
 from chatapp.web import Guard
 
@@ -94,6 +94,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     demo = ChatUI(conversations, status, uploads).build()
     _set_concurrency(demo, settings.concurrency)
     gradio_compat.skip_matplotlib_probe()
+    gradio_compat.wrap_upload(own_folder)  # a failed or cut-off upload leaves nothing on disk
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -8,12 +8,12 @@ is read once, here, and handed on; a streamed answer passes through untouched af
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatapp.asgi_io import json_object, read_body, refuse, replay
+from chatapp.asgi_io import json_object, read_body, refuse, replay, set_content_length
 from chatapp.gradio_compat import EVENT_ANSWERS, QUERY_IDS, Access
 from chatapp.session_owners import SessionOwners
 
@@ -52,12 +52,23 @@ class SessionBinding:
         return None
 
     async def call(
-        self, app: ASGIApp, template: str, access: Access, scope: Scope, receive: Receive, send: Send
+        self,
+        app: ASGIApp,
+        template: str,
+        access: Access,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        resolve: Callable[[str, bytes], bytes] | None = None,
     ) -> None:
         """A call naming a session (and maybe an event) in its JSON body; the event id it is answered becomes the
-        caller's before the caller learns it."""
+        caller's before the caller learns it. `resolve` rewrites the body once read (the caller's upload handles
+        → their paths, `chatapp.uploads`), so it is read once for both."""
         caller = scope["state"]["caller"]
         body = await read_body(receive)
+        if resolve is not None:
+            body = resolve(caller, body)
+            set_content_length(scope, len(body))
         if access is Access.SESSION_IN_BODY:
             data = json_object(body)
             refusal = self.bind(data.get("session_hash"), caller, scope["path"])

@@ -10,7 +10,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatapp.asgi_io import refuse
+from chatapp.asgi_io import json_answer, refuse
 from chatapp.images import ALLOWED
 from chatapp.login_limits import LoginLimiter
 from chatapp.session_binding import SessionBinding
@@ -28,7 +28,7 @@ class UploadGate:
 
     async def __call__(self, app: ASGIApp, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
         """Let Gradio write the files (within the caller's limits), judge each by its content, then record the
-        answered paths for the caller before the caller learns them."""
+        paths for the caller and answer it their handles instead (`chatapp.uploads`)."""
         caller = scope["state"]["caller"]
         if (refusal := self.sessions.bind(request.query_params.get("upload_id"), caller, scope["path"])) is not None:
             await refusal(scope, receive, send)
@@ -56,9 +56,9 @@ class UploadGate:
         await app(scope, receive, hold)
         start = next((m for m in held if m["type"] == "http.response.start"), None)
         body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
-        if start is not None and start["status"] == 200 and len(body) <= MAX_UPLOAD_ANSWER_BYTES:
+        if start is not None and start["status"] == 200:
             try:
-                paths = json.loads(body)
+                paths = json.loads(body) if len(body) <= MAX_UPLOAD_ANSWER_BYTES else None
             except ValueError:
                 paths = None
             if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
@@ -67,8 +67,13 @@ class UploadGate:
                     refusal = refuse(415, f"Only {ALLOWED} images can be attached (judged by their content).")
                     await refusal(scope, receive, send)
                     return
-                if not await anyio.to_thread.run_sync(self.uploads.add, caller, paths):
+                handles = await anyio.to_thread.run_sync(self.uploads.add, caller, paths)
+                if handles is None:
                     await refuse(413, FULL)(scope, receive, send)
                     return
+                held = json_answer(start, handles)  # the caller learns handles, never the server's paths
+            else:
+                await refuse(502, "The upload's answer was not understood.")(scope, receive, send)
+                return
         for message in held:
             await send(message)

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chatapp.asgi_io import refuse
+from chatapp.asgi_io import refuse, set_request_path
 from chatapp.browser_id import BrowserIds
 from chatapp.gradio_compat import DEEP_LINK_QUERY, Access
 from chatapp.headers import hardened
@@ -130,7 +130,8 @@ class Guard:
             assert self.upload_gate is not None
             await self.upload_gate(self.app, request, scope, receive, send)
         elif access in (Access.SESSION_IN_BODY, Access.NEW_EVENT):
-            await self.sessions.call(self.app, template, access, scope, receive, send)
+            resolve = self.uploads.resolve if self.uploads is not None else None
+            await self.sessions.call(self.app, template, access, scope, receive, send, resolve)
         else:
             await self.app(scope, receive, send)
 
@@ -163,10 +164,11 @@ class Guard:
         if access is Access.UPLOAD and self.uploads is None:
             return refuse(404, "This chat takes text only: there is no upload.")
         if access is Access.FILE:
-            # A file only for the caller who uploaded it, by the exact path they were given: nothing else of the
-            # disk, nobody else's upload, no URL for the server to fetch.
+            # A file only for the caller who uploaded it, by the handle they were answered (never a path): nothing
+            # else of the disk, nobody else's upload, no URL for the server to fetch.
             name = next(iter(params.values()))
-            if not (self.uploads and self.uploads.owns(caller, name)):
+            if not (self.uploads and (file := self.uploads.path_of(caller, name))):
                 return refuse(404, "No such file.")
+            set_request_path(request.scope, path.removesuffix(name) + file)  # the handle's file
             return None
         return self.sessions.check(access, template, params, request.query_params, caller, path)

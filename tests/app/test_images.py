@@ -6,7 +6,7 @@ Every simulated client is one cookie jar (with CHAT_AUTH=none the browser-id coo
 from __future__ import annotations
 
 import base64
-import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,12 @@ def upload(app: ChatProcess, session: str, *files: tuple[str, bytes]) -> list[st
     )
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+def on_server(app: ChatProcess, handle: str) -> list[Path]:
+    """The files behind an upload handle (`<random>/<file name>`: the server's path is never answered)."""
+    folder = Path(app.env.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir(), "gradio"))
+    return list(folder.glob(f"incoming-*/*/{handle.rpartition('/')[2]}"))
 
 
 def file_data(path: str) -> dict[str, Any]:
@@ -81,9 +87,10 @@ def test_gradio_client_sends_an_image_that_both_models_see_and_resume_shows(
 
 def test_an_image_is_stored_beside_the_history_not_in_it_and_served_to_its_owner_only(app: ChatProcess) -> None:
     alice, mallory = new_session(), new_session()
-    (path,) = upload(app, alice, ("dot.png", PNG))
+    (path,) = upload(app, alice, (f"dot-{uuid.uuid4().hex}.png", PNG))
+    assert on_server(app, path)
     assert call(app.url, "chat", [{"text": "hi", "files": [file_data(path)]}, FAKE_LABEL, 0.7, 0.95, 64, ""], alice)
-    assert not os.path.exists(path), "the uploaded temporary file was kept after it was stored"
+    assert not on_server(app, path), "the uploaded temporary file was kept after it was stored"
     conv = conversation(app, alice)
     (image,) = call(app.url, "resume", [conv["id"]], alice).value[0][0]["images"]
     stored = media_dir(app) / owner_key(owner_of(alice)) / conv["id"] / image["id"]
@@ -102,7 +109,7 @@ def test_an_image_is_stored_beside_the_history_not_in_it_and_served_to_its_owner
 
 def test_another_persons_upload_path_is_neither_served_nor_accepted(app: ChatProcess) -> None:
     alice, mallory = new_session(), new_session()
-    (path,) = upload(app, alice, ("secret.png", PNG))
+    (path,) = upload(app, alice, (f"secret-{uuid.uuid4().hex}.png", PNG))
     client(mallory).get(app.url, timeout=10)
     # Reading it back through Gradio's file route: only its uploader may.
     assert client(alice).get(f"{app.url}/gradio_api/file={path}", timeout=10).content == PNG
@@ -118,7 +125,7 @@ def test_another_persons_upload_path_is_neither_served_nor_accepted(app: ChatPro
     assert call(app.url, "conversations", [], mallory).value[0] == []
     assert not (media_dir(app) / owner_key(owner_of(mallory))).exists()
     # Alice's upload is intact and still hers to send.
-    assert os.path.exists(path)
+    assert on_server(app, path)
     sent = chat(app.url, {"text": "mine", "files": [file_data(path)]}, session_hash=alice)
     assert sent.reply.endswith("[images in context: 1]")
 

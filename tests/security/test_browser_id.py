@@ -79,14 +79,14 @@ def test_row8_a_planted_browser_id_is_replaced_and_the_planter_reads_nothing(cha
     for planted in ("a" * 32, minted_for_attacker.split(".")[0], "0" * 32 + "." + "0" * 32):
         victim = browser(chat, planted)
         victim.get(f"{chat.url}/config", timeout=TIMEOUT)
-        assert victim.cookies[COOKIE] != planted  # /config answered a fresh, server-minted id
         secret = f"victim's secret {planted[:4]}"
         assert call(victim, chat.url, "chat", [secret, *ARGS])[0] == f"You said: {secret}"
         # The planter asks for the conversations of the id it planted: there are none.
-        assert call(browser(chat, planted), chat.url, "conversations", [])[0] == []
+        assert call(browser(chat, planted), chat.url, "conversations", [])[0] == [], "the planter read the victim's"
         stored = owners(chat)
         assert f"browser:{planted}" not in stored
         assert stored[f"browser:{victim.cookies[COOKIE]}"] == [f"victim's secret {planted[:4]}"]
+        assert victim.cookies[COOKIE] != planted  # /config answered a fresh, server-minted id
 
 
 def test_the_browser_cookie_is_secure_over_https_only(chat):

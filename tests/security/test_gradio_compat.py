@@ -97,3 +97,26 @@ def test_a_new_session_configures_no_component_before_an_event_touches_it(app: F
     some_id = next(iter(blocks.blocks))
     session._update_value_in_config(some_id, "typed")
     assert some_id in session.config_values
+
+
+def test_gradio_writes_uploads_through_the_wrapped_upload_fn_into_its_upload_folder(app: FastAPI, tmp_path: Path):
+    """What `gradio_compat.wrap_upload` and `upload_folder` rely on: the upload route calls `gradio.routes.
+    upload_fn(request, upload_dir, ...)` at each request (so the wrapper, `chatapp.uploads.own_folder`, decides
+    the folder), and events accept files under `upload_folder()`."""
+    import inspect
+
+    import gradio.routes
+    from gradio.utils import get_upload_folder
+
+    assert getattr(gradio.routes.upload_fn, "wrapped", False), "create_app did not wrap Gradio's upload_fn"
+    assert gradio_compat.upload_folder() == get_upload_folder()
+    assert gradio_compat.gradio_app(app).uploaded_file_dir == gradio_compat.upload_folder()
+    http = TestClient(app)
+    http.post("/login", data={"username": "ada", "password": "correct horse"})  # 404 without sign-in: harmless
+    assert http.get("/config").status_code == 200  # signed in, or holding a browser id
+    answer = http.post("/gradio_api/upload", files={"files": ("a.png", b"\x89PNG\r\n\x1a\n")})
+    assert answer.status_code == 200, answer.text
+    (handle,) = answer.json()
+    assert "/" in handle and not handle.startswith(gradio_compat.upload_folder()), handle
+    route = inspect.getsource(gradio.routes.App.create_app)
+    assert "await upload_fn(" in route and "app.uploaded_file_dir," in route

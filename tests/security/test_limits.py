@@ -14,10 +14,10 @@ import pytest
 from chatapp.chat import worst_case
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams
-from harness.chat_process import ChatProcess, start_chat
+from harness.chat_process import ChatProcess
 from harness.fakes.openai_server import FakeOpenAIServer
 from tests.app.helpers import Result, call, chat, sqlite_path
-from tests.security.conftest import CONTROLS, LABEL, USERS
+from tests.security.conftest import CONTROLS, USERS, StartChat
 from tests.security.wire import sign_in
 
 LIMIT = 1_000
@@ -26,20 +26,10 @@ MESSAGE = "Tell me a long story about the sea"
 
 
 @pytest.fixture(scope="module")
-def limited_chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ChatProcess, FakeOpenAIServer]]:
+def limited_chat(start_password_chat: StartChat) -> Iterator[tuple[ChatProcess, FakeOpenAIServer]]:
     # 200 tokens at 40 per second: each reply takes 5 s, so all the requests are in flight together.
     with FakeOpenAIServer(tokens_per_s=40.0, reply=200) as fake:
-        env = {
-            "CHAT_AUTH": "password",
-            "CHAT_AUTH_USERS": ",".join(f"{user}:{password}" for user, password in USERS.items()),
-            "SELF_HOSTED_URL": fake.base_url,
-            "SELF_HOSTED_MODEL": fake.model,
-            "SELF_HOSTED_LABEL": LABEL,
-            "CHAT_DAILY_TOKENS": str(LIMIT),
-        }
-        process = start_chat(env, tmp_path_factory.mktemp("limited-chat"))
-        yield process, fake
-        process.stop(grace_s=3)
+        yield start_password_chat(fake, CHAT_DAILY_TOKENS=str(LIMIT)), fake
 
 
 def tokens_used(path: Path, owner: str) -> int:

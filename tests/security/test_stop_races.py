@@ -8,19 +8,24 @@ the next, the stopped reply a prefix of what the model was sending.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import uvicorn
 
+from chatapp import gradio_compat
 from harness.chat_process import ChatProcess
 from harness.fakes.openai_server import FakeOpenAIServer
+from harness.support import free_port
 from tests.app.helpers import Result, sqlite_path, stored_history, wait_until
-from tests.security.conftest import CONTROLS, USERS
+from tests.security.conftest import CONTROLS, LABEL, USERS
 from tests.security.wire import fn_index, join, sign_in
 
 CANCELS = 10
@@ -182,3 +187,87 @@ def test_an_api_client_cancelling_twice_at_once_gets_no_server_error(password_ch
         assert slow_model.wait_for_disconnect(10.0), "the model request was not closed"
         (conversation,) = [c for c in stored_turns(password_chat) if c[0] == ("user", question)]
         assert len(conversation) == 2 and f"tok{LONG}" not in conversation[1][1]
+
+
+@pytest.fixture
+def chat_in_process(tmp_path: Path, slow_model: FakeOpenAIServer) -> Iterator[tuple[str, Any]]:
+    """The chat served from this process (no sign-in), so a test can hold Gradio's own code at one point."""
+    from chatapp.server import create_app
+    from chatapp.settings import load_settings
+
+    port = free_port()
+    env = {"CHAT_HOST": "127.0.0.1", "CHAT_PORT": str(port), "CHAT_SQLITE_PATH": str(tmp_path / "history.sqlite3")}
+    env |= {"SELF_HOSTED_URL": slow_model.base_url, "SELF_HOSTED_MODEL": slow_model.model, "SELF_HOSTED_LABEL": LABEL}
+    app = create_app(load_settings(env))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 60, "the chat to start")
+    yield f"http://127.0.0.1:{port}", gradio_compat.gradio_app(app)
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_a_second_cancel_during_the_first_ones_clean_up_is_answered_without_a_server_error(
+    chat_in_process, slow_model, monkeypatch: pytest.MonkeyPatch
+):
+    """The race of row 10, made certain instead of hoped for. A cancel cancels the event's task, whose clean-up
+    closes the reply's iterator (`Queue.reset_iterators`); a second cancel arriving meanwhile cancels that
+    clean-up, so both cancel routes then find the iterator, and the one that deletes it second raises KeyError
+    (HTTP 500). Here each close the first cancel waits for is held (as a reply blocked on the model's next token
+    holds it) until the second cancel is inside Gradio where the race needs it, or was answered before that."""
+    import gradio.queueing
+    import gradio.routes
+
+    url, gradio_app = chat_in_process
+    in_clean_up, second_answered = threading.Event(), threading.Event()
+    cancels_in_gradio: list[set[str]] = []
+    held_route_close: list[bool] = []
+
+    async def until(condition: Any) -> None:
+        deadline = time.monotonic() + 30
+        while not (condition() or second_answered.is_set()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def clean_up_close(iterator: Any, close: Any = gradio.queueing.safe_aclose_iterator) -> None:
+        in_clean_up.set()
+        await until(lambda: len(cancels_in_gradio) >= 2)  # the second cancel cancels this wait
+        await close(iterator)
+
+    async def route_close(iterator: Any, close: Any = gradio.routes.safe_aclose_iterator) -> None:
+        if not held_route_close:  # the first route's close, under Gradio's lock: the second waits for that lock
+            held_route_close.append(True)
+            await until(lambda: bool(gradio_app.lock._waiters))
+        await close(iterator)
+
+    async def counted_cancel(task_ids: set[str], cancel: Any = gradio.routes.cancel_tasks) -> list[str]:
+        cancels_in_gradio.append(task_ids)
+        return await cancel(task_ids)
+
+    monkeypatch.setattr(gradio.queueing, "safe_aclose_iterator", clean_up_close)
+    monkeypatch.setattr(gradio.routes, "safe_aclose_iterator", route_close)
+    monkeypatch.setattr(gradio.routes, "cancel_tasks", counted_cancel)
+    http = requests.Session()
+    session_hash = f"api{uuid.uuid4().hex[:12]}"
+    index = fn_index(http, url, "chat")
+    body = {"data": ["Tell me the longest story", *CONTROLS, None], "fn_index": index, "session_hash": session_hash}
+    asked = len(slow_model.chat_requests())
+    joined = http.post(f"{url}/gradio_api/queue/join", json=body, timeout=30)
+    assert joined.status_code == 200, joined.text
+    cancel = {"session_hash": session_hash, "fn_index": index, "event_id": joined.json()["event_id"]}
+    answers: dict[str, int] = {}
+
+    def send(which: str) -> None:
+        answers[which] = http.post(f"{url}/gradio_api/cancel", json=cancel, timeout=60).status_code
+
+    with http.get(f"{url}/gradio_api/queue/data", params={"session_hash": session_hash}, stream=True, timeout=60) as s:
+        wait_until(lambda: len(slow_model.chat_requests()) > asked, 30, "the reply to reach the model")
+        # Streaming: Gradio holds the reply's iterator now, which is what both cancels race to delete.
+        next(line for line in s.iter_lines(decode_unicode=True) if '"process_generating"' in (line or ""))
+        first = threading.Thread(target=send, args=("first",))
+        first.start()
+        wait_until(in_clean_up.is_set, 30, "the first cancel's clean-up")
+        send("second")
+        second_answered.set()
+        first.join(60)
+    assert answers == {"first": 200, "second": 200}
