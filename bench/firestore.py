@@ -3,7 +3,8 @@
 A turn goes through the real send path (ChatService → RetryingStore → FirestoreStore) with an in-process model,
 and every RPC the Firestore client sends is counted (harness/rpc_counter.py wraps the transport). Usage
 accounting is on with a daily limit (CHAT_DAILY_TOKENS), as in production: the person's counter is read once
-when the page loads (as the UI does), then each turn's Increment rides in the turn's one commit.
+when the page loads (as the UI does), each turn's Increment rides in the turn's one commit, and the limit adds
+the reservation every replica sees (chatapp.usage: one read + one conditional write) and its release (one write).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def measure(turns: int = 50, resume_messages: int = 1000) -> dict[str, float]:
         store = FirestoreStore(project=PROJECT, database=f"bench-{uuid.uuid4().hex[:8]}")
         counter = RpcCounter(store.client)
         history = RetryingStore(store)
-        usage = DailyUsage(history.tokens_used, limit=10**9)
+        usage = DailyUsage(history.tokens_used, limit=10**9, shared=store)  # as the chat runs it
         service = ChatService({"echo": _EchoModel()}, history, context_chars=24_000, usage=usage)
         session = ChatSession(owner="browser:bench")
         usage.summary(session.owner)  # the page load shows usage today: the one read of the counter

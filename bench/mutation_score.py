@@ -14,6 +14,7 @@ runs in its own scratch copy of the working tree (`.cache/mutmut/<module>/`, kep
     python -m bench.mutation_score chatapp/iap.py  # one or a few
     python -m bench.mutation_score --list          # modules and their tests
     python -m bench.mutation_score --report        # the last run's results again (e.g. after listing equivalents)
+    python -m bench.mutation_score --sample 120 chatapp/web.py  # a seeded sample of its mutants (slow modules)
 
 A mutant that is killed only because a test ran into its timeout counts as surviving: a test must fail on an
 assertion, not a hang. The 47 hand-written cases of `bench.mutations` stay as regression cases
@@ -27,19 +28,23 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.scratch import ROOT, copy_tree
+
 WORK = ROOT / ".cache" / "mutmut"
 GOAL = 0.90
 TEST_TIMEOUT_S = 30  # per test inside a mutant run; a test that hangs this long "killed" nothing (see above)
 TIMEOUT_MARK = "mutmut-timeouts.txt"
+SAMPLE_FILE = "mutmut-sample.txt"  # the names a sampled run tried (--sample)
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,13 @@ class Module:
     path: str
     tests: tuple[str, ...]  # pytest arguments: files, node ids, -m/-k expressions
     forkserver: bool = False  # gRPC (the Firestore client) cannot be forked once it has run
+    emulator: bool = False  # one Firestore emulator, started here, for every mutant's tests
+    # Run a seeded sample of this many mutants by default: every one of them would take hours on 2 cores.
+    sample: int | None = None
 
 
 FAST = "not integration"
+SECURITY = "tests/security"
 HISTORY = "tests/history/test_contract.py", "tests/history/test_manage.py", "tests/history/test_usage.py"
 MODULES = (
     Module("chatapp/iap.py", ("tests/security/test_iap_verifier.py",)),
@@ -74,15 +83,42 @@ MODULES = (
         "chatapp/history/firestore.py",
         (*HISTORY, "tests/history/test_firestore.py", "tests/history/test_firestore_images.py", "-k", "not sqlite"),
         forkserver=True,
+        emulator=True,
+        sample=30,
     ),
-    Module("chatapp/usage.py", ("tests/chat/test_usage.py", "tests/chat/test_settings_usage.py")),
+    Module(
+        "chatapp/usage.py",
+        (
+            "tests/chat/test_usage.py",
+            "tests/chat/test_settings_usage.py",
+            "tests/chat/test_usage_promises.py",
+            "tests/history/test_shared.py",  # reservations kept in the store (on SQLite here)
+            "-k",
+            "not firestore",
+        ),
+    ),
     Module("chatapp/images.py", ("tests/media", "tests/chat/test_conversation_images.py", "-m", FAST)),
-    # As of 2026-12-06 the tests of these three reach them only through a chat subprocess, where mutmut's
-    # trampolines neither record coverage nor switch mutants: mutmut reports them "no tests" until in-process
-    # tests (the ASGI app driven directly) exist.
-    Module("chatapp/identity.py", ("tests/security", "tests/chat", "-m", "not integration and not browser")),
-    Module("chatapp/uploads.py", ("tests/media", "tests/chat", "-m", FAST)),
-    Module("chatapp/web.py", ("tests/security", "tests/app", "-m", "not browser")),
+    # The front door, driven in this process through the ASGI app (tests/security/inprocess.py): tests that
+    # reach it only through a chat subprocess are invisible to mutmut, whose trampolines switch mutants on
+    # inside the test process.
+    Module("chatapp/identity.py", (f"{SECURITY}/test_identity_promises.py",)),
+    Module(
+        "chatapp/uploads.py",
+        (
+            f"{SECURITY}/test_upload_promises.py",
+            f"{SECURITY}/test_web_promises.py::test_an_upload_id_is_its_first_callers",
+            f"{SECURITY}/test_upload_limits.py::test_the_registry_holds_each_caller_to_its_bytes_frees_them_when_sent"
+            "_and_expires_the_rest",
+            # 100 MB through the app for each mutant: web.py's run keeps it; the registry's tests bound the room.
+            "-k",
+            "not keeps_at_most_its_bytes",
+        ),
+    ),
+    Module(
+        "chatapp/web.py",
+        tuple(f"{SECURITY}/test_{name}_promises.py" for name in ("web", "identity", "upload")),
+        sample=100,  # of 850 mutants, each running the app's HTTP tests
+    ),
 )
 
 # Mutants no test can tell from the original, by name (`mutmut show NAME` in the module's scratch copy), each
@@ -90,6 +126,12 @@ MODULES = (
 PADDING = "urlsafe_b64decode ignores padding beyond what is needed; only too little fails, and this adds enough"
 DOWN_REASON = "the initial _down_reason is never read: only a failure opens the window, and it sets the reason"
 ONE_LINE = "_inline gets one line: no line break can come before the run that closes a span (kept as a guard)"
+SNIFF_READ = "sniff reads at most 12 bytes: reading 17, or the whole file, gives the same verdict"
+ZERO_ENTRY = "keeping an entry of 0 instead of removing it: get(owner, 0) reads both the same"
+DEFAULT_HELD = "only `.owners` of the default _Held is read: its size and time are never used"
+ONE_BODY = "Gradio 6.31 answers these routes in one body message, which always has `body` (no join, no default)"
+NO_RECEIVE = "a refusal (PlainTextResponse) never reads the request: receive=None is never called"
+READ_CAP = "the file's size was checked against the limit just before: reading it all, or 2 bytes more, is the same"
 EQUIVALENT: dict[str, str] = {
     "chatapp.iap.x__b64url__mutmut_6": PADDING,
     "chatapp.iap.x__b64url__mutmut_7": PADDING,
@@ -105,13 +147,36 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.export.x__closed_fences__mutmut_9": "a fence is a run of one character: fence[1] is fence[0]",
     "chatapp.export.x__closed_fences__mutmut_11": "a fence is a run of one character: fence[1] is fence[0]",
     "chatapp.export.x_to_json__mutmut_31": "json.dumps treats ensure_ascii=None as False",
-    "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_9": DOWN_REASON,
-    "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_10": DOWN_REASON,
+    "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_11": DOWN_REASON,
+    "chatapp.models.auto.xǁAutoModelǁ__init____mutmut_12": DOWN_REASON,
     "chatapp.models.auto.xǁAutoModelǁ_failed__mutmut_4": "skip_s 0 opens a window [now, now): nothing is skipped",
-    "chatapp.models.auto.xǁAutoModelǁstream__mutmut_29": "received = None: `None or bool(text)` is bool(text)",
+    "chatapp.models.auto.xǁAutoModelǁstream__mutmut_31": "received = None: `None or bool(text)` is bool(text)",
     "chatapp.conversations.xǁConversationsǁexport__mutmut_26": "len / 2 is a float equal to len // 2 (even length)",
     "chatapp.conversations.xǁConversationsǁsearch__mutmut_16": "both stores' default search limit is SEARCH_LIMIT (20)",
     "chatapp.conversations.xǁConversationsǁundo__mutmut_24": "last is never None there: a turn exists (checked above)",
+    "chatapp.uploads.x_all_images__mutmut_12": SNIFF_READ,
+    "chatapp.uploads.x_all_images__mutmut_13": SNIFF_READ,
+    "chatapp.uploads.xǁUploadRegistryǁ_drop_oldest__mutmut_2": "popitem(last=None) is popitem(last=False)",
+    "chatapp.uploads.xǁUploadRegistryǁ_release__mutmut_8": ZERO_ENTRY,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_14": DEFAULT_HELD,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_15": DEFAULT_HELD,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_19": DEFAULT_HELD,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_20": DEFAULT_HELD,
+    "chatapp.uploads.xǁUploadRegistryǁadd__mutmut_40": "a new entry's `since` is set to now on the next line",
+    "chatapp.usage.xǁDailyUsageǁ_release__mutmut_21": ZERO_ENTRY,
+    "chatapp.web.xǁGuardǁ__init____mutmut_1": "create_app always passes trusted_proxy: the default is never used",
+    "chatapp.web.xǁGuardǁ_session_call__mutmut_99": ONE_BODY,
+    "chatapp.web.xǁGuardǁ_upload__mutmut_105": ONE_BODY,
+    "chatapp.web.xǁGuardǁ_upload__mutmut_152": NO_RECEIVE,
+    "chatapp.web.xǁGuardǁ_upload__mutmut_166": NO_RECEIVE,
+    "chatapp.web.xǁGuardǁis_https__mutmut_12": "Starlette's request headers are looked up case-insensitively",
+    "chatapp.web.xǁGuardǁ_check__mutmut_95": "create_app always hands the Guard its upload registry: it is never None",
+    "chatapp.web.xǁGuardǁ_handle__mutmut_50": "Starlette's MutableHeaders.append lower-cases the header name",
+    "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_29": "only a request with an Origin and no Host (HTTP/1.0) "
+    "differs, and it is refused either way (403, or a 500 from None.lower())",
+    "chatapp.images.x_read_images__mutmut_25": READ_CAP,
+    "chatapp.images.x_read_images__mutmut_27": READ_CAP,
+    "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
 }
 
 
@@ -123,18 +188,8 @@ def scratch_copy(module: Module) -> Path:
     """A fresh copy of the working tree as it is (uncommitted changes included), set up for this module."""
     work = workdir(module)
     shutil.rmtree(work, ignore_errors=True)
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, work / name)
-    others = sorted({Path(name).parts[0] for name in filter(None, listed.split("\0"))} - {"chatapp", "tests"})
+    listed = copy_tree(work)
+    others = sorted({Path(name).parts[0] for name in listed} - {"chatapp", "tests"})
     config = {
         "source_paths": ["chatapp/"],
         "only_mutate": [module.path],
@@ -160,6 +215,7 @@ class Score:
     statuses: dict[str, str]
     seconds: float
     changes: dict[str, list[str]]  # of every mutant not killed
+    generated: int  # mutants mutmut made; more than `total` in a sampled run
 
     @property
     def score(self) -> float:
@@ -167,31 +223,68 @@ class Score:
         return self.killed / counted if counted else 1.0
 
 
-def run(module: Module, budget_s: float, children: int) -> Score:
+def run(module: Module, budget_s: float, children: int, sample: int | None = None) -> Score:
+    if not module.emulator:
+        return run_in(module, budget_s, children, sample, {})
+    from harness.firestore_emulator import FirestoreEmulator, find_emulator_jar
+    from tests.fixtures.firestore_emulator import SHARED_PORT
+
+    jar = find_emulator_jar()
+    if jar is None:
+        raise SystemExit(f"{module.path} needs the Firestore emulator (see harness/firestore_emulator.py)")
+    with FirestoreEmulator(jar) as emulator:
+        emulator.warm_up()
+        return run_in(module, budget_s, children, sample, {SHARED_PORT: str(emulator.port)})
+
+
+def run_in(module: Module, budget_s: float, children: int, sample: int | None, env: dict[str, str]) -> Score:
     work = scratch_copy(module)
     started = time.monotonic()
-    env = {**os.environ, "CI": "true"}  # a missing component fails instead of skipping
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children)]
-    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        output, _ = process.communicate(timeout=budget_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        output += f"\n(stopped after the {budget_s:g} s budget; unrun mutants count as survivors)\n"
+    output = ""
+    names: list[str] = []
+    if sample is not None:
+        # mutmut makes every mutant and runs the tests once (to learn which test reaches which function), then
+        # finds no mutant by this name; a seeded sample of the names it made is then run.
+        output = mutmut(work, ["no-such-mutant"], children, budget_s, env)
+        every = sorted(json.loads(meta_file(work, module).read_text())["exit_code_by_key"])
+        names = sorted(random.Random(module.path).sample(every, min(sample, len(every))))
+        (work / SAMPLE_FILE).write_text("\n".join(names) + "\n")
+    output += mutmut(work, names, children, budget_s - (time.monotonic() - started), env)
     (work / "mutmut-run.log").write_text(output)
     seconds = time.monotonic() - started
     return tally(module, work, seconds, output)
 
 
+def mutmut(work: Path, names: list[str], children: int, budget_s: float, env: dict[str, str]) -> str:
+    env = {**os.environ, **env, "CI": "true"}  # a missing component fails instead of skipping
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names]
+    process = subprocess.Popen(
+        command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=max(budget_s, 1.0))
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # mutmut and the test processes it forked
+        output, _ = process.communicate()
+        output += f"\n(stopped after the {budget_s:g} s budget; unrun mutants count as survivors)\n"
+    return output
+
+
+def meta_file(work: Path, module: Module) -> Path:
+    return work / "mutants" / f"{module.path}.meta"
+
+
 def tally(module: Module, work: Path, seconds: float, output: str) -> Score:
     from mutmut.stats import status_by_exit_code
 
-    meta = work / "mutants" / f"{module.path}.meta"
+    meta = meta_file(work, module)
     if not meta.exists():
         sys.stdout.write(output[-3000:])
         raise SystemExit(f"{module.path}: mutmut produced no results (its output above, all of it in {work})")
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    generated = len(codes)
+    if (work / SAMPLE_FILE).exists():
+        codes = {name: codes[name] for name in (work / SAMPLE_FILE).read_text().split()}
     marks = work / "mutants" / TIMEOUT_MARK
     timeouts = set(marks.read_text().split()) if marks.exists() else set()
     statuses = {}
@@ -202,7 +295,7 @@ def tally(module: Module, work: Path, seconds: float, output: str) -> Score:
     changes = diffs(work, module, [n for n in statuses if n not in killed])
     equivalent = [n for n in changes if n in EQUIVALENT or sql_case_only(changes[n])]
     survived = sorted(n for n in changes if n not in equivalent)
-    return Score(module.path, len(codes), len(killed), equivalent, survived, statuses, seconds, changes)
+    return Score(module.path, len(codes), len(killed), equivalent, survived, statuses, seconds, changes, generated)
 
 
 def diffs(work: Path, module: Module, names: list[str]) -> dict[str, list[str]]:
@@ -241,29 +334,69 @@ def show(score: Score) -> None:
             print(f"              {line.strip()[:150]}")
 
 
+def check_equivalents() -> int:
+    """Re-read every EQUIVALENT entry against the mutants mutmut makes of today's code (no test runs): a name
+    that no longer exists fails; each existing one is printed with its diff and reason, to be judged again."""
+    import mutmut.configuration
+
+    stale = []
+    for module in MODULES:
+        dotted = module.path.removesuffix(".py").replace("/", ".")
+        listed = sorted(n for n in EQUIVALENT if re.match(rf"{re.escape(dotted)}\.x(_|ǁ)", n))
+        if not listed:
+            continue
+        work = scratch_copy(module)
+        mutmut.configuration.reset_config()
+        with contextlib.chdir(work):
+            from mutmut.__main__ import create_mutants_for_file  # reads the configuration of its directory
+
+            (work / "mutants" / module.path).parent.mkdir(parents=True, exist_ok=True)
+            create_mutants_for_file(Path(module.path), Path("mutants") / module.path)
+        made = json.loads(meta_file(work, module).read_text())["exit_code_by_key"]
+        missing = [n for n in listed if n not in made]
+        stale += missing
+        for name, lines in diffs(work, module, [n for n in listed if n in made]).items():
+            print(f"{name}: {EQUIVALENT[name]}")
+            for line in lines:
+                print(f"    {line.strip()[:150]}")
+        for name in missing:
+            print(f"{name}: NO SUCH MUTANT any more ({EQUIVALENT[name]})")
+    return 1 if stale else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="module paths (default: all)")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per module (default 600)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--check-equivalents", action="store_true", help="re-read the EQUIVALENT list, run nothing")
+    parser.add_argument("--sample", type=int, help="a seeded sample of N mutants a module (0: all; default: its own)")
     parser.add_argument("--report", action="store_true", help="score the last run again, without running mutmut")
     args = parser.parse_args()
     chosen = [m for m in MODULES if not args.modules or m.path in args.modules]
     unknown = set(args.modules) - {m.path for m in MODULES}
     if unknown:
         parser.error(f"unknown modules {sorted(unknown)}; --list shows them")
+    if args.check_equivalents:
+        return check_equivalents()
     if args.list:
         for module in chosen:
-            print(f"{module.path:32} {' '.join(module.tests)}")
+            sampled = f" (a sample of {module.sample})" if module.sample else ""
+            print(f"{module.path:32} {' '.join(module.tests)}{sampled}")
         return 0
     scores = []
     for module in chosen:
         print(f"== {module.path}: mutmut over {' '.join(module.tests)}", flush=True)
-        score = tally(module, workdir(module), 0.0, "") if args.report else run(module, args.budget, args.children)
+        if args.report:
+            score = tally(module, workdir(module), 0.0, "")
+        else:
+            sample = module.sample if args.sample is None else args.sample or None
+            score = run(module, args.budget, args.children, sample)
         scores.append(score)
         counted = score.total - len(score.equivalent)
-        print(f"   {score.killed}/{counted} killed ({score.score:.0%}) in {score.seconds:.0f} s")
+        sampled = f" (a sample of {score.total} of {score.generated} mutants)" if score.generated > score.total else ""
+        print(f"   {score.killed}/{counted} killed ({score.score:.0%}) in {score.seconds:.0f} s{sampled}")
         show(score)
     print(f"\n{'module':32} {'mutants':>8} {'equiv.':>7} {'killed':>7} {'score':>6}")
     for s in scores:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.scratch import copy_tree
+
 TIMEOUT_S = 600  # a mutation that hangs the tests this long counts as killed (pytest-timeout fires sooner)
 
 
@@ -306,7 +306,7 @@ MUTATIONS = [
     Mutation(
         "replayed-session-hash-accepted",
         "chatapp/session_binding.py",
-        "        if not self.owners.claim(key, caller):",
+        "        if not await self.owners.bind(key, caller):",
         "        if False:",
         ("tests/security/test_front_door.py", "-k", "replayed or stolen"),
     ),
@@ -393,6 +393,21 @@ MUTATIONS = [
         "                            yield from self.fallback.stream(messages, params, stats)",
         ("tests/models/test_auto.py", "-k", "no_fallback"),
     ),
+    # -- the light streaming route (POST /api/chat): the same promises as /chat ---------------------------
+    Mutation(
+        "light-route-trusts-a-conversation-id",
+        "chatapp/api_stream.py",
+        "            session = live or self._conversations.resume(owner, conversation_id)",
+        "            session = live or ChatSession(owner=owner, session_id=conversation_id)",
+        ("tests/security/test_api_stream.py", "-k", "another_callers"),
+    ),
+    Mutation(
+        "light-route-ignores-a-client-that-went-away",
+        "chatapp/api_stream.py",
+        "                tasks.start_soon(watch)",
+        "                pass",
+        ("tests/security/test_api_stream.py", "-k", "goes_away"),
+    ),
     Mutation(
         "auto-waits-out-a-busy-self-hosted-model",
         "chatapp/models/auto.py",
@@ -415,21 +430,6 @@ MUTATIONS = [
         ("tests/history/test_usage.py::test_with_usage_a_turn_is_still_one_commit_and_zero_reads",),
     ),
 ]
-
-
-def scratch_copy(destination: Path) -> None:
-    """The working tree as git sees it (tracked and new files, nothing ignored), uncommitted edits included."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():  # a deleted but still tracked file is skipped
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
 
 
 def run_tests(scratch: Path, tests: tuple[str, ...]) -> tuple[int | None, str]:
@@ -473,7 +473,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="hybrid-chat-mutations-") as tmp:
         scratch = Path(tmp)
-        scratch_copy(scratch)
+        copy_tree(scratch)
         for mutation in chosen:  # a stale entry is reported before anything slow runs
             mutation.apply((scratch / mutation.file).read_text())
         for tests in dict.fromkeys(m.tests for m in chosen):  # each distinct selection once

@@ -13,7 +13,7 @@ every request it hands a handler (`gr.Request.username`):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
@@ -60,7 +60,7 @@ class Callers:
         mode: str,
         *,
         iap: IapVerifier | None = None,
-        password_user: Callable[[Request], str | None] | None = None,
+        password_user: Callable[[Request], Awaitable[str | None]] | None = None,
         browser_ids: BrowserIds | None = None,
     ) -> None:
         if mode == "iap" and iap is None:
@@ -87,7 +87,7 @@ class Callers:
             return user.owner
         if self.mode == "password":
             assert self.password_user is not None
-            name = self.password_user(request)
+            name = await self.password_user(request)
             return f"user:{name}" if name else None
         assert self.browser_ids is not None
         browser_id = request.cookies.get(BROWSER_COOKIE, "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,9 +16,9 @@ log = logging.getLogger(__name__)
 
 
 class LoginGate:
-    def __init__(self, trusted_proxy: bool) -> None:
+    def __init__(self, trusted_proxy: bool, logins: LoginLimiter | None = None) -> None:
         self.trusted_proxy = trusted_proxy
-        self.logins = LoginLimiter()
+        self.logins = logins or LoginLimiter()  # shared by replicas when given the store (server.py)
 
     async def __call__(self, app: ASGIApp, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive)
@@ -28,21 +29,19 @@ class LoginGate:
             return
         peer = request.client.host if request.client else None
         keys = [f"addr:{client_address(request.headers, peer, self.trusted_proxy)}", f"user:{name}"]
-        wait = self.logins.retry_after(keys)
+        wait = await anyio.to_thread.run_sync(self.logins.retry_after, keys)  # the store may be read
         if wait is not None:
             log.warning("login refused for %s: too many failed attempts", keys[0])
             refusal = refuse(429, "Too many failed sign-in attempts: try again later.", {"Retry-After": str(wait)})
             await refusal(scope, receive, send)
             return
-        status = 0
 
         async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            # A failure is counted before the caller learns of it: attempts sent one after another are each
+            # judged with every earlier failure counted, on every replica (the store write takes a moment).
+            if message["type"] == "http.response.start" and message["status"] != 200:
+                await anyio.to_thread.run_sync(self.logins.failed, keys)
+                log.info("failed sign-in from %s", keys[0])
             await send(message)
 
         await app(scope, replay(body, receive), watch)
-        if status != 200:
-            self.logins.failed(keys)
-            log.info("failed sign-in from %s", keys[0])

@@ -4,10 +4,17 @@ The name counted is the one Gradio's `/login` signs in with: its form is read ex
 it (multipart, which browsers send, or URL-encoded), and a form that names a field twice is refused outright,
 because the handler would take one copy and a limiter another. Each address has its own count, so failures from
 elsewhere never lock out a person signing in correctly from their own address.
+
+With `shared` (the history store, chatapp.history.shared) the failures are also counted in the store, by wall
+clock, so the limit holds for all replicas together instead of once per replica: one read of the two keys per
+attempt, one transaction per failure (sign-ins are rare: nothing on the chat's hot path). The store calls block,
+so the Guard calls these from a thread. If the store does not answer, this replica's own count still applies.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -18,6 +25,10 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from chatapp.gradio_compat import LOGIN_FIELDS, login_name
+from chatapp.history.base import StoreError
+from chatapp.history.shared import SharedState
+
+log = logging.getLogger(__name__)
 
 LOGIN_FAILURES_PER_MINUTE = 10
 
@@ -33,27 +44,53 @@ class LoginLimiter:
     limit: int = LOGIN_FAILURES_PER_MINUTE
     window_s: float = 60.0
     max_keys: int = 100_000
+    shared: SharedState | None = None
     _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # the Guard calls from threads
 
     def retry_after(self, keys: Iterable[str], now: float | None = None) -> int | None:
         """Seconds until the next attempt is allowed, or None if it is allowed now."""
         now = time.monotonic() if now is None else now
-        wait = 0.0
-        for key in keys:
-            times = self._failures.get(key)
-            while times and now - times[0] >= self.window_s:
-                times.popleft()
-            if times is not None and len(times) >= self.limit:
-                wait = max(wait, self.window_s - (now - times[0]))
+        keys = list(keys)
+        wait = self._shared_wait(keys)
+        with self._lock:
+            for key in keys:
+                times = self._failures.get(key)
+                while times and now - times[0] >= self.window_s:
+                    times.popleft()
+                if times is not None and len(times) >= self.limit:
+                    wait = max(wait, self.window_s - (now - times[0]))
         return max(1, round(wait + 0.5)) if wait else None
+
+    def _shared_wait(self, keys: list[str]) -> float:
+        if self.shared is None:
+            return 0.0
+        try:
+            stored = self.shared.sign_in_failures(keys)
+        except StoreError as exc:
+            log.warning("could not read failed sign-ins from the store: %s", exc)
+            return 0.0
+        now, wait = time.time(), 0.0
+        for times in stored.values():
+            recent = [t for t in times if now - t < self.window_s]
+            if len(recent) >= self.limit:
+                wait = max(wait, self.window_s - (now - recent[-self.limit]))
+        return wait
 
     def failed(self, keys: Iterable[str], now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        for key in keys:
-            self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
-            self._failures.move_to_end(key)
-        while len(self._failures) > self.max_keys:
-            self._failures.popitem(last=False)
+        keys = list(keys)
+        if self.shared is not None:
+            try:
+                self.shared.add_sign_in_failure(keys, time.time(), self.limit, self.window_s)
+            except StoreError as exc:
+                log.warning("could not count a failed sign-in in the store: %s", exc)
+        with self._lock:
+            for key in keys:
+                self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
+                self._failures.move_to_end(key)
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
 
 
 async def login_user_name(request: Request) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import gradio as gr
@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from chatapp import gradio_compat
+from chatapp import api_stream, gradio_compat
 from chatapp.browser_id import BrowserIds, load_key
 from chatapp.cancels import OneCancelAtATime
 from chatapp.chat import ChatService
@@ -23,12 +23,15 @@ from chatapp.drain import Drain
 from chatapp.history import open_store
 from chatapp.history.base import ChatStore, StoreError
 from chatapp.history.pending import RetryingStore
+from chatapp.history.shared import shared_state
 from chatapp.iap import IapVerifier
 from chatapp.images import MAX_IMAGE_BYTES, sniff
+from chatapp.login_limits import LoginLimiter
 from chatapp.media import MediaError, MediaNotFound, MediaStore, open_media
 from chatapp.models import build_models
+from chatapp.session_owners import SessionOwners
 from chatapp.settings import Settings
-from chatapp.sign_ins import share_sign_ins
+from chatapp.sign_ins import share_sign_ins, signed_in_user
 from chatapp.status import ModelStatus
 from chatapp.ui import ChatUI
 from chatapp.uploads import UploadRegistry, own_folder
@@ -50,12 +53,12 @@ def _caller_from_guard(request: Request) -> str | None:
     return request.scope.get("state", {}).get("caller")
 
 
-def _signed_in_user(app: FastAPI) -> Callable[[Request], str | None]:
+def _signed_in_user(app: FastAPI) -> Callable[[Request], Awaitable[str | None]]:
     """Gradio's password sign-in keeps its sessions in the mounted app's token map, keyed by a cookie."""
 
-    def user(request: Request) -> str | None:
+    async def user(request: Request) -> str | None:
         gradio_app = gradio_compat.gradio_app(app)
-        return gradio_compat.signed_in_user(gradio_app, request.cookies) if gradio_app is not None else None
+        return await signed_in_user(gradio_app, request.cookies) if gradio_app is not None else None
 
     return user
 
@@ -77,7 +80,8 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     uploads = UploadRegistry()
     models = build_models(settings)
     status = ModelStatus(models)
-    usage = DailyUsage(history.tokens_used, settings.daily_tokens)
+    shared = shared_state(history.store)  # what every replica must agree on (chatapp.history.shared)
+    usage = DailyUsage(history.tokens_used, settings.daily_tokens, shared=shared)
     drain = Drain(settings.shutdown_budget_s)  # begun on SIGTERM by chatapp.__main__
     service = ChatService(
         models,
@@ -155,6 +159,9 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         headers = {"Cache-Control": "no-store", "Content-Disposition": "inline"}
         return Response(data, media_type=mime, headers=headers)
 
+    # The light streaming route for API clients (beside Gradio's queue), before Gradio's mount at / takes all paths.
+    app.add_route(api_stream.ROUTE, api_stream.ApiChat(conversations, settings.concurrency), methods=["POST"])
+
     # No cross-origin access at all: with Starlette's CORS middleware on the parent app, Gradio's own (which echoes
     # a foreign Origin with credentials allowed) steps aside.
     app.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
@@ -167,6 +174,8 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         password_user=_signed_in_user(app) if settings.auth == "password" else None,
         browser_ids=BrowserIds(load_key(settings.secret_key, _key_file(settings))) if settings.auth == "none" else None,
         uploads=uploads,
+        logins=LoginLimiter(shared=shared),  # failed sign-ins and session hashes: the same on every replica
+        sessions=SessionOwners(shared=shared),
     )
     password = settings.auth == "password"
     mounted = gr.mount_gradio_app(

@@ -27,23 +27,23 @@ class SessionBinding:
     def __init__(self, owners: SessionOwners | None = None) -> None:
         self.owners = owners or SessionOwners()
 
-    def bind(self, key: object, caller: str, path: str) -> Response | None:
+    async def bind(self, key: object, caller: str, path: str) -> Response | None:
         """None if `caller` may use the session `key` (it becomes theirs if nobody holds it), else a refusal."""
         if not isinstance(key, str) or not key:
             return None  # Gradio refuses a request without one itself
-        if not self.owners.claim(key, caller):
+        if not await self.owners.bind(key, caller):
             log.warning("refused %s: session %s… belongs to another caller", path, key[:6])
             return refuse(403, "Forbidden: this session belongs to someone else. Reload the page.")
         return None
 
-    def check(
+    async def check(
         self, access: Access, template: str, params: dict[str, str], query: Mapping[str, str], caller: str, path: str
     ) -> Response | None:
         """What the request line names (path and query): None means go on."""
         if access is Access.SESSION_IN_PATH:
-            return self.bind(params["session_hash"], caller, path)
+            return await self.bind(params["session_hash"], caller, path)
         if access is Access.SESSION_IN_QUERY:
-            return self.bind(query.get(QUERY_IDS[template]), caller, path)
+            return await self.bind(query.get(QUERY_IDS[template]), caller, path)
         # Gradio takes an event id it does not know for a session hash: only ids this caller was answered (or
         # session hashes it holds) may be read.
         if access is Access.EVENT_IN_PATH and self.owners.owner(params["event_id"]) != caller:
@@ -71,7 +71,7 @@ class SessionBinding:
             set_content_length(scope, len(body))
         if access is Access.SESSION_IN_BODY:
             data = json_object(body)
-            refusal = self.bind(data.get("session_hash"), caller, scope["path"])
+            refusal = await self.bind(data.get("session_hash"), caller, scope["path"])
             event_id = data.get("event_id")
             if refusal is None and isinstance(event_id, str) and self.owners.owner(event_id) not in (None, caller):
                 refusal = refuse(403, "Forbidden: this event belongs to someone else.")
@@ -100,7 +100,8 @@ class SessionBinding:
         if passing:
             return
         answer = json_object(b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body"))
-        if isinstance(event_id := answer.get("event_id"), str):
-            self.owners.claim(event_id, caller)
+        if isinstance(event_id := answer.get("event_id"), str) and not self.owners.claim(event_id, caller):
+            await refuse(503, "Too many events are open: try again in a minute.")(scope, receive, send)
+            return
         for message in held:
             await send(message)

@@ -30,7 +30,9 @@ class UploadGate:
         """Let Gradio write the files (within the caller's limits), judge each by its content, then record the
         paths for the caller and answer it their handles instead (`chatapp.uploads`)."""
         caller = scope["state"]["caller"]
-        if (refusal := self.sessions.bind(request.query_params.get("upload_id"), caller, scope["path"])) is not None:
+        if (
+            refusal := await self.sessions.bind(request.query_params.get("upload_id"), caller, scope["path"])
+        ) is not None:
             await refusal(scope, receive, send)
             return
         if (wait := self.rate.retry_after([caller])) is not None:

@@ -13,27 +13,35 @@ A request is admitted only while the counter plus what is reserved is below the 
 sent at once, the day's total can pass the limit by at most one request's reservation (its prompt part is an
 estimate: a provider that counts more prompt tokens than ~4 characters each can add that difference).
 
-Across replicas and restarts: the stored counter is the truth (all replicas add to it atomically), and a
-restarted replica reads it again. A replica does not see another's reservations, nor what it added since
-its read, so a cached count is re-read when older than `refresh_s` (5 minutes): one read per person per 5
-minutes at most, and with the load balancer's session affinity a person normally stays on one replica
-anyway. If the store cannot be read, nobody is refused for it (only for their own requests in flight).
+Across replicas: with `shared` (the history store, chatapp.history.shared) the reservation itself is made in
+the store, atomically against the stored count and every replica's reservations (one transaction per turn to
+reserve, one write to release; nothing per streamed chunk), so alternating replicas stop at the limit like one
+does, and a refusal quotes the stored count. A reservation whose replica died ends by itself after HOLD_S.
+The cached count only serves the page's "Tokens today" line; it is re-read when older than `refresh_s` and
+set from the store by every reservation. If the store does not answer within STORE_WAIT_S, the request is
+judged on this replica's own count and reservations (nobody is refused for an outage).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitedTooLong
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from chatapp.history.base import StoreError
+from chatapp.history.shared import Hold, SharedState
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 300.0
+HOLD_S = 900.0  # a reservation outlives any reply; one left by a replica that died ends after this
+STORE_WAIT_S = 3.0  # a reservation waits no longer on the store (a transaction has no overall deadline)
 
 
 @dataclass
@@ -50,8 +58,11 @@ class OverLimit(Exception):
 class Reservation:
     """What one request may still cost, counted against its owner until `release` (idempotent)."""
 
-    def __init__(self, usage: DailyUsage | None, owner: str, tokens: int) -> None:
+    def __init__(
+        self, usage: DailyUsage | None, owner: str, tokens: int, stored: tuple[date, str] | None = None
+    ) -> None:
         self._usage, self.owner, self.tokens = usage, owner, tokens
+        self.stored = stored  # (day, hold id) when the hold is in the store, None when in this replica only
 
     def release(self) -> None:
         usage, self._usage = self._usage, None
@@ -80,9 +91,13 @@ class DailyUsage:
         refresh_s: float = REFRESH_S,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedState | None = None,
     ) -> None:
-        """`read(owner, day)` returns the stored count (a store's `tokens_used`); `limit` None = no limit."""
+        """`read(owner, day)` returns the stored count (a store's `tokens_used`); `limit` None = no limit;
+        `shared`: the store that keeps reservations every replica sees (None: this replica's memory)."""
         self._read = read
+        self._shared = shared
+        self._calls = ThreadPoolExecutor(4, "usage-store") if shared is not None else None
         self.limit = limit
         self._refresh_s = refresh_s
         self._now = now
@@ -127,6 +142,10 @@ class DailyUsage:
         what is left, and bounds the overshoot by one reservation."""
         if self.limit is None:
             return Reservation(None, owner, tokens)
+        if self._shared is not None:
+            reservation = self._reserve_in_store(owner, tokens, self.limit)
+            if reservation is not None:
+                return reservation
         stored = self.used(owner)
         with self._lock:
             count = self._counts.get(owner)
@@ -135,14 +154,45 @@ class DailyUsage:
             if used + reserved < self.limit:
                 self._reserved[owner] = reserved + tokens
                 return Reservation(self, owner, tokens)
+        raise OverLimit(self._refusal(used))
+
+    def _reserve_in_store(self, owner: str, tokens: int, limit: int) -> Reservation | None:
+        """The reservation made in the shared store, OverLimit, or None when the store did not answer."""
+        assert self._shared is not None and self._calls is not None
+        today = self._now().astimezone(UTC).date()
+        hold = Hold("h" + secrets.token_hex(8), tokens, time.time() + HOLD_S)
+        call = self._calls.submit(self._shared.reserve_tokens, owner, today, hold, limit, time.time())
+        try:
+            answer = call.result(timeout=STORE_WAIT_S)
+        except (StoreError, WaitedTooLong) as exc:
+            # A late answer may still add the hold: it ends after HOLD_S, and errs towards the limit.
+            log.warning("could not reserve in the store, judging on this replica's count: %s", str(exc) or "timed out")
+            return None
+        with self._lock:
+            count = self._counts.get(owner)
+            if count is None or count.day != today or answer.used >= count.tokens:
+                self._counts[owner] = _Count(today, answer.used, self._clock())
+        if answer.admitted:
+            return Reservation(self, owner, tokens, (today, hold.hold_id))
+        raise OverLimit(self._refusal(answer.used))
+
+    def _refusal(self, used: int) -> str:
+        assert self.limit is not None
         if used >= self.limit:
-            raise OverLimit(self._over(used))
-        raise OverLimit(
+            return self._over(used)
+        return (
             f"Your messages still being answered may use the rest of your {self.limit:,} tokens for today "
             f"({used:,} used so far): send this one when they have finished. Nothing was sent to the model."
         )
 
     def _release(self, reservation: Reservation) -> None:
+        if reservation.stored is not None:
+            assert self._shared is not None
+            try:  # after the turn was saved: its real usage is in the count the hold gives way to
+                self._shared.release_tokens(reservation.owner, *reservation.stored)
+            except StoreError as exc:
+                log.warning("could not release reserved tokens (they are freed after %.0f s): %s", HOLD_S, exc)
+            return
         with self._lock:
             left = self._reserved.get(reservation.owner, 0) - reservation.tokens
             if left > 0:

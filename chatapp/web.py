@@ -21,7 +21,7 @@ judge it; a streamed answer passes through one header wrapper and nothing else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
@@ -37,8 +37,10 @@ from chatapp.iap import IapVerifier
 from chatapp.identity import Callers
 from chatapp.images import MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE
 from chatapp.login_gate import LoginGate
+from chatapp.login_limits import LoginLimiter
 from chatapp.route_rules import HEALTH_PATHS, route_table
 from chatapp.session_binding import MAX_EVENT_ANSWER_BYTES, SessionBinding
+from chatapp.session_owners import SessionOwners
 from chatapp.upload_gate import FULL, MAX_UPLOAD_ANSWER_BYTES, UploadGate
 from chatapp.uploads import UploadRegistry
 
@@ -63,19 +65,21 @@ class Guard:
         mode: str,
         trusted_proxy: bool = False,
         iap: IapVerifier | None = None,
-        password_user: Callable[[Request], str | None] | None = None,
+        password_user: Callable[[Request], Awaitable[str | None]] | None = None,
         browser_ids: BrowserIds | None = None,
         uploads: UploadRegistry | None = None,
+        logins: LoginLimiter | None = None,
+        sessions: SessionOwners | None = None,
     ) -> None:
         self.app = app
         self.mode = mode
         self.trusted_proxy = trusted_proxy
         self.callers = Callers(mode, iap=iap, password_user=password_user, browser_ids=browser_ids)
         self.routes = route_table()
-        self.sessions = SessionBinding()
+        self.sessions = SessionBinding(sessions)  # shared by replicas when given the store (server.py)
         self.uploads = uploads
         self.upload_gate = UploadGate(uploads, self.sessions) if uploads is not None else None
-        self.login_gate = LoginGate(trusted_proxy)
+        self.login_gate = LoginGate(trusted_proxy, logins)
 
     def is_https(self, request: Request) -> bool:
         if request.scope.get("scheme") == "https":  # not `request.url`, which builds a whole URL
@@ -171,4 +175,4 @@ class Guard:
                 return refuse(404, "No such file.")
             set_request_path(request.scope, path.removesuffix(name) + file)  # the handle's file
             return None
-        return self.sessions.check(access, template, params, request.query_params, caller, path)
+        return await self.sessions.check(access, template, params, request.query_params, caller, path)

@@ -5,6 +5,8 @@
         proxy.switch(other_port)  new connections go to the other replica (a drained or lost backend);
                                   connections already open stay where they are, as a load balancer's do
         proxy.cut()               close every open connection (the backend's node is gone)
+        proxy.hold() / release()  answers stop flowing back until released (a backend that hangs);
+                                  proxy.sent counts the bytes clients sent, to see a request arrive
 
 Plain bytes both ways, so HTTP keep-alive, SSE streams and WebSockets pass unchanged.
 """
@@ -25,6 +27,9 @@ class SwitchProxy:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._closed = False
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self.sent = 0
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
     @property
@@ -33,6 +38,12 @@ class SwitchProxy:
 
     def switch(self, target_port: int) -> None:
         self.target_port = target_port
+
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         with self._lock:
@@ -68,12 +79,17 @@ class SwitchProxy:
             with self._lock:
                 self._open |= {client, upstream}
             ends = threading.Semaphore(0)  # the second direction to end closes both sockets
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink, ends), name="proxy-pump", daemon=True).start()
+            for source, sink, back in ((client, upstream, False), (upstream, client, True)):
+                args = (source, sink, ends, back)
+                threading.Thread(target=self._pump, args=args, name="proxy-pump", daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, ends: threading.Semaphore) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, ends: threading.Semaphore, back: bool) -> None:
         try:
             while data := source.recv(65536):
+                if back:
+                    self._flowing.wait()
+                else:
+                    self.sent += len(data)
                 sink.sendall(data)
         except OSError:
             pass

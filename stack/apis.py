@@ -19,6 +19,9 @@ SERVICES = (
     "iam.googleapis.com",  # the nodes' service account
     "storage.googleapis.com",  # the model weights bucket, the chat's image bucket
     "monitoring.googleapis.com",  # Managed Prometheus, the dashboard and the alert
+    # Image streaming (GKE's "Use Image streaming" page: required): GPU nodes start vLLM before its image is
+    # all there (stack/mirror.py).
+    "containerfilesystem.googleapis.com",
 )
 
 

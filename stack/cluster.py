@@ -21,6 +21,10 @@ SERVICE_RANGE = ("services", "10.8.0.0/20")
 # grants its own reader role; see image.py). Organizations created since 2024 leave the Compute Engine default
 # service account without roles, so nodes that used it could not even pull the chat image.
 NODE_ROLE = "roles/container.defaultNodeServiceAccount"
+# Image streaming with a node service account of our own (GKE "Use Image streaming to pull container images",
+# requirements, checked 2026-12-06): this role in the project that hosts the images (the chat's and the vLLM
+# mirror's, stack/mirror.py); the page lists it among image streaming's requirements.
+IMAGE_STREAMING_ROLE = "roles/serviceusage.serviceUsageConsumer"
 # GPU metrics (DCGM) on top of what Autopilot collects by default: a list replaces the defaults, so they are
 # repeated (system components, and the kube-state-metrics packages Autopilot turns on since 1.27.4; JobSet on new
 # clusters since 1.32.1), checked 2026-12-06 against GKE's "Collect and view kube state metrics" page.
@@ -40,6 +44,8 @@ class ClusterArgs:
     iam_api: pulumi.Resource
     # Project IAM members go through the Resource Manager API, off in a fresh project until `up` enables it.
     resource_manager_api: pulumi.Resource
+    # The Container File System API: image streaming needs it on before nodes pull.
+    image_streaming_api: pulumi.Resource
     stack: str
 
 
@@ -126,6 +132,13 @@ class Cluster(pulumi.ComponentResource):
             member=self.node_account.member,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.resource_manager_api]),
         )
+        streaming_role = gcp.projects.IAMMember(
+            f"{name}-nodes-image-streaming",
+            project=args.project,
+            role=IMAGE_STREAMING_ROLE,
+            member=self.node_account.member,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.resource_manager_api]),
+        )
         self.cluster = gcp.container.Cluster(
             name,
             name=args.name,
@@ -155,7 +168,9 @@ class Cluster(pulumi.ComponentResource):
             ),
             # The front door's Gateway, HTTPRoutes and GKE policies (on by default on Autopilot; said, not assumed).
             gateway_api_config=gcp.container.ClusterGatewayApiConfigArgs(channel="CHANNEL_STANDARD"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.container_api, node_role]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[args.container_api, args.image_streaming_api, node_role, streaming_role]
+            ),
         )
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(

@@ -64,6 +64,8 @@ GPU_MEMORY_GB = {
 }
 # Share of GPU memory the bf16 weights may take: vLLM needs the rest for activations and the KV cache.
 WEIGHTS_SHARE = 0.75
+# vLLM arguments that name where the weights or the tokenizer come from (the stack sets `--model` itself).
+ELSEWHERE_ARGS = ("--model", "--tokenizer")
 _PARAMS = re.compile(r"(?:^|[-_])(\d+(?:\.\d+)?)b(?:$|[-_])", re.IGNORECASE)
 
 
@@ -244,7 +246,15 @@ def _extra_args(r: _Reader) -> tuple[str, ...]:
         f"{PROJECT}:gemmaVllmArgs must be a list of vLLM arguments such as --max-model-len=16384: "
         "`pulumi config set --path 'gemmaVllmArgs[0]' -- --max-model-len=16384`",
     )
-    return tuple(extra) if ok and isinstance(extra, list) else ()
+    # The model server reads the bucket's copy only and runs offline (stack/gemma.py): an argument naming another
+    # source would crash-loop a GPU pod at every wake-up instead of failing here.
+    elsewhere = [a for a in extra or [] if isinstance(a, str) and a.split("=", 1)[0] in ELSEWHERE_ARGS]
+    r.check(
+        not elsewhere,
+        f"{PROJECT}:gemmaVllmArgs must not name where the model comes from ({', '.join(elsewhere)}): the stack "
+        "serves the copy the weights Job made in the bucket, offline; change gemmaModel instead",
+    )
+    return tuple(extra) if ok and isinstance(extra, list) and not elsewhere else ()
 
 
 def _gemma(r: _Reader, enabled: bool) -> Preset:

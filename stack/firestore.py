@@ -9,6 +9,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 SESSIONS_COLLECTION = "chat_sessions"
+# Collections the chat shares between replicas whose documents carry `expires_at` (chatapp/history/shared.py):
+# a TTL policy on that field lets Firestore delete them once expired, so they never pile up.
+EXPIRING_COLLECTIONS = {"session_bindings": "session-bindings", "sign_in_failures": "sign-in-failures"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Firestore(pulumi.ComponentResource):
     database: gcp.firestore.Database
     initialize: gcp.firestore.Document
     sessions_by_owner: gcp.firestore.Index
+    expiring: list[gcp.firestore.Field]
 
     def __init__(self, name: str, args: FirestoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hybrid-chat:stack:Firestore", name, {}, opts)
@@ -65,4 +69,21 @@ class Firestore(pulumi.ComponentResource):
             skip_wait=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # TTL deletes a document typically within a day after `expires_at` (Firestore's TTL page), never before;
+        # nothing in the chat depends on when (a binding kept longer binds the same owner; failures are judged by
+        # their own times), so the delay only costs storage. `index_config={}` turns the field's
+        # single-field index off: nothing queries it, and an index on a timestamp slows writes (same page).
+        self.expiring = [
+            gcp.firestore.Field(
+                f"{name}-{short}-ttl",
+                project=args.project,
+                database=self.database.name,
+                collection=collection,
+                field="expires_at",
+                ttl_config=gcp.firestore.FieldTtlConfigArgs(),
+                index_config=gcp.firestore.FieldIndexConfigArgs(),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for collection, short in EXPIRING_COLLECTIONS.items()
+        ]
         self.register_outputs({"database": self.database.name})

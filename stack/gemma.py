@@ -6,7 +6,7 @@ The weights come from the stack's bucket (stack/weights.py) through Cloud Storag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -19,8 +19,10 @@ NAME = "gemma"
 # (Deployment) and for its endpoints (Service) and fail `pulumi up` after 10 minutes; the pod comes up on its own.
 DONT_WAIT = {"pulumi.com/skipAwait": "true"}
 # vLLM >= 0.10 is built for CUDA >= 12.8; Autopilot's default driver is older, and vLLM then fails at start with
-# an unsupported-driver error. `latest` is what Google's own Gemma manifests select.
+# an unsupported-driver error. `latest` is what Google's own Gemma manifests select, and it keeps the pod eligible
+# for Autopilot's fast-starting G2 nodes on any GKE version (DEFAULT only from 1.33.0-gke.1304000; README, Cost).
 DRIVER_SELECTOR = {"cloud.google.com/gke-gpu-driver-version": "latest"}
+# Spot VMs never come from fast-starting capacity (GKE's fast-starting nodes page): a slower wake-up for the price.
 SPOT_SELECTOR = {"cloud.google.com/gke-spot": "true"}
 # Autopilot's largest CPU and memory request for a pod with that many L4s (the g2 machine of that size, less
 # what the node keeps for itself). Our requests must stay below, leaving room for the FUSE sidecar.
@@ -52,6 +54,8 @@ READ_OPTIONS = (
 @dataclass(frozen=True)
 class GemmaArgs:
     preset: Preset
+    # What the pod pulls: the preset's image, through the project's Docker Hub mirror (stack/mirror.py).
+    image: str
     spot: bool
     bucket: pulumi.Input[str]
     # The Kubernetes service account whose principal may read the bucket, and what grants that.
@@ -63,6 +67,8 @@ class GemmaArgs:
     # True when an autoscaler owns the replica count (stack/gemma_scaling.py): the Deployment then leaves
     # `replicas` out, or every `pulumi up` would set it back and wake the GPU (pulumi/pulumi#13321).
     autoscaled: bool = False
+    # What must exist before the pod pulls `image` (the mirror and the nodes' right to read it).
+    pullable: list[pulumi.Resource] = field(default_factory=list)
 
 
 def resources(gpus: int, accelerator: str, weights_gb: float) -> dict[str, str]:
@@ -118,7 +124,8 @@ def _wait_for_weights(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
     marker = f"{weights.model_dir(args.preset.model)}/{weights.MARKER}"
     return k8s.core.v1.ContainerArgs(
         name="wait-for-weights",
-        image=args.preset.image_ref,
+        # The server's own image: already on the node (or streaming) when the pod starts, no second pull.
+        image=args.image,
         command=[
             "sh",
             "-c",
@@ -128,7 +135,7 @@ def _wait_for_weights(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "100m", "memory": "128Mi"}
         ),
-        security_context=k8s.core.v1.SecurityContextArgs(allow_privilege_escalation=False),
+        # Its securityContext is pod_security.restricted's (the Deployment wraps it).
     )
 
 
@@ -137,15 +144,15 @@ def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
     size = resources(preset.gpus, preset.accelerator, preset.weights_gb)
     return k8s.core.v1.ContainerArgs(
         name="vllm",
-        image=preset.image_ref,
+        image=args.image,
         # The module, not the image's entrypoint, which has changed between vLLM releases.
         command=["python3", "-m", "vllm.entrypoints.openai.api_server"],
         args=server_args(preset),
         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=kube.GEMMA_PORT)],
         env=[
-            # Everything is local: never ask Hugging Face for anything (no token here at all).
+            # Everything is local: never ask Hugging Face for anything (no token here at all). HF_HOME and the
+            # other caches are pod_security.VLLM_CACHE_ENV's (the Deployment wraps this container).
             k8s.core.v1.EnvVarArgs(name="HF_HUB_OFFLINE", value="1"),
-            k8s.core.v1.EnvVarArgs(name="HF_HOME", value="/tmp/huggingface"),
             # Where GKE mounts the GPU driver (stack/presets.py).
             *(k8s.core.v1.EnvVarArgs(name=key, value=value) for key, value in VLLM_ENV.items()),
         ],
@@ -159,7 +166,7 @@ def _container(args: GemmaArgs) -> k8s.core.v1.ContainerArgs:
             k8s.core.v1.VolumeMountArgs(name="dshm", mount_path="/dev/shm"),
             k8s.core.v1.VolumeMountArgs(name="weights", mount_path=weights.MOUNT, read_only=True),
         ],
-        security_context=k8s.core.v1.SecurityContextArgs(allow_privilege_escalation=False),
+        # Its securityContext is pod_security.restricted's (through vllm_container).
     )
 
 
@@ -226,7 +233,15 @@ class Gemma(pulumi.ComponentResource):
                             # An explicit capacity below the volume's size: with none ("-1") gcsfuse fills the
                             # volume and then fails writes instead of evicting.
                             weights.bucket_volume(
-                                "weights", args.bucket, True, READ_OPTIONS, fileCacheCapacity=cache_capacity
+                                "weights",
+                                args.bucket,
+                                True,
+                                READ_OPTIONS,
+                                fileCacheCapacity=cache_capacity,
+                                # The dashboard's "weights read" tile (stack/monitoring.py). Off by default
+                                # since GKE 1.33.0-gke.2248000 (GKE's Cloud Storage FUSE CSI driver volume
+                                # attributes reference, checked 2026-12-06).
+                                disableMetrics="false",
                             ),
                             # The FUSE sidecar's file cache: a volume of this name replaces its 5 GiB default,
                             # which could not hold the model and would refetch it on every read.
@@ -238,7 +253,9 @@ class Gemma(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[account, *args.readable])),
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=[account, *args.readable, *args.pullable])
+            ),
         )
         self.service = k8s.core.v1.Service(
             kube.GEMMA_SERVICE,

@@ -8,6 +8,7 @@ the stack's cluster, so two stacks in one project each see only their own number
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,28 @@ CHAT = "chat"
 GEMMA = "gemma"
 # Failed turns (model errors and replies cut short) over all turns, per model.
 ERROR_RATE_THRESHOLD = 0.05
+
+# The model server's cold start, stage by stage (README, Cost). GKE system metrics, from Cloud Monitoring's
+# "Kubernetes metrics" list (checked 2026-12-06): kind, unit, monitored resource, what it measures.
+# GAUGE s, k8s_node: "from GCE instance's CreationTimestamp to K8s node ready first time"; accelerator_family.
+NODE_STARTUP = "kubernetes.io/node/latencies/startup"
+# GAUGE s, k8s_pod: "The Pod end-to-end startup latency (from Pod Created to Ready), including image pulls".
+POD_FIRST_READY = "kubernetes.io/pod/latencies/pod_first_ready"
+# CUMULATIVE By, k8s_pod: bytes the Cloud Storage FUSE sidecar downloaded (stack/gemma.py turns its metrics on).
+FUSE_DOWNLOADED = "kubernetes.io/gcsfusecsi/gcs_download_bytes_count"
+# Kubernetes events on the pod, by the component that records them: the cluster autoscaler asks for a node, the
+# scheduler places the pod, the kubelet pulls ("Successfully pulled image … in 1m2s (1m3s including waiting)",
+# kubelet pkg/kubelet/images/image_manager.go) and starts each container.
+COLD_START_EVENTS = ("TriggeredScaleUp", "Scheduled", "Pulled", "Started")
+# vLLM's own log lines with a duration: weights read (through FUSE), model on the GPUs, profiling + KV cache +
+# CUDA graphs, and the API server up (vllm model_executor/model_loader, v1/worker/gpu_model_runner.py,
+# v1/engine/core.py; uvicorn's last start-up line).
+VLLM_STARTUP_LINES = (
+    "Loading weights took",
+    "Model loading took",
+    "init engine (profile, create kv cache, warmup model) took",
+    "Application startup complete",
+)
 
 
 @dataclass(frozen=True)
@@ -70,9 +93,32 @@ def _from_gmp(name: str, app: str, port: int) -> k8s.networking.v1.NetworkPolicy
     )
 
 
+def promql_name(metric: str) -> str:
+    """A Cloud Monitoring metric's PromQL name (Cloud Monitoring "Mapping Cloud Monitoring metrics to PromQL":
+    the first `/` becomes `:`, every other character PromQL does not allow becomes `_`)."""
+    domain, _, path = metric.partition("/")
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', domain)}:{re.sub(r'[^A-Za-z0-9_]', '_', path)}"
+
+
+def cold_start_log_filter(cluster: str) -> str:
+    """Logging query for the Gemma pod's cold-start stages: its events and vLLM's timed start-up lines. (Cloud
+    Logging's query language: terms side by side are ANDed, `field = ("a" OR "b")` is either value, `:` is
+    "has"; GKE writes Kubernetes events to the `events` log with the reason in `jsonPayload.reason`.)"""
+    reasons = " OR ".join(f'"{reason}"' for reason in COLD_START_EVENTS)
+    lines = " OR ".join(f'"{line}"' for line in VLLM_STARTUP_LINES)
+    return (
+        f'resource.labels.cluster_name="{cluster}" resource.labels.namespace_name="{kube.NAMESPACE}" '
+        f'resource.labels.pod_name:"{GEMMA}-" '
+        f'((resource.type="k8s_pod" log_id("events") jsonPayload.reason=({reasons})) OR '
+        f'(resource.type="k8s_container" resource.labels.container_name="vllm" textPayload:({lines})))'
+    )
+
+
 def queries(cluster: str) -> dict[str, str]:
     """The dashboard's PromQL, every series limited to this stack's cluster and namespace."""
     where = f'cluster="{cluster}",namespace="{kube.NAMESPACE}"'
+    # GKE system metrics carry their monitored resource's labels, not Managed Prometheus' `cluster`/`namespace`.
+    gemma_pod = f'cluster_name="{cluster}",namespace_name="{kube.NAMESPACE}",pod_name=~"{GEMMA}-.*"'
 
     def quantile(q: float, metric: str) -> str:
         return f"histogram_quantile({q}, sum by (model, le) (rate({metric}_bucket{{{where}}}[5m])))"
@@ -91,6 +137,11 @@ def queries(cluster: str) -> dict[str, str]:
         "error_rate": f"({failed}) / clamp_min({turns}, 1e-9)",
         "unsaved_turns": f"sum(chat_unsaved_turns{{{where}}})",
         "streams_in_flight": f"sum by (model) (chat_streams_in_flight{{{where}}})",
+        "gpu_node_startup": (
+            f'max by (node_name) ({promql_name(NODE_STARTUP)}{{cluster_name="{cluster}",accelerator_family="gpu"}})'
+        ),
+        "gemma_first_ready": f"max by (pod_name) ({promql_name(POD_FIRST_READY)}{{{gemma_pod}}})",
+        "gemma_weights_read": f"sum by (pod_name) (rate({promql_name(FUSE_DOWNLOADED)}{{{gemma_pod}}}[1m]))",
     }
 
 
@@ -114,8 +165,8 @@ def _chart(title: str, *series: tuple[str | None, str]) -> dict[str, Any]:
     }
 
 
-def dashboard(stack: str, cluster: str) -> dict[str, Any]:
-    """Cloud Monitoring dashboard JSON (mosaic layout, two tiles per row)."""
+def dashboard(stack: str, cluster: str, gemma: bool = True) -> dict[str, Any]:
+    """Cloud Monitoring dashboard JSON (mosaic layout, two tiles per row; with Gemma, its cold start below)."""
     q = queries(cluster)
     charts = [
         _chart("Time to first token p50 (s), per model", (None, q["ttft_p50"])),
@@ -128,11 +179,27 @@ def dashboard(stack: str, cluster: str) -> dict[str, Any]:
         _chart("Turns waiting to be saved", ("unsaved", q["unsaved_turns"])),
         _chart("Replies streaming now, per model", (None, q["streams_in_flight"])),
     ]
+    if gemma:
+        # A wake-up from zero, stage by stage: node, then pod to Ready (image, weights, engine), the weights'
+        # read rate, and the events and vLLM lines that time each stage.
+        charts += [
+            _chart("Cold start: GPU node, VM created to Ready (s)", (None, q["gpu_node_startup"])),
+            _chart("Cold start: Gemma pod, created to Ready, image pull included (s)", (None, q["gemma_first_ready"])),
+            _chart("Cold start: weights read from the bucket (bytes/s)", (None, q["gemma_weights_read"])),
+        ]
     width, height = 24, 16  # the mosaic is 48 columns wide
     tiles = [
         {"xPos": (i % 2) * width, "yPos": (i // 2) * height, "width": width, "height": height, "widget": chart}
         for i, chart in enumerate(charts)
     ]
+    if gemma:
+        stages = {
+            "title": "Cold start stages: scale-up, scheduling, image pull (its time in the message), containers "
+            "started, vLLM's weights and engine timings",
+            "logsPanel": {"filter": cold_start_log_filter(cluster)},
+        }
+        below = ((len(charts) + 1) // 2) * height
+        tiles.append({"xPos": 0, "yPos": below, "width": 2 * width, "height": height, "widget": stages})
     return {"displayName": f"hybrid-chat ({stack})", "mosaicLayout": {"columns": 48, "tiles": tiles}}
 
 
@@ -179,7 +246,7 @@ class Monitoring(pulumi.ComponentResource):
         self.dashboard = gcp.monitoring.Dashboard(
             name,
             project=args.project,
-            dashboard_json=json.dumps(dashboard(args.stack, args.cluster_name)),
+            dashboard_json=json.dumps(dashboard(args.stack, args.cluster_name, args.gemma_enabled)),
             opts=own,
         )
         self.url = self.dashboard.id.apply(lambda id_: dashboard_url(args.project, id_))

@@ -37,6 +37,11 @@ def repository(stack: str) -> str:
     return scoped("hybrid-chat", stack)
 
 
+def mirror_repository(stack: str) -> str:
+    """Artifact Registry remote repository of Docker Hub (per project and region)."""
+    return scoped("hybrid-chat-dockerhub", stack)
+
+
 def network(stack: str) -> str:
     """VPC network and subnet name (per project)."""
     return scoped("hybrid-chat", stack)

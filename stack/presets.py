@@ -26,8 +26,9 @@ from chatapp import defaults
 # "No platform detected" (vllm#18859, #23935). Google's own vLLM manifests set the same variable.
 NVIDIA_LIBRARIES = "/usr/local/nvidia/lib64"
 VLLM_ENV = {"LD_LIBRARY_PATH": NVIDIA_LIBRARIES}
-# Images per prompt vLLM accepts: the chat sends at most this many (the shared default in chatapp.defaults).
-PROMPT_IMAGES = defaults.IMAGES_PER_MESSAGE
+# Images per prompt vLLM accepts: the chat sends at most this many (chatapp.conversation.PROMPT_IMAGES; a
+# contract test keeps the two equal, since the stack never imports the chat).
+PROMPT_IMAGES = 5
 VLLM_GEMMA4 = "vllm/vllm-openai:v0.26.0"
 VLLM_GEMMA4_DIGEST = "sha256:ffb2d59b1c059a5bd8d781320c9f5189de8293693b7d95da54befddaa54abf52"
 VLLM_GEMMA3 = "vllm/vllm-openai:v0.10.2"
@@ -71,35 +72,31 @@ class Preset:
         return [*args, *self.extra_args]
 
 
+def gemma4_qat_on_l4(model: str, gpus: int, weights_gb: float) -> Preset:
+    """What both Gemma 4 presets share: one of Google's 4-bit QAT checkpoints on L4s, the vLLM that starts Gemma
+    4 (pinned by digest), its reasoning parser, and a 16K window (a long conversation with images; vLLM refuses
+    to start if one sequence of this length cannot fit the KV cache, and a larger window leaves less of it for
+    the 64 sequences batched at once)."""
+    return Preset(
+        model=model,
+        gpus=gpus,
+        accelerator="nvidia-l4",
+        image=VLLM_GEMMA4,
+        digest=VLLM_GEMMA4_DIGEST,
+        weights_gb=weights_gb,
+        max_model_len=16384,
+        quantization="compressed-tensors",
+        reasoning_parser="gemma4",
+    )
+
+
 PRESETS: dict[str, Preset] = {
     # The default: the largest Gemma 4 that fits 2 L4s (48 GB) with images and a long context. 19.8 GB of QAT
     # weights leave ~20 GB for the KV cache at 0.9 GPU memory use; bf16 31B (75 GB) or 26B-A4B (64 GB) would
     # need 4 L4s, and the 12B fits one L4 (below).
-    "gemma4-31b-qat": Preset(
-        model=defaults.SELF_HOSTED_MODEL,
-        gpus=2,
-        accelerator="nvidia-l4",
-        image=VLLM_GEMMA4,
-        digest=VLLM_GEMMA4_DIGEST,
-        weights_gb=19.8,
-        # 16K: a long conversation with images; vLLM refuses to start if one sequence of this length cannot fit
-        # the KV cache, and a larger window leaves less of it for the 64 sequences batched at once.
-        max_model_len=16384,
-        quantization="compressed-tensors",
-        reasoning_parser="gemma4",
-    ),
+    "gemma4-31b-qat": gemma4_qat_on_l4(defaults.SELF_HOSTED_MODEL, gpus=2, weights_gb=19.8),
     # One L4 (half the GPU price): 8.3 GB of QAT weights leave ~13 GB of the 24 for the KV cache.
-    "gemma4-12b-qat": Preset(
-        model="google/gemma-4-12b-it-qat-w4a16-ct",
-        gpus=1,
-        accelerator="nvidia-l4",
-        image=VLLM_GEMMA4,
-        digest=VLLM_GEMMA4_DIGEST,
-        weights_gb=8.3,
-        max_model_len=16384,
-        quantization="compressed-tensors",
-        reasoning_parser="gemma4",
-    ),
+    "gemma4-12b-qat": gemma4_qat_on_l4("google/gemma-4-12b-it-qat-w4a16-ct", gpus=1, weights_gb=8.3),
     # The seed's model, kept for stacks that already serve it: bf16, two L4s, vLLM 0.10.2 (no reasoning parser).
     "gemma3-12b": Preset(
         model="google/gemma-3-12b-it",

@@ -17,6 +17,7 @@ from stack.gemma_scaling import GemmaScaling, GemmaScalingArgs
 from stack.identity import WorkloadIdentity, WorkloadIdentityArgs
 from stack.image import ChatImage, ChatImageArgs
 from stack.media import Media, MediaArgs
+from stack.mirror import DockerHubMirror, MirrorArgs
 from stack.monitoring import Monitoring, MonitoringArgs
 from stack.scaling import ChatScaling, ChatScalingArgs
 from stack.weights import Weights, WeightsArgs
@@ -34,9 +35,11 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             compute_api=apis.get("compute"),
             iam_api=apis.get("iam"),
             resource_manager_api=apis.get("cloudresourcemanager"),
+            image_streaming_api=apis.get("containerfilesystem"),
             stack=cfg.stack,
         ),
     )
+    node_member = cluster.node_account.email.apply(lambda email: f"serviceAccount:{email}")
     firestore = Firestore(
         "firestore",
         FirestoreArgs(
@@ -75,12 +78,24 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             region=cfg.region,
             registry_api=apis.get("artifactregistry"),
             stack=cfg.stack,
-            node_member=cluster.node_account.email.apply(lambda email: f"serviceAccount:{email}"),
+            node_member=node_member,
             prebuilt=cfg.chat_image,
         ),
     )
     checksum_key = cluster.checksum_key
     if cfg.gemma_enabled:
+        # The vLLM image from the project's registry (image streaming on wake-up), pinned as the preset pins it.
+        mirror = DockerHubMirror(
+            "vllm-mirror",
+            MirrorArgs(
+                project=cfg.project,
+                region=cfg.region,
+                stack=cfg.stack,
+                registry_api=apis.get("artifactregistry"),
+                node_member=node_member,
+            ),
+        )
+        vllm_image = mirror.ref(cfg.gemma.image_ref)
         weights = Weights(
             "weights",
             WeightsArgs(
@@ -88,7 +103,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
                 region=cfg.region,
                 stack=cfg.stack,
                 model=cfg.gemma.model,
-                image=cfg.gemma.image_ref,
+                image=vllm_image,
                 hf_token=cfg.hf_token,
                 checksum_key=checksum_key,
                 principal_of=identity.principal_of,
@@ -96,12 +111,14 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
                 cluster=cluster.cluster,
                 provider=cluster.provider,
                 namespace=cluster.namespace,
+                pullable=mirror.pullable,
             ),
         )
         gemma = Gemma(
             "gemma",
             GemmaArgs(
                 preset=cfg.gemma,
+                image=vllm_image,
                 spot=cfg.gemma_spot,
                 bucket=weights.bucket.name,
                 service_account=weights.reader_account,
@@ -110,6 +127,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
                 provider=cluster.provider,
                 namespace=cluster.namespace,
                 autoscaled=cfg.gemma_idle_minutes > 0,
+                pullable=mirror.pullable,
             ),
         )
         if cfg.gemma_idle_minutes > 0:

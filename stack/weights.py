@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
@@ -135,6 +135,8 @@ class WeightsArgs:
     cluster: pulumi.Resource
     provider: k8s.Provider
     namespace: pulumi.Resource
+    # What must exist before the pod pulls `image` (the mirror and the nodes' right to read it).
+    pullable: list[pulumi.Resource] = field(default_factory=list)
 
 
 def model_dir(model: str) -> str:
@@ -212,7 +214,7 @@ class Weights(pulumi.ComponentResource):
         )
         uid = pod_security.MODEL_UID
         egress.public_https_only(JOB, kube.selector_labels(JOB), labels, child)
-        needs: list[pulumi.Resource] = [writer, writer_role]
+        needs: list[pulumi.Resource] = [writer, writer_role, *args.pullable]
         # The token as a file (stack/pod_security.py), when there is one: public models need none.
         token_volumes: list[k8s.core.v1.VolumeArgs] = []
         token_mounts: list[k8s.core.v1.VolumeMountArgs] = []

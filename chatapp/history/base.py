@@ -3,7 +3,9 @@
 Layout (Firestore; SQLite keeps the same logical shape):
   chat_sessions/{session_id}                = {owner, title, created_at, updated_at, turns}
   chat_sessions/{session_id}/messages/{id}  = {role, content, model, created_at, seq, usage (replies only)}
-  chat_usage/{day}_{hash of owner}          = {owner, day, tokens, updated_at}   (tokens in + out per UTC day)
+  chat_usage/{day}_{hash of owner}          = {owner, day, tokens, updated_at, holds}   (tokens in + out per
+                                              UTC day; holds: reservations of requests in flight)
+  session_bindings/…, sign_in_failures/…    what replicas share (chatapp.history.shared)
 A turn (user message + reply) is written in ONE batch together with the session upsert and the increment of
 the owner's daily usage counter, with no reads.
 """

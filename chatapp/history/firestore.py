@@ -51,6 +51,7 @@ from chatapp.history.base import (
     title_of,
     valid_session_id,
 )
+from chatapp.history.firestore_shared import FirestoreShared
 
 SESSIONS = "chat_sessions"
 MESSAGES = "messages"
@@ -88,7 +89,7 @@ def _utc(moment: Any) -> datetime:
     )
 
 
-class FirestoreStore:
+class FirestoreStore(FirestoreShared):
     def __init__(
         self,
         project: str | None,

@@ -8,7 +8,6 @@ wait for the writer, and each turn is one short IMMEDIATE transaction, so writer
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -32,133 +31,8 @@ from chatapp.history.base import (
     title_of,
     valid_session_id,
 )
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY,
-    owner      TEXT,               -- NULL like a Firestore session doc written without owner: never listed
-    title      TEXT NOT NULL DEFAULT '',
-    created_at INTEGER,            -- microseconds since the epoch, UTC (exact round trip, sorts as a number)
-    updated_at INTEGER NOT NULL,
-    turns      INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_owner_updated ON sessions (owner, updated_at);
-CREATE TABLE IF NOT EXISTS messages (
-    session_id TEXT NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
-    seq        INTEGER NOT NULL,
-    role       TEXT NOT NULL,
-    content    TEXT NOT NULL,
-    model      TEXT,
-    created_at INTEGER NOT NULL,
-    tokens_in  INTEGER,            -- replies only: what the reply cost (see history.base.Usage)
-    tokens_out INTEGER,
-    tokens_estimated INTEGER,
-    images     TEXT,               -- JSON list of image references (id, mime_type, size) or NULL
-    PRIMARY KEY (session_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS daily_usage (
-    owner  TEXT NOT NULL,
-    day    TEXT NOT NULL,          -- UTC, YYYY-MM-DD
-    tokens INTEGER NOT NULL,
-    PRIMARY KEY (owner, day)
-) WITHOUT ROWID;
-"""
-
-# Columns added after the first release (table -> column definitions): a file created by an older version
-# gets them on open. tokens_*: what a reply cost (history.base.Usage); custom_title: a title the owner chose
-# (rename), NULL = the first message's title; unanswered: JSON of history.base.Unanswered, a message whose
-# reply failed; images: JSON of the user message's image references (history.base.images_json).
-ADDED_COLUMNS = {
-    "messages": ("tokens_in INTEGER", "tokens_out INTEGER", "tokens_estimated INTEGER", "images TEXT"),
-    "sessions": ("custom_title TEXT", "unanswered TEXT"),
-}
-_SLOT = 4_294_967_296  # search rowid = session key * _SLOT + seq; the title takes the slot's last number
-_TITLE_SEQ = _SLOT - 1
-
-TOKENIZER = "unicode61 remove_diacritics 2"
-# Full-text search (FTS5), kept in step with the tables by triggers, so every write path (a turn, a retried
-# turn rewriting its rows, undo, delete, rename) updates it in the same transaction. `messages` has no rowid
-# to point at, so each session gets a small integer key and a search row's rowid is key * 2^32 + seq: a
-# message's row is found by rowid, and a whole session's rows are one rowid range.
-# (Statements one by one: executescript would commit the transaction they run in. No OR IGNORE inside the
-# triggers: the conflict clause of the statement that fires a trigger, e.g. a turn's INSERT OR REPLACE,
-# overrides it and would replace a session's key.)
-SEARCH_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS search_keys (key INTEGER PRIMARY KEY, session_id TEXT NOT NULL UNIQUE);
-CREATE VIRTUAL TABLE IF NOT EXISTS search_index USING fts5(body, tokenize = '{TOKENIZER}');
-CREATE TRIGGER IF NOT EXISTS search_message_saved AFTER INSERT ON messages BEGIN
-    INSERT INTO search_keys (session_id) SELECT new.session_id
-     WHERE NOT EXISTS (SELECT 1 FROM search_keys WHERE session_id = new.session_id);
-    DELETE FROM search_index
-     WHERE rowid = (SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + new.seq;
-    INSERT INTO search_index (rowid, body)
-    VALUES ((SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + new.seq, new.content);
-END;
-CREATE TRIGGER IF NOT EXISTS search_message_removed AFTER DELETE ON messages BEGIN
-    DELETE FROM search_index
-     WHERE rowid = (SELECT key FROM search_keys WHERE session_id = old.session_id) * {_SLOT} + old.seq;
-END;
-CREATE TRIGGER IF NOT EXISTS search_title_added AFTER INSERT ON sessions BEGIN
-    INSERT INTO search_keys (session_id) SELECT new.session_id
-     WHERE NOT EXISTS (SELECT 1 FROM search_keys WHERE session_id = new.session_id);
-    INSERT INTO search_index (rowid, body)
-    VALUES ((SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + {_TITLE_SEQ},
-            COALESCE(new.custom_title, new.title));
-END;
-CREATE TRIGGER IF NOT EXISTS search_title_changed AFTER UPDATE OF title, custom_title ON sessions BEGIN
-    INSERT INTO search_keys (session_id) SELECT new.session_id
-     WHERE NOT EXISTS (SELECT 1 FROM search_keys WHERE session_id = new.session_id);
-    DELETE FROM search_index
-     WHERE rowid = (SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + {_TITLE_SEQ};
-    INSERT INTO search_index (rowid, body)
-    VALUES ((SELECT key FROM search_keys WHERE session_id = new.session_id) * {_SLOT} + {_TITLE_SEQ},
-            COALESCE(new.custom_title, new.title));
-END;
-CREATE TRIGGER IF NOT EXISTS search_session_removed AFTER DELETE ON sessions BEGIN
-    DELETE FROM search_index
-     WHERE rowid >= (SELECT key FROM search_keys WHERE session_id = old.session_id) * {_SLOT}
-       AND rowid < ((SELECT key FROM search_keys WHERE session_id = old.session_id) + 1) * {_SLOT};
-    DELETE FROM search_keys WHERE session_id = old.session_id;
-END;
-"""
-# A search's words as the index itself splits and folds them (punctuation, `_` included, separates words): the
-# prefix rule must be judged on what the index will match, not on the text typed (`_w_` is the word `w`).
-# Per connection, in its temp database (never written to the history file).
-QUERY_SCHEMA = (
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_query USING fts5(body, tokenize = '{TOKENIZER}')",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_query_words USING fts5vocab(temp, search_query, instance)",
-)
-
-# A file written before search existed: index what it already holds (once, when the index is created).
-SEARCH_BACKFILL = f"""
-INSERT OR IGNORE INTO search_keys (session_id) SELECT session_id FROM sessions;
-INSERT INTO search_index (rowid, body)
-    SELECT k.key * {_SLOT} + m.seq, m.content FROM messages m JOIN search_keys k USING (session_id);
-INSERT INTO search_index (rowid, body)
-    SELECT k.key * {_SLOT} + {_TITLE_SEQ}, COALESCE(s.custom_title, s.title)
-      FROM sessions s JOIN search_keys k USING (session_id);
-"""
-
-
-def _add_search(conn: sqlite3.Connection) -> None:
-    """Create the search index and its triggers, and index what an older file holds, in one transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        indexed = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'search_index'").fetchone()
-        for statement in _statements(SEARCH_SCHEMA):
-            conn.execute(statement)
-        if not indexed:
-            for statement in _statements(SEARCH_BACKFILL):
-                conn.execute(statement)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of a script whose statements each start on a new line with CREATE or INSERT."""
-    return [part.strip() for part in re.split(r";\n(?=CREATE |INSERT )", script.strip()) if part.strip()]
+from chatapp.history.sqlite_schema import ADDED_COLUMNS, QUERY_SCHEMA, SCHEMA, SLOT, TITLE_SEQ, add_search
+from chatapp.history.sqlite_shared import SqliteShared
 
 
 def _unanswered(raw: str | None) -> Unanswered | None:
@@ -183,7 +57,7 @@ def _moment(micros: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).replace(microsecond=rest)
 
 
-class SqliteStore:
+class SqliteStore(SqliteShared):
     def __init__(self, path: str | Path, *, busy_timeout_s: float = 10.0) -> None:
         if str(path) == ":memory:":
             raise StoreError("SqliteStore needs a file: each thread opens its own connection", transient=False)
@@ -203,7 +77,7 @@ class SqliteStore:
                 for column in columns:
                     if column.split()[0] not in have:
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-            _add_search(conn)  # after the columns: its triggers read custom_title
+            add_search(conn)  # after the columns: its triggers read custom_title
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
@@ -428,9 +302,9 @@ class SqliteStore:
                 # holding the maximum): the title if it matched (the highest rowid of a session), else the
                 # newest message that did.
                 "SELECT s.session_id, COALESCE(s.custom_title, s.title), s.created_at, s.updated_at, s.turns,"
-                f" MAX(search_index.rowid) % {_SLOT}, search_index.body"
+                f" MAX(search_index.rowid) % {SLOT}, search_index.body"
                 " FROM search_index"
-                f" JOIN search_keys k ON k.key = search_index.rowid / {_SLOT}"
+                f" JOIN search_keys k ON k.key = search_index.rowid / {SLOT}"
                 " JOIN sessions s ON s.session_id = k.session_id"
                 " WHERE search_index MATCH ? AND s.owner = ?"
                 " GROUP BY s.session_id ORDER BY s.updated_at DESC, s.session_id LIMIT ?",
@@ -441,7 +315,7 @@ class SqliteStore:
                 SessionSummary(
                     sid, owner, title, _moment(created if created is not None else updated), _moment(updated), turns
                 ),
-                "" if seq == _TITLE_SEQ else search.excerpt(words, body),
+                "" if seq == TITLE_SEQ else search.excerpt(words, body),
             )
             for sid, title, created, updated, turns, seq, body in rows
         ]

@@ -22,6 +22,8 @@ DOMAIN = "chat.example.com"
 CHAT_USERS = ("user:ada@example.com", "group:chat-team@example.com", "domain:example.org")
 IAP_CLIENT_ID = "1234-abc.apps.googleusercontent.com"
 IAP_CLIENT_SECRET = "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everLeak"
+# Where the stack's Docker Hub mirror serves images (stack/mirror.py; the dev stack's repository).
+DOCKER_HUB_MIRROR = f"{REGION}-docker.pkg.dev/{PROJECT}/hybrid-chat-dockerhub-dev"
 # The API groups of the custom resources (Gateway API, GKE policies, KEDA): not in kubernetes-validate's schemas.
 CUSTOM_GROUPS = ("gateway.networking.k8s.io", "networking.gke.io", "keda.sh")
 

@@ -22,6 +22,7 @@ def test_apis_enabled_and_kept_on_destroy(default_plan):
             "iam",
             "storage",
             "monitoring",
+            "containerfilesystem",  # image streaming (stack/mirror.py)
         )
     }
     assert all(s["inputs"]["disableOnDestroy"] is False and s["inputs"]["project"] == PROJECT for s in services)
@@ -83,6 +84,17 @@ def test_session_list_composite_index(default_plan):
     assert index["skipWait"] is False
 
 
+def test_collections_that_expire_have_a_ttl_policy_on_the_field_the_chat_writes(default_plan):
+    from chatapp.history.shared import BINDINGS, SIGN_IN_FAILURES
+
+    fields = default_plan.of_type("gcp:firestore/field:Field")
+    assert sorted(f["inputs"]["collection"] for f in fields) == sorted([BINDINGS, SIGN_IN_FAILURES])
+    for field in fields:
+        inputs = field["inputs"]
+        assert (inputs["project"], inputs["database"], inputs["field"]) == (PROJECT, "chat-app-db", "expires_at")
+        assert inputs["ttlConfig"] == {} and inputs["indexConfig"] == {}, inputs
+
+
 def test_workload_identity_grants_exactly_two_roles_to_the_chat_principal(default_plan):
     members = [m for m in default_plan.of_type("gcp:projects/iAMMember:IAMMember") if "chat-identity" in m["name"]]
     assert sorted(m["inputs"]["role"] for m in members) == ["roles/aiplatform.user", "roles/datastore.user"]
@@ -101,7 +113,7 @@ def test_no_token_creator_anywhere(default_plan):
 
 
 def test_registry_and_image_pushed_with_an_access_token(default_plan):
-    repository = default_plan.one("gcp:artifactregistry/repository:Repository")["inputs"]
+    repository = default_plan.one("gcp:artifactregistry/repository:Repository", "chat-image")["inputs"]
     assert repository["format"] == "DOCKER"
     assert repository["location"] == REGION
     image = default_plan.one("docker:index/image:Image")["inputs"]
@@ -123,6 +135,9 @@ def test_chat_runs_the_pushed_digest(default_plan):
 
 def test_prebuilt_image_skips_registry_and_build(scaled_plan):
     assert not scaled_plan.of_type("docker:index/image:Image")
-    assert not scaled_plan.of_type("gcp:artifactregistry/repository:Repository")
+    # The chat's repository; the vLLM mirror (stack/mirror.py) stays.
+    assert not [
+        r for r in scaled_plan.of_type("gcp:artifactregistry/repository:Repository") if r["name"] == "chat-image"
+    ]
     container = scaled_plan.manifest("Deployment", "chat")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "example.com/chat@sha256:" + "1" * 64 == scaled_plan.outputs["image"]

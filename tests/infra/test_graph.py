@@ -8,6 +8,7 @@ COMPONENTS = {
     "Firestore",
     "WorkloadIdentity",
     "ChatImage",
+    "DockerHubMirror",
     "Weights",
     "Media",
     "Gemma",
@@ -18,7 +19,7 @@ COMPONENTS = {
     "FrontDoor",
 }
 EXPECTED = {
-    "gcp:projects/service:Service": 11,
+    "gcp:projects/service:Service": 12,
     "gcp:compute/network:Network": 1,
     "gcp:compute/subnetwork:Subnetwork": 1,
     "gcp:serviceaccount/account:Account": 1,
@@ -27,9 +28,11 @@ EXPECTED = {
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/document:Document": 1,
     "gcp:firestore/index:Index": 1,
-    "gcp:projects/iAMMember:IAMMember": 4,  # the chat's two roles, the node account's, KEDA's monitoring.viewer
-    "gcp:artifactregistry/repository:Repository": 1,
-    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
+    "gcp:firestore/field:Field": 2,  # TTL on session_bindings and sign_in_failures
+    # The chat's two roles, the node account's two (image streaming's), KEDA's monitoring.viewer.
+    "gcp:projects/iAMMember:IAMMember": 5,
+    "gcp:artifactregistry/repository:Repository": 2,  # the chat's images, the Docker Hub mirror
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 2,
     "gcp:storage/bucket:Bucket": 2,  # the model weights, the chat's images
     "gcp:storage/bucketIAMMember:BucketIAMMember": 3,
     "gcp:monitoring/dashboard:Dashboard": 1,

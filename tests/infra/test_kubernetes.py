@@ -10,7 +10,7 @@ from stack.chat import display_name
 from stack.gemma import server_args
 from stack.mocks import FAKE_PROJECT_NUMBER
 from stack.presets import DEFAULT_PRESET, PRESETS
-from tests.infra.rendering import HF_TOKEN, PROJECT, fingerprint
+from tests.infra.rendering import DOCKER_HUB_MIRROR, HF_TOKEN, PROJECT, fingerprint
 
 # GKE's REGULAR channel runs about 1.33; the newest schema catches fields that have since been removed.
 KUBERNETES_VERSIONS = ("1.33.0", kubernetes_validate.latest_version())
@@ -37,8 +37,9 @@ def test_every_manifest_is_valid(which, version, request):
 
 def test_gemma_runs_the_default_preset_on_the_pinned_openai_server(default_plan):
     (container,) = pod(default_plan, "gemma")["containers"]
-    # Gemma 4 needs >= 0.19; 0.27.x fails to start it. Pulled by digest, so the tag cannot move under it.
-    assert container["image"] == "vllm/vllm-openai:v0.26.0@" + PRESETS[DEFAULT_PRESET].digest
+    # Gemma 4 needs >= 0.19; 0.27.x fails to start it. Pulled by digest, so the tag cannot move under it, from
+    # the project's mirror of Docker Hub (stack/mirror.py).
+    assert container["image"] == f"{DOCKER_HUB_MIRROR}/vllm/vllm-openai:v0.26.0@" + PRESETS[DEFAULT_PRESET].digest
     assert container["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
     args = container["args"]
     # The copy in the bucket, served under the Hugging Face id the chat asks for.

@@ -8,7 +8,9 @@ import posixpath
 
 import pytest
 
-from stack import pod_security
+from stack import gemma, pod_security
+from stack.gemma import GemmaArgs
+from stack.presets import DEFAULT_PRESET, PRESETS
 from stack.weights import COPY_SCRIPT
 
 WORKLOADS = [("Deployment", "chat"), ("Deployment", "gemma"), ("Job", "weights-copy")]
@@ -97,3 +99,23 @@ def test_the_job_reaches_only_dns_metadata_and_public_https(default_plan):
             excluded = [ipaddress.ip_network(e) for e in peer["ipBlock"].get("except", [])]
             for address in (a for a in inside if a.version == block.version and a in block):
                 assert any(address in e for e in excluded), f"443 open to {address} (pods, nodes, the VPC)"
+
+
+def test_gemmas_containers_leave_security_and_caches_to_pod_security():
+    # stack/pod_security.py replaces these on the way into the Deployment; a value set in stack/gemma.py too is a
+    # second source that reads as if it mattered (the old HF_HOME=/tmp/huggingface did not).
+    args = GemmaArgs(
+        preset=PRESETS[DEFAULT_PRESET],
+        image=PRESETS[DEFAULT_PRESET].image_ref,
+        spot=False,
+        bucket="b",
+        service_account="sa",
+        readable=[],
+        checksum_key="k",
+        provider=None,  # type: ignore[arg-type]  # unused by the container builders
+        namespace=None,  # type: ignore[arg-type]
+    )
+    for container in (gemma._container(args), gemma._wait_for_weights(args)):
+        assert container.security_context is None, container.name
+        names = {var.name for var in container.env or []}
+        assert not names & pod_security.VLLM_CACHE_ENV.keys(), (container.name, names)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,11 @@ def test_the_default_image_is_pulled_by_digest():
     default = PRESETS[DEFAULT_PRESET]
     assert default.digest
     assert default.image_ref == f"{default.image}@{default.digest}"
+
+
+def test_the_gemma_4_presets_differ_only_in_model_size():
+    # One base (stack/presets.py gemma4_qat_on_l4): a fix to the image, window or parser reaches both.
+    small, large = PRESETS["gemma4-12b-qat"], PRESETS["gemma4-31b-qat"]
+    size = ("model", "gpus", "weights_gb")
+    assert {f: getattr(small, f) for f in size} != {f: getattr(large, f) for f in size}
+    assert replace(small, **{f: getattr(large, f) for f in size}) == large

@@ -9,7 +9,7 @@ from stack import gemma, kube, names, weights
 from stack.config import minimum_gpus
 from stack.mocks import FAKE_PROJECT_NUMBER
 from stack.presets import DEFAULT_PRESET, PRESETS, VLLM_GEMMA4_DIGEST
-from tests.infra.rendering import HF_TOKEN, PROJECT, REGION, config_args, plan, run_render
+from tests.infra.rendering import DOCKER_HUB_MIRROR, HF_TOKEN, PROJECT, REGION, config_args, plan, run_render
 
 CHECKSUM = kube.CHECKSUM_ANNOTATION
 
@@ -75,9 +75,12 @@ def test_nodes_run_as_a_dedicated_account_with_the_minimal_role(default_plan):
     assert defaults == {"serviceAccount": email, "oauthScopes": ["https://www.googleapis.com/auth/cloud-platform"]}
     role = p.one("gcp:projects/iAMMember:IAMMember", "cluster-nodes-role")["inputs"]
     assert (role["role"], role["member"]) == ("roles/container.defaultNodeServiceAccount", f"serviceAccount:{email}")
-    reader = p.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")["inputs"]
-    assert (reader["role"], reader["member"]) == ("roles/artifactregistry.reader", f"serviceAccount:{email}")
-    assert reader["repository"] == p.one("gcp:artifactregistry/repository:Repository")["inputs"]["repositoryId"]
+    for repository in ("chat-image", "vllm-mirror"):
+        reader = p.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember", f"{repository}-node-reader")
+        inputs = reader["inputs"]
+        assert (inputs["role"], inputs["member"]) == ("roles/artifactregistry.reader", f"serviceAccount:{email}")
+        repository_id = p.one("gcp:artifactregistry/repository:Repository", repository)["inputs"]["repositoryId"]
+        assert inputs["repository"] == repository_id
     # Nodes come up with their role already granted, and each resource waits for its API.
     assert p.depends_on(
         "gcp:container/cluster:Cluster", "cluster", "gcp:projects/iAMMember:IAMMember", "cluster-nodes-role"
@@ -170,13 +173,15 @@ def test_a_hugging_face_id_with_explicit_gpus_and_arguments():
         {"gemmaModel": "google/gemma-4-e4b-it", "gemmaGpus": "1", "gemmaVllmArgs": '["--max-model-len=8192"]'}
     )
     (container,) = pod(custom, "Deployment", "gemma")["spec"]["containers"]
-    assert container["image"] == "vllm/vllm-openai:v0.26.0@" + VLLM_GEMMA4_DIGEST  # the default image, pinned
+    # The default image, pinned, through the project's mirror of Docker Hub.
+    assert container["image"] == f"{DOCKER_HUB_MIRROR}/vllm/vllm-openai:v0.26.0@" + VLLM_GEMMA4_DIGEST
     assert "--served-model-name=google/gemma-4-e4b-it" in container["args"]
     assert "--max-model-len=8192" in container["args"] and "--tensor-parallel-size=1" in container["args"]
     # A preset's model id is that preset (a stack that set the id before presets keeps its arguments).
     seed = plan({"gemmaModel": "google/gemma-3-12b-it"})
     (container,) = pod(seed, "Deployment", "gemma")["spec"]["containers"]
-    assert container["image"] == PRESETS["gemma3-12b"].image and "--max-model-len=8192" in container["args"]
+    assert container["image"] == f"{DOCKER_HUB_MIRROR}/{PRESETS['gemma3-12b'].image}"
+    assert "--max-model-len=8192" in container["args"]
 
 
 def test_other_new_keys_are_validated():

@@ -15,7 +15,7 @@ def test_renders_the_dev_stack_offline():
     result = run_render()
     assert result.returncode == 0, result.stderr
     header, _, documents = result.stdout.partition("\n---\n")
-    assert "# 66 resources" in header
+    assert "# 72 resources" in header
     # Optional: without it there is no token Secret, and the weights Job downloads anonymously.
     assert "hybrid-chat:hfToken is not set: the weights Job downloads without a token" in header
     assert "kubeconfig: [secret]" in header
@@ -60,7 +60,9 @@ def test_make_plan_shows_todays_models_and_gkes_rules():
     (vllm,) = gemma["spec"]["template"]["spec"]["containers"]
     assert "--served-model-name=google/gemma-4-" in " ".join(vllm["args"])
     assert "/usr/local/nvidia/lib64" in {e["name"]: e.get("value") for e in vllm["env"]}["LD_LIBRARY_PATH"]
-    assert re.fullmatch(r"vllm/vllm-openai:v[\d.]+@sha256:[0-9a-f]{64}", vllm["image"])  # by digest (issue 20)
+    # By digest (issue 20), from the stack's mirror of Docker Hub (issue 18, fast wake-up).
+    mirror = r"[a-z0-9-]+-docker\.pkg\.dev/my-gcp-project/hybrid-chat-dockerhub-dev/"
+    assert re.fullmatch(mirror + r"vllm/vllm-openai:v[\d.]+@sha256:[0-9a-f]{64}", vllm["image"])
     volumes = [
         v["name"]
         for m in manifests

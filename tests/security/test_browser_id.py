@@ -127,12 +127,16 @@ def test_ids_minted_with_another_key_are_refused(tmp_path: Path):
     assert load_key("s" * 32, key_file) == b"s" * 32
 
 
-def test_the_session_map_forgets_the_oldest_session_first():
-    owners = SessionOwners(capacity=3)
+def test_the_session_map_forgets_only_ids_no_longer_in_use():
+    clock = [0.0]
+    owners = SessionOwners(capacity=3, live_s=60, clock=lambda: clock[0])
     for key in ("first", "second", "third"):
         assert owners.claim(key, "user:ada")
+    assert not owners.claim("fourth", "user:ada")  # full of ids in use: a new one waits, none is evicted
+    clock[0] = 30
     assert owners.claim("first", "user:ada")  # still in use: now the most recent
-    assert owners.claim("fourth", "user:ada")  # over capacity: "second" is the oldest
+    clock[0] = 70
+    assert owners.claim("fourth", "user:ada")  # "second" was idle longest, and past live_s
     assert owners.owner("second") is None
     assert [owners.owner(k) for k in ("first", "third", "fourth")] == ["user:ada"] * 3
     assert not owners.claim("first", "user:bob")
