@@ -27,7 +27,8 @@ from chatapp.browser_id import BrowserIds, cookie_header
 from chatapp.iap import HEADER as IAP_HEADER
 from chatapp.iap import AssertionRefused, IapVerifier
 
-log = logging.getLogger(__name__)
+# The front door logs its refusals under one name, whichever layer refuses.
+log = logging.getLogger("chatapp.web")
 
 
 class NotSignedIn(gr.Error):

@@ -12,7 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatapp.asgi_io import read_body, refuse, replay
 from chatapp.login_limits import BadLoginForm, LoginLimiter, client_address, login_user_name
 
-log = logging.getLogger(__name__)
+# The front door logs its refusals under one name, whichever layer refuses.
+log = logging.getLogger("chatapp.web")
 
 
 class LoginGate:

@@ -17,7 +17,8 @@ from chatapp.asgi_io import json_object, read_body, refuse, replay, set_content_
 from chatapp.gradio_compat import EVENT_ANSWERS, QUERY_IDS, Access
 from chatapp.session_owners import SessionOwners
 
-log = logging.getLogger(__name__)
+# The front door logs its refusals under one name, whichever layer refuses.
+log = logging.getLogger("chatapp.web")
 
 # An answer longer than this is not `{"event_id": …}`: it is passed on as it comes.
 MAX_EVENT_ANSWER_BYTES = 64 * 1024
