@@ -17,6 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
+from chatapp import defaults
 from chatapp.conversation import Message
 from chatapp.json_body import DataUrl, JsonBody
 from chatapp.models.base import GenerationParams, ModelError, ModelOptions, ModelUnavailable, ReplyStats, StreamCut
@@ -61,10 +62,10 @@ class OpenAICompatModel:
         base_url: str,
         model_id: str,
         *,
-        timeout_s: float = 120.0,
+        timeout_s: float = defaults.CHAT_REQUEST_TIMEOUT_S,
         connect_timeout_s: float = 5.0,
         retry_budget_s: float = 12.0,
-        max_connections: int = 64,
+        max_connections: int = defaults.CHAT_CONCURRENCY,
     ) -> None:
         """`timeout_s` is the longest silence tolerated (before the first byte or between chunks);
         `retry_budget_s` bounds the total time spent waiting out 429s before reporting them."""
