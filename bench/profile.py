@@ -4,6 +4,8 @@
     python -m bench.profile              # prints the top frames by own time and the top chatapp frames
     python -m bench.profile --raw out.txt  # also keeps py-spy's collapsed stacks
     python -m bench.profile --from-raw out.txt  # summarizes kept stacks again
+    python -m bench.profile --burst        # only the 100 at one instant (after the same warm-up)
+    python -m bench.profile --burst --route light  # the same through the light route, /api/chat
 
 py-spy attaches with ptrace (root, or kernel.yama.ptrace_scope=0). Idle threads (a thread pool waiting for
 work, the event loop in `select`) are dropped (`--idle` off), so the figures are CPU samples.
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.processes import chat, fake_model_server
-from bench.streaming import LABEL, MODEL, _chat_once, _run
+from bench.streaming import LABEL, MODEL, ROUTES, _run
 
 RATE_HZ = 50  # low enough that py-spy itself costs the 2-core machine little
 # Leaves where a thread waits rather than works, though py-spy counts it active: a blocking socket read (a
@@ -89,7 +91,7 @@ def summarize(raw: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
     }
 
 
-def profile(duration_s: float = 0.0, raw_path: Path | None = None) -> dict:
+def profile(raw_path: Path | None = None, burst_only: bool = False, route: str = "chat") -> dict:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not os.path.exists(spy):
         raise SystemExit("py-spy is missing: `make venv` installs it (a dev dependency)")
@@ -100,7 +102,8 @@ def profile(duration_s: float = 0.0, raw_path: Path | None = None) -> dict:
         ) as app,
         tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp,
     ):
-        _run(_chat_once, app.url, 100)  # warm-up, as the bench does
+        call = ROUTES[route][1]
+        _run(call, app.url, 100)  # warm-up, as the bench does
         out = Path(tmp, "raw.txt")
         spy_process = subprocess.Popen(
             [spy, "record", "--format", "raw", "--rate", str(RATE_HZ), "--pid", str(app.process.pid),
@@ -108,8 +111,9 @@ def profile(duration_s: float = 0.0, raw_path: Path | None = None) -> dict:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         time.sleep(1.0)  # py-spy attaching; not a test, a few lost samples change nothing
-        _run(_chat_once, app.url, 100, 2.5)
-        _run(_chat_once, app.url, 100)
+        if not burst_only:
+            _run(call, app.url, 100, 2.5)
+        _run(call, app.url, 100)
         spy_process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
         _, err = spy_process.communicate(timeout=60)
         if not out.exists():
@@ -124,8 +128,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks in this file")
     parser.add_argument("--from-raw", type=Path, help="summarize a file kept by --raw instead of profiling")
+    parser.add_argument("--burst", action="store_true", help="profile only the 100 started at one instant")
+    parser.add_argument("--route", choices=["chat", "light"], default="chat", help="/chat (Gradio) or /api/chat")
     args = parser.parse_args()
-    figures = summarize(args.from_raw.read_text()) if args.from_raw else profile(raw_path=args.raw)
+    figures = (
+        summarize(args.from_raw.read_text())
+        if args.from_raw
+        else profile(raw_path=args.raw, burst_only=args.burst, route=args.route)
+    )
     print(f"{figures['samples']} samples of the chat process at {RATE_HZ} Hz, {figures['busy_samples']} not waiting")
     for key, title in (
         ("packages", "CPU by package (own samples)"),

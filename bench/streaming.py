@@ -1,4 +1,6 @@
-"""Concurrency and time-to-first-token through `/chat`, against a model server streaming at a fixed rate.
+"""Concurrency and time-to-first-token through `/chat`, against a model server streaming at a fixed rate: the
+chat's Gradio route, the chat's light route (`POST /api/chat`, chatapp.api_stream) and the bare Gradio app of
+the same shape (bench.bare_gradio), in the same run.
 
 Calls use Gradio's documented REST form of the `/chat` endpoint (POST /gradio_api/call/chat, then its event
 stream) rather than `gradio_client`: 32 or 100 gradio_client instances in the benchmark's own process cost more
@@ -44,6 +46,30 @@ def _chat_once(url: str, i: int) -> tuple[float, float]:
                 ):
                     first = time.perf_counter() - started
     return first, time.perf_counter() - started
+
+
+def _light_once(url: str, i: int) -> tuple[float, float]:
+    """The same through the chat's light route: one POST, NDJSON lines back."""
+    started = time.perf_counter()
+    body = {"message": f"Message {i}", "model": LABEL, "temperature": 0.7, "top_p": 0.95, "max_tokens": 256}
+    first = float("nan")
+    with requests.Session() as session, session.post(f"{url}/api/chat", json=body, stream=True, timeout=120) as answer:
+        if answer.status_code != 200:
+            raise RuntimeError(f"/api/chat failed: {answer.status_code} {answer.text[:200]}")
+        for line in answer.iter_lines():
+            if first != first and line.startswith(b'{"delta"'):
+                first = time.perf_counter() - started
+            elif line.startswith(b'{"done"') and json.loads(line)["notice"]:
+                raise RuntimeError(f"/api/chat failed: {line!r}")
+    return first, time.perf_counter() - started
+
+
+# What each measured app is: its base URL's key in `_apps` and the call that times one reply through it.
+ROUTES: dict[str, tuple[str, Callable[[str, int], tuple[float, float]]]] = {
+    "chat": ("chat", _chat_once),  # the chat through Gradio's /chat
+    "light": ("chat", _light_once),  # the same chat process through /api/chat
+    "bare": ("bare", _chat_once),  # the bare Gradio app
+}
 
 
 def _direct_once(base_url: str, _: int) -> tuple[float, float]:
@@ -103,13 +129,13 @@ def concurrency(
     chat and for the bare Gradio app, rounds interleaved so both see the same machine."""
     figures: dict[str, dict[str, float]] = {}
     with fake_model_server(tokens_per_s, reply_tokens) as model_url, _apps(model_url) as apps:
-        for url in apps.values():
-            _run(_chat_once, url, n)  # warm-up: the first burst also starts the server's worker threads
-        times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in apps}
+        for app, call in ROUTES.values():
+            _run(call, apps[app], n)  # warm-up: the first burst also starts the server's worker threads
+        times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in ROUTES}
         for _ in range(rounds):
-            for name, url in apps.items():
-                times[name][0].append(_run(_chat_once, url, 1)[0])
-                times[name][1].append(_run(_chat_once, url, n)[0])
+            for name, (app, call) in ROUTES.items():
+                times[name][0].append(_run(call, apps[app], 1)[0])
+                times[name][1].append(_run(call, apps[app], n)[0])
     for name, (ones, manys) in times.items():
         one, many = statistics.median(ones), statistics.median(manys)
         figures[name] = {"one_s": one, "many_s": many, "ratio": many / one, "n": n}
@@ -129,14 +155,14 @@ def first_token_overhead(
     # Room for all n at once: with the default 64 the rest would queue, which is a capacity figure, not
     # streaming overhead.
     with fake_model_server(tokens_per_s, reply_tokens) as model_url, _apps(model_url, n) as apps:
-        for url in apps.values():
-            _run(_chat_once, url, n)  # warm-up, as above
+        for app, call in ROUTES.values():
+            _run(call, apps[app], n)  # warm-up, as above
         for name, spread in (("steady", spread_s), ("burst", 0.0)):
             _, direct = _run(_direct_once, model_url, n, spread)
             figures[name] = {}
-            for app, url in apps.items():
-                _, through_app = _run(_chat_once, url, n, spread)
-                figures[name][app] = {
+            for route, (app, call) in ROUTES.items():
+                _, through_app = _run(call, apps[app], n, spread)
+                figures[name][route] = {
                     "direct_p50_ms": 1000 * statistics.median(direct),
                     "direct_p95_ms": 1000 * percentile(direct, 95),
                     "overhead_p50_ms": 1000 * (statistics.median(through_app) - statistics.median(direct)),

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from chatapp.gradio_compat import Access, gradio_routes, route_pattern
 
+# The light streaming route for API clients (chatapp.api_stream), beside Gradio's queue.
+API_CHAT = "/api/chat"
 # This app's own routes (server.py); every Gradio route is in `gradio_compat`.
 OWN_ROUTES = {
     ("GET", "/healthz"): Access.OPEN,
     ("GET", "/readyz"): Access.OPEN,
     ("GET", "/media/{conversation_id}/{image_id}"): Access.CALLER,
+    ("POST", API_CHAT): Access.CALLER,  # the light streaming route (chatapp.api_stream); it checks the rest
 }
 # Health checks (Google's and the kubelet's) carry no credentials in any mode.
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from chatapp import gradio_compat
+from chatapp import api_stream, gradio_compat, metrics
 from chatapp.browser_id import BrowserIds, load_key
 from chatapp.cancels import OneCancelAtATime
 from chatapp.chat import ChatService
@@ -75,7 +75,9 @@ def _key_file(settings: Settings) -> Path:
 def create_app(settings: Settings, store: ChatStore | None = None, media: MediaStore | None = None) -> FastAPI:
     """Build the whole service; `store` and `media` may be given by tests that already hold them."""
     # Every read and write goes through the retrying wrapper, so a reload shows turns still waiting to be saved.
-    history = RetryingStore(store or open_store(settings))
+    history = RetryingStore(
+        store or open_store(settings), on_saved=metrics.count_late_save, on_dropped=metrics.count_dropped_turn
+    )
     media = media or open_media(settings)
     uploads = UploadRegistry()
     models = build_models(settings)
@@ -158,6 +160,9 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
         # Not kept by the browser: after a delete or a sign-out the image must be gone from this device too.
         headers = {"Cache-Control": "no-store", "Content-Disposition": "inline"}
         return Response(data, media_type=mime, headers=headers)
+
+    # The light streaming route for API clients (beside Gradio's queue), before Gradio's mount at / takes all paths.
+    app.add_route(api_stream.ROUTE, api_stream.ApiChat(conversations, settings.concurrency), methods=["POST"])
 
     # No cross-origin access at all: with Starlette's CORS middleware on the parent app, Gradio's own (which echoes
     # a foreign Origin with credentials allowed) steps aside.

@@ -168,11 +168,6 @@ class RetryingStore:
         with self._cond:
             return len(self._queue)
 
-    def is_pending(self, session_id: str, index: int) -> bool:
-        """Whether that turn is still waiting to be saved (the UI can poll this instead of a callback)."""
-        with self._cond:
-            return any(t.session_id == session_id and t.index == index for t in self._queue)
-
     def flush(self, timeout: float | None = None) -> bool:
         """Retry now and wait until nothing is queued or `timeout` passes. True = all saved."""
         deadline = None if timeout is None else time.monotonic() + timeout
