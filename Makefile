@@ -58,6 +58,7 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.local-model
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.cost
 
 # mutmut over the modules that carry security and data promises, each with its own fast tests (bench/mutation_score.py):
 # a score per module and every surviving mutant. Minutes per module, so not in make test;

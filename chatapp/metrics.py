@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Enum, Gauge, Histogram, start_http_server
 
 # Time to first token: a loaded GPU answers in well under a second, a cold or queued one in tens of seconds.
 FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -46,8 +46,27 @@ SELF_HOSTED_WANTED = Counter(
     "chat_self_hosted_wanted",
     "Turns that wanted the self-hosted model: chosen directly, or through Auto (whichever model then answered).",
 )
+# How long the self-hosted server took to wake from zero, from the first turn that wanted it while it was down to
+# its first healthy answer or status check (chatapp.models.waking): seconds to tens of minutes on GPUs.
+WAKE_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 420.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0)
+SELF_HOSTED_WAKE = Histogram(
+    "chat_self_hosted_wake_seconds",
+    "Seconds the self-hosted model server took to wake up, as this replica waited for it.",
+    buckets=WAKE_BUCKETS,
+)
+WAKE_STATES = ("unknown", "ready", "asleep", "waking", "failing")
+SELF_HOSTED_STATE = Enum(
+    "chat_self_hosted_state",
+    "The self-hosted model server as this replica sees it: asleep (down, nobody asked), waking (asked), ready, "
+    "failing (reachable but erring) or unknown (not checked yet).",
+    states=list(WAKE_STATES),
+)
 STREAMS_IN_FLIGHT = Gauge("chat_streams_in_flight", "Replies being streamed right now.", ["model"])
 UNSAVED_TURNS = Gauge("chat_unsaved_turns", "Turns kept in memory because the history store did not take them yet.")
+# What became of those turns: saved by a retry, or dropped because the store refused them for good (an alert:
+# a person was told "not saved yet, will retry" and the retry can never succeed).
+LATE_SAVES = Counter("chat_turns_saved_late", "Turns the history store took on a retry, after the reply ended.")
+DROPPED_TURNS = Counter("chat_turns_dropped", "Queued turns the history store refused for good (never saved).")
 
 
 def record_turn(
@@ -72,6 +91,14 @@ def record_turn(
 def watch_unsaved(count: Callable[[], int]) -> None:
     """Read the number of unsaved turns at each scrape, from the one place that owns it (the retrying store)."""
     UNSAVED_TURNS.set_function(count)
+
+
+def count_late_save(_turn: object) -> None:
+    LATE_SAVES.inc()
+
+
+def count_dropped_turn(_turn: object, _error: object) -> None:
+    DROPPED_TURNS.inc()
 
 
 def serve(host: str, port: int) -> None:

@@ -6,6 +6,10 @@ servers one probe per interval, not a hundred. A model's `check` also asks its p
 id exists, so a retired id shows in the model list ("retired or unknown model id …: set …") and in the log
 before anyone sends a message. Since when a model has been unavailable is exported on /metrics
 (`chat_model_unavailable_since_seconds`), which `python -m chatapp.doctor` reads.
+
+A self-hosted server that scales to zero (chatapp.models.waking) is listed as asleep, waking up (asked N s ago;
+usually ready in about M min) or ready. While it is waking, it is checked every WAKING_CHECK_S instead: the first
+healthy check ends the wake-up (and its measurement), and Auto sends the next message to it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,15 @@ from collections.abc import Mapping
 from prometheus_client import Gauge
 
 from chatapp.models.base import ChatModel
+from chatapp.models.waking import READY, WAKING, tracker_of
 
 log = logging.getLogger(__name__)
+
+# How often a waking server is checked: how late after it is ready the chat notices, and how much a measured
+# wake-up can overstate it.
+WAKING_CHECK_S = 2.0
+# The status thread's heartbeat: how soon it notices that a turn started a wake-up.
+_SLICE_S = 0.25
 
 UNAVAILABLE_SINCE = Gauge(
     "chat_model_unavailable_since_seconds",
@@ -79,10 +90,24 @@ class ModelStatus:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.refresh()
-            self._stop.wait(self._interval_s)
+            checked = time.monotonic()
+            while not self._stop.wait(_SLICE_S):
+                waited = time.monotonic() - checked
+                if waited >= self._interval_s or (waited >= WAKING_CHECK_S and self._waking()):
+                    break
+
+    def _waking(self) -> bool:
+        return any((t := tracker_of(m)) is not None and t.state == WAKING for m in self._models.values())
 
     def markdown(self) -> str:
         lines = []
         for label, reason in self.snapshot().items():
-            lines.append(f"- 🟢 **{label}**" if reason is None else f"- 🔴 **{label}**: {reason}")
+            tracker = tracker_of(self._models.get(label))
+            wake = tracker.status_line() if tracker is not None else None
+            if wake is not None:  # asleep or waking, said as such (the tracker may know better than the cache)
+                lines.append(f"- {wake}")
+            elif reason is None or (tracker is not None and tracker.state == READY):
+                lines.append(f"- 🟢 **{label}**" + (": ready" if tracker is not None else ""))
+            else:
+                lines.append(f"- 🔴 **{label}**: {reason}")
         return "\n".join(lines)

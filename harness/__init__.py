@@ -5,6 +5,7 @@
     harness.rpc_counter         counts the RPCs a Firestore client sends
     harness.chat_process        the chat as a real process (`python -m chatapp`)
     harness.fakes               fault-injecting OpenAI-compatible and Vertex AI servers
+    harness.autoscaler          a stand-in for KEDA: starts and stops a model server on the chat's wake counter
 
 The pytest fixtures that wrap these live in tests/fixtures/.
 """

@@ -20,6 +20,7 @@ from chatapp.models.base import (
 )
 from chatapp.models.gemini import GeminiModel
 from chatapp.models.openai_compat import OpenAICompatModel
+from chatapp.models.waking import WakingModel, with_wake_tracking
 from chatapp.settings import Settings
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "OpenAICompatModel",
     "ReplyStats",
     "StreamCut",
+    "WakingModel",
     "build_models",
     "wants_self_hosted",
 ]
@@ -63,6 +65,7 @@ def build_models(settings: Settings) -> dict[str, ChatModel]:
     for build in PROVIDERS.values():
         model = build(settings)
         models[model.label] = model
+    models = with_wake_tracking(models, settings.gemini_label)  # the self-hosted server may be asleep
     combined = [m for build_combined in COMBINED.values() if (m := build_combined(settings, models)) is not None]
     return {**{m.label: m for m in combined}, **models}
 
@@ -71,4 +74,5 @@ def wants_self_hosted(model: ChatModel) -> bool:
     """Whether a turn on `model` asks for the self-hosted server: chosen directly, or Auto, which tries it first
     (even while it skips a server that is down or asleep: that turn is the demand that should wake it)."""
     first = model.primary if isinstance(model, AutoModel) else model
+    first = first.inner if isinstance(first, WakingModel) else first
     return isinstance(first, OpenAICompatModel)

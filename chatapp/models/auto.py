@@ -10,7 +10,10 @@ Which model answered is written into `ReplyStats.answered_by` before the first t
 can say so while the reply streams and store the model that actually answered.
 
 After an "unavailable" failure (down, loading), the self-hosted model is skipped for `skip_s`: a black-holed
-address costs a connect timeout per attempt, and a model loading for an hour answers 503 every time.
+address costs a connect timeout per attempt, and a model loading for an hour answers 503 every time. When the
+self-hosted entry tracks its wake state (chatapp.models.waking), that state decides instead: asleep or waking
+means Gemini at once, with "… is waking up (asked N s ago; usually ready in about M min)" as the reason, and the
+first turn after it is seen ready goes to it again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from chatapp.conversation import Message
 from chatapp.models.base import ChatModel, GenerationParams, ModelError, ModelUnavailable, ReplyStats, options_of
 from chatapp.models.gemini import GeminiModel
 from chatapp.models.openai_compat import OpenAICompatModel
+from chatapp.models.waking import ASLEEP, WAKING, Waking, WakingModel, tracker_of
 from chatapp.settings import Settings
 
 SKIP_AFTER_UNAVAILABLE_S = 15.0
@@ -57,6 +61,7 @@ class AutoModel:
         self._lock = threading.Lock()
         self._down_until = 0.0
         self._down_reason = ""
+        self._waking = tracker_of(primary)
 
     def __repr__(self) -> str:
         return f"AutoModel({self.label!r}, {self.primary!r}, {self.fallback!r})"
@@ -112,12 +117,19 @@ class AutoModel:
 
     # -- the self-hosted model's recent health -------------------------------------------------------------
     def _skipping(self) -> str | None:
+        if self._waking is not None:
+            if self._waking.state not in (ASLEEP, WAKING):
+                return None
+            self._waking.wanted()  # this turn is demand too: it starts the wake-up clock if none runs
+            return self._waking.because()
         with self._lock:
             if self._clock() < self._down_until:
                 return self._down_reason
         return None
 
     def _failed(self, exc: ModelError) -> str:
+        if isinstance(exc, Waking):
+            return exc.because  # whole: its parenthesis holds a ";" that short_reason would cut at
         why = short_reason(exc)
         if isinstance(exc, ModelUnavailable) and self.skip_s > 0:
             with self._lock:
@@ -129,7 +141,9 @@ class AutoModel:
 def build_auto(settings: Settings, models: Mapping[str, ChatModel]) -> AutoModel | None:
     """Auto over the configured self-hosted model and Gemini; None unless Gemini has credentials (falling back
     to a model that can only say "not configured" would help no one)."""
-    primary = models.get(settings.self_hosted_label)
+    entry = models.get(settings.self_hosted_label)
+    tracker = tracker_of(entry)
+    primary = entry.inner if isinstance(entry, WakingModel) else entry
     fallback = models.get(settings.gemini_label)
     if not isinstance(primary, OpenAICompatModel) or not isinstance(fallback, GeminiModel):
         return None
@@ -145,7 +159,9 @@ def build_auto(settings: Settings, models: Mapping[str, ChatModel]) -> AutoModel
         retry_budget_s=0.0,
         max_connections=settings.concurrency,
     )
-    return AutoModel(settings.auto_label, impatient, fallback)
+    # The same wake tracker as the menu entry's: one server, one state.
+    first = impatient if tracker is None else WakingModel(impatient, tracker)
+    return AutoModel(settings.auto_label, first, fallback)
 
 
 def _first_text(stream: Iterator[str]) -> str | None:

@@ -23,6 +23,7 @@ from google import genai
 from google.auth import exceptions as auth_errors
 from google.genai import errors, types
 
+from chatapp import defaults
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ModelError, ModelOptions, ModelUnavailable, ReplyStats, StreamCut
 from chatapp.models.transport_errors import CONNECT_ERRORS, TIMEOUT_ERRORS, TRANSPORT_ERRORS
@@ -118,7 +119,7 @@ class GeminiModel:
         model_id: str,
         *,
         location: str = "global",
-        timeout_s: float = 120.0,
+        timeout_s: float = defaults.CHAT_REQUEST_TIMEOUT_S,
         retry_budget_s: float = 12.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

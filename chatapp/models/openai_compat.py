@@ -17,6 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
+from chatapp import defaults
 from chatapp.conversation import Message
 from chatapp.json_body import DataUrl, JsonBody
 from chatapp.models.base import GenerationParams, ModelError, ModelOptions, ModelUnavailable, ReplyStats, StreamCut
@@ -32,6 +33,10 @@ _CUT_BECAUSE = {
     "abort": "the server aborted the request (restarting or scaling down?); try again",
     "content_filter": "its content filter stopped the reply",
 }
+
+# How `check` begins a reason that means "down or starting" (chatapp.models.waking reads it as asleep).
+NOT_REACHABLE = "not reachable"
+STILL_STARTING = "still starting"
 
 # Statuses a load balancer or a loading server answers while the model is not serving yet.
 _NOT_READY = {502, 503, 504}
@@ -57,10 +62,10 @@ class OpenAICompatModel:
         base_url: str,
         model_id: str,
         *,
-        timeout_s: float = 120.0,
+        timeout_s: float = defaults.CHAT_REQUEST_TIMEOUT_S,
         connect_timeout_s: float = 5.0,
         retry_budget_s: float = 12.0,
-        max_connections: int = 64,
+        max_connections: int = defaults.CHAT_CONCURRENCY,
     ) -> None:
         """`timeout_s` is the longest silence tolerated (before the first byte or between chunks);
         `retry_budget_s` bounds the total time spent waiting out 429s before reporting them."""
@@ -138,10 +143,10 @@ class OpenAICompatModel:
         try:
             response = self._session.get(f"{self.base_url}/models", timeout=(2.0, 2.0))
         except requests.RequestException as exc:
-            return f"not reachable ({_describe(exc)})"
+            return f"{NOT_REACHABLE} ({_describe(exc)})"
         with response:
             if response.status_code in _NOT_READY:
-                return f"still starting (HTTP {response.status_code})"
+                return f"{STILL_STARTING} (HTTP {response.status_code})"
             if response.status_code != 200:
                 return f"HTTP {response.status_code}: {_reason(response)}"
             served = served_models(response)

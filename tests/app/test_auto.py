@@ -57,7 +57,8 @@ def test_loading_self_hosted_model_is_answered_by_gemini_and_said_so(
     reply = chat(app.url, "hello", AUTO, session_hash=session).reply
     assert reply == (
         "You said: hello (1 messages in context)\n\n"
-        f"ℹ️ Answered by {GEMINI_LABEL} because {FAKE_LABEL} is still starting (HTTP 503: Loading model)"
+        f"ℹ️ Answered by {GEMINI_LABEL} because {FAKE_LABEL} is waking up (asked 0 s ago; usually ready in about "
+        "12 min, an estimate until one is measured here)"
     )
     rows = conversation_of(sqlite_path(app), session)
     assert [(role, model) for role, _, model, _ in rows] == [("user", None), ("assistant", GEMINI_LABEL)]

@@ -122,8 +122,8 @@ SELF_HOSTED_FAULTS = [
     # (mode, words the user sees, whether text came before the fault (kept and stored))
     pytest.param(
         "loading",
-        f"⚠️ {FAKE_LABEL} is still starting (HTTP 503: Loading model); switch to another model or try again in a "
-        "few minutes.",
+        # Starting = waking (chatapp.models.waking); the offer of Gemini that follows is tests/app/test_scale_to_zero's.
+        f"⚠️ {FAKE_LABEL} is waking up (asked 0 s ago; usually ready in about ",
         False,
         id="503-loading",
     ),
@@ -259,8 +259,9 @@ def test_self_hosted_server_down(start_app: Any, app_env: dict[str, str], fake_g
     session = new_session()
     outcome = fault_beside_partner(down.url, session, FAKE_LABEL, GEMINI_LABEL, lambda: 0)
     assert outcome.fault.reply == (
-        f"⚠️ {FAKE_LABEL} is not reachable (connection refused); it is probably still starting. Switch to "
-        "another model or try again in a few minutes."
+        f"⚠️ {FAKE_LABEL} is waking up (asked 0 s ago; usually ready in about 12 min, an estimate until one is "
+        f"measured here). {GEMINI_LABEL} can answer meanwhile: choose {GEMINI_LABEL} (or Auto) and send it again "
+        "(Retry)."
     )
     assert_partner_unaffected(outcome, GEMINI_LABEL, session)
     # The same conversation switches to Gemini and goes on; only that turn is stored.

@@ -52,15 +52,18 @@ def test_a_failed_message_survives_a_reload_and_can_be_retried(ui: ChatPage, fak
     ui.choose_model(SELF_HOSTED_LABEL)  # that model itself: an automatic choice would answer through another
     fake_model.mode = "loading"  # the model server answers 503 while it loads
     ui.send("Are you there?")
-    expect(ui.last_bot).to_contain_text("still starting")
+    expect(ui.last_bot).to_contain_text("is waking up")  # 503: starting, which scale to zero calls waking
     ui.wait_idle()
 
     ui.reload()
     expect(ui.user_messages).to_have_text(["Are you there?"])
-    expect(ui.last_bot).to_contain_text("still starting")  # the error is shown with it
+    expect(ui.last_bot).to_contain_text("is waking up")  # the error is shown with it
     expect(ui.sidebar_entry("Are you there?")).to_have_count(1)  # and the conversation is listed
 
     fake_model.mode = "normal"
+    # The reload chose the first model (Auto), which sends nothing to a server it last saw waking until a status
+    # check sees it ready (chatapp.models.waking): retry with the model itself, as the person had chosen.
+    ui.choose_model(SELF_HOSTED_LABEL)
     ui.retry()
     expect(ui.last_bot).to_have_text("You said: Are you there?")
     ui.wait_idle()

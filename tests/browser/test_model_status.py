@@ -63,11 +63,11 @@ def test_status_shows_the_self_hosted_model_reachable_then_unreachable(
     )
     ui = ChatPage(page, chat.url).open()
     # Right at page load, with no timer tick yet: the server checked when it started.
-    expect(ui.model_status).to_contain_text("🟢 Local model", timeout=5_000)
+    expect(ui.model_status).to_contain_text("🟢 Local model: ready", timeout=5_000)
     expect(ui.model_status).to_contain_text(f"🟢 {GEMINI_LABEL}")
 
     process.kill()  # the model server dies; its port is now dead
     process.wait()
-    expect(ui.model_status).to_contain_text("🔴 Local model: not reachable", timeout=STATUS_CHANGE_MS)
+    expect(ui.model_status).to_contain_text("💤 Local model: asleep (not reachable", timeout=STATUS_CHANGE_MS)
     expect(ui.model_status).to_contain_text(f"🟢 {GEMINI_LABEL}")
     ui.assert_server_up()

@@ -130,7 +130,9 @@ def test_registry_puts_auto_first_only_when_gemini_is_configured(monkeypatch, fa
     assert list(models) == ["Auto", SELF_HOSTED, GEMINI]
     auto = models["Auto"]
     assert isinstance(auto, AutoModel) and auto.fallback is models[GEMINI]
-    assert auto.primary.retry_budget_s == 0 and auto.primary.base_url == models[SELF_HOSTED].base_url
+    first, entry = auto.primary.inner, models[SELF_HOSTED].inner  # both track one wake state (chatapp.models.waking)
+    assert first.retry_budget_s == 0 and first.base_url == entry.base_url
+    assert auto.primary.waking is models[SELF_HOSTED].waking
     for name in ("GOOGLE_GENAI_USE_VERTEXAI", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     assert list(build_models(settings)) == [SELF_HOSTED, GEMINI]

@@ -1,6 +1,6 @@
 """The model registry: menu order, labels from settings, and no network or credentials needed to build."""
 
-from chatapp.models import PROVIDERS, GeminiModel, OpenAICompatModel, build_models
+from chatapp.models import PROVIDERS, GeminiModel, OpenAICompatModel, WakingModel, build_models
 from chatapp.settings import load_settings
 from tests.fixtures.model_servers import use_gemini_env
 
@@ -12,7 +12,8 @@ def test_build_models_keys_by_label_self_hosted_first(monkeypatch):
     )
     models = build_models(settings)
     assert list(models) == ["Local SmolLM2", "Gemini X"]
-    assert isinstance(models["Local SmolLM2"], OpenAICompatModel)
+    assert isinstance(models["Local SmolLM2"], WakingModel)  # tracks whether the server is asleep
+    assert isinstance(models["Local SmolLM2"].inner, OpenAICompatModel)
     assert isinstance(models["Gemini X"], GeminiModel)
     assert all(label == model.label for label, model in models.items())
     assert set(PROVIDERS) == {"openai_compat", "gemini"}
