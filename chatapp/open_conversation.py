@@ -6,8 +6,8 @@ whether it is stored yet. The page and the API both go through it (`accept`, the
 page → `OpenConversation` → `Conversations` → `ChatService` → models and history, and never back.
 
 It can always be rebuilt from what the browser sends (the id of the conversation on screen) plus the store:
-`recover` is what a replica that never saw the tab (or a tab whose state expired) does, checking the id
-against the caller like any other data.
+`recover` is what a replica that never saw the tab (or a tab whose state expired, or whose state is older than
+what the page shows) does, checking the id against the caller like any other data.
 """
 
 from __future__ import annotations
@@ -87,21 +87,31 @@ class OpenConversation:
 
     @classmethod
     def recover(
-        cls, conversations: Conversations, owner: str, shown: Any, notify: Callable[[str], None]
+        cls,
+        conversations: Conversations,
+        owner: str,
+        shown: Any,
+        notify: Callable[[str], None],
+        saved: bool = True,
+        announce: bool = True,
     ) -> OpenConversation:
         """The conversation a page shows (`shown`, from browser storage), rebuilt from the store when this
-        server holds nothing for the tab; `notify` tells the person what happened. Never another one silently:
-        a conversation that is gone (or not the caller's) starts a new one, and says so."""
+        server holds nothing for the tab, or holds an out-of-date copy; `notify` tells the person what happened
+        (`announce`: that it was reloaded; not for an out-of-date copy, since the page already shows what is
+        stored). Never another one silently: a conversation that is gone (or not the caller's) starts a new one,
+        and says so, unless the page says it was never `saved` (a new conversation: nothing was lost)."""
         if shown is None:
             return cls.start(conversations, owner)
         try:
             recovered = cls.open(conversations, owner, shown)
         except (InputError, NotFound):
-            notify(NOT_RECOVERED)
+            if saved:
+                notify(NOT_RECOVERED)
             return cls.start(conversations, owner)
         except ConversationError as exc:  # the store is unreachable: acting on an empty conversation would lie
             raise ConversationError(f"{exc} Reload the page to try again.") from None
-        notify(RECOVERED)
+        if announce:
+            notify(RECOVERED)
         return recovered
 
     @property

@@ -4,8 +4,9 @@ past conversations (search, rename, export), and the API (`/chat`, `/resume`, `/
 
 Split like Gradio's own ChatInterface: what is shown lives in `chatapp.ui_render`, the page's handlers in
 `chatapp.ui_handlers`, the API's in `chatapp.ui_api`; every handler works through the tab's `OpenConversation`
-(`chatapp.open_conversation`). The `gr.BrowserState` keeps only the id of the open conversation across page
-reloads (Gradio's session_hash changes on every load); the server checks that id like any other data.
+(`chatapp.open_conversation`). The `gr.BrowserState` keeps the id of the open conversation across page
+reloads (Gradio's session_hash changes on every load), with the key of the per-tab state that last served it
+(`Tab.shown`); the server checks both like any other data.
 """
 
 from __future__ import annotations
@@ -183,13 +184,18 @@ class ChatUI:
                 show_progress="hidden",
                 **private,
             )
-            replied = [tab, chatbot, sessions, textbox]
+            replied = [tab, chatbot, sessions, textbox, browser]
             streaming = sending.success(page.respond, [tab, *controls, thinking], replied, **private)
             # Send, Retry, Undo and Delete carry the conversation on screen (`browser`): a replica that never saw
             # this tab rebuilds it from the store instead of acting on an empty one (PageHandlers._tab). Queued,
             # so the toast saying so reaches the browser.
             retrying = chatbot.retry(
-                page.retry, [tab, browser, sequence], [tab, chatbot], js=SEND_JS % 2, show_progress="hidden", **private
+                page.retry,
+                [tab, browser, sequence],
+                [tab, chatbot, browser],
+                js=SEND_JS % 2,
+                show_progress="hidden",
+                **private,
             )
             restreaming = retrying.success(page.respond, [tab, *controls, thinking], replied, **private)
             # Not Gradio's `cancels`: see ui_render.Tab.stop_at. Unqueued, so it takes effect while replies stream.
@@ -197,7 +203,7 @@ class ChatUI:
             for replying in (streaming, restreaming):
                 replying.then(page.after_reply, [tab], [answered, usage_today], **private)
             # Queued so that its gr.Error (store unreachable) reaches the browser.
-            chatbot.undo(page.undo, [tab, browser], [tab, chatbot, textbox, sessions], **private)
+            chatbot.undo(page.undo, [tab, browser], [tab, chatbot, textbox, sessions, browser], **private)
 
             fresh = [tab, browser, chatbot, sessions]
             new_button.click(page.new_chat, [tab], fresh, queue=False, **private)

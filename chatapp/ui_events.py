@@ -45,6 +45,18 @@ def shown_id(browser: Any) -> Any:
     return browser.get("session_id") if isinstance(browser, dict) else None
 
 
+def shown_by(browser: Any) -> str | None:
+    """The key of the per-tab state that last served the page (`Tab.shown`); None from a page older than it."""
+    key = browser.get("tab") if isinstance(browser, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def shown_stored(browser: Any) -> bool:
+    """Whether the page's conversation was ever stored, as far as the page was told (True when it does not say:
+    a conversation missing from the store is then worth a toast)."""
+    return not (isinstance(browser, dict) and browser.get("stored") is False)
+
+
 def sequence_of(value: Any, default: int) -> int:
     """The page's message number (chatapp.ui.SEND_JS); `default` when a client sends none or nonsense."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**53:

@@ -24,7 +24,15 @@ from chatapp.inputs import InputError
 from chatapp.open_conversation import OpenConversation
 from chatapp.safe_markdown import safe_markdown
 from chatapp.status import ModelStatus
-from chatapp.ui_events import CallersUploads, message_parts, people_errors, sequence_of, shown_id
+from chatapp.ui_events import (
+    CallersUploads,
+    message_parts,
+    people_errors,
+    sequence_of,
+    shown_by,
+    shown_id,
+    shown_stored,
+)
 from chatapp.ui_render import Tab, messages_for, search_choices, sidebar_choices, signed_in_as
 
 log = logging.getLogger("chatapp.ui")
@@ -40,18 +48,29 @@ class PageHandlers:
 
     def _tab(self, state: Any, owner: str, browser: Any = None) -> Tab:
         """The caller's own per-tab state. None yet (a replica or a restart that never saw this tab, or state
-        expired): the conversation the page shows (`browser`), rebuilt from the store. Someone else's (a
-        replayed session): discarded for a new conversation of the caller."""
+        expired): the conversation the page shows (`browser`), rebuilt from the store. Out of date (the page
+        carries the key of another state: another replica served it meanwhile, e.g. the load balancer moved it
+        there and back): rebuilt too, so no action uses older turns (a Send would overwrite the turn stored
+        there, and the model would miss it). Someone else's (a replayed session): discarded for a new
+        conversation of the caller."""
         if isinstance(state, Tab) and state.conversation.belongs_to(owner):
-            return state
+            if shown_by(browser) in (None, state.key):
+                return state  # the common case: no store read
+            log.info("per-tab state older than what the page shows (served elsewhere meanwhile): rebuilt")
+            return self._recover(owner, browser, announce=False)
         if state is not None:
             log.warning("discarded per-tab state that belongs to another caller")
             return Tab(OpenConversation.start(self.conversations, owner))
+        return self._recover(owner, browser, announce=True)
+
+    def _recover(self, owner: str, browser: Any, announce: bool) -> Tab:
         shown = shown_id(browser)
         if shown is None:
             return Tab(OpenConversation.start(self.conversations, owner))
         with people_errors("recover"):
-            recovered = OpenConversation.recover(self.conversations, owner, shown, gr.Warning)
+            recovered = OpenConversation.recover(
+                self.conversations, owner, shown, gr.Warning, saved=shown_stored(browser), announce=announce
+            )
         return Tab(recovered, sidebar=self._sidebar(owner))
 
     def _sidebar(self, owner: str) -> list[tuple[str, str]]:
@@ -76,7 +95,7 @@ class PageHandlers:
         tab = self._opened(owner, conversation)
         return (
             tab,
-            {"session_id": conversation.id},
+            tab.shown(),
             messages_for(tab),
             gr.update(choices=tab.sidebar, value=conversation.id if tab.lists(conversation.id) else None),
             signed_in_as(owner, request),
@@ -105,7 +124,7 @@ class PageHandlers:
         old = self._tab(state, owner)
         fresh = OpenConversation.start(self.conversations, owner)
         tab = Tab(fresh, sidebar=old.sidebar if old is state else self._sidebar(owner))
-        return tab, {"session_id": fresh.id}, [], gr.update(choices=tab.sidebar, value=None)
+        return tab, tab.shown(), [], gr.update(choices=tab.sidebar, value=None)
 
     def resume(self, conversation_id: Any, state: Any, request: gr.Request) -> tuple:
         owner = caller(request)
@@ -113,7 +132,7 @@ class PageHandlers:
         with people_errors("resume"):
             conversation = OpenConversation.open(self.conversations, owner, conversation_id)
         tab = Tab(conversation, sidebar=old.sidebar if old is state else self._sidebar(owner))
-        return tab, {"session_id": conversation.id}, messages_for(tab)
+        return tab, tab.shown(), messages_for(tab)
 
     def ask_delete(self, request: gr.Request) -> tuple:
         caller(request)
@@ -131,7 +150,7 @@ class PageHandlers:
         tab = self._opened(owner, OpenConversation.start(self.conversations, owner))
         return (
             tab,
-            {"session_id": tab.conversation.id},
+            tab.shown(),
             [],
             gr.update(choices=tab.sidebar, value=None),
             gr.update(visible=True),
@@ -148,7 +167,7 @@ class PageHandlers:
             text, paths = message_parts(text)
             tab.conversation.accept(text, paths, self.uploads)
         tab.sent = sequence_of(sequence, tab.sent + 1)
-        return tab, messages_for(tab), None, {"session_id": tab.conversation.id}
+        return tab, messages_for(tab), None, tab.shown()
 
     def stop(self, state: Any, sequence: Any, request: gr.Request) -> None:
         """Stop: the reply to the page's latest message ends at its next update (or before it starts)."""
@@ -175,20 +194,20 @@ class PageHandlers:
             return
         if tab.stop_at >= tab.sent:  # Stop came before the reply began: nothing is sent, nothing stored
             text = conversation.take_back()
-            yield tab, messages_for(tab), gr.update(), {"text": text, "files": []}
+            yield tab, messages_for(tab), gr.update(), {"text": text, "files": []}, tab.shown()
             return
         controls = (model, temperature, top_p, max_tokens, system_prompt, thinking)
         try:
             with contextlib.closing(conversation.reply(*controls, stop=lambda: tab.stop_at >= tab.sent)) as updates:
                 for update in updates:
                     if update.done:
-                        yield (*self._finish(tab, update), gr.update())
+                        yield (*self._finish(tab, update), gr.update(), tab.shown())
                         return
-                    yield tab, messages_for(tab, update.text, update.thinking), gr.update(), gr.update()
+                    yield tab, messages_for(tab, update.text, update.thinking), gr.update(), gr.update(), gr.update()
         except InputError as exc:  # a bad setting: the message stays, with what to change
             log.info("message refused: %s", exc)
             conversation.notice = str(exc)
-            yield tab, messages_for(tab), gr.update(), gr.update()
+            yield tab, messages_for(tab), gr.update(), gr.update(), tab.shown()
 
     def _finish(self, tab: Tab, update: Update) -> tuple:
         conversation = tab.conversation
@@ -220,7 +239,7 @@ class PageHandlers:
         with people_errors("retry"):
             tab.conversation.retry()
         tab.sent = sequence_of(sequence, tab.sent + 1)
-        return tab, messages_for(tab)
+        return tab, messages_for(tab), tab.shown()
 
     def undo(self, state: Any, browser: Any, request: gr.Request) -> tuple:
         owner = caller(request)
@@ -231,7 +250,7 @@ class PageHandlers:
         if not tab.conversation.stored:  # the store deleted the now empty conversation: unlist it
             tab.sidebar = [c for c in tab.sidebar if c[1] != tab.conversation.id]
             sidebar = gr.update(choices=tab.sidebar, value=None)
-        return tab, messages_for(tab), {"text": text, "files": []}, sidebar
+        return tab, messages_for(tab), {"text": text, "files": []}, sidebar, tab.shown()
 
     # -- rename, search, export (sidebar) ------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import html
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,9 +42,17 @@ class Tab:
     # update, even when the Stop reached the server before the message did.
     sent: int = 0
     stop_at: int = -1
+    # Names this state object to the page (`shown`): a page that comes back carrying another key was served by
+    # another replica (or another state) meanwhile, so this state may be out of date (PageHandlers._tab).
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def lists(self, conversation_id: str) -> bool:
         return any(sid == conversation_id for _, sid in self.sidebar)
+
+    def shown(self) -> dict[str, Any]:
+        """What the page keeps of what it shows (its `gr.BrowserState`) and sends back with Send, Retry, Undo
+        and Delete: the conversation's id, which state last served it, and whether it was ever stored."""
+        return {"session_id": self.conversation.id, "tab": self.key, "stored": self.conversation.stored}
 
 
 # Every streamed update re-renders the whole conversation, whose earlier messages never change: remember them.

@@ -1,17 +1,20 @@
 """An open page whose next event reaches another replica (issue 21, finding 3): that replica holds no state for
 the tab, so it rebuilds the conversation the page shows (its id travels with Send, Retry, Undo and Delete,
-checked against the caller) and says so, instead of acting on a new, empty conversation.
+checked against the caller) and says so, instead of acting on a new, empty conversation. A page that comes back
+to a replica still holding older state for it (an affinity flap) is rebuilt there too: the page also carries
+the key of the state that served it last, so nothing acts on (or overwrites) turns older than the shown ones.
 
 Spoken as the page speaks (queue/join by fn_index, one session_hash per tab, the browser's cookie), through
 two chat processes on one Firestore emulator behind the switchable proxy (harness.replicas)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import requests
 
-from chatapp.open_conversation import RECOVERED
+from chatapp.open_conversation import NOT_RECOVERED, RECOVERED
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.replicas import Replicas
 from tests.app.helpers import FAKE_LABEL, Result, call, new_session
@@ -42,7 +45,14 @@ class Page:
         accepted = self.event("accept", {"text": text, "files": []}, None, self.shown, self.sent)
         assert accepted.kind == "complete", accepted
         self.shown = accepted.value[3]
-        return self.event("respond", None, *CONTROLS)
+        return self.answer()
+
+    def answer(self) -> Result:
+        """The reply to the message accepted (or retried) last; the page keeps what the reply says it shows."""
+        answered = self.event("respond", None, *CONTROLS)
+        if answered.kind == "complete":
+            self.shown = answered.value[4]
+        return answered
 
     def stored(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """Every conversation of this page's owner, as the store has it: (id, [(role, text), ...])."""
@@ -119,12 +129,13 @@ def test_delete_on_another_replica_deletes_the_shown_conversation(
     assert conversation != other.shown["session_id"]
 
 
-def test_the_page_is_told_its_conversation_was_recovered(replicas: Replicas, slow_model: FakeOpenAIServer) -> None:
-    page, _ = moved(replicas, slow_model)
+def accept_toasts(page: Page, text: str) -> list[str]:
+    """Send `text` as the page does (its accept event) and return the toasts that event shows."""
+    page.sent += 1
     accepted = page.http.post(
         f"{page.url}/gradio_api/queue/join",
         json={
-            "data": [{"text": "Still there?", "files": []}, None, page.shown, 2],
+            "data": [{"text": text, "files": []}, None, page.shown, page.sent],
             "event_data": None,
             "fn_index": page.events["accept"],
             "trigger_id": None,
@@ -141,8 +152,85 @@ def test_the_page_is_told_its_conversation_was_recovered(replicas: Replicas, slo
             if line and line.startswith("data:") and '"log"' in line:
                 toasts.append(line)
             if line and "process_completed" in line:
+                completed = json.loads(line.partition(":")[2])
+                assert completed.get("success"), completed
+                page.shown = completed["output"]["data"][3]
                 break
+    return toasts
+
+
+def test_the_page_is_told_its_conversation_was_recovered(replicas: Replicas, slow_model: FakeOpenAIServer) -> None:
+    page, _ = moved(replicas, slow_model)
+    toasts = accept_toasts(page, "Still there?")
     assert any(RECOVERED in toast for toast in toasts), toasts
+
+
+def test_a_new_conversation_moving_replicas_is_not_called_missing(
+    replicas: Replicas, slow_model: FakeOpenAIServer
+) -> None:
+    """A page showing a new conversation, never stored, has lost nothing when its state is gone: no toast."""
+    slow_model.reply = 3
+    replicas.route_to(0, cut=True)
+    page = Page(replicas)
+    replicas.route_to(1, cut=True)
+    toasts = accept_toasts(page, "What is a fjord?")
+    assert not any(NOT_RECOVERED in toast for toast in toasts), toasts
+    assert page.answer().kind == "complete"
+    assert page.stored() == [
+        (page.shown["session_id"], [("user", "What is a fjord?"), ("assistant", "tok1 tok2 tok3")])
+    ]
+
+
+FJORD = [("user", "What is a fjord?"), ("assistant", "tok1 tok2 tok3")]
+SKERRY = [("user", "And a skerry?"), ("assistant", "tok1 tok2 tok3 tok4")]
+
+
+def bounced(replicas: Replicas, slow_model: FakeOpenAIServer) -> tuple[Page, str]:
+    """A page whose first turn replica 0 served and whose second turn replica 1 served (and stored), whose events
+    now reach replica 0 again (an affinity flap), which still holds its state from before the second turn."""
+    page, conversation = moved(replicas, slow_model)
+    slow_model.reply = 4
+    assert page.send("And a skerry?").kind == "complete"
+    assert page.stored() == [(conversation, FJORD + SKERRY)]
+    replicas.route_to(0, cut=True)
+    return page, conversation
+
+
+def test_send_back_on_the_first_replica_keeps_every_turn_and_the_context(
+    replicas: Replicas, slow_model: FakeOpenAIServer
+) -> None:
+    page, conversation = bounced(replicas, slow_model)
+    asked = len(slow_model.chat_requests())
+    slow_model.reply = 5
+    assert page.send("And a holm?").kind == "complete"
+    (sent,) = slow_model.chat_requests()[asked:]
+    context = [m["content"].strip() for m in sent["messages"]][-5:]
+    assert context == [text for _, text in FJORD + SKERRY] + ["And a holm?"], sent
+    holm = [("user", "And a holm?"), ("assistant", "tok1 tok2 tok3 tok4 tok5")]
+    assert page.stored() == [(conversation, FJORD + SKERRY + holm)], "a turn stored elsewhere was overwritten"
+
+
+def test_retry_back_on_the_first_replica_answers_the_shown_last_turn(
+    replicas: Replicas, slow_model: FakeOpenAIServer
+) -> None:
+    page, conversation = bounced(replicas, slow_model)
+    retried = page.event("retry", None, page.shown, 3)
+    assert retried.kind == "complete", retried
+    page.shown = retried.value[2]
+    slow_model.reply = 5
+    assert page.answer().kind == "complete"
+    again = [("user", "And a skerry?"), ("assistant", "tok1 tok2 tok3 tok4 tok5")]
+    assert page.stored() == [(conversation, FJORD + again)]
+
+
+def test_undo_back_on_the_first_replica_takes_back_the_shown_last_turn(
+    replicas: Replicas, slow_model: FakeOpenAIServer
+) -> None:
+    page, conversation = bounced(replicas, slow_model)
+    undone = page.event("undo", None, page.shown)
+    assert undone.kind == "complete", undone
+    assert undone.value[2]["text"] == "And a skerry?"  # back in the message box
+    assert page.stored() == [(conversation, FJORD)]
 
 
 def test_another_persons_page_naming_the_shown_id_touches_nothing_of_theirs(
