@@ -229,6 +229,7 @@ class GeminiModel:
             because = EMPTY_BECAUSE.get(finish, f"of finish reason {finish}")
             raise StreamCut(f"{self.label} stopped mid-reply because {because}.")
 
+    # -- errors (worded in gemini_errors) ------------------------------------------------------------------
     def _empty_reason(self, finish: str, params: GenerationParams) -> str:
         limit = request_config(self.options, params).max_output_tokens
         return gemini_errors.empty_reason(
