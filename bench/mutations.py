@@ -305,14 +305,14 @@ MUTATIONS = [
     ),
     Mutation(
         "replayed-session-hash-accepted",
-        "chatapp/web.py",
-        "        if not self.sessions.claim(key, caller):",
+        "chatapp/session_binding.py",
+        "        if not await self.owners.bind(key, caller):",
         "        if False:",
         ("tests/security/test_front_door.py", "-k", "replayed or stolen"),
     ),
     Mutation(
         "login-attempts-unlimited",
-        "chatapp/web.py",
+        "chatapp/login_gate.py",
         "        if wait is not None:",
         "        if False:",
         ("tests/security/test_front_door.py", "-k", "brute_force"),
@@ -342,8 +342,8 @@ MUTATIONS = [
     Mutation(
         "upload-file-route-serves-anyones-upload",
         "chatapp/web.py",
-        "            if not (self.uploads and self.uploads.owns(caller, name)):",
-        "            if False:",
+        "            if not (self.uploads and (file := self.uploads.path_of(caller, name))):",
+        "            if not (self.uploads and (file := name)):",
         ("tests/app/test_images.py", "-k", "upload_path"),
     ),
     Mutation(
@@ -362,7 +362,7 @@ MUTATIONS = [
     ),
     Mutation(
         "upload-content-not-checked",
-        "chatapp/web.py",
+        "chatapp/upload_gate.py",
         "                if not await anyio.to_thread.run_sync(all_images, paths, fresh):",
         "                if False:",
         ("tests/security/test_front_door.py", "-k", "uploads_take_images_only"),

@@ -1,6 +1,5 @@
-"""hybrid-chat's chat service: Gradio on FastAPI, a self-hosted model and Gemini, history in Firestore or SQLite."""
+"""hybrid-chat's chat service: Gradio on FastAPI, a self-hosted model and Gemini, history in Firestore or SQLite.
 
-import os
-
-# Gradio reads this when it is imported; a private chat must not report usage to anyone.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+Importing the package does nothing: the stack imports `chatapp.defaults` inside Pulumi, which runs this file
+first. What Gradio needs set before it runs is set by `chatapp.gradio_compat`.
+"""

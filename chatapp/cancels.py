@@ -15,7 +15,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CANCEL_PATH = "/gradio_api/cancel"
+from chatapp.gradio_compat import API
+
+CANCEL_PATH = f"{API}/cancel"
 
 
 class OneCancelAtATime:

@@ -11,10 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from chatapp import defaults
+
 Role = Literal["system", "user", "assistant"]
 
 # The most images one prompt carries (vLLM's `--limit-mm-per-prompt`): older ones are named, not sent.
-PROMPT_IMAGES = 5
+PROMPT_IMAGES = defaults.IMAGES_PER_MESSAGE
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -19,6 +20,17 @@ from starlette.routing import Mount
 
 PINNED = "6.31.0"
 API = "/gradio_api"
+# Read by `gradio.analytics.analytics_enabled()` each time it reports (a Blocks built, an app launched), not at
+# import: a private chat must not report usage to anyone.
+ANALYTICS_VARIABLE = "GRADIO_ANALYTICS_ENABLED"
+
+
+def no_analytics() -> None:
+    os.environ.setdefault(ANALYTICS_VARIABLE, "False")
+
+
+# At import, not in the entry point only: every module that builds a Blocks (ui.py, tests, bench) imports this one.
+no_analytics()
 
 
 class Access(enum.Enum):

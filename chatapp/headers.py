@@ -1,11 +1,12 @@
-"""The headers every answer of the chat carries: what a page may load and send, who may frame it, and how
-Gradio's sign-in cookies are sent."""
+"""The front door's header layer: what every answer of the chat carries (what a page may load and send, who may
+frame it, whether it may be cached) and how cookies are sent."""
 
 from __future__ import annotations
 
 import re
 
 from starlette.datastructures import MutableHeaders
+from starlette.types import Message, Send
 
 CSP = "; ".join(
     [
@@ -44,3 +45,24 @@ def harden_cookies(headers: MutableHeaders, https: bool) -> None:
         if https and "; secure" not in cookie.lower():
             cookie += "; Secure"
         headers.append("set-cookie", cookie)
+
+
+def hardened(send: Send, *, https: bool, cacheable: bool, set_cookies: list[str]) -> Send:
+    """`send`, with every answer's start carrying the headers above, its cookies hardened and `set_cookies` added
+    (read when the answer starts, so a later layer may still add to it)."""
+
+    async def send_hardened(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            for name, value in SECURITY_HEADERS:
+                headers.append(name, value)
+            if headers.get("content-type", "").startswith("text/html"):
+                headers["content-security-policy"] = CSP
+            if not cacheable:  # who is calling shapes every other answer: no shared or later copy of it
+                headers["cache-control"] = "no-store"
+            harden_cookies(headers, https)
+            for cookie in set_cookies:
+                headers.append("set-cookie", cookie)
+        await send(message)
+
+    return send_hardened

@@ -10,10 +10,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from chatapp import defaults
 from chatapp.inputs import InputError
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
-MAX_IMAGES_PER_MESSAGE = 5
+MAX_IMAGES_PER_MESSAGE = defaults.IMAGES_PER_MESSAGE
 ALLOWED = "PNG, JPEG, WebP or GIF"
 
 

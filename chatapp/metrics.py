@@ -63,6 +63,10 @@ SELF_HOSTED_STATE = Enum(
 )
 STREAMS_IN_FLIGHT = Gauge("chat_streams_in_flight", "Replies being streamed right now.", ["model"])
 UNSAVED_TURNS = Gauge("chat_unsaved_turns", "Turns kept in memory because the history store did not take them yet.")
+# What became of those turns: saved by a retry, or dropped because the store refused them for good (an alert:
+# a person was told "not saved yet, will retry" and the retry can never succeed).
+LATE_SAVES = Counter("chat_turns_saved_late", "Turns the history store took on a retry, after the reply ended.")
+DROPPED_TURNS = Counter("chat_turns_dropped", "Queued turns the history store refused for good (never saved).")
 
 
 def record_turn(
@@ -87,6 +91,14 @@ def record_turn(
 def watch_unsaved(count: Callable[[], int]) -> None:
     """Read the number of unsaved turns at each scrape, from the one place that owns it (the retrying store)."""
     UNSAVED_TURNS.set_function(count)
+
+
+def count_late_save(_turn: object) -> None:
+    LATE_SAVES.inc()
+
+
+def count_dropped_turn(_turn: object, _error: object) -> None:
+    DROPPED_TURNS.inc()
 
 
 def serve(host: str, port: int) -> None:

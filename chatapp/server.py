@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from chatapp import api_stream, gradio_compat
+from chatapp import api_stream, gradio_compat, metrics
 from chatapp.browser_id import BrowserIds, load_key
 from chatapp.cancels import OneCancelAtATime
 from chatapp.chat import ChatService
@@ -75,7 +75,9 @@ def _key_file(settings: Settings) -> Path:
 def create_app(settings: Settings, store: ChatStore | None = None, media: MediaStore | None = None) -> FastAPI:
     """Build the whole service; `store` and `media` may be given by tests that already hold them."""
     # Every read and write goes through the retrying wrapper, so a reload shows turns still waiting to be saved.
-    history = RetryingStore(store or open_store(settings))
+    history = RetryingStore(
+        store or open_store(settings), on_saved=metrics.count_late_save, on_dropped=metrics.count_dropped_turn
+    )
     media = media or open_media(settings)
     uploads = UploadRegistry()
     models = build_models(settings)

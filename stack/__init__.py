@@ -1,6 +1,7 @@
 """The hybrid-chat infrastructure: one ComponentResource per box of the README's cloud diagram (apis, cluster,
 firestore, identity, image, gemma, chat, frontdoor), wired together in program.py.
 
-Never imports `chatapp`: the chat and its infrastructure meet only at the chat's environment (chat.py writes it,
-`chatapp/settings.py` reads it; tests/infra/test_chat_contract.py keeps the two in step).
+Imports nothing of `chatapp` but `chatapp.defaults` (the defaults both share; it imports nothing itself): the chat
+and its infrastructure meet at the chat's environment (chat.py writes it, `chatapp/settings.py` reads it;
+tests/infra/test_chat_contract.py keeps the two in step).
 """

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 import pulumi
 
+from chatapp import defaults
 from stack.presets import DEFAULT_DIGEST, DEFAULT_IMAGE, DEFAULT_PRESET, PRESETS, Preset
 
 PROJECT = "hybrid-chat"
@@ -14,7 +15,7 @@ PROJECT = "hybrid-chat"
 # The single source of the defaults; Pulumi.yaml repeats them for `pulumi config` users and a test keeps the two equal.
 DEFAULTS: dict[str, str | int | bool] = {
     "clusterName": "gradio-chat-cluster",
-    "firestoreDatabase": "chat-app-db",
+    "firestoreDatabase": defaults.FIRESTORE_DATABASE,
     "firestoreLocation": "nam5",
     "gemmaEnabled": True,
     # A preset of stack/presets.py, or a Hugging Face id (then gemmaGpus and gemmaVllmArgs are required).
@@ -28,8 +29,8 @@ DEFAULTS: dict[str, str | int | bool] = {
     "vllmImage": "",
     # Checked 2026-12-06: gemini-2.5-flash was retired in October 2026; 3.8 Flash is served from `global` and
     # the multi-regions, not from a cluster region such as us-central1.
-    "geminiModel": "gemini-3.8-flash",
-    "geminiLocation": "global",
+    "geminiModel": defaults.GEMINI_MODEL,
+    "geminiLocation": defaults.GEMINI_LOCATION,
     "chatReplicas": 1,
     "chatMaxReplicas": 4,
     "chatImage": "",

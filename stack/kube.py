@@ -8,24 +8,26 @@ import json
 
 import pulumi
 
+from chatapp import defaults
+
 NAMESPACE = "hybrid-chat"
 CHAT_SERVICE_ACCOUNT = "chat"
 # Separate from CHAT_PORT: Managed Prometheus scrapes it inside the cluster; the front door never routes to it.
-CHAT_METRICS_PORT = 9090
+CHAT_METRICS_PORT = defaults.CHAT_METRICS_PORT
 # The NetworkPolicy peer for Managed Prometheus' collectors (namespaces carry this label since Kubernetes 1.21).
 # GKE's managed collection runs them in `gke-gmp-system`; `gmp-system` belongs to the self-deployed operator.
 GMP_NAMESPACE = "gke-gmp-system"
 # On a pod template: changes whenever a Secret or setting the pod reads at start changes, so the pods restart.
 CHECKSUM_ANNOTATION = "hybrid-chat/config-checksum"
-CHAT_PORT = 7860
+CHAT_PORT = defaults.CHAT_PORT
 # Generations one chat replica runs at once (CHAT_CONCURRENCY); vLLM's --max-num-seqs batches as many.
-CHAT_CONCURRENCY = 64
+CHAT_CONCURRENCY = defaults.CHAT_CONCURRENCY
 # terminationGracePeriodSeconds of the chat, and the load balancer's connection draining: the chat's own shutdown
 # budget (chatapp/drain.py GRACE_S: replies 20 s + saving cut replies 5 s + connections 3 s + retry queue 10 s +
-# margin 5 s). The stack never imports the chat; tests/infra/test_kubernetes.py keeps the two equal.
+# margin 5 s); the stack imports only chatapp.defaults, and tests/infra/test_kubernetes.py keeps the two equal.
 CHAT_GRACE_S = 43
 # Seconds the chat waits on a model (CHAT_REQUEST_TIMEOUT); the load balancer's backend timeout must exceed it.
-CHAT_REQUEST_TIMEOUT_S = 120
+CHAT_REQUEST_TIMEOUT_S = defaults.CHAT_REQUEST_TIMEOUT_S
 # Not `vllm`: a Service of that name injects VLLM_PORT=tcp://… into pods, which vLLM reads as its own setting.
 GEMMA_SERVICE = "gemma"
 GEMMA_PORT = 8000

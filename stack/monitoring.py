@@ -136,6 +136,11 @@ def queries(cluster: str) -> dict[str, str]:
         "gpu_utilisation": f'avg by (gpu) (DCGM_FI_DEV_GPU_UTIL{{cluster="{cluster}"}})',
         "error_rate": f"({failed}) / clamp_min({turns}, 1e-9)",
         "unsaved_turns": f"sum(chat_unsaved_turns{{{where}}})",
+        "dropped_turns": f"sum(increase(chat_turns_dropped_total{{{where}}}[1h]))",
+        # Wake-ups are rare (a few a day): the median over a day of what the chat measured (chatapp.models.waking).
+        "wake_median": (
+            f"histogram_quantile(0.5, sum by (le) (increase(chat_self_hosted_wake_seconds_bucket{{{where}}}[1d])))"
+        ),
         "streams_in_flight": f"sum by (model) (chat_streams_in_flight{{{where}}})",
         "gpu_node_startup": (
             f'max by (node_name) ({promql_name(NODE_STARTUP)}{{cluster_name="{cluster}",accelerator_family="gpu"}})'
@@ -176,7 +181,11 @@ def dashboard(stack: str, cluster: str, gemma: bool = True) -> dict[str, Any]:
         _chart("vLLM KV-cache use (0-1)", ("KV cache", q["vllm_kv_cache"])),
         _chart("GPU utilisation (%), per GPU", (None, q["gpu_utilisation"])),
         _chart("Failed turns (share), per model", (None, q["error_rate"])),
-        _chart("Turns waiting to be saved", ("unsaved", q["unsaved_turns"])),
+        _chart(
+            "Turns waiting to be saved",
+            ("unsaved", q["unsaved_turns"]),
+            ("dropped for good, last hour", q["dropped_turns"]),
+        ),
         _chart("Replies streaming now, per model", (None, q["streams_in_flight"])),
     ]
     if gemma:
@@ -186,6 +195,7 @@ def dashboard(stack: str, cluster: str, gemma: bool = True) -> dict[str, Any]:
             _chart("Cold start: GPU node, VM created to Ready (s)", (None, q["gpu_node_startup"])),
             _chart("Cold start: Gemma pod, created to Ready, image pull included (s)", (None, q["gemma_first_ready"])),
             _chart("Cold start: weights read from the bucket (bytes/s)", (None, q["gemma_weights_read"])),
+            _chart("Wake-up as the chat waited for it, median over a day (s)", ("median", q["wake_median"])),
         ]
     width, height = 24, 16  # the mosaic is 48 columns wide
     tiles = [

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from chatapp import defaults
+
 # GKE mounts the NVIDIA driver's libraries here; vLLM images >= 0.9 do not look there by themselves and stop with
 # "No platform detected" (vllm#18859, #23935). Google's own vLLM manifests set the same variable.
 NVIDIA_LIBRARIES = "/usr/local/nvidia/lib64"
@@ -92,7 +94,7 @@ PRESETS: dict[str, Preset] = {
     # The default: the largest Gemma 4 that fits 2 L4s (48 GB) with images and a long context. 19.8 GB of QAT
     # weights leave ~20 GB for the KV cache at 0.9 GPU memory use; bf16 31B (75 GB) or 26B-A4B (64 GB) would
     # need 4 L4s, and the 12B fits one L4 (below).
-    "gemma4-31b-qat": gemma4_qat_on_l4("google/gemma-4-31b-it-qat-w4a16-ct", gpus=2, weights_gb=19.8),
+    "gemma4-31b-qat": gemma4_qat_on_l4(defaults.SELF_HOSTED_MODEL, gpus=2, weights_gb=19.8),
     # One L4 (half the GPU price): 8.3 GB of QAT weights leave ~13 GB of the 24 for the KV cache.
     "gemma4-12b-qat": gemma4_qat_on_l4("google/gemma-4-12b-it-qat-w4a16-ct", gpus=1, weights_gb=8.3),
     # The seed's model, kept for stacks that already serve it: bf16, two L4s, vLLM 0.10.2 (no reasoning parser).

@@ -7,6 +7,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from chatapp import defaults
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
@@ -21,6 +23,8 @@ def test_runs_the_chat_as_a_non_root_user_on_7860():
     users = re.findall(r"^USER\s+(\S+)", DOCKERFILE, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     assert re.search(r"^EXPOSE 7860$", DOCKERFILE, re.MULTILINE)
+    # The image cannot import the default: it must name the same one.
+    assert f"EXPOSE {defaults.CHAT_PORT}\n" in DOCKERFILE and f"CHAT_PORT={defaults.CHAT_PORT}\n" in DOCKERFILE
     assert 'CMD ["python", "-m", "chatapp"]' in DOCKERFILE
     assert re.search(r"^FROM python:3\.11[\w.-]*-slim", DOCKERFILE, re.MULTILINE)
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from chatapp import defaults
 from chatapp.conversation import Message
 
 # The ranges the UI sliders offer and the API accepts.
@@ -21,7 +22,7 @@ class GenerationParams:
 
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int = 1024
+    max_tokens: int = defaults.MAX_TOKENS
     thinking: str | None = None  # one of the model's `thinking_levels`; None = the model's default
 
 
@@ -30,9 +31,9 @@ class ModelOptions:
     """What a model lets a person set, and its own defaults, as simonw/llm's models own their Options. The page
     shows a model's defaults when it is chosen and offers a thinking level only where `thinking_levels` has some."""
 
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_tokens: int = 1024
+    temperature: float = defaults.TEMPERATURE
+    top_p: float = defaults.TOP_P
+    max_tokens: int = defaults.MAX_TOKENS
     thinking_levels: tuple[str, ...] = ()
     thinking: str | None = None  # the default level, one of `thinking_levels`
     note: str = ""  # one line for the page about these controls ("" = none)

@@ -17,6 +17,7 @@ from typing import Any
 from google import genai
 from google.genai import errors, types
 
+from chatapp import defaults
 from chatapp.conversation import Message
 from chatapp.models import gemini_errors
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
@@ -42,7 +43,7 @@ class GeminiModel:
         model_id: str,
         *,
         location: str = "global",
-        timeout_s: float = 120.0,
+        timeout_s: float = defaults.CHAT_REQUEST_TIMEOUT_S,
         retry_budget_s: float = 12.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from chatapp import defaults
 from chatapp.conversation import Message
 from chatapp.json_body import JsonBody
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats
@@ -46,10 +47,10 @@ class OpenAICompatModel:
         base_url: str,
         model_id: str,
         *,
-        timeout_s: float = 120.0,
+        timeout_s: float = defaults.CHAT_REQUEST_TIMEOUT_S,
         connect_timeout_s: float = 5.0,
         retry_budget_s: float = 12.0,
-        max_connections: int = 64,
+        max_connections: int = defaults.CHAT_CONCURRENCY,
     ) -> None:
         """`timeout_s` is the longest silence tolerated (before the first byte or between chunks);
         `retry_budget_s` bounds the total time spent waiting out 429s before reporting them."""

@@ -309,3 +309,37 @@ def test_emulator_stopped_mid_conversation_turns_are_saved_in_order_exactly_once
     ]
     assert session.get().to_dict()["turns"] == 5
     store.close()
+
+
+def test_the_chat_counts_late_saves_and_dropped_turns_for_its_metrics(tmp_path, monkeypatch):
+    """The chat wires the retrying store's reports to /metrics: a dropped turn is a promise broken (the person
+    was told "will retry"), so it must be countable and alertable, not only a log line."""
+    from prometheus_client import REGISTRY
+
+    import chatapp.server as server
+    from chatapp.settings import load_settings
+
+    built: list[RetryingStore] = []
+
+    class Recorded(RetryingStore):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(server, "RetryingStore", Recorded)
+    settings = load_settings({"CHAT_SQLITE_PATH": str(tmp_path / "h.sqlite3"), "CHAT_SECRET_KEY": "k" * 40})
+    flaky = FlakyStore(tmp_path / "flaky.sqlite3")
+    server.create_app(settings, store=flaky)
+    (history,) = built
+
+    def counts() -> tuple[float, float]:
+        return tuple(REGISTRY.get_sample_value(f"chat_turns_{name}_total") or 0.0 for name in ("saved_late", "dropped"))
+
+    before = counts()
+    flaky.down = True
+    assert history.save(make_turn(0)) is False and history.save(make_turn(0, session_id="s-2")) is False
+    flaky.down = False
+    flaky.save_turn = _refuse_s1(flaky.save_turn)  # s-1 refused for good, s-2 saved late
+    assert history.flush(timeout=30)
+    history.close(timeout=5)
+    assert counts() == (before[0] + 1, before[1] + 1)

@@ -120,12 +120,14 @@ def test_dashboard_shows_what_the_issue_asks_for_in_this_stack_only(default_plan
     assert board["displayName"] == "hybrid-chat (dev)"
     tiles = board["mosaicLayout"]["tiles"]
     titles = [t["widget"]["title"] for t in tiles]
-    for wanted in ("Time to first token", "Tokens per second", "vLLM requests", "KV-cache", "GPU", "Failed turns"):
+    wanted_titles = ("Time to first token", "Tokens per second", "vLLM requests", "KV-cache", "GPU", "Failed turns")
+    for wanted in (*wanted_titles, "Wake-up as the chat waited"):
         assert any(wanted in title for title in titles), wanted
     charts = [t["widget"]["xyChart"] for t in tiles if "xyChart" in t["widget"]]
     all_queries = [ds["timeSeriesQuery"]["prometheusQuery"] for chart in charts for ds in chart["dataSets"]]
     assert any("histogram_quantile(0.95" in q for q in all_queries)
     assert any("histogram_quantile(0.5" in q for q in all_queries)
+    assert any("chat_turns_dropped_total" in q for q in all_queries)  # a broken "will retry" promise shows
     # Managed Prometheus series carry `cluster`, GKE system metrics their resource's `cluster_name`.
     assert all(re.search(r'cluster(_name)?="gradio-chat-cluster"', q) for q in all_queries)
     # Tiles do not overlap on the 48-column mosaic.

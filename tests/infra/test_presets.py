@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -56,15 +57,26 @@ def test_vllm_0_27_is_refused_for_gemma_4():
     assert result.returncode == 2 and "fails to start Gemma 4 (vLLM 0.27.x)" in result.stderr
 
 
-def test_the_stack_never_imports_the_chat():
-    # chatapp/__init__.py has import-time side effects (and pulls Gradio): they must not run inside Pulumi.
+def _imports(path: Path) -> list[str]:
+    """Every module `path` imports (`from chatapp import defaults` counts as chatapp.defaults)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names += [f"{node.module}.{a.name}" if node.module == "chatapp" else node.module or "" for a in node.names]
+    return names
+
+
+def test_the_stack_imports_only_the_chats_defaults():
+    # The chat's modules pull Gradio and set up the chat: none of it may run inside Pulumi. The shared defaults
+    # (and the package file any import of them runs first) import nothing and do nothing.
     for path in (ROOT / "stack").glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            assert not any(n == "chatapp" or n.startswith("chatapp.") for n in names), path.name
+        chat = [n for n in _imports(path) if n == "chatapp" or n.startswith("chatapp.")]
+        assert set(chat) <= {"chatapp.defaults"}, path.name
+    for shared in ("__init__.py", "defaults.py"):
+        tree = ast.parse((ROOT / "chatapp" / shared).read_text())
+        assert all(isinstance(n, ast.Expr | ast.Assign) for n in tree.body), f"chatapp/{shared} must only assign"
 
 
 def test_the_default_image_is_pulled_by_digest():

@@ -1,0 +1,83 @@
+"""Each private name of Gradio that `chatapp.gradio_compat` touches, checked in the installed Gradio: it exists
+and has the shape the module assumes. An upgrade that renames or reshapes one fails here with the name in the
+message (tests/security/test_gradio_compat.py checks the routes and the live sign-in)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+from fastapi.security import OAuth2PasswordRequestForm
+from gradio import analytics, queueing, routes, state_holder, utils
+
+from chatapp import gradio_compat
+
+
+def test_analytics_are_read_from_the_variable_at_call_time(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(gradio_compat.ANALYTICS_VARIABLE, "True")
+    assert analytics.analytics_enabled() is True, f"{gradio_compat.ANALYTICS_VARIABLE} is no longer read"
+    monkeypatch.setenv(gradio_compat.ANALYTICS_VARIABLE, "False")
+    assert analytics.analytics_enabled() is False
+
+
+def test_only_gradio_compat_turns_analytics_off_and_the_shared_defaults_pull_nothing():
+    script = (
+        "import os, sys\n"
+        "import chatapp.defaults\n"
+        f"assert {gradio_compat.ANALYTICS_VARIABLE!r} not in os.environ, 'importing chatapp set a variable'\n"
+        "assert 'gradio' not in sys.modules and 'pydantic' not in sys.modules, 'chatapp.defaults pulled a library'\n"
+        "import chatapp.gradio_compat\n"
+        f"assert os.environ[{gradio_compat.ANALYTICS_VARIABLE!r}] == 'False'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != gradio_compat.ANALYTICS_VARIABLE}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_matplotlib_probe_takes_a_none_module_for_missing(monkeypatch: pytest.MonkeyPatch):
+    # What `skip_matplotlib_probe` relies on: Gradio imports matplotlib around events and catches ImportError,
+    # which a None entry in sys.modules raises at once.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with utils.MatplotlibBackendMananger():
+        pass
+    assert "ImportError" in inspect.getsource(utils.MatplotlibBackendMananger.__enter__)
+
+
+def test_the_queue_has_the_thread_count_set_thread_count_sets():
+    demo = gr.Blocks()
+    demo.queue()
+    assert isinstance(demo._queue, queueing.Queue), "Blocks._queue is gone"
+    assert hasattr(demo._queue, "max_thread_count"), "Queue.max_thread_count is gone"
+    assert hasattr(demo, "max_threads"), "Blocks.max_threads is gone"
+
+
+def test_password_sign_in_keeps_its_token_map_and_cookie_names_where_gradio_compat_reads_them():
+    app = routes.App()
+    assert isinstance(app.cookie_id, str) and app.cookie_id, "App.cookie_id is gone"
+    assert isinstance(app.tokens, dict), "App.tokens is no longer the token → user map"
+    source = inspect.getsource(routes)
+    secure, plain = gradio_compat.session_cookie_names(SimpleNamespace(cookie_id="{app.cookie_id}"))
+    assert f'f"{secure}"' in source and f'f"{plain}"' in source, "Gradio's sign-in cookies are named otherwise"
+    assert "form_data.username.strip()" in source, "Gradio's /login reads the user name otherwise (login_name)"
+    fields = inspect.signature(OAuth2PasswordRequestForm.__init__).parameters
+    assert set(gradio_compat.LOGIN_FIELDS) <= set(fields), "the sign-in form's fields are named otherwise"
+
+
+def test_a_session_state_is_built_from_blocks_and_fills_its_config_per_component():
+    # Read from Gradio's file: `lazy_session_config` may already have wrapped `__init__` in this process.
+    source = inspect.getsource(state_holder.SessionState)
+    assert re.search(r"def __init__\(self, blocks(: \S+)?\):", source), "SessionState.__init__ takes other arguments"
+    assert "blocks.blocks" in source, "SessionState no longer configures the page's blocks (lazy_session_config)"
+    assert callable(getattr(state_holder.SessionState, "_update_value_in_config", None))
+
+
+def test_handlers_get_the_caller_as_request_username():
+    request = gr.Request(username="browser:x")
+    assert request.username == "browser:x", "gr.Request.username is not the caller Gradio was given"
+    assert "auth_dependency" in inspect.signature(gr.mount_gradio_app).parameters
