@@ -218,16 +218,16 @@ MUTATIONS = [
     ),
     Mutation(
         "openai-stream-ending-early-taken-as-complete",
-        "chatapp/models/openai_compat.py",
-        "        if not done and stats.finish_reason is None:",
-        "        if False:",
+        "chatapp/models/openai_compat_stream.py",
+        "    if not done and stats.finish_reason is None:",
+        "    if False:",
         ("tests/models/test_openai_compat.py",),
     ),
     Mutation(
         "openai-aborted-reply-taken-as-complete",
-        "chatapp/models/openai_compat.py",
-        "        if stats.finish_reason not in _COMPLETE and stats.finish_reason is not None:",
-        "        if False:",
+        "chatapp/models/openai_compat_stream.py",
+        "    if stats.finish_reason not in _COMPLETE and stats.finish_reason is not None:",
+        "    if False:",
         ("tests/models/test_openai_compat.py",),
     ),
     Mutation(

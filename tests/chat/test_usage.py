@@ -240,7 +240,7 @@ def test_a_thinking_models_reservation_covers_its_thinking_room():
     # reservation of Max tokens alone would let parallel thinking requests overshoot the limit by ~9x.
     from chatapp.chat import worst_case
     from chatapp.conversation import Message
-    from chatapp.models.gemini import THINKING_ROOM, gemini_options
+    from chatapp.models.gemini_request import THINKING_ROOM, gemini_options
 
     prompt = [Message("user", "x" * 400)]
     options = gemini_options("gemini-3.8-flash")

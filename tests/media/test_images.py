@@ -11,8 +11,8 @@ from chatapp.conversation import PROMPT_IMAGES, ImageRef, Message, build_prompt
 from chatapp.images import MAX_IMAGE_BYTES, MAX_IMAGES_PER_MESSAGE, check_image, read_images, sniff
 from chatapp.inputs import InputError
 from chatapp.json_body import JsonBody
-from chatapp.models.gemini import _parts
-from chatapp.models.openai_compat import wire_message
+from chatapp.models.gemini_request import message_parts
+from chatapp.models.openai_compat_request import wire_message
 from tests.media.images import GIF, HTML_AS_PNG, JPEG, PNG, WEBP
 
 
@@ -107,11 +107,11 @@ def test_self_hosted_gets_base64_data_urls_never_a_url_to_fetch() -> None:
 
 
 def test_gemini_gets_inline_image_parts() -> None:
-    parts = _parts(Message("user", "what is it?", images=(_ref(1),)))
+    parts = message_parts(Message("user", "what is it?", images=(_ref(1),)))
     assert parts[0].text == "what is it?"
     assert parts[1].inline_data.data == PNG
     assert parts[1].inline_data.mime_type == "image/png"
-    assert [p.text for p in _parts(Message("user", "", images=(_ref(1),)))] == [None]
+    assert [p.text for p in message_parts(Message("user", "", images=(_ref(1),)))] == [None]
 
 
 def test_stored_references_are_checked_before_use() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from chatapp.conversation import Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
-from chatapp.models.gemini import THINKING_ROOM, GeminiModel
+from chatapp.models.gemini import GeminiModel
+from chatapp.models.gemini_request import THINKING_ROOM
 from harness.fakes.vertex_server import FAKE_TOKEN
 from tests.fixtures.model_servers import use_gemini_env
 from tests.models.helpers import PARAMS, ask, collect

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from chatapp.models.base import GenerationParams, ModelUnavailable
-from chatapp.models.gemini import THINKING_ROOM, GeminiModel, gemini_options
+from chatapp.models.gemini import GeminiModel
+from chatapp.models.gemini_request import THINKING_ROOM, gemini_options
 from harness.fakes.vertex_server import RETIRED_2026
 from tests.fixtures.model_servers import use_gemini_env
 from tests.models.helpers import ask, collect
