@@ -156,3 +156,23 @@ def test_the_owner_id_of_a_request():
         # What the person reads, and no traceback in the log for it (an expected refusal, not a fault).
         assert refused.value.message == "You are not signed in (or your sign-in expired): reload the page."
         assert refused.value.print_exception is False
+
+
+# Each sign-in mode's own check, the exact sentence a mis-wired start-up stops with, and no other mode's check.
+MODE_CHECKS = {
+    "iap": ("iap", "CHAT_AUTH=iap needs an IapVerifier"),
+    "password": ("password_user", "CHAT_AUTH=password needs a way to read the signed-in user"),
+    "none": ("browser_ids", "CHAT_AUTH=none needs a key to sign browser ids with"),
+}
+
+
+@pytest.mark.parametrize("mode", MODE_CHECKS)
+def test_each_mode_needs_exactly_its_own_check_and_keeps_what_it_was_given(mode):
+    name, message = MODE_CHECKS[mode]
+    with pytest.raises(ValueError) as refused:
+        identity.Callers(mode)
+    assert str(refused.value) == message
+    given = object()
+    callers = identity.Callers(mode, **{name: given})  # the other modes' checks are not asked for
+    assert callers.mode == mode and getattr(callers, name) is given
+    assert all(getattr(callers, other) is None for other, _ in MODE_CHECKS.values() if other != name)
