@@ -273,3 +273,23 @@ def test_a_cross_site_preflight_is_not_taken_for_a_write(chat):
     headers = {"sec-fetch-site": "cross-site", "origin": "http://evil.example"}
     answer = send(chat, "OPTIONS", "/config", cookie=new_browser(chat), headers=headers)
     assert (answer.status_code, answer.text) == (404, NOT_FOUND)
+
+
+def test_when_every_event_id_is_in_use_a_new_one_is_refused_and_nobody_loses_theirs(tmp_path, monkeypatch):
+    """A flood of events cannot evict the ids others are using: past the map's room a new event is refused
+    with a 503 that says so, and the events already answered stay their callers'."""
+    import functools
+
+    import chatapp.server as server
+    from chatapp.session_owners import SessionOwners
+
+    monkeypatch.setattr(server, "SessionOwners", functools.partial(SessionOwners, capacity=3))
+    with served(tmp_path, {"CHAT_AUTH": "none"}) as small:
+        ada, mallory = new_browser(small), new_browser(small)
+        adas = call(small, "usage", cookie=ada)
+        floods = [call(small, "usage", cookie=mallory) for _ in range(2)]
+        refused = send(small, "POST", f"{API}/call/usage", json={"data": []}, cookie=mallory)
+        assert (refused.status_code, refused.text) == (503, "Too many events are open: try again in a minute.\n")
+        assert stream_status(small, f"{API}/call/usage/{adas}", cookie=ada) == 200  # still hers
+        assert stream_status(small, f"{API}/call/usage/{adas}", cookie=mallory) == 403
+        assert len(set(floods)) == 2
