@@ -13,13 +13,16 @@ request.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 from fastapi.testclient import TestClient
 
@@ -139,3 +142,10 @@ def join(client: TestClient, session_hash: str, cookie: str | None = None, **kwa
     index = next(d["id"] for d in config.json()["dependencies"] if d.get("api_name") == "usage")
     body = {"data": [], "fn_index": index, "session_hash": session_hash, "event_data": None, "trigger_id": None}
     return send(client, "POST", f"{API}/queue/join", json=body, cookie=cookie, **kwargs)
+
+
+def run_apart(function: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+    """Run an async function to its end on an event loop of its own thread. The browser tests' sync Playwright
+    keeps a loop running on the main thread for the rest of the session, where `asyncio.run` refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, functools.partial(function, *args, **kwargs)).result()

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
-
 from chatapp.history.sqlite import SqliteStore
 from chatapp.session_owners import SessionOwners
+from tests.security.inprocess import run_apart
 
 VICTIM, THIEF = "browser:victim", "browser:thief"
 
@@ -27,7 +26,7 @@ def test_a_flood_of_sessions_neither_frees_a_victims_hash_nor_grows_the_map(tmp_
         assert not await owners.bind("victim-tab", THIEF)  # …but the store still says whose it is
         assert await owners.bind("victim-tab", VICTIM)
 
-    anyio.run(flood)
+    run_apart(flood)
     store.close()
 
 

@@ -281,23 +281,22 @@ def _gradio_upload(writes: list[str], answers: list[str], fails: bool = False):
 
 
 def test_each_upload_request_writes_into_a_folder_of_its_own_and_a_failed_one_leaves_nothing(tmp_path: Path):
-    import asyncio
-
     from chatapp.uploads import INCOMING, own_folder
+    from tests.security.inprocess import run_apart
 
     ok = own_folder(_gradio_upload(["a/a.png", "b/b.png", "c/part.tmp"], ["a/a.png", "b/b.png"]))
-    answered, _, _ = asyncio.run(ok("request", str(tmp_path), "more", limit=1))
+    answered, _, _ = run_apart(ok, "request", str(tmp_path), "more", limit=1)
     (folder,) = tmp_path.iterdir()
     assert folder.name.startswith(INCOMING) and len(folder.name) == len(INCOMING) + 16
     assert answered == [str(folder / "a/a.png"), str(folder / "b/b.png")]
     kept = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert kept == ["a/a.png", "b/b.png"]  # a part it did not answer (cut off before its end) is gone
-    again, _, _ = asyncio.run(ok("request", str(tmp_path), "more", limit=1))
+    again, _, _ = run_apart(ok, "request", str(tmp_path), "more", limit=1)
     assert len(list(tmp_path.iterdir())) == 2 and os.path.dirname(os.path.dirname(again[0])) != str(folder)
 
     failed = own_folder(_gradio_upload(["d/d.png", "e/part.tmp"], [], fails=True))
     with pytest.raises(ConnectionResetError):
-        asyncio.run(failed("request", str(tmp_path), "more", limit=1))
+        run_apart(failed, "request", str(tmp_path), "more", limit=1)
     assert sorted(tmp_path.iterdir()) == sorted({folder, Path(os.path.dirname(os.path.dirname(again[0])))})
 
 
