@@ -34,11 +34,17 @@ def cpu_load() -> Iterator[None]:
 
 
 def retype(ui: ChatPage, text: str) -> None:
-    """Replace what the message box holds, key by key as a person does."""
-    ui.textbox.click()
-    ui.textbox.press("Control+a")
-    ui.textbox.press("Backspace")
-    ui.textbox.press_sequentially(text)
+    """Replace what the message box holds, key by key as a person does, and look before sending as a person
+    does: on a loaded machine the box can be re-rendered between Control+A and Backspace (the selection is
+    lost and the old text stays), which would send old and new text as one message."""
+    for _ in range(5):
+        ui.textbox.click()
+        ui.textbox.press("Control+a")
+        ui.textbox.press("Backspace")
+        ui.textbox.press_sequentially(text)
+        if ui.textbox.input_value() == text:
+            return
+    expect(ui.textbox).to_have_value(text)
 
 
 def settled(ui: ChatPage, question: str) -> list[str]:
