@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.processes import ROOT, wait_http
+from chatapp.defaults import CHAT_CONCURRENCY
 from harness.support import free_port
 
 
@@ -81,7 +82,7 @@ def build(model_url: str, model_id: str, concurrency: int) -> Any:
 
 
 @contextlib.contextmanager
-def bare_gradio(model_url: str, model_id: str, concurrency: int = 64) -> Iterator[str]:
+def bare_gradio(model_url: str, model_id: str, concurrency: int = CHAT_CONCURRENCY) -> Iterator[str]:
     """The bare app in its own process on a free port; yields its URL."""
     port = free_port()
     process = subprocess.Popen(
@@ -108,7 +109,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model-url", required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=CHAT_CONCURRENCY)
     args = parser.parse_args()
     app = build(args.model_url, args.model, args.concurrency)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", proxy_headers=False)

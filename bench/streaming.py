@@ -21,7 +21,7 @@ import requests
 
 from bench.bare_gradio import bare_gradio
 from bench.processes import chat, fake_model_server
-from chatapp.settings import Settings
+from chatapp.defaults import CHAT_CONCURRENCY
 
 LABEL = "Bench model"
 MODEL = "fake-model"
@@ -117,7 +117,7 @@ def _apps(model_url: str, concurrency: int | None = None) -> Iterator[dict[str, 
     extra = {"CHAT_CONCURRENCY": str(concurrency)} if concurrency else {}
     with (
         chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL=MODEL, **extra) as app,
-        bare_gradio(model_url, MODEL, concurrency or Settings.concurrency) as bare,
+        bare_gradio(model_url, MODEL, concurrency or CHAT_CONCURRENCY) as bare,
     ):
         yield {"chat": app.url, "bare": bare}
 
