@@ -418,8 +418,8 @@ MUTATIONS = [
     Mutation(
         "daily-limit-not-checked",
         "chatapp/chat.py",
-        "        refusal = self.usage.refusal(session.owner) if self.usage is not None else None",
-        "        refusal = None",
+        "            hold = self.usage.reserve(session.owner, worst) if self.usage is not None else None",
+        "            hold = None",
         ("tests/chat/test_usage.py",),
     ),
     Mutation(
