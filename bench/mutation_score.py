@@ -68,7 +68,15 @@ MODULES = (
     Module("chatapp/export.py", ("tests/chat/test_export.py", "tests/chat/test_manage.py")),
     Module(
         "chatapp/models/auto.py",
-        ("tests/models/test_auto_scripted.py", "tests/models/test_auto.py", "tests/models/test_usage.py", "-m", FAST),
+        (
+            "tests/models/test_auto_scripted.py",
+            "tests/models/test_auto.py",
+            "tests/models/test_auto_promises.py",
+            "tests/models/test_waking.py",  # Auto following the wake state
+            "tests/models/test_usage.py",
+            "-m",
+            FAST,
+        ),
     ),
     Module(
         "chatapp/conversations.py",
@@ -138,6 +146,7 @@ MODULES = (
         Module(f"chatapp/{layer}.py", FRONT_DOOR, sample=60)
         for layer in ("session_binding", "upload_gate", "login_gate")
     ),
+    Module("chatapp/headers.py", FRONT_DOOR),
 )
 
 # Mutants no test can tell from the original, by name (`mutmut show NAME` in the module's scratch copy), each

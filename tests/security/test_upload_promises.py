@@ -4,6 +4,7 @@ per-caller rate; the registry's own accounting through its public interface."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -13,11 +14,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from chatapp.gradio_compat import upload_folder
 from chatapp.images import ALLOWED, MAX_IMAGE_BYTES
+from chatapp.session_binding import SessionBinding
+from chatapp.upload_gate import FULL, MAX_UPLOAD_ANSWER_BYTES, UploadGate
 from chatapp.uploads import MAX_HELD_BYTES, UPLOADS_PER_MINUTE, UploadRegistry, all_images
-from tests.security.inprocess import API, PNG, new_browser, send, served
+from tests.security.inprocess import API, PNG, new_browser, run_apart, send, served
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"  # 8 bytes
 NOT_AN_IMAGE = f"Only {ALLOWED} images can be attached (judged by their content).\n"
@@ -138,7 +142,94 @@ def test_a_caller_keeps_at_most_its_bytes_on_disk_to_the_byte(chat):
     full = send(chat, "POST", f"{API}/upload", content=one_more, headers=headers, cookie=cookie)
     assert full.status_code == 413
     assert full.text.startswith("Too many images are waiting to be sent")
+    # Past the room once Gradio has written it (what two uploads of one caller racing each other come to; here a
+    # Content-Length that says less than the body, which the in-process transport delivers whole): 413, and the
+    # file it wrote is deleted, not held.
+    tag = uuid.uuid4().hex
+    late, headers = multipart(unique_png() + b"\0" * 65536)  # more than the framing the room was judged with
+    late = late.replace(b'filename="0.png"', f'filename="{tag}.png"'.encode())
+    over = send(chat, "POST", f"{API}/upload", content=late, headers={**headers, "content-length": "0"}, cookie=cookie)
+    assert (over.status_code, over.text) == (413, FULL + "\n")
+    assert list(Path(upload_folder()).rglob(f"{tag}.png")) == [], "a refused upload's file was left on disk"
     assert upload(chat, new_browser(chat), ("other.png", unique_png())).status_code == 200
+
+
+# -- the gate, in front of an app whose answer no caller can shape ---------------------------------------------
+# A caller cannot make Gradio's upload route answer anything but a list of paths, in one body message; these
+# stand in for a Gradio whose answer changed (an upgrade, a middleware that chunks it) and check what the caller
+# then gets from the gate.
+
+CALLER = "browser:gate-test"
+
+
+def through_gate(tmp_path: Path, status: int, chunks: list[bytes]) -> tuple[int, bytes, UploadRegistry]:
+    """What a caller receives from the upload gate (status, body) when the app behind it writes a PNG and answers
+    `status` with `chunks` as its body messages (a last message without a `body` key, which ASGI allows)."""
+    uploads = UploadRegistry()
+    gate = UploadGate(uploads, SessionBinding())
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"{API}/upload",
+        "query_string": b"",
+        "headers": [(b"content-length", b"100")],
+        "state": {"caller": CALLER},
+    }
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "more_body": False})
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent: list[dict] = []
+
+    async def send_(message: dict) -> None:
+        sent.append(message)
+
+    run_apart(gate, app, Request(scope), scope, receive, send_)
+    [start] = [m for m in sent if m["type"] == "http.response.start"]
+    return start["status"], b"".join(m.get("body", b"") for m in sent[1:]), uploads
+
+
+def answer_of(text: str, size: int) -> list[bytes]:
+    """`text` (JSON) padded with whitespace to `size` bytes, in two body messages."""
+    body = text.encode()
+    body = body[:1] + b" " * (size - len(body)) + body[1:]
+    return [body[: size // 2], body[size // 2 :]]
+
+
+def test_the_gate_judges_the_whole_answer_however_it_is_chunked_up_to_its_cap(tmp_path: Path):
+    image = written(tmp_path, "a", PNG)
+    status, body, uploads = through_gate(tmp_path, 200, answer_of(json.dumps([image]), MAX_UPLOAD_ANSWER_BYTES))
+    assert status == 200, body[:200]
+    [handle] = json.loads(body)
+    assert image not in body.decode() and uploads.path_of(CALLER, handle) == image
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"not json",
+        b'{"files": ["/etc/passwd"]}',
+        b"[1]",
+        b'"/etc/passwd"',
+        "over the cap",
+    ],
+)
+def test_an_upload_answer_the_gate_does_not_understand_is_refused_never_passed_on(tmp_path: Path, answer):
+    image = written(tmp_path, "a", PNG)
+    chunks = answer_of(json.dumps([image]), MAX_UPLOAD_ANSWER_BYTES + 1) if answer == "over the cap" else [answer]
+    status, body, _ = through_gate(tmp_path, 200, chunks)
+    assert (status, body) == (502, b"The upload's answer was not understood.\n")
+
+
+def test_the_apps_own_refusal_of_an_upload_reaches_the_caller_unchanged(tmp_path: Path):
+    refusal = b'{"detail": "There was an error parsing the body"}'
+    assert through_gate(tmp_path, 400, [refusal])[:2] == (400, refusal)
 
 
 # -- the registry, through its public interface -------------------------------------------------------------
