@@ -146,7 +146,9 @@ MODULES = (
         Module(f"chatapp/{layer}.py", FRONT_DOOR, sample=60)
         for layer in ("session_binding", "upload_gate", "login_gate")
     ),
-    Module("chatapp/headers.py", FRONT_DOOR),
+    # Its functions run on every answer, so the front door's tests reach it; test_header_promises drives the
+    # cookie cases Gradio never produces (no SameSite, Strict).
+    Module("chatapp/headers.py", (*FRONT_DOOR, f"{SECURITY}/test_header_promises.py")),
 )
 
 # Mutants no test can tell from the original, by name (`mutmut show NAME` in the module's scratch copy), each
