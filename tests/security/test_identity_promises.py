@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from chatapp import identity
+from chatapp.history.sqlite import SqliteStore
 from tests.security.iap_keys import AUDIENCE, KeyServer, SigningKey
 from tests.security.inprocess import API, send, served, store_with_usage, stream_status, usage_report
 
@@ -107,6 +108,20 @@ def test_without_the_trusted_proxy_forwarded_for_is_the_clients_word(tmp_path: P
         for n in range(10):
             assert login(chat, f"someone{n}", "wrong", via(f"10.5.0.{n}")).status_code != 200
         assert login(chat, "bob", USERS["bob"], via("10.5.1.1")).status_code == 429
+
+
+def test_failed_sign_ins_count_on_every_replica(tmp_path: Path):
+    """Two replicas over one store (as the stack runs them): ten failures on one lock the name on the other."""
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    shared = tmp_path / "shared.sqlite3"
+    with (
+        served(tmp_path / "one", PASSWORD, store=SqliteStore(shared)) as one,
+        served(tmp_path / "two", PASSWORD, store=SqliteStore(shared)) as two,
+    ):
+        for n in range(10):
+            assert login(one, "ada", "wrong", via(f"10.6.0.{n}")).status_code != 200
+        refused = login(two, "ada", USERS["ada"], via("10.6.1.1"))
+        assert (refused.status_code, refused.text) == (429, "Too many failed sign-in attempts: try again later.\n")
 
 
 # -- IAP --------------------------------------------------------------------------------------------------
