@@ -25,6 +25,7 @@ from tests.security.inprocess import API, PNG, new_browser, run_apart, send, ser
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"  # 8 bytes
 NOT_AN_IMAGE = f"Only {ALLOWED} images can be attached (judged by their content).\n"
+SELF_HOSTED = "Gemma 4 31B QAT (self-hosted)"  # nothing listens at its URL here
 HTML = b"<html><form action=https://evil.example>" + b"x" * 100
 
 
@@ -408,3 +409,34 @@ def test_sending_a_requests_uploads_deletes_its_folder_once_empty_and_only_then(
     assert sorted(os.listdir(request)) == ["b"]  # the other upload of the request stays, with its folder
     registry.consume("ada", paths[1])
     assert not request.exists()
+
+
+def event_answer(chat: TestClient, api_name: str, event_id: str, cookie: str) -> tuple[str, str]:
+    """The last SSE event of a `/gradio_api/call/<api_name>/<event_id>` stream: its name and its data."""
+    chat.cookies.clear()
+    last = ("", "")
+    with chat.stream("GET", f"{API}/call/{api_name}/{event_id}", headers={"cookie": cookie}) as answer:
+        assert answer.status_code == 200
+        name = ""
+        for line in answer.iter_lines():
+            if line.startswith("event:"):
+                name = line.partition(":")[2].strip()
+            elif line.startswith("data:"):
+                last = (name, line.partition(":")[2].strip())
+    return last
+
+
+def test_a_message_names_its_images_by_the_handles_the_uploader_was_answered(chat):
+    """The chat maps the caller's handle in the event's body back to the file (the front door rewrites the body
+    before Gradio reads it): the message is taken with its image."""
+    cookie = new_browser(chat)
+    [handle] = upload(chat, cookie, ("cat.png", unique_png())).json()
+    message = {"text": "what is this?", "files": [{"path": handle, "meta": {"_type": "gradio.FileData"}}]}
+    started = send(
+        chat, "POST", f"{API}/call/chat", json={"data": [message, SELF_HOSTED, 0.7, 0.95, 64, ""]}, cookie=cookie
+    )
+    assert started.status_code == 200, started.text
+    event, data = event_answer(chat, "chat", started.json()["event_id"], cookie)
+    # The turn went to the model with its image (nothing listens there: it says so), not refused for it.
+    assert event == "complete" and "attach it again" not in data, (event, data)
+    assert SELF_HOSTED in data, data
