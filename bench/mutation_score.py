@@ -160,6 +160,8 @@ SNIFF_READ = "sniff reads at most 12 bytes: reading 17, or the whole file, gives
 ZERO_ENTRY = "keeping an entry of 0 instead of removing it: get(owner, 0) reads both the same"
 DEFAULT_HELD = "only `.owners` of the default _Held is read: its size and time are never used"
 NO_RECEIVE = "a refusal (PlainTextResponse) never reads the request: receive=None is never called"
+HEADER_CASE = "Starlette looks header names up case-insensitively (it lower-cases them): the same header"
+NO_HOST = "only a request with an Origin and no Host (HTTP/1.0) differs, and it is refused either way"
 READ_CAP = "the file's size was checked against the limit just before: reading it all, or 2 bytes more, is the same"
 HOLD_ID = "a hold id only has to be unique per owner and day and made of letters and digits (a Firestore field)"
 HANDLED = "add answers a handle for every path an owner holds, kept in _paths until dropped: a default never used"
@@ -209,10 +211,24 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.usage.xǁDailyUsageǁ_reserve_in_store__mutmut_16": HOLD_ID,
     "chatapp.usage.xǁDailyUsageǁ_reserve_in_store__mutmut_17": HOLD_ID,
     "chatapp.session_binding.xǁSessionBindingǁcall__mutmut_112": NO_RECEIVE,
-    "chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_19": NO_RECEIVE,
+    **{f"chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_{n}": NO_RECEIVE for n in (19, 42, 57, 74, 151, 165, 181)},
+    **{f"chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_{n}": HEADER_CASE for n in (38, 39, 53)},
+    "chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_54": "a missing Content-Length defaults to a string that is "
+    "not digits: any such string (XXXX) is refused the same (411)",
+    "chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_128": "an answer that is not JSON becomes None or '': neither "
+    "is a list, so both are refused the same (502)",
     "chatapp.web.xǁGuardǁ__init____mutmut_1": "create_app always passes trusted_proxy: the default is never used",
-    "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_29": "only a request with an Origin and no Host (HTTP/1.0) "
-    "differs, and it is refused either way (403, or a 500 from None.lower())",
+    "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_29": f"{NO_HOST} (403, or a 500 from None.lower())",
+    "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_32": f"{NO_HOST} (its Origin is not the host XXXX either)",
+    **{
+        f"chatapp.web.xǁGuardǁ{name}": HEADER_CASE
+        for name in (
+            "_check__mutmut_18",
+            "is_cross_site_write__mutmut_11",
+            "is_cross_site_write__mutmut_31",
+            "is_https__mutmut_15",
+        )
+    },
     "chatapp.history.firestore.xǁFirestoreStoreǁsave_turn__mutmut_82": "the usage counter's updated_at is for "
     "someone reading the database: neither the chat nor the stack reads it (tokens_used reads owner and tokens)",
     "chatapp.images.x_read_images__mutmut_25": READ_CAP,

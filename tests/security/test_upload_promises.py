@@ -228,6 +228,32 @@ def test_an_upload_answer_the_gate_does_not_understand_is_refused_never_passed_o
     assert (status, body) == (502, b"The upload's answer was not understood.\n")
 
 
+def test_an_upload_the_app_never_answered_passes_nothing_on(tmp_path: Path):
+    """The client went away before Gradio answered: nothing to judge, nothing sent, no error."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": f"{API}/upload",
+        "query_string": b"",
+        "headers": [(b"content-length", b"100")],
+        "state": {"caller": CALLER},
+    }
+    sent: list[dict] = []
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        pass
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send_(message: dict) -> None:
+        sent.append(message)
+
+    gate = UploadGate(UploadRegistry(), SessionBinding())
+    assert run_apart(gate, app, Request(scope), scope, receive, send_) is None
+    assert sent == []
+
+
 def test_the_apps_own_refusal_of_an_upload_reaches_the_caller_unchanged(tmp_path: Path):
     refusal = b'{"detail": "There was an error parsing the body"}'
     assert through_gate(tmp_path, 400, [refusal])[:2] == (400, refusal)

@@ -225,15 +225,19 @@ def test_an_event_id_is_the_callers_it_was_answered_to(chat, caplog):
     assert stream_status(chat, f"{API}/call/v2/usage/{event}", cookie=ada) == 200
 
 
-def test_an_upload_id_is_its_first_callers(chat):
+def test_an_upload_id_is_its_first_callers(chat, caplog):
     ada, bob = new_browser(chat), new_browser(chat)
     files = [("files", ("a.png", PNG, "image/png"))]
     upload = send(chat, "POST", f"{API}/upload", params={"upload_id": "ada-upload-1"}, files=files, cookie=ada)
     assert upload.status_code == 200, upload.text
     progress = f"{API}/upload_progress"
     assert stream_status(chat, progress, params={"upload_id": "ada-upload-1"}, cookie=bob) == 403
-    again = send(chat, "POST", f"{API}/upload", params={"upload_id": "ada-upload-1"}, files=files, cookie=bob)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="chatapp.web"):
+        again = send(chat, "POST", f"{API}/upload", params={"upload_id": "ada-upload-1"}, files=files, cookie=bob)
     assert again.status_code == 403
+    said = [r.getMessage() for r in caplog.records if "belongs to another caller" in r.getMessage()]
+    assert said == [f"refused {API}/upload: session ada-up… belongs to another caller"], "what was refused, and where"
 
 
 # -- body limits --------------------------------------------------------------------------------------------
