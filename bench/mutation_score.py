@@ -215,6 +215,11 @@ EQUIVALENT: dict[str, str] = {
     **{f"chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_{n}": HEADER_CASE for n in (38, 39, 53)},
     "chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_54": "a missing Content-Length defaults to a string that is "
     "not digits: any such string (XXXX) is refused the same (411)",
+    **{
+        f"chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_{n}": "each upload request is written into a folder of its "
+        "own (chatapp.uploads.own_folder), so no path of a new batch is already held: `fresh` is every path either way"
+        for n in (133, 134)
+    },
     "chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_128": "an answer that is not JSON becomes None or '': neither "
     "is a list, so both are refused the same (502)",
     "chatapp.web.xǁGuardǁ__init____mutmut_1": "create_app always passes trusted_proxy: the default is never used",
