@@ -343,6 +343,10 @@ def tally(module: Module, work: Path, seconds: float, output: str) -> Score:
     if not meta.exists():
         sys.stdout.write(output[-3000:])
         raise SystemExit(f"{module.path}: mutmut produced no results (its output above, all of it in {work})")
+    if "failed to collect stats" in output:
+        # mutmut's first pass (which maps tests to functions, with -x) failed: every mutant would read "not checked".
+        sys.stdout.write(output[-3000:])
+        raise SystemExit(f"{module.path}: a selected test fails on the unmutated tree (above); no mutant was checked")
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
     generated = len(codes)
     if (work / SAMPLE_FILE).exists():
