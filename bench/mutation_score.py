@@ -207,6 +207,8 @@ EQUIVALENT: dict[str, str] = {
     "differs, and it is refused either way (403, or a 500 from None.lower())",
     "chatapp.history.firestore.xǁFirestoreStoreǁsave_turn__mutmut_82": "the usage counter's updated_at is for "
     "someone reading the database: neither the chat nor the stack reads it (tokens_used reads owner and tokens)",
+    "chatapp.history.firestore.xǁFirestoreStoreǁtokens_used__mutmut_21": "reading a counter that does not exist "
+    "as if it did: its snapshot's to_dict() is None, so `or {}` gives the same empty dict",
     "chatapp.images.x_read_images__mutmut_25": READ_CAP,
     "chatapp.images.x_read_images__mutmut_27": READ_CAP,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",

@@ -253,3 +253,18 @@ def test_a_session_document_without_title_or_creation_time_still_lists_and_descr
         assert (summary.session_id, summary.title, summary.turns) == ("old", "", 1)
         assert summary.created_at == summary.updated_at == T0
     assert store.search_sessions("alice", "none") == []  # an empty title, not the text "None"
+
+
+def test_describe_and_search_tell_whose_conversation_it_is_and_when_it_began_and_changed(stores):
+    store, _ = stores()
+    store.save_turn(make_turn(0))
+    store.save_turn(make_turn(1))  # one second later: begun and last changed differ
+    begun, changed = make_turn(0).created_at, make_turn(1).created_at
+
+    described = store.describe_session("s-1", "alice")
+    (by_title,) = store.search_sessions("alice", "question")
+    (by_message,) = store.search_sessions("alice", "answer")
+
+    for summary in (described, by_title.summary, by_message.summary):
+        assert (summary.session_id, summary.owner, summary.turns) == ("s-1", "alice", 2)
+        assert (summary.created_at, summary.updated_at) == (begun, changed)
