@@ -21,7 +21,7 @@ import functools
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -201,7 +201,8 @@ def test_a_refused_call_at_any_step_names_the_action_in_the_error(stores, operat
         assert not isinstance(caught.value, SessionNotFound), f"step {step}: {message}"
         assert len(rpcs.calls) == step, f"step {step}: the store went on after a refused call"
         assert f"refused access while {action} " in message, f"step {step}: {message}"
-        assert REFUSED in message and store._where in message
+        assert REFUSED in message and f"{store._where} refused" in message
+        assert "Firestore database 't-" in message and f" in project {PROJECT!r} refused" in message
 
 
 def test_a_caller_without_an_owner_is_answered_at_once_without_a_read(stores):
@@ -241,18 +242,28 @@ def test_a_usage_counter_id_exists_for_any_owner_text_and_differs_between_owners
     assert all(i.startswith("2025-01-02_") and "/" not in i for i in ids)
 
 
-def test_a_session_document_without_title_or_creation_time_still_lists_and_describes(stores):
-    # What the store reads defensively: a document of an older version, or one written by hand in the console.
+def test_documents_missing_fields_still_list_describe_load_and_clear(stores):
+    # What the store reads defensively: documents of an older version, or written by hand in the console.
     store, _ = stores()
-    store.client.collection("chat_sessions").document("old").set({"owner": "alice", "updated_at": T0, "turns": 1})
+    sessions = store.client.collection("chat_sessions")
+    sessions.document("old").set({"owner": "alice", "updated_at": T0})  # no title, creation time nor turns
+    sessions.document("old").collection("messages").document("000000").set({"seq": 0})
+    sessions.document("bare").set({"owner": "alice"})  # not even a time: never listed (the order needs it)
+    epoch = datetime.fromtimestamp(0, UTC)
 
     (listed,) = store.list_sessions("alice")
-    described = store.describe_session("old", "alice")
-
-    for summary in (listed, described):
-        assert (summary.session_id, summary.title, summary.turns) == ("old", "", 1)
+    for summary in (listed, store.describe_session("old", "alice")):
+        assert (summary.session_id, summary.title, summary.turns) == ("old", "", 0)
         assert summary.created_at == summary.updated_at == T0
+    bare = store.describe_session("bare", "alice")
+    assert (bare.title, bare.turns, bare.created_at, bare.updated_at) == ("", 0, epoch, epoch)
     assert store.search_sessions("alice", "none") == []  # an empty title, not the text "None"
+    (message,) = store.load_messages("old", "alice")
+    assert (message.role, message.content, message.model, message.created_at, message.seq) == ("", "", None, epoch, 0)
+    assert (message.usage, message.images) == (None, ())
+
+    store.clear_unanswered("old", "alice")  # no turns: nothing left worth listing
+    assert [s.session_id for s in store.list_sessions("alice")] == []
 
 
 def test_describe_and_search_tell_whose_conversation_it_is_and_when_it_began_and_changed(stores):
@@ -268,3 +279,42 @@ def test_describe_and_search_tell_whose_conversation_it_is_and_when_it_began_and
     for summary in (described, by_title.summary, by_message.summary):
         assert (summary.session_id, summary.owner, summary.turns) == ("s-1", "alice", 2)
         assert (summary.created_at, summary.updated_at) == (begun, changed)
+    assert by_title.excerpt == ""  # a title match has nothing more to show
+    assert "answer" in by_message.excerpt
+
+
+def test_a_store_that_cannot_find_credentials_says_so_naming_the_step(monkeypatch, tmp_path):
+    # Outside the emulator the client looks for credentials as it is made; a key file that is not there is one
+    # way to find none, and needs no network.
+    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+
+    with pytest.raises(StoreError) as caught:
+        FirestoreStore(PROJECT, "chat-app-db")
+
+    assert "no usable Google credentials while connecting: " in str(caught.value)
+    assert "Firestore database 'chat-app-db' in project 'hybrid-chat-test'" in str(caught.value)
+
+
+def test_the_daily_counter_has_the_documented_fields_and_counts_a_one_token_reply(stores):
+    store, _ = stores()
+    store.save_turn(replace(make_turn(0), usage=Usage(1, 0)))  # the smallest reply that costs anything
+    store.save_turn(replace(make_turn(1), usage=Usage(2, 3)))
+
+    assert store.tokens_used("alice", DAY) == 6
+    # chat_usage/{day}_{owner hash} = {owner, day, tokens, updated_at, holds}: what someone reading the database
+    # (or cleaning it up by day) finds there.
+    counter = store.client.collection("chat_usage").document(usage_id("alice", DAY)).get().to_dict()
+    assert counter == {"owner": "alice", "day": "2025-01-02", "tokens": 6, "updated_at": make_turn(1).created_at}
+
+
+def test_a_search_stops_at_its_limit_twenty_unless_told(stores):
+    store, _ = stores()
+    for index in range(21):
+        store.save_turn(
+            make_turn(0, session_id=f"s-{index:02d}", user=f"otters {index}", at=T0 + timedelta(hours=index))
+        )
+
+    hits = store.search_sessions("alice", "otters")
+    assert isinstance(hits, list) and len(hits) == 20
+    assert [h.summary.session_id for h in store.search_sessions("alice", "otters", limit=2)] == ["s-20", "s-19"]
