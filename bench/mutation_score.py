@@ -205,6 +205,8 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.web.xǁGuardǁ__init____mutmut_1": "create_app always passes trusted_proxy: the default is never used",
     "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_29": "only a request with an Origin and no Host (HTTP/1.0) "
     "differs, and it is refused either way (403, or a 500 from None.lower())",
+    "chatapp.history.firestore.xǁFirestoreStoreǁsearch_sessions__mutmut_62": "a message without content read as "
+    'None instead of "": None is skipped as not text, and no word matches an empty text either',
     "chatapp.history.firestore.xǁFirestoreStoreǁtokens_used__mutmut_21": "reading a counter that does not exist "
     "as if it did: its snapshot's to_dict() is None, so `or {}` gives the same empty dict",
     "chatapp.images.x_read_images__mutmut_25": READ_CAP,

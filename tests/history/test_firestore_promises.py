@@ -318,3 +318,34 @@ def test_a_search_stops_at_its_limit_twenty_unless_told(stores):
     hits = store.search_sessions("alice", "otters")
     assert isinstance(hits, list) and len(hits) == 20
     assert [h.summary.session_id for h in store.search_sessions("alice", "otters", limit=2)] == ["s-20", "s-19"]
+
+
+def test_an_id_firestore_cannot_hold_is_no_such_conversation_without_a_call_and_so_is_no_owner(stores):
+    store, rpcs = stores()
+    _seed(store)
+    failed = Unanswered("lost", "the model failed", 0, T0)
+    calls = {
+        "save_unanswered": lambda sid, owner: store.save_unanswered(sid, owner, failed),
+        "load_messages": store.load_messages,
+        "describe_session": store.describe_session,
+        "rename_session": lambda sid, owner: store.rename_session(sid, owner, "a name"),
+    }
+
+    def outcomes(cases: list[tuple[str, str]]) -> dict[tuple[str, str, str], str]:
+        seen = {}
+        for name, call in calls.items():
+            for sid, owner in cases:
+                try:
+                    call(sid, owner)
+                    seen[name, sid[:8], owner] = "answered"
+                except Exception as exc:  # which exception it is, is the promise
+                    seen[name, sid[:8], owner] = type(exc).__name__
+        return seen
+
+    rpcs.reset()
+    bad_ids = outcomes([(sid, "alice") for sid in ("", "s-1/messages", "..", "__x__", "x" * 1501)])
+    assert bad_ids == dict.fromkeys(bad_ids, "SessionNotFound")
+    assert rpcs.calls == []  # refused before anything is sent
+
+    no_owner = outcomes([("s-1", "")])
+    assert no_owner == dict.fromkeys(no_owner, "SessionNotFound")
