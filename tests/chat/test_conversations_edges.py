@@ -19,7 +19,7 @@ from chatapp.images import check_image
 from chatapp.inputs import InputError
 from chatapp.media.base import MediaError, MediaNotFound
 from chatapp.media.local import LocalMediaStore
-from chatapp.models.base import GenerationParams
+from chatapp.models.base import GenerationParams, ModelOptions, options_of
 from chatapp.usage import DailyUsage
 from tests.chat.test_chat_service import ScriptedModel
 from tests.chat.test_conversations import SETTINGS
@@ -245,6 +245,34 @@ def test_what_a_person_sends_reaches_the_model_as_checked(tmp_path):
     list(conversations.reply(ADA, session, ask))
     assert model.params == [GenerationParams(0.3, 0.5, 77)]
     assert model.prompts[-1][0] == Message("system", "be brief")
+    store.close()
+
+
+class ThinkingModel(ScriptedModel):
+    """A scripted model with thinking levels of its own, as Gemini and vLLM's Gemma offer them."""
+
+    options = ModelOptions(temperature=1.0, thinking_levels=("low", "high"), thinking="low")
+
+
+def test_settings_are_checked_against_the_chosen_model(tmp_path):
+    store = SqliteStore(tmp_path / "h.sqlite3")
+    models = {"M": ScriptedModel("M"), "T": ThinkingModel("T")}
+    conversations = Conversations(ChatService(models, Saver(store), context_chars=10_000), store)
+    assert conversations.check("hi", Controls("T", 0.7, 0.95, 64, thinking="high")).params.thinking == "high"
+    refusals = {
+        Controls("X", 0.7, 0.95, 64): 'Unknown model "X". Choose one of: "M", "T".',
+        Controls("M", 0.7, 0.95, 64, thinking="high"): (
+            'Thinking must be one of: none (this model has no thinking levels); got "high".'
+        ),
+        Controls("T", 0.7, 0.95, 64, thinking="medium"): 'Thinking must be one of: low, high; got "medium".',
+    }
+    for controls, sentence in refusals.items():
+        with pytest.raises(InputError) as refused:
+            conversations.check("hi", controls)
+        assert str(refused.value) == sentence
+    assert conversations.options("T") == ThinkingModel.options
+    for label in ("X", 5, ["T"]):  # not in the menu (nor text): the generic options
+        assert conversations.options(label) == options_of(None)
     store.close()
 
 
