@@ -176,8 +176,9 @@ class ApiChat:
                         break
                 if not latest.stopped:
                     await write(body(b"", more=False))
-                latest.stop()  # answered, or nobody left to answer: the reply's thread ends (below)
-                tasks.start_soon(_cancel_when_done, latest, tasks.cancel_scope)
+                latest.stop()  # answered, or nobody left to answer: the reply's thread ends
+                await latest.produced.wait()
+                tasks.cancel_scope.cancel()  # then stop watching for a disconnect
         finally:
             # Leaving early (or cancelled): the reply's thread closes the reply, which stores what streamed; the
             # task group above waits for that thread, and so does this, shielded, so nothing cuts the save short.
@@ -186,12 +187,6 @@ class ApiChat:
                 await latest.produced.wait()
             if latest.gone:
                 log.info("%s: the client went away; what streamed is stored", ROUTE)
-
-
-async def _cancel_when_done(latest: _Latest, scope: anyio.CancelScope) -> None:
-    """Once the reply's thread has ended, stop watching for a disconnect (the only task left)."""
-    await latest.produced.wait()
-    scope.cancel()
 
 
 class _Latest:
