@@ -34,7 +34,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from chatapp.asgi_io import read_body
 from chatapp.chat import ChatSession, Update
-from chatapp.conversations import Ask, ConversationError, Conversations, NotFound
+from chatapp.conversations import Ask, Controls, ConversationError, Conversations, NotFound
 from chatapp.inputs import InputError
 from chatapp.route_rules import API_CHAT
 
@@ -116,15 +116,15 @@ class ApiChat:
             raise InputError(f"Unknown field {unknown[0]!r}; send only: {', '.join(sorted(FIELDS))}.")
         label = data.get("model", self._conversations.models[0])
         defaults = self._conversations.options(label)
-        ask = self._conversations.check(
-            data.get("message"),
+        controls = Controls(
             label,
             data.get("temperature", defaults.temperature),
             data.get("top_p", defaults.top_p),
             data.get("max_tokens", defaults.max_tokens),
             data.get("system_prompt", ""),
-            thinking=data.get("thinking"),
+            data.get("thinking"),
         )
+        ask = self._conversations.check(data.get("message"), controls)
         conversation_id = data.get("conversation_id")
         if conversation_id is None:
             session = self._conversations.start(owner)
