@@ -225,6 +225,8 @@ EQUIVALENT: dict[str, str] = {
     },
     "chatapp.upload_gate.xǁUploadGateǁ__call____mutmut_128": "an answer that is not JSON becomes None or '': neither "
     "is a list, so both are refused the same (502)",
+    **{f"chatapp.headers.x_harden_cookies__mutmut_{n}": HEADER_CASE for n in (4, 7, 46)},
+    **{f"chatapp.headers.x_hardened__mutmut_{n}": HEADER_CASE for n in (18, 24, 28, 40)},
     "chatapp.web.xǁGuardǁ__init____mutmut_1": "create_app always passes trusted_proxy: the default is never used",
     "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_29": f"{NO_HOST} (403, or a 500 from None.lower())",
     "chatapp.web.xǁGuardǁis_cross_site_write__mutmut_32": f"{NO_HOST} (its Origin is not the host XXXX either)",
