@@ -17,7 +17,7 @@ runs in its own scratch copy of the working tree (`.cache/mutmut/<module>/`, kep
     python -m bench.mutation_score --sample 120 chatapp/web.py  # a seeded sample of its mutants (slow modules)
 
 A mutant that is killed only because a test ran into its timeout counts as surviving: a test must fail on an
-assertion, not a hang. The 47 hand-written cases of `bench.mutations` stay as regression cases
+assertion, not a hang. The hand-written cases of `bench.mutations` stay as regression cases
 (`make mutations-listed`): they cover the retry queue, the models and the chat service, which are outside this
 list.
 """
