@@ -99,3 +99,14 @@ def test_a_failed_message_without_an_owner_is_refused_and_kept_nowhere(store):
     assert store.list_sessions("") == []
     store.save_unanswered("s-1", "alice", failed)  # the id was not taken by an owner-less conversation
     assert store.describe_session("s-1", "alice").unanswered == failed
+
+
+def test_sqlite_a_write_waits_10_s_for_another_writers_lock(tmp_path):
+    # SQLite only: the app opens its store with the default (chatapp.history.open_store), and another process
+    # (a second replica on the same file, a sqlite3 shell) may hold the write lock for a while.
+    for kwargs, waits_ms in (({}, 10_000), ({"busy_timeout_s": 2.5}, 2_500)):
+        store = SqliteStore(tmp_path / "history.sqlite3", **kwargs)
+        try:
+            assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == waits_ms
+        finally:
+            store.close()
