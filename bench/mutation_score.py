@@ -168,6 +168,7 @@ QUERY_TABLE = "the query tables are CREATE ... IF NOT EXISTS: making them again 
 FALSE_FLAG = "_closed = None: it is read only as `if self._closed`, where None is False"
 NO_NULL_TITLE = "the title is never NULL (NOT NULL under COALESCE); a NULL owner already differs from any owner"
 TOKENS_TOGETHER = "save_turn writes tokens_in and tokens_out together (one Usage, or both NULL): never one alone"
+ZERO_ROW = "a reply that cost 0 tokens adds a 0-token row: tokens_used reads 0 either way"
 ENSURE_ASCII = (
     "the record is read back only by json.loads: escaped or raw non-ASCII gives the same text (a lone surrogate "
     "would differ, and chatapp/inputs.py replaces those before any store sees a message)"
@@ -204,6 +205,7 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.history.sqlite.xǁSqliteStoreǁload_messages__mutmut_54": TOKENS_TOGETHER,
     "chatapp.history.sqlite.xǁSqliteStoreǁsave_turn__mutmut_35": SQL_CASE,
     "chatapp.history.sqlite.xǁSqliteStoreǁsave_turn__mutmut_37": SQL_CASE,
+    "chatapp.history.sqlite.xǁSqliteStoreǁsave_turn__mutmut_80": ZERO_ROW,
     **{f"chatapp.history.sqlite.xǁSqliteStoreǁsave_unanswered__mutmut_{n}": ENSURE_ASCII for n in (9, 11, 20)},
     "chatapp.uploads.x_all_images__mutmut_12": SNIFF_READ,
     "chatapp.uploads.x_all_images__mutmut_13": SNIFF_READ,

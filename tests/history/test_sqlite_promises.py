@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import replace
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 
 from chatapp.conversation import ImageRef
 from chatapp.conversations import SEARCH_LIMIT
-from chatapp.history.base import SessionNotFound, SessionSummary, Unanswered
+from chatapp.history.base import SessionNotFound, SessionSummary, Unanswered, Usage
 from chatapp.history.sqlite import SqliteStore, _micros
 from tests.history.conftest import T0, make_turn
 
@@ -110,3 +110,18 @@ def test_sqlite_a_write_waits_10_s_for_another_writers_lock(tmp_path):
             assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == waits_ms
         finally:
             store.close()
+
+
+def test_a_time_in_another_zone_keeps_its_instant(store):
+    store.save_turn(make_turn(0, at=T0.astimezone(timezone(timedelta(hours=2)))))
+    assert [m.created_at for m in store.load_messages("s-1", "alice")] == [T0, T0]
+
+
+def test_a_naive_time_is_taken_as_utc(store):
+    store.save_turn(make_turn(0, at=T0.replace(tzinfo=None)))
+    assert [m.created_at for m in store.load_messages("s-1", "alice")] == [T0, T0]
+
+
+def test_a_reply_that_cost_one_token_is_counted(store):
+    store.save_turn(replace(make_turn(0), usage=Usage(0, 1)))
+    assert store.tokens_used("alice", T0.date()) == 1
