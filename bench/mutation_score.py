@@ -87,7 +87,19 @@ MODULES = (
             "tests/chat/test_conversation_images.py",
         ),
     ),
-    Module("chatapp/history/sqlite.py", (*HISTORY, "tests/history/test_sqlite.py", "-k", "not firestore")),
+    # `-m`: the Firestore-only tests without "firestore" in their name (test_usage.py's) would start an emulator.
+    Module(
+        "chatapp/history/sqlite.py",
+        (
+            *HISTORY,
+            "tests/history/test_sqlite.py",
+            "tests/history/test_sqlite_promises.py",
+            "-k",
+            "not firestore",
+            "-m",
+            FAST,
+        ),
+    ),
     # Not the test that stops and restarts an emulator of its own: two JVM starts take longer than TEST_TIMEOUT_S
     # on 2 cores (10 s set-up + 20 s, measured 2026-12-06), so it timed out in mutmut's first pass, which runs
     # with `-x` in a forked child whose output mutmut does not show: "failed to collect stats", exit 1. Nor the
@@ -167,6 +179,16 @@ HEADER_CASE = "Starlette looks header names up case-insensitively (it lower-case
 NO_HOST = "only a request with an Origin and no Host (HTTP/1.0) differs, and it is refused either way"
 READ_CAP = "the file's size was checked against the limit just before: reading it all, or 2 bytes more, is the same"
 HOLD_ID = "a hold id only has to be unique per owner and day and made of letters and digits (a Firestore field)"
+SQL_CASE = "SQLite's keywords and names are case-insensitive (a line the script cannot tell is SQL)"
+QUERY_TABLE = "the query tables are CREATE ... IF NOT EXISTS: making them again each search finds the same words"
+FALSE_FLAG = "_closed = None: it is read only as `if self._closed`, where None is False"
+NO_NULL_TITLE = "the title is never NULL (NOT NULL under COALESCE); a NULL owner already differs from any owner"
+TOKENS_TOGETHER = "save_turn writes tokens_in and tokens_out together (one Usage, or both NULL): never one alone"
+ZERO_ROW = "a reply that cost 0 tokens adds a 0-token row: tokens_used reads 0 either way"
+ENSURE_ASCII = (
+    "the record is read back only by json.loads: escaped or raw non-ASCII gives the same text (a lone surrogate "
+    "would differ, and chatapp/inputs.py replaces those before any store sees a message)"
+)
 HANDLED = "add answers a handle for every path an owner holds, kept in _paths until dropped: a default never used"
 BOTH_SET = "_shared and _calls are set together in __init__: one is None exactly when the other is"
 EQUIVALENT: dict[str, str] = {
@@ -191,6 +213,16 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.conversations.xǁConversationsǁexport__mutmut_26": "len / 2 is a float equal to len // 2 (even length)",
     "chatapp.conversations.xǁConversationsǁsearch__mutmut_16": "both stores' default search limit is SEARCH_LIMIT (20)",
     "chatapp.conversations.xǁConversationsǁundo__mutmut_24": "last is never None there: a turn exists (checked above)",
+    "chatapp.history.sqlite.xǁSqliteStoreǁ__init____mutmut_20": FALSE_FLAG,
+    **{f"chatapp.history.sqlite.xǁSqliteStoreǁ_index_words__mutmut_{n}": QUERY_TABLE for n in (2, 4, 8, 9, 12, 13)},
+    "chatapp.history.sqlite.xǁSqliteStoreǁdescribe_session__mutmut_20": NO_NULL_TITLE,
+    "chatapp.history.sqlite.xǁSqliteStoreǁload_messages__mutmut_9": SQL_CASE,
+    "chatapp.history.sqlite.xǁSqliteStoreǁload_messages__mutmut_29": SQL_CASE,
+    "chatapp.history.sqlite.xǁSqliteStoreǁload_messages__mutmut_54": TOKENS_TOGETHER,
+    "chatapp.history.sqlite.xǁSqliteStoreǁsave_turn__mutmut_35": SQL_CASE,
+    "chatapp.history.sqlite.xǁSqliteStoreǁsave_turn__mutmut_37": SQL_CASE,
+    "chatapp.history.sqlite.xǁSqliteStoreǁsave_turn__mutmut_80": ZERO_ROW,
+    **{f"chatapp.history.sqlite.xǁSqliteStoreǁsave_unanswered__mutmut_{n}": ENSURE_ASCII for n in (9, 11, 20)},
     "chatapp.uploads.x_all_images__mutmut_12": SNIFF_READ,
     "chatapp.uploads.x_all_images__mutmut_13": SNIFF_READ,
     "chatapp.uploads.xǁUploadRegistryǁ_drop_oldest__mutmut_2": "popitem(last=None) is popitem(last=False)",

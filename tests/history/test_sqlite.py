@@ -92,8 +92,10 @@ def test_a_closed_store_says_so(db):
 
 def test_an_unusable_path_is_a_store_error(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(StoreError, match="opening"):
-        SqliteStore(tmp_path / "file" / "history.sqlite3")
+    path = tmp_path / "file" / "history.sqlite3"
+    with pytest.raises(StoreError) as failed:
+        SqliteStore(path)
+    assert str(failed.value).startswith(f"SQLite history {path}: opening failed: ")
 
 
 def test_open_store_picks_sqlite(db):
