@@ -73,9 +73,9 @@ def start_chat(env_overrides: dict[str, str], workdir: Path, timeout_s: float = 
         if process.poll() is not None:
             raise RuntimeError(f"the chat exited with {process.returncode}:\n{chat.log()}")
         try:
-            if requests.get(f"{chat.url}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"{chat.url}/healthz", timeout=5).status_code == 200:
                 return chat
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or slow to answer while it starts on a busy machine
             pass
         time.sleep(0.1)
     chat.stop()
