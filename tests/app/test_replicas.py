@@ -45,6 +45,8 @@ def draining(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
             return requests.get(f"{url}/readyz", params={"store": "false"}, timeout=5).status_code == 503
+        except requests.Timeout:  # a busy machine, not an answer: ask again
+            return False
         except requests.ConnectionError:
             return True
 
@@ -59,7 +61,7 @@ def test_rolling_restart_mid_reply_keeps_the_turn_and_the_conversation_goes_on(
     thread, result = in_background(lambda: chat(url, "Tell me a long story", session_hash=person))
     wait_until(streaming(slow_model), 30, "the reply to start on replica 0")
     os.kill(replicas[0].process.pid, signal.SIGTERM)  # the rolling update replaces replica 0
-    wait_until(draining(replicas[0].url), 5, "replica 0's readiness to fail")
+    wait_until(draining(replicas[0].url), 30, "replica 0's readiness to fail")
     replicas.route_to(1)  # the load balancer saw it and sends new connections to replica 1
     replicas[0].process.wait(BUDGET_S + 20)
     thread.join(10)
@@ -236,7 +238,7 @@ def test_a_sign_in_check_waiting_on_a_slow_store_stalls_nobody_else(
         threading.Thread(
             target=lambda: (stranger.get(f"{url}/config", timeout=30), finished.set()), daemon=True
         ).start()
-        wait_until(lambda: held_store.sent > sent, 10, "the sign-in check to reach the store")
+        wait_until(lambda: held_store.sent > sent, 30, "the sign-in check to reach the store")
         started = time.monotonic()
         try:
             answered = requests.get(f"{url}/healthz", timeout=10 * TIMEOUT_S).ok

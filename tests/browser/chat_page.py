@@ -9,6 +9,8 @@ from __future__ import annotations
 import requests
 from playwright.sync_api import Download, Locator, Page, expect
 
+from tests.fixtures.chromium import LOADED_MS
+
 BOT = "#chatbot [data-testid='bot']"
 USER = "#chatbot [data-testid='user']"
 
@@ -29,7 +31,7 @@ class ChatPage:
 
     def wait_ready(self) -> ChatPage:
         # ui.py marks the body once the page's load event (owner, open conversation, sidebar) has finished.
-        self.page.wait_for_selector("body[data-chat-ready='true']", state="attached", timeout=30_000)
+        self.page.wait_for_selector("body[data-chat-ready='true']", state="attached", timeout=LOADED_MS)
         return self
 
     # -- locators -----------------------------------------------------------------------------------------
@@ -81,7 +83,7 @@ class ChatPage:
         expect(self.last_bot).to_have_text(reply, use_inner_text=True)
         self.wait_idle()
 
-    def wait_idle(self, timeout_ms: float = 30_000) -> None:
+    def wait_idle(self, timeout_ms: float = LOADED_MS) -> None:
         """Wait until no event is updating the chatbot (Gradio hides its status tracker when done)."""
         self.page.wait_for_function(
             "() => document.querySelector(\"#chatbot [data-testid='status-tracker']\")?.classList.contains('hide')",
@@ -159,7 +161,7 @@ class ChatPage:
             BOT,
         )
 
-    def wait_for_growth(self, than: str, timeout_ms: float = 10_000) -> str:
+    def wait_for_growth(self, than: str, timeout_ms: float = LOADED_MS) -> str:
         """Wait until the newest bot message is a longer text than `than`; return it."""
         self.page.wait_for_function(
             "([sel, n]) => { const all = document.querySelectorAll(sel);"

@@ -15,6 +15,7 @@ context is a new anonymous owner with its own sidebar, and the fakes' settings a
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from harness.chat_process import ROOT, ChatProcess, start_chat
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.fakes.vertex_server import FakeVertexServer
 from tests.browser.chat_page import ChatPage
+from tests.fixtures.chromium import LOADED_MS
 
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 SELF_HOSTED_LABEL = "Gemma (fake vLLM)"
@@ -52,6 +54,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         except Exception as exc:  # a screenshot must never hide the real failure
             report.sections.append(("browser screenshot", f"could not be taken: {exc}"))
     if report.failed:
+        console: list[str] = getattr(item, "browser_console", [])
+        if console:  # the page's own errors (a broken event stream, a failed event) say what the screenshot cannot
+            report.sections.append(("browser console (last lines)", "\n".join(console[-40:])))
         for name, value in getattr(item, "funcargs", {}).items():
             if isinstance(value, ChatProcess):
                 report.sections.append((f"chat log ({name}, last lines)", "\n".join(value.log().splitlines()[-40:])))
@@ -61,9 +66,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(LOADED_MS)
     page = context.new_page()
     request.node.browser_page = page  # for the screenshot on failure
+    console: list[str] = []
+    request.node.browser_console = console
+    page.on("console", lambda m: console.append(f"{time.strftime('%H:%M:%S')} {m.type}: {m.text}"))
     yield page
     context.close()
 

@@ -31,9 +31,7 @@ def test_a_message_over_the_limit_names_the_limit(ui: ChatPage, fake_model):
         150_000,
     )
     ui.page.locator("#send").click()
-    expect(ui.toasts).to_have_text(
-        "The message is 150,000 characters long; the limit is 100,000. Shorten it.", timeout=20_000
-    )
+    expect(ui.toasts).to_have_text("The message is 150,000 characters long; the limit is 100,000. Shorten it.")
     expect(ui.user_messages).to_have_count(0)
     expect(ui.textbox).to_have_value("x" * 150_000)  # kept, so the user can shorten it rather than retype
     assert len(fake_model.chat_requests()) == asked_before

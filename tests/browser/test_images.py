@@ -20,7 +20,7 @@ LOADED = "(img) => img.complete && img.naturalWidth > 0"
 def attach(ui: ChatPage, path: Path) -> None:
     ui.page.locator("#message input[type='file']").set_input_files(str(path))
     # The textbox shows a thumbnail once Gradio's upload route has answered.
-    expect(ui.page.locator("#message img")).to_have_count(1, timeout=15_000)
+    expect(ui.page.locator("#message img")).to_have_count(1)
 
 
 def test_an_image_is_answered_kept_across_a_model_switch_and_shown_after_a_reload(
@@ -55,6 +55,6 @@ def test_the_text_only_local_model_answers_an_image_with_a_sentence(page: Page, 
     picture.write_bytes(PNG)
     attach(ui, picture)
     ui.send("What is this?")
-    expect(ui.last_bot).to_contain_text(f"{LLAMA_LABEL} could not take the images", timeout=30_000)
+    expect(ui.last_bot).to_contain_text(f"{LLAMA_LABEL} could not take the images")
     expect(ui.last_bot).not_to_contain_text("Traceback")
     ui.wait_idle()

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
-import requests
 from playwright.sync_api import Page, expect
 
-from harness.chat_process import ROOT
-from harness.support import free_port
+from harness.chat_process import ROOT, START_S
+from harness.support import free_port, wait_until_ready
 from tests.browser.chat_page import ChatPage
 from tests.browser.conftest import GEMINI_LABEL
 
@@ -32,16 +30,12 @@ def model_process() -> Iterator[tuple[subprocess.Popen, str]]:
         stderr=subprocess.DEVNULL,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if requests.get(f"{base_url}/models", timeout=5).ok:
-                break
-        except requests.RequestException:  # not listening yet, or too slow to answer on a busy machine
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("the fake model server did not start") from None
-            time.sleep(0.1)
+    try:
+        wait_until_ready(process, f"{base_url}/models", START_S, "the fake model server")
+    except (RuntimeError, TimeoutError):
+        process.kill()
+        process.wait()
+        raise
     yield process, base_url
     if process.poll() is None:
         process.kill()
@@ -63,7 +57,7 @@ def test_status_shows_the_self_hosted_model_reachable_then_unreachable(
     )
     ui = ChatPage(page, chat.url).open()
     # Right at page load, with no timer tick yet: the server checked when it started.
-    expect(ui.model_status).to_contain_text("🟢 Local model: ready", timeout=5_000)
+    expect(ui.model_status).to_contain_text("🟢 Local model: ready")
     expect(ui.model_status).to_contain_text(f"🟢 {GEMINI_LABEL}")
 
     process.kill()  # the model server dies; its port is now dead

@@ -17,6 +17,7 @@ from harness.chat_process import ChatProcess, start_chat
 from harness.fakes.openai_server import FakeOpenAIServer
 from tests.browser.chat_page import ChatPage
 from tests.browser.conftest import SELF_HOSTED_LABEL
+from tests.fixtures.chromium import LOADED_MS
 
 PASSWORD = "ada-correct-horse"
 OTHERS = {"browser:0f1e2d3c4b5a69788796a5b4c3d2e1f0": "An anonymous note", "user:bob": "Bob's plan"}
@@ -48,7 +49,7 @@ def signed_in_chat(tmp_path_factory: pytest.TempPathFactory, _fake_model: FakeOp
 @pytest.fixture
 def ada_page(browser: Browser, signed_in_chat: ChatProcess) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(LOADED_MS)
     yield context.new_page()
     context.close()
 

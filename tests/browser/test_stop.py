@@ -1,10 +1,12 @@
 """Stop at any moment (issues 15 row 10 and 16): right after Enter, before the first token, mid-stream, as the
-reply ends, twice in a row, while two busy-loop processes keep both cores loaded. Every time the page must end
-idle, never show "Error", keep the conversation in view, and show what is stored (a reload shows the same).
+reply ends (while the turn is being saved), twice in a row, while one pinned busy loop per core keeps every core
+loaded. Every time the page must end idle, never show "Error", keep the conversation in view, and show what is
+stored (read from the store itself, and after a reload).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,19 +14,29 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
+from harness.chat_process import ChatProcess
+from tests.app.helpers import sqlite_path, stored_history, wait_until
 from tests.browser.chat_page import ChatPage
+from tests.fixtures.chromium import LOADED_MS
 
-LOADED_MS = 30_000  # what a page may take to update while both cores are busy
 BUSY_S = 600  # each busy loop ends by itself even if the test process dies
 # Send, then Stop in the same moment: nothing of the page runs between the two clicks.
 SEND_THEN_STOP = "() => { document.querySelector('#send').click(); document.querySelector('#stop').click(); }"
+LAST_TOKEN = 10  # the short reply of "as the reply ends": tok1 … tok10
 
 
 @pytest.fixture
 def cpu_load() -> Iterator[None]:
-    """Both cores busy, as on a replica serving others: two bounded busy loops, stopped by their pids."""
-    code = f"import time\nend = time.monotonic() + {BUSY_S}\nwhile time.monotonic() < end:\n    pass\n"
-    loops = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    """Every core busy, as on a replica serving others: one bounded busy loop pinned to each core (so the
+    scheduler cannot leave one free), stopped by their pids."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 2))
+    code = (
+        "import os, sys, time\n"
+        "if hasattr(os, 'sched_setaffinity'):\n    os.sched_setaffinity(0, {int(sys.argv[1])})\n"
+        f"end = time.monotonic() + {BUSY_S}\n"
+        "while time.monotonic() < end:\n    pass\n"
+    )
+    loops = [subprocess.Popen([sys.executable, "-c", code, str(core)]) for core in cores]
     try:
         yield
     finally:
@@ -47,15 +59,23 @@ def retype(ui: ChatPage, text: str) -> None:
     expect(ui.textbox).to_have_value(text)
 
 
+def stored_replies(chat: ChatProcess) -> dict[str, str]:
+    """Every stored turn of the chat's history file (read-only, checked for a valid shape): message → reply."""
+    turns: dict[str, str] = {}
+    for _owner, rows in stored_history(sqlite_path(chat)).values():
+        turns |= {asked[1]: answer[1] for asked, answer in zip(rows[::2], rows[1::2], strict=True)}
+    return turns
+
+
 def settled(ui: ChatPage, question: str) -> list[str]:
     """After a Stop: the page idle, no "Error" anywhere, the question still in view; returns the bot messages."""
-    ui.wait_idle(timeout_ms=60_000)
+    ui.wait_idle()
     expect(ui.page.get_by_text("Error", exact=True)).to_have_count(0)
     expect(ui.user_messages.filter(has_text=question)).to_have_count(1)
     return [m.inner_text() for m in ui.bot_messages.all()]
 
 
-def test_a_stop_right_after_enter_always_stops(ui: ChatPage, fake_model, cpu_load):
+def test_a_stop_right_after_enter_always_stops(ui: ChatPage, chat: ChatProcess, fake_model, cpu_load):
     fake_model.tokens_per_s, fake_model.reply = 10, 200  # 20 s if nothing stopped it
     for n in range(3):
         question = f"Story number {n}"
@@ -63,24 +83,26 @@ def test_a_stop_right_after_enter_always_stops(ui: ChatPage, fake_model, cpu_loa
         retype(ui, question)  # over the previous stopped message, which is back in the box
         ui.page.evaluate(SEND_THEN_STOP)
         # Stopped before it was sent: back in the box, nothing asked of the model, nothing stored.
-        expect(ui.last_bot).to_contain_text("Stopped before the reply began", timeout=LOADED_MS)
-        expect(ui.textbox).to_have_value(question, timeout=LOADED_MS)
-        ui.wait_idle(timeout_ms=60_000)
+        expect(ui.last_bot).to_contain_text("Stopped before the reply began")
+        expect(ui.textbox).to_have_value(question)
+        ui.wait_idle()
         expect(ui.page.get_by_text("Error", exact=True)).to_have_count(0)
         assert len(fake_model.chat_requests()) == asked, "a stopped message reached the model"
+        assert question not in stored_replies(chat), "a message stopped before its reply began was stored"
     # Nothing was glued onto the next message, which is answered on its own.
     fake_model.tokens_per_s, fake_model.reply = 100, None
     retype(ui, "And now?")
     ui.page.locator("#send").click()
-    expect(ui.last_bot).to_have_text("You said: And now?", timeout=LOADED_MS)
+    expect(ui.last_bot).to_have_text("You said: And now?")
     expect(ui.user_messages).to_have_text(["And now?"])  # the stopped messages are neither shown nor glued
     ui.wait_idle()
     assert fake_model.chat_requests()[-1]["messages"][-1]["content"] == "And now?"
+    assert not [m for m in stored_replies(chat) if m.startswith("Story number")], "a stopped message was stored"
 
 
 @pytest.mark.parametrize("moment", ["before the first token", "mid-stream", "as the reply ends", "twice"])
 def test_stop_at_any_moment_leaves_the_page_idle_with_the_stored_partial_reply(
-    ui: ChatPage, fake_model, cpu_load, moment: str
+    ui: ChatPage, chat: ChatProcess, fake_model, cpu_load, moment: str
 ):
     for n in range(2):
         ui.new_chat()
@@ -90,32 +112,29 @@ def test_stop_at_any_moment_leaves_the_page_idle_with_the_stored_partial_reply(
             fake_model.mode, fake_model.tokens_per_s, fake_model.reply = "slow_start", 10, 200
             asked = len(fake_model.chat_requests())
             ui.send(question)
-            expect(ui.user_messages.filter(has_text=question)).to_have_count(1, timeout=LOADED_MS)
+            expect(ui.user_messages.filter(has_text=question)).to_have_count(1)
             # The reply has begun (the model was asked; its first token is 3 s away). A Stop before that is the
             # other race, "before the reply began", which puts the message back in the box (test above).
-            for _ in range(LOADED_MS // 100):
-                if len(fake_model.chat_requests()) > asked:
-                    break
-                ui.page.wait_for_timeout(100)
-            assert len(fake_model.chat_requests()) > asked, "the reply never reached the model"
+            wait_until(lambda n=asked: len(fake_model.chat_requests()) > n, LOADED_MS / 1000, "the model to be asked")
             ui.stop()
         elif moment == "as the reply ends":
-            fake_model.tokens_per_s, fake_model.reply = 20, 10  # half a second
+            fake_model.tokens_per_s, fake_model.reply = 20, LAST_TOKEN  # half a second
             ui.send(question)
-            ui.wait_for_growth("", timeout_ms=30_000)
-            ui.page.wait_for_timeout(400)  # about when the last tokens arrive and the turn is saved
+            # The last token on screen: the stream is ending and the turn being saved, or just saved.
+            expect(ui.last_bot).to_contain_text(f"tok{LAST_TOKEN}")
             ui.stop()
         else:
             fake_model.tokens_per_s, fake_model.reply = 10, 200
             ui.send(question)
-            ui.wait_for_growth(ui.wait_for_growth("", timeout_ms=30_000), timeout_ms=30_000)
+            ui.wait_for_growth(ui.wait_for_growth(""))
             ui.stop()
             if moment == "twice":
                 ui.stop()
         shown = settled(ui, question)
         assert shown and shown[-1].strip(), f"no reply shown after a stop {moment}"
         assert "tok200" not in shown[-1]
+        assert stored_replies(chat).get(question, "").strip() == shown[-1].strip(), "what is shown is not stored"
 
-        ui.reload()  # what is stored is what was shown
-        expect(ui.user_messages).to_have_text([question], timeout=LOADED_MS)
-        expect(ui.bot_messages).to_have_text([s.strip() for s in shown], use_inner_text=True, timeout=LOADED_MS)
+        ui.reload()  # and a reload shows it again
+        expect(ui.user_messages).to_have_text([question])
+        expect(ui.bot_messages).to_have_text([s.strip() for s in shown], use_inner_text=True)

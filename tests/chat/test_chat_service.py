@@ -201,7 +201,7 @@ def test_concurrent_replies_of_one_conversation_are_saved_in_turn_order():
     session = ChatSession(owner="o")
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(run, svc, session, "one", "M")
-        assert first_save_started.wait(5)
+        assert first_save_started.wait(30)
         run(svc, session, "two", "M")
         first.result()
 
