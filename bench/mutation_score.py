@@ -61,6 +61,25 @@ FAST = "not integration"
 SECURITY = "tests/security"
 HISTORY = "tests/history/test_contract.py", "tests/history/test_manage.py", "tests/history/test_usage.py"
 FRONT_DOOR = tuple(f"{SECURITY}/test_{name}_promises.py" for name in ("web", "identity", "upload"))
+MODELS = "tests/models"
+GEMINI_MODULES = (("gemini", 60), ("gemini_client", None), ("gemini_request", 40), ("gemini_errors", 40))
+GEMINI_TESTS = (
+    *(f"{MODELS}/test_{name}.py" for name in ("gemini", "gemini_options", "gemini_promises", "usage")),
+    "-m",
+    FAST,
+)
+OPENAI_MODULES = (
+    ("openai_compat", 60),
+    ("openai_compat_request", None),
+    ("openai_compat_stream", 60),
+    ("openai_compat_errors", 40),
+)
+OPENAI_TESTS = (
+    *(f"{MODELS}/test_{name}.py" for name in ("openai_compat", "openai_thinking", "openai_compat_promises", "usage")),
+    f"{MODELS}/test_images_wire.py",
+    "-m",
+    FAST,
+)
 MODULES = (
     Module("chatapp/iap.py", ("tests/security/test_iap_verifier.py",)),
     # Its own tests only: they bound every call, so a mutant that loops fails an assertion instead of hanging.
@@ -138,6 +157,14 @@ MODULES = (
         Module(f"chatapp/{layer}.py", FRONT_DOOR, sample=60)
         for layer in ("session_binding", "upload_gate", "login_gate")
     ),
+    # The model clients, through the real SDK / HTTP client against the in-process fakes (harness/fakes). Samples:
+    # a mutant of the reply's stream runs ~40 HTTP tests (~12 s each on the loaded 2 cores, measured 2026-12-06).
+    *(Module(f"chatapp/models/{name}.py", GEMINI_TESTS, sample=n) for name, n in GEMINI_MODULES),
+    *(Module(f"chatapp/models/{name}.py", OPENAI_TESTS, sample=n) for name, n in OPENAI_MODULES),
+    # The Pulumi component rendered in this process under mocks (the plan tests render in a subprocess). Pulumi's
+    # runtime runs gRPC too: a child forked after the first render spun until its CPU limit (every mutant a
+    # "timeout", measured 2026-12-06).
+    Module("stack/scaling.py", ("tests/infra/test_scaling_promises.py",), forkserver=True),
 )
 
 # Mutants no test can tell from the original, by name (`mutmut show NAME` in the module's scratch copy), each
@@ -207,6 +234,7 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.images.x_read_images__mutmut_25": READ_CAP,
     "chatapp.images.x_read_images__mutmut_27": READ_CAP,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
+    "stack.scaling.xǁChatScalingǁ__init____mutmut_3": "pulumi's Resource.__init__ turns props=None into {}",
 }
 
 
@@ -219,9 +247,10 @@ def scratch_copy(module: Module) -> Path:
     work = workdir(module)
     shutil.rmtree(work, ignore_errors=True)
     listed = copy_tree(work)
-    others = sorted({Path(name).parts[0] for name in listed} - {"chatapp", "tests"})
+    package = Path(module.path).parts[0]  # chatapp, or stack for the Pulumi program's modules
+    others = sorted({Path(name).parts[0] for name in listed} - {package, "tests"})
     config = {
-        "source_paths": ["chatapp/"],
+        "source_paths": [f"{package}/"],
         "only_mutate": [module.path],
         "also_copy": [f"{name}/" if (work / name).is_dir() else name for name in others],
         "pytest_add_cli_args_test_selection": list(module.tests),

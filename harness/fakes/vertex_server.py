@@ -18,6 +18,9 @@ Paths served:
 - Thinking: with `fake.thoughts = "…"`, a request whose thinkingConfig has includeThoughts gets thought-summary
   parts (`{"text": …, "thought": true}`) before the answer, as Gemini 3 streams them; thinkingLevel together
   with thinkingBudget is refused with a 400, as Gemini 3 does.
+- Quota: with `fake.retry_delay = "2s"` a 429 carries google.rpc RetryInfo (`retryDelay`) among its details, as the
+  Gemini API sends it; `fake.lookup_error = {"error": {...}}` makes `models.get` answer that Google error body (e.g.
+  403 PERMISSION_DENIED: an identity that may call the model but not read its card).
 - `POST /token`: an OAuth token endpoint for the fake service-account credentials (Vertex mode needs a
   bearer token; the credentials file names this endpoint, so google-auth never calls oauth2.googleapis.com).
 """
@@ -81,6 +84,10 @@ class FakeVertexServer(FakeServer):
         self.thoughts: str | None = None
         # Model ids that answer 404 NOT_FOUND (lookups and generation); e.g. RETIRED_2026.
         self.retired: set[str] | frozenset[str] = frozenset()
+        # The google.rpc RetryInfo delay a 429 names ("2s"); None: the 429 has no details, as Vertex's often has not.
+        self.retry_delay: str | None = None
+        # A Google error body (`_status_error(...)`) that `models.get` answers with, its code as the HTTP status.
+        self.lookup_error: dict[str, Any] | None = None
 
     @property
     def base_url(self) -> str:
@@ -188,6 +195,23 @@ def _status_error(code: int, status: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
+status_error = _status_error  # Google's error body (google.rpc.Status as JSON), for tests that set `lookup_error`
+
+
+def rate_limited(message: str, retry_delay: str | None) -> dict[str, Any]:
+    """A 429 RESOURCE_EXHAUSTED; with a delay, the details the Gemini API sends: which quota, and RetryInfo."""
+    body = _status_error(429, "RESOURCE_EXHAUSTED", message)
+    if retry_delay is not None:
+        body["error"]["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}],
+            },
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay},
+        ]
+    return body
+
+
 def not_found(version: str, model: str, vertex_name: str | None) -> dict[str, Any]:
     """Google's 404 for a model id it does not serve: Vertex names the publisher model it looked for."""
     if vertex_name:
@@ -255,6 +279,8 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 self.send_json(
                     401, _status_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
                 )
+            elif server.lookup_error is not None:
+                self.send_json(server.lookup_error["error"]["code"], server.lookup_error)
             elif model in server.retired:
                 self.send_json(404, not_found(version, model, f"publishers/google/models/{model}" if vertex else None))
             else:
@@ -300,7 +326,7 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                     "Resource exhausted. Please try again later. Please refer to "
                     "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details."
                 )
-                self.send_json(429, _status_error(429, "RESOURCE_EXHAUSTED", message))
+                self.send_json(429, rate_limited(message, server.retry_delay))
             elif mode == "error_500":
                 self.send_json(500, _status_error(500, "INTERNAL", "Internal error encountered."))
             elif mode == "hang":

@@ -1,0 +1,156 @@
+"""What a person sees of a Gemini reply, each promise pinned by the observable result (the reply text, the usage
+recorded, the sentence shown): thought summaries never in the answer, the server's token counts over anything
+counted here. Through the real google-genai SDK against the local server with Google's REST shape."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from chatapp.models.base import ModelError, ModelUnavailable
+from chatapp.models.gemini import LOOKUP_RETRY_S, LOOKUP_TTL_S, GeminiModel
+from chatapp.models.gemini_client import HOW_TO_CONFIGURE
+from harness.fakes.vertex_server import status_error
+from tests.fixtures.model_servers import use_gemini_env
+from tests.models.helpers import ask, collect
+
+THOUGHT = "PRIVATE-PLAN weigh the greeting first"
+
+
+def gemini(model_id: str = "gemini-3.8-flash", **kwargs) -> GeminiModel:
+    return GeminiModel("Gemini Test", model_id, **kwargs)
+
+
+def test_thought_summaries_reach_the_thinking_and_never_the_answer(fake_vertex):
+    fake_vertex.thoughts = THOUGHT
+    fake_vertex.reply = "Hello Ada, welcome aboard."
+    chunks, stats, error = collect(gemini(), ask("hi"))
+    assert error is None
+    assert "".join(chunks) == "Hello Ada, welcome aboard."
+    assert stats.thinking == THOUGHT
+
+
+# -- the status check's lookup (is GEMINI_MODEL there?) ---------------------------------------------------------
+def lookups(fake_vertex) -> list[dict]:
+    return [r for r in fake_vertex.requests if r["body"] is None and "/models/" in r["path"]]
+
+
+def test_a_lookup_is_trusted_for_ten_minutes_then_made_again(fake_vertex):
+    now = [1000.0]
+    model = gemini(clock=lambda: now[0])
+    assert model.check() is None
+    now[0] += LOOKUP_TTL_S - 1
+    assert model.check() is None and len(lookups(fake_vertex)) == 1
+    now[0] += 1  # exactly LOOKUP_TTL_S later: stale
+    fake_vertex.retired = {"gemini-3.8-flash"}
+    assert model.check() == "retired or unknown model id gemini-3.8-flash: set GEMINI_MODEL (geminiModel)"
+    assert len(lookups(fake_vertex)) == 2
+
+
+def test_a_lookup_gives_google_five_seconds_and_a_reply_the_models_timeout(fake_vertex):
+    """google-genai sends a request's timeout as X-Server-Timeout (whole seconds): what Google's front end sees."""
+    model = gemini(timeout_s=42)
+    assert model.check() is None
+    collect(model, ask("hi"))
+    [lookup] = lookups(fake_vertex)
+    assert lookup["headers"]["X-Server-Timeout"] == "5"
+    [reply] = fake_vertex.generate_requests()
+    assert reply["headers"]["X-Server-Timeout"] == "42"
+
+
+@pytest.mark.parametrize(("code", "status"), [(401, "UNAUTHENTICATED"), (403, "PERMISSION_DENIED")])
+def test_a_lookup_the_identity_may_not_make_is_no_verdict_but_is_logged(fake_vertex, caplog, code, status):
+    """Calling a model needs aiplatform.endpoints.predict, reading its card more: a refused lookup says nothing
+    about the model, so the status check stays fine (and messages still go out); the operator reads why."""
+    fake_vertex.lookup_error = status_error(code, status, "Permission denied on the publisher model.")
+    model = gemini()
+    with caplog.at_level(logging.WARNING, logger="chatapp.models.gemini"):
+        assert model.check() is None
+    [record] = [r for r in caplog.records if r.name == "chatapp.models.gemini"]
+    assert record.getMessage() == (
+        f"Gemini Test: cannot look up gemini-3.8-flash (HTTP {code}: Permission denied on the publisher model.)"
+    )
+    chunks, _, error = collect(model, ask("hi"))
+    assert error is None and "".join(chunks) == "You said: hi (1 messages in context)"
+
+
+def test_another_refused_lookup_is_named_and_tried_again_after_thirty_seconds(fake_vertex):
+    now = [1000.0]
+    model = gemini(clock=lambda: now[0])
+    fake_vertex.lookup_error = status_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.")
+    refused = "model lookup refused (HTTP 400 INVALID_ARGUMENT: Request contains an invalid argument.)"
+    assert model.check() == refused
+    fake_vertex.lookup_error = None
+    now[0] += LOOKUP_RETRY_S - 1
+    assert model.check() == refused and len(lookups(fake_vertex)) == 1
+    now[0] += 1
+    assert model.check() is None and len(lookups(fake_vertex)) == 2
+    # Only a retired id makes a message fail before it is sent: a refused lookup does not.
+    chunks, _, error = collect(model, ask("hi"))
+    assert error is None and chunks
+
+
+# -- what the status list and a failed reply say --------------------------------------------------------------
+def test_without_credentials_the_status_says_how_to_configure_and_nothing_is_asked(fake_vertex, monkeypatch):
+    use_gemini_env(monkeypatch, {})
+    assert gemini().check() == f"not configured: no credentials; {HOW_TO_CONFIGURE}"
+    assert fake_vertex.requests == []
+
+
+def test_vertex_without_a_project_or_credentials_to_find_one_is_not_configured(fake_vertex, monkeypatch, tmp_path):
+    use_gemini_env(monkeypatch, {"GOOGLE_GENAI_USE_VERTEXAI": "true"})
+    missing = tmp_path / "no-such-adc.json"
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(missing))
+    assert gemini().check() == (
+        f"not configured: Gemini Test is not configured (File {missing} was not found.); {HOW_TO_CONFIGURE}."
+    )
+    assert fake_vertex.requests == []
+
+
+def test_a_reply_blocked_by_safety_names_the_model_and_the_reason(fake_vertex):
+    fake_vertex.mode = "safety"
+    chunks, stats, error = collect(gemini(), ask("x"))
+    assert chunks == [] and type(error) is ModelError
+    assert str(error) == "Gemini Test gave no reply because its safety filters blocked the reply (SAFETY)."
+    assert stats.finish_reason == "safety"
+
+
+def test_a_server_error_names_the_model(fake_vertex):
+    fake_vertex.mode = "error_500"
+    _, _, error = collect(gemini(), ask("x"))
+    assert str(error) == "Gemini Test had a server error (HTTP 500 INTERNAL: Internal error encountered.)."
+
+
+def test_with_an_api_key_a_404_names_no_location(fake_vertex, monkeypatch):
+    """The Gemini API has no regions: only on Vertex can a 404 mean "not served in this location"."""
+    use_gemini_env(monkeypatch, fake_vertex.api_key_env())
+    fake_vertex.retired = {"gemini-3.8-flash"}
+    _, _, error = collect(gemini(location="us-central1"), ask("hi"))
+    assert isinstance(error, ModelUnavailable)
+    retired = "Gemini Test: retired or unknown model id gemini-3.8-flash: set GEMINI_MODEL (geminiModel)"
+    assert str(error).startswith(f"{retired} (HTTP 404 NOT_FOUND: ")
+    assert "us-central1" not in str(error)
+
+
+# -- 429: Google's own delay, within the retry budget ----------------------------------------------------------
+def test_a_429_waits_the_delay_google_names_then_answers(fake_vertex):
+    fake_vertex.retry_delay = "1.5s"  # longer than the first backoff (1 s), so waiting it shows
+    fake_vertex.queue("rate_limit")
+    chunks, _, error = collect(gemini(), ask("hi"))
+    assert error is None and "".join(chunks) == "You said: hi (1 messages in context)"
+    first, second = fake_vertex.generate_requests()
+    assert second["time"] - first["time"] >= 1.5
+
+
+def test_a_429_that_asks_for_longer_than_the_budget_is_reported_at_once(fake_vertex):
+    fake_vertex.retry_delay = "30s"
+    fake_vertex.mode = "rate_limit"
+    _, _, error = collect(gemini(retry_budget_s=12), ask("hi"))
+    assert type(error) is ModelError
+    assert str(error) == (
+        "Gemini Test quota is exhausted (429 RESOURCE_EXHAUSTED: Resource exhausted. Please try again later. Please "
+        "refer to https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.); asked to "
+        "wait longer. Try again in a minute or switch models."
+    )
+    assert len(fake_vertex.generate_requests()) == 1
