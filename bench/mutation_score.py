@@ -63,10 +63,11 @@ HISTORY = "tests/history/test_contract.py", "tests/history/test_manage.py", "tes
 FRONT_DOOR = tuple(f"{SECURITY}/test_{name}_promises.py" for name in ("web", "identity", "upload"))
 MODELS = "tests/models"
 GEMINI_MODULES = (("gemini", 60), ("gemini_client", None), ("gemini_request", 40), ("gemini_errors", 40))
+# Left out: tests that bound a duration from above (under the load of a mutation run they fail on a clean tree,
+# and mutmut then collects nothing); the promise tests assert the same sentences without a stopwatch.
 GEMINI_TESTS = (
     *(f"{MODELS}/test_{name}.py" for name in ("gemini", "gemini_options", "gemini_promises", "usage")),
-    "-m",
-    FAST,
+    *("-m", FAST, "-k", "not never_answering_times_out and not persists_is_reported"),
 )
 OPENAI_MODULES = (
     ("openai_compat", 60),
@@ -77,8 +78,7 @@ OPENAI_MODULES = (
 OPENAI_TESTS = (
     *(f"{MODELS}/test_{name}.py" for name in ("openai_compat", "openai_thinking", "openai_compat_promises", "usage")),
     f"{MODELS}/test_images_wire.py",
-    "-m",
-    FAST,
+    *("-m", FAST, "-k", "not 32_concurrent and not within_the_retry_budget and not never_answers"),
 )
 MODULES = (
     Module("chatapp/iap.py", ("tests/security/test_iap_verifier.py",)),

@@ -57,6 +57,10 @@ MODES = (
     "abort",  # half the reply, then finish_reason "abort" and a normal [DONE]: vLLM's engine aborted it
     "hang",  # accept the request and never answer
     "html",  # stream HOSTILE_HTML: what a prompt-injected model might write (forms, remote images, scripts)
+    # llama-cpp-python finds an overflow inside its stream: a 200 whose stream ends before any event. Asked
+    # again without streaming, it answers the 400 LLAMA_CPP_TOO_LONG ("empty_stream": a normal completion).
+    "too_long_empty_stream",
+    "empty_stream",
 )
 
 # vLLM's words for a prompt over the window (its serving_engine checks) and for one that fits without room for
@@ -69,6 +73,12 @@ CONTEXT_TOO_LONG = (
 REPLY_TOO_LONG = (
     "'max_tokens' or 'max_completion_tokens' is too large: 1024. This model's maximum context length is 4096 "
     "tokens and your request has 3500 input tokens (1024 > 4096 - 3500)."
+)
+
+# llama-cpp-python's words for a prompt over its window (n_ctx 4096).
+LLAMA_CPP_TOO_LONG = (
+    "This model's maximum context length is 4096 tokens. However, you requested 9016 tokens (9000 in the messages, "
+    "16 in the completion). Please reduce the length of the messages or completion."
 )
 
 # Active HTML and remote loads in Markdown, plus Markdown that must still render (table, code, http(s) link).
@@ -265,6 +275,13 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 self.send_json(429, _error("Too many requests, slow down", "RateLimitError", 429), headers)
             elif mode == "hang":
                 wait_or_gone(self, 3600, server._stopping)
+            elif mode in ("too_long_empty_stream", "empty_stream") and body.get("stream"):
+                self.start_sse()
+                self.end_chunks()
+            elif mode == "too_long_empty_stream":
+                self.send_json(400, _error(LLAMA_CPP_TOO_LONG, "invalid_request_error", 400))
+            elif mode == "empty_stream":
+                self.send_json(200, _completion(body, server._reply_tokens(body)[:1]))
             else:
                 self._stream(mode, body)
 
@@ -370,6 +387,20 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
 
 def _error(message: str, kind: str, code: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _completion(body: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
+    """A non-streamed chat completion."""
+    usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": len(tokens)}
+    message = {"role": "assistant", "content": "".join(tokens)}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "length"}],
+        "usage": usage | {"total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
+    }
 
 
 def _flat_error(message: str, code: int) -> dict[str, Any]:
