@@ -44,6 +44,8 @@ MODES = (
     "max_tokens_thinking",  # finishReason MAX_TOKENS with no text: thinking used the whole budget
     "rate_limit",  # 429 RESOURCE_EXHAUSTED
     "error_500",  # 500 INTERNAL
+    "permission_denied",  # 403 PERMISSION_DENIED: the identity may not call the model (aiplatform.endpoints.predict)
+    "invalid_argument",  # 400 INVALID_ARGUMENT, Google's generic refusal of a request it cannot take
     "cut",  # half the reply, then the TCP connection drops mid-body
     # Candidate.finishReason is absent until generation stops, so a body that simply ends after text
     # without one is a reply the server never finished.
@@ -329,6 +331,11 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 self.send_json(429, rate_limited(message, server.retry_delay))
             elif mode == "error_500":
                 self.send_json(500, _status_error(500, "INTERNAL", "Internal error encountered."))
+            elif mode == "permission_denied":
+                message = f"Permission 'aiplatform.endpoints.predict' denied on resource '{model}'."
+                self.send_json(403, _status_error(403, "PERMISSION_DENIED", message))
+            elif mode == "invalid_argument":
+                self.send_json(400, _status_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."))
             elif mode == "hang":
                 wait_or_gone(self, 3600, server._stopping)
             elif mode == "prompt_blocked":

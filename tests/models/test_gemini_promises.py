@@ -4,14 +4,17 @@ counted here. Through the real google-genai SDK against the local server with Go
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
 import pytest
 
-from chatapp.models.base import ModelError, ModelUnavailable
+from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, StreamCut
 from chatapp.models.gemini import LOOKUP_RETRY_S, LOOKUP_TTL_S, GeminiModel
 from chatapp.models.gemini_client import HOW_TO_CONFIGURE
 from harness.fakes.vertex_server import status_error
+from harness.support import free_port
 from tests.fixtures.model_servers import use_gemini_env
 from tests.models.helpers import ask, collect
 
@@ -154,3 +157,110 @@ def test_a_429_that_asks_for_longer_than_the_budget_is_reported_at_once(fake_ver
         "wait longer. Try again in a minute or switch models."
     )
     assert len(fake_vertex.generate_requests()) == 1
+
+
+# -- why a reply ended without text, or early (gemini_errors) -------------------------------------------------
+STOPPED_BECAUSE = {
+    "SAFETY": "its safety filters blocked the reply",
+    "RECITATION": "the reply would have recited copyrighted material",
+    "BLOCKLIST": "the reply contained blocked terms",
+    "PROHIBITED_CONTENT": "the reply was judged prohibited content",
+    "SPII": "the reply would have contained sensitive personal information",
+    "IMAGE_SAFETY": "its safety filters blocked the reply",
+    "LANGUAGE": "the reply's language is not supported",
+    "MALFORMED_FUNCTION_CALL": "it produced a malformed function call",
+    "MODEL_ARMOR": "Model Armor blocked the reply",
+}
+
+
+@pytest.mark.parametrize(("finish", "because"), STOPPED_BECAUSE.items())
+def test_a_reply_stopped_after_some_text_keeps_it_and_says_why_in_words(fake_vertex, finish, because):
+    fake_vertex.mode, fake_vertex.finish_after_text = "safety_after_text", finish
+    fake_vertex.reply = "one two three four five six seven eight nine ten eleven twelve"
+    chunks, _, error = collect(gemini(), ask("x"))
+    assert "".join(chunks) == "one two three four five six"
+    assert isinstance(error, StreamCut) and str(error) == f"Gemini Test stopped mid-reply because {because}."
+
+
+def test_an_empty_stop_is_an_empty_reply(fake_vertex):
+    fake_vertex.reply = ""
+    chunks, _, error = collect(gemini(), ask("x"))
+    assert "".join(chunks) == "" and type(error) is ModelError
+    assert str(error) == "Gemini Test returned an empty reply (finish reason STOP)."
+
+
+def test_a_model_without_thinking_that_hit_max_tokens_is_told_to_raise_it(fake_vertex):
+    fake_vertex.mode = "max_tokens_thinking"
+    _, _, error = collect(gemini("gemini-2.5-flash"), ask("x"), GenerationParams(max_tokens=64))
+    assert str(error) == (
+        "Gemini Test used up the max tokens limit (64) before writing any text: it spent them thinking. "
+        "Raise Max tokens and try again."
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind", "expected"),
+    [
+        (
+            "permission_denied",
+            ModelUnavailable,
+            "Gemini Test refused our credentials (HTTP 403 PERMISSION_DENIED: Permission "
+            f"'aiplatform.endpoints.predict' denied on resource 'gemini-3.8-flash'.); {HOW_TO_CONFIGURE}.",
+        ),
+        (
+            "invalid_argument",
+            ModelError,
+            "Gemini Test rejected the request (HTTP 400 INVALID_ARGUMENT: Request contains an invalid argument.).",
+        ),
+    ],
+)
+def test_a_refused_request_says_who_refused_and_why(fake_vertex, mode, kind, expected):
+    fake_vertex.mode = mode
+    chunks, _, error = collect(gemini(), ask("x"))
+    assert chunks == [] and type(error) is kind and str(error) == expected
+
+
+def test_a_global_location_is_not_named_in_a_404(fake_vertex):
+    fake_vertex.retired = {"gemini-3.8-flash"}
+    _, _, error = collect(gemini(location="global"), ask("hi"))
+    retired = "Gemini Test: retired or unknown model id gemini-3.8-flash: set GEMINI_MODEL (geminiModel)"
+    assert str(error).startswith(f"{retired} (HTTP 404 NOT_FOUND: ")
+    assert "GOOGLE_CLOUD_LOCATION" not in str(error)
+
+
+def test_silence_mid_reply_is_a_cut_that_keeps_the_text(fake_vertex):
+    fake_vertex.reply = "one two three four five six"
+    fake_vertex.tokens_per_s = 1  # three words a chunk: the second chunk comes 3 s after the first
+    chunks, _, error = collect(gemini(timeout_s=1), ask("x"))
+    assert "".join(chunks) == "one two three"
+    assert isinstance(error, StreamCut) and str(error) == "Gemini Test went silent for 1 s; the reply was cut off."
+
+
+def test_a_connection_cut_mid_reply_names_the_model(fake_vertex):
+    fake_vertex.mode = "cut"
+    fake_vertex.reply = "one two three four five six seven eight nine ten eleven twelve"
+    _, _, error = collect(gemini(), ask("x"))
+    assert isinstance(error, StreamCut) and str(error).startswith("The connection to Gemini Test broke mid-reply (")
+
+
+def test_an_endpoint_nobody_listens_on_is_unavailable(fake_vertex, monkeypatch):
+    use_gemini_env(
+        monkeypatch, {**fake_vertex.api_key_env(), "GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    )
+    chunks, _, error = collect(gemini(), ask("x"))
+    assert chunks == [] and isinstance(error, ModelUnavailable)
+    assert str(error).startswith("Gemini Test is not reachable (")
+    assert str(error).endswith("); check the network or try again.")
+
+
+def test_credentials_that_cannot_get_a_token_say_so(fake_vertex, monkeypatch, tmp_path):
+    env = fake_vertex.vertex_env(tmp_path)
+    account = json.loads(Path(env["GOOGLE_APPLICATION_CREDENTIALS"]).read_text())
+    account["token_uri"] = f"http://127.0.0.1:{free_port()}/token"  # nobody answers there
+    Path(env["GOOGLE_APPLICATION_CREDENTIALS"]).write_text(json.dumps(account))
+    use_gemini_env(monkeypatch, env)
+    chunks, _, error = collect(gemini(), ask("x"))
+    assert chunks == [] and isinstance(error, ModelUnavailable)
+    assert str(error).startswith("Gemini Test could not get credentials (")
+    assert str(error).endswith(f"); {HOW_TO_CONFIGURE}.")
+    assert fake_vertex.generate_requests() == []
