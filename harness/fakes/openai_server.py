@@ -147,6 +147,10 @@ class FakeOpenAIServer(FakeServer):
         # The usage chunk's completion_tokens; None: one per streamed token, thinking included. Real tokenizers
         # rarely split a reply where its deltas fall, so a test can make the server's count differ from the chunks.
         self.completion_tokens: int | None = None
+        # False: ignore stream_options.include_usage and send no usage chunk, as llama-cpp-python's server does.
+        self.sends_usage = True
+        # The finish_reason the "abort" mode ends with: vLLM's "abort", or OpenAI-style servers' "content_filter".
+        self.abort_reason = "abort"
 
     @property
     def base_url(self) -> str:
@@ -329,7 +333,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                     self.end_chunks()
                     return
                 if i == half and mode == "abort":
-                    tokens, finish = tokens[:half], "abort"
+                    tokens, finish = tokens[:half], server.abort_reason
                     break
                 if i == half and mode == "malformed":
                     self._send_raw(b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n')
@@ -350,7 +354,7 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                     return
                 self._send(event({"content": token}))
             self._send(event({}, finish))
-            if (body.get("stream_options") or {}).get("include_usage"):
+            if server.sends_usage and (body.get("stream_options") or {}).get("include_usage"):
                 counted = len(thoughts) + len(tokens)
                 completion = counted if server.completion_tokens is None else server.completion_tokens
                 usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": completion}

@@ -3,13 +3,31 @@ reply text, the usage recorded, the sentence shown), against the fault-injecting
 
 from __future__ import annotations
 
-import pytest
+import base64
+import logging
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
+import pytest
+import requests
+from requests import Response
+from urllib3.exceptions import ReadTimeoutError
+
+from chatapp.conversation import ImageRef, Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, StreamCut
 from chatapp.models.context_window import WHAT_TO_DO, ContextTooLong
 from chatapp.models.openai_compat import OpenAICompatModel
+from chatapp.models.openai_compat_errors import (
+    describe,
+    error_message,
+    http_error,
+    is_read_timeout,
+    response_reason,
+    retry_after,
+)
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.support import free_port
+from tests.media.images import PNG
 from tests.models.helpers import ask, collect
 
 LABEL = "Gemma Test"
@@ -152,3 +170,210 @@ def test_a_429_that_asks_for_longer_than_the_budget_is_reported_at_once(fake_ope
         f"{LABEL} is busy (HTTP 429: Too many requests, slow down) and asked to wait longer; try again in a minute."
     )
     assert len(fake_openai.chat_requests()) == 1
+
+
+# -- the reply's stream (openai_compat_stream) -----------------------------------------------------------------
+def test_without_a_usage_chunk_each_delta_counts_as_one_token(fake_openai):
+    """llama-cpp-python ignores include_usage: no prompt count, and the reply's is its deltas, thinking included."""
+    fake_openai.sends_usage = False
+    fake_openai.reasoning = "weigh it"
+    fake_openai.reply = "one two three"
+    chunks, stats, error = collect(model_for(fake_openai), ask("count"))
+    assert error is None and "".join(chunks) == "one two three"
+    assert (stats.tokens_in, stats.tokens_out) == (None, 5)
+
+
+def test_usage_and_finish_come_from_the_server(fake_openai):
+    fake_openai.reply = "one two"
+    _, stats, _ = collect(model_for(fake_openai), ask("a b c"))
+    # The fake counts words: 3 in the prompt + 4 for the template.
+    assert (stats.tokens_in, stats.tokens_out, stats.finish_reason) == (7, 2, "stop")
+
+
+@pytest.mark.parametrize(
+    ("reason", "because"),
+    [
+        ("abort", "the server aborted the request (restarting or scaling down?); try again"),
+        ("content_filter", "its content filter stopped the reply"),
+        ("tool_budget", "of finish reason 'tool_budget'"),
+    ],
+)
+def test_a_reply_that_ended_for_another_reason_keeps_its_text_and_says_why(fake_openai, reason, because):
+    fake_openai.mode, fake_openai.abort_reason = "abort", reason
+    fake_openai.reply = "alpha beta gamma delta"
+    chunks, stats, error = collect(model_for(fake_openai), ask("x"))
+    assert "".join(chunks) == "alpha beta"
+    assert isinstance(error, StreamCut) and str(error) == f"{LABEL} stopped mid-reply because {because}."
+    assert stats.finish_reason == reason
+
+
+def test_an_error_event_mid_reply_keeps_the_text_and_quotes_the_server(fake_openai):
+    fake_openai.mode = "error_event"
+    fake_openai.reply = "alpha beta gamma delta"
+    chunks, _, error = collect(model_for(fake_openai), ask("x"))
+    assert "".join(chunks) == "alpha beta"
+    assert isinstance(error, StreamCut) and str(error) == f"{LABEL} failed while answering: The engine died"
+
+
+def test_an_overflow_found_after_the_200_is_explained(fake_openai):
+    fake_openai.mode = "too_long_in_stream"
+    _, _, error = collect(model_for(fake_openai), ask("x"))
+    assert isinstance(error, ContextTooLong) and str(error).startswith(f"Your message is too long for {LABEL}: ")
+
+
+def test_a_stream_that_ends_without_finishing_keeps_its_text(fake_openai):
+    fake_openai.mode = "end_early"
+    fake_openai.reply = "alpha beta gamma delta"
+    chunks, _, error = collect(model_for(fake_openai), ask("x"))
+    assert "".join(chunks) == "alpha beta" and type(error) is StreamCut
+    assert str(error) == f"{LABEL} stopped before finishing the reply (the stream ended early)."
+
+
+def test_a_cut_connection_says_so_in_words(fake_openai):
+    fake_openai.mode = "cut"
+    fake_openai.reply = "alpha beta gamma delta"
+    chunks, _, error = collect(model_for(fake_openai), ask("x"))
+    assert "".join(chunks) == "alpha beta" and isinstance(error, StreamCut)
+    assert str(error) == f"The connection to {LABEL} broke mid-reply (connection closed mid-response)."
+
+
+def test_silence_mid_reply_is_a_cut_that_says_how_long(fake_openai):
+    fake_openai.mode, fake_openai.first_token_delay_s = "slow_start", 5.0
+    _, _, error = collect(model_for(fake_openai, timeout_s=0.5), ask("x"))
+    assert isinstance(error, StreamCut) and str(error) == f"{LABEL} went silent for 0.5 s; the reply was cut off."
+
+
+def test_a_malformed_line_is_logged_and_skipped(fake_openai, caplog):
+    fake_openai.mode = "malformed"
+    fake_openai.reply = "alpha beta gamma delta"
+    with caplog.at_level(logging.WARNING, logger="chatapp.models.openai_compat_stream"):
+        chunks, _, error = collect(model_for(fake_openai), ask("x"))
+    assert error is None and "".join(chunks) == "alpha beta gamma delta"
+    [record] = [r for r in caplog.records if r.name == "chatapp.models.openai_compat_stream"]
+    assert record.getMessage() == (
+        f"{LABEL} sent a malformed stream line; skipped: " + repr('{"id": "broken", "choices": [{"delta": {"content": ')
+    )
+
+
+# -- the request (openai_compat_request) -----------------------------------------------------------------------
+def test_unset_sampling_sends_the_models_own_defaults_and_a_set_one_as_set(fake_openai):
+    model = model_for(fake_openai)
+    collect(model, ask("a"), GenerationParams(max_tokens=32))
+    collect(model, ask("b"), GenerationParams(temperature=0.2, top_p=0.5, max_tokens=32))
+    defaults, chosen = fake_openai.chat_requests()
+    options = model.options
+    assert (defaults["temperature"], defaults["top_p"]) == (options.temperature, options.top_p)
+    assert (chosen["temperature"], chosen["top_p"], chosen["max_tokens"]) == (0.2, 0.5, 32)
+
+
+def test_gemma_4_is_recognised_whatever_the_case(fake_openai):
+    model = OpenAICompatModel(LABEL, fake_openai.base_url, "Google/GEMMA-4-12B-IT")
+    assert model.options.thinking_levels == ("off", "on") and model.options.thinking == "off"
+
+
+def test_images_go_as_data_url_parts_after_the_text_and_alone_without_text(fake_openai):
+    image = ImageRef("a" * 32, "image/png", len(PNG), PNG)
+    url = f"data:image/png;base64,{base64.b64encode(PNG).decode()}"
+    messages = [Message("user", "What is this?", images=(image,)), Message("user", "", images=(image,))]
+    collect(model_for(fake_openai), messages)
+    [body] = fake_openai.chat_requests()
+    part = {"type": "image_url", "image_url": {"url": url}}
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"}, part]},
+        {"role": "user", "content": [part]},
+    ]
+
+
+def test_an_image_that_could_not_be_read_is_said_before_anything_is_sent(fake_openai):
+    unread = ImageRef("a" * 32, "image/png", 10)
+    _, _, error = collect(model_for(fake_openai), [Message("user", "x", images=(unread,))])
+    assert type(error) is ModelError
+    assert str(error) == "An image of this conversation could not be read; attach it again."
+    assert fake_openai.requests == []
+
+
+# -- the server's words, however it puts them (openai_compat_errors) -------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"error": {"message": "OpenAI's words", "type": "invalid_request_error"}}, "OpenAI's words"),
+        ({"error": "a bare string"}, "a bare string"),
+        ({"object": "error", "message": "vLLM's words", "code": 400}, "vLLM's words"),
+        ({"detail": [{"loc": ["body", "top_p"], "msg": "too big"}, "other"]}, "too big; other"),  # FastAPI
+        ({"detail": "Not Found"}, "Not Found"),
+        ({"error": {"message": ""}, "detail": ""}, None),
+        (["not", "an", "object"], None),
+    ],
+)
+def test_the_reason_is_read_from_each_servers_error_body(body, reason):
+    assert error_message(body) == reason
+
+
+def response(status: int, content: bytes, reason: str = "", headers: dict[str, str] | None = None) -> Response:
+    """A requests Response as a server's answer arrives (body, status line, headers)."""
+    answer = Response()
+    answer.status_code, answer._content, answer.reason = status, content, reason
+    answer.headers.update(headers or {})
+    return answer
+
+
+def test_a_body_that_is_no_error_object_is_quoted_and_an_empty_one_gives_the_status_line():
+    assert response_reason(response(502, b"  upstream connect error  ", "Bad Gateway")) == "upstream connect error"
+    assert response_reason(response(502, b"", "Bad Gateway")) == "Bad Gateway"
+    assert response_reason(response(502, b"")) == "no reason given"
+    assert response_reason(response(500, b"x" * 600)) == "x" * 500
+
+
+def test_retry_after_is_read_as_seconds_or_as_a_date():
+    assert retry_after(response(429, b"", headers={"Retry-After": "2.5"})) == 2.5
+    assert retry_after(response(429, b"", headers={"Retry-After": "-3"})) == 0.0
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 20 < (retry_after(response(429, b"", headers={"Retry-After": soon})) or 0) <= 30
+    assert retry_after(response(429, b"", headers={"Retry-After": "soon"})) is None
+    assert retry_after(response(429, b"")) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (401, "Gemma Test refused the request (HTTP 401: no key); check its credentials."),
+        (403, "Gemma Test refused the request (HTTP 403: no key); check its credentials."),
+        (404, "Gemma Test: retired or unknown model id m: set SELF_HOSTED_MODEL (gemmaModel) (HTTP 404: no key)."),
+        (422, "Gemma Test rejected the request (HTTP 422): no key"),
+        (499, "Gemma Test rejected the request (HTTP 499): no key"),
+        (500, "Gemma Test failed with a server error (HTTP 500): no key"),
+        (
+            504,
+            "Gemma Test is still starting (HTTP 504: no key); switch to another model or try again in a few minutes.",
+        ),
+    ],
+)
+def test_each_refusal_is_said_as_what_it_means(status, expected):
+    error = http_error(LABEL, "m", status, "no key")
+    assert str(error) == expected
+    assert isinstance(error, ModelUnavailable) == (status == 504)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[Errno 111] Connection refused", "connection refused"),
+        ("[Errno -2] Name or service not known", "host name not found"),
+        ("nodename nor servname provided, or not known", "host name not found"),
+        ("[Errno -3] Temporary failure in name resolution", "host name not found"),
+        ("Read timed out. (read timeout=5)", "timed out"),
+        ("[Errno 104] Connection reset by peer", "connection reset"),
+        ("Response ended prematurely", "connection closed mid-response"),
+        ("IncompleteRead(12 bytes read)", "connection closed mid-response"),
+        ("RemoteDisconnected('Remote end closed connection without response')", "server closed the connection"),
+        ("y" * 300, "y" * 200),
+    ],
+)
+def test_requests_nested_exceptions_are_said_in_a_few_words(text, reason):
+    assert describe(requests.ConnectionError(text)) == reason
+
+
+def test_a_read_timeout_is_known_however_requests_wraps_it():
+    assert is_read_timeout(requests.exceptions.ReadTimeout("slow"))
+    assert is_read_timeout(requests.ConnectionError(ReadTimeoutError(None, "/v1", "Read timed out.")))
+    assert not is_read_timeout(requests.ConnectionError("Connection reset by peer"))
