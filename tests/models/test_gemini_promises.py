@@ -4,18 +4,21 @@ counted here. Through the real google-genai SDK against the local server with Go
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from pathlib import Path
 
 import pytest
 
+from chatapp.conversation import ImageRef, Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, StreamCut
 from chatapp.models.gemini import LOOKUP_RETRY_S, LOOKUP_TTL_S, GeminiModel
 from chatapp.models.gemini_client import HOW_TO_CONFIGURE
 from harness.fakes.vertex_server import status_error
 from harness.support import free_port
 from tests.fixtures.model_servers import use_gemini_env
+from tests.media.images import PNG
 from tests.models.helpers import ask, collect
 
 THOUGHT = "PRIVATE-PLAN weigh the greeting first"
@@ -264,3 +267,113 @@ def test_credentials_that_cannot_get_a_token_say_so(fake_vertex, monkeypatch, tm
     assert str(error).startswith("Gemini Test could not get credentials (")
     assert str(error).endswith(f"); {HOW_TO_CONFIGURE}.")
     assert fake_vertex.generate_requests() == []
+
+
+# -- what a request asks for (gemini_request) ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("model_id", "levels", "default"),
+    [
+        ("gemini-3.8-flash", ("low", "medium", "high"), "medium"),
+        ("gemini-3.8-flash-001", ("low", "medium", "high"), "medium"),  # a pinned version of the family
+        ("gemini-3.8-flash-lite", ("low", "high"), "high"),  # another model, not a version of 3.8 Flash
+        ("gemini-3.5-flash", ("minimal", "low", "medium", "high"), "medium"),
+        ("gemini-4-pro", ("low", "high"), "high"),
+        ("gemini-2.5-flash", (), None),
+        ("gemma-3-12b-it", (), None),
+    ],
+)
+def test_each_model_id_offers_its_familys_thinking_levels(model_id, levels, default):
+    options = gemini(model_id).options
+    assert (options.thinking_levels, options.thinking) == (levels, default)
+    assert (options.temperature, options.top_p) == (1.0, 0.95)
+    note = "Gemini 3 works best at its default temperature and top-p: they are sent only if you change them."
+    assert options.note == (note if levels else "")
+
+
+@pytest.mark.parametrize(("level", "room"), [("minimal", 1024), ("low", 4096), ("medium", 8192), ("high", 16384)])
+def test_max_output_leaves_each_levels_room_for_thinking_on_top_of_max_tokens(fake_vertex, level, room):
+    collect(gemini("gemini-3.5-flash"), ask("hi"), GenerationParams(max_tokens=100, thinking=level))
+    config = fake_vertex.generate_requests()[-1]["body"]["generationConfig"]
+    assert config["maxOutputTokens"] == 100 + room
+    sent = {"include_thoughts": True} | ({} if level == "medium" else {"thinking_level": level.upper()})
+    assert config["thinkingConfig"] == sent
+
+
+def test_a_model_without_thinking_gets_max_tokens_and_no_thinking_config(fake_vertex):
+    collect(gemini("gemini-2.5-flash"), ask("hi"), GenerationParams(temperature=0.3, top_p=0.5, max_tokens=77))
+    config = fake_vertex.generate_requests()[-1]["body"]["generationConfig"]
+    assert config == {"temperature": 0.3, "topP": 0.5, "maxOutputTokens": 77}
+
+
+def test_system_messages_become_one_instruction_and_turns_keep_their_roles(fake_vertex):
+    image = ImageRef("a" * 32, "image/png", len(PNG), PNG)
+    messages = [
+        Message("system", "Be brief."),
+        Message("system", "   "),
+        Message("user", "Hi"),
+        Message("assistant", "Hello", model="Gemma"),
+        Message("system", "Answer in French."),
+        Message("user", "", images=(image,)),
+    ]
+    collect(gemini(), messages)
+    body = fake_vertex.generate_requests()[-1]["body"]
+    assert body["systemInstruction"]["parts"] == [{"text": "Be brief.\n\nAnswer in French."}]
+    assert [(c["role"], [sorted(p) for p in c["parts"]]) for c in body["contents"]] == [
+        ("user", [["text"]]),
+        ("model", [["text"]]),
+        ("user", [["inlineData"]]),  # an image alone: no empty text part before it
+    ]
+    assert base64.b64decode(body["contents"][2]["parts"][0]["inlineData"]["data"]) == PNG
+
+
+def test_without_system_messages_no_instruction_is_sent(fake_vertex):
+    collect(gemini(), ask("hi"))
+    assert "systemInstruction" not in fake_vertex.generate_requests()[-1]["body"]
+
+
+def test_an_image_that_could_not_be_read_is_said_before_anything_is_sent(fake_vertex):
+    unread = ImageRef("a" * 32, "image/png", 10)
+    _, _, error = collect(gemini(), [Message("user", "x", images=(unread,))])
+    assert type(error) is ModelError
+    assert str(error) == "An image of this conversation could not be read; attach it again."
+    assert fake_vertex.generate_requests() == []
+
+
+# -- which endpoint and credentials (gemini_client) ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("vertex", "enterprise", "expected"),
+    [(" True ", None, True), ("1", None, True), ("yes", None, False), ("true", "false", False), ("0", "TRUE", True)],
+)
+def test_vertex_mode_is_read_as_the_sdk_reads_it(fake_vertex, monkeypatch, vertex, enterprise, expected):
+    """GOOGLE_GENAI_USE_ENTERPRISE wins over GOOGLE_GENAI_USE_VERTEXAI; only "true" and "1" mean yes."""
+    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", vertex)
+    if enterprise is not None:
+        monkeypatch.setenv("GOOGLE_GENAI_USE_ENTERPRISE", enterprise)
+    model = gemini()
+    assert model.vertex is expected and model.configured is expected
+
+
+def test_an_api_key_of_blanks_is_no_credentials(fake_vertex, monkeypatch):
+    use_gemini_env(monkeypatch, {"GEMINI_API_KEY": "   ", "GOOGLE_API_KEY": ""})
+    model = gemini()
+    assert not model.configured
+    assert model.check() == f"not configured: no credentials; {HOW_TO_CONFIGURE}"
+
+
+@pytest.mark.parametrize("name", ["GOOGLE_API_KEY", "GEMINI_API_KEY"])
+def test_either_api_key_variable_configures_the_api_key_mode(fake_vertex, monkeypatch, name):
+    env = fake_vertex.api_key_env("k-1")
+    del env["GEMINI_API_KEY"]
+    use_gemini_env(monkeypatch, env | {name: "k-1"})
+    model = gemini()
+    assert model.configured and not model.vertex
+    chunks, _, error = collect(model, ask("hi"))
+    assert error is None and chunks
+    assert fake_vertex.generate_requests()[-1]["headers"]["x-goog-api-key"] == "k-1"
+
+
+def test_vertex_mode_asks_for_the_project_and_location_set(fake_vertex, monkeypatch, tmp_path):
+    use_gemini_env(monkeypatch, fake_vertex.vertex_env(tmp_path, project="other-project"))
+    collect(gemini(location="europe-west4"), ask("hi"))
+    path = fake_vertex.generate_requests()[-1]["path"]
+    assert path.startswith("/v1beta1/projects/other-project/locations/europe-west4/publishers/google/models/")
