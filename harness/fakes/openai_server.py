@@ -151,6 +151,8 @@ class FakeOpenAIServer(FakeServer):
         self.sends_usage = True
         # The finish_reason the "abort" mode ends with: vLLM's "abort", or OpenAI-style servers' "content_filter".
         self.abort_reason = "abort"
+        # The ids `GET /v1/models` lists (None: just `model`), e.g. [] for a server still registering its model.
+        self.served: list[str] | None = None
 
     @property
     def base_url(self) -> str:
@@ -233,8 +235,18 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 self.send_json(503, _error("Loading model", "unavailable_error", 503))
             else:
                 created = int(time.time())
-                card = {"id": server.model, "object": "model", "created": created, "owned_by": "vllm"}
-                self.send_json(200, {"object": "list", "data": [{**card, "root": server.model, "parent": None}]})
+                cards = [
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "vllm",
+                        "root": name,
+                        "parent": None,
+                    }
+                    for name in (server.served if server.served is not None else [server.model])
+                ]
+                self.send_json(200, {"object": "list", "data": cards})
 
         def do_POST(self) -> None:
             body = self.read_json()

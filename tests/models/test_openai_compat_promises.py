@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import TypeVar
 
 import pytest
 import requests
@@ -31,6 +35,7 @@ from tests.media.images import PNG
 from tests.models.helpers import ask, collect
 
 LABEL = "Gemma Test"
+T = TypeVar("T")
 
 
 def model_for(fake: FakeOpenAIServer, **kwargs) -> OpenAICompatModel:
@@ -377,3 +382,93 @@ def test_a_read_timeout_is_known_however_requests_wraps_it():
     assert is_read_timeout(requests.exceptions.ReadTimeout("slow"))
     assert is_read_timeout(requests.ConnectionError(ReadTimeoutError(None, "/v1", "Read timed out.")))
     assert not is_read_timeout(requests.ConnectionError("Connection reset by peer"))
+
+
+# -- the connection (openai_compat) ----------------------------------------------------------------------------
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose listen queue is full: the kernel drops further SYNs, so a connection attempt only times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    queued = []
+    for _ in range(8):  # fill the queue (never accepted); the attempts that do not fit are given up at once
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+        queued.append(client)
+    yield port
+    for sock in (*queued, listener):
+        sock.close()
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """call() in a thread, failing the test (not hanging it) if it has not returned in `seconds`: for promises that
+    something gives up, whose bug would otherwise wait for ever."""
+    results: list[T] = []
+    worker = threading.Thread(target=lambda: results.append(call()), daemon=True)  # a daemon: never waited for
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        pytest.fail(f"still waiting after {seconds:g} s: nothing gave up")
+    assert results, "the call raised (see the warning above)"
+    return results[0]
+
+
+def test_a_server_that_does_not_accept_the_connection_is_unavailable_in_its_own_words(full_backlog):
+    model = OpenAICompatModel(LABEL, f"http://127.0.0.1:{full_backlog}/v1", "m", connect_timeout_s=0.5)
+    chunks, _, error = within(10, lambda: collect(model, ask("x")))
+    assert chunks == [] and isinstance(error, ModelUnavailable)
+    assert str(error) == (
+        f"{LABEL} did not accept a connection within 0.5 s; it may be down or still starting. Switch to another "
+        "model or try again in a few minutes."
+    )
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_the_status_check_gives_a_silent_server_two_seconds(silent_port):
+    model = OpenAICompatModel(LABEL, f"http://127.0.0.1:{silent_port}/v1", "m")
+    assert within(15, model.check) == "not reachable (timed out)"
+
+
+def test_a_request_that_cannot_be_sent_says_why():
+    model = OpenAICompatModel(LABEL, "ftp://127.0.0.1/v1", "m")
+    _, _, error = collect(model, ask("x"))
+    assert type(error) is ModelError
+    assert str(error) == (
+        f"Could not send the request to {LABEL}: No connection adapters were found for "
+        "'ftp://127.0.0.1/v1/chat/completions'"
+    )
+
+
+def test_the_request_is_json_as_the_openai_api_asks(fake_openai):
+    collect(model_for(fake_openai), ask("x"))
+    [request] = [r for r in fake_openai.requests if r["path"] == "/v1/chat/completions"]
+    assert request["headers"]["Content-Type"] == "application/json"
+
+
+def test_a_server_that_serves_no_model_yet_says_so(fake_openai):
+    fake_openai.served = []
+    assert model_for(fake_openai).check() == (
+        "retired or unknown model id fake-model: set SELF_HOSTED_MODEL (gemmaModel) (the server serves nothing)"
+    )
+
+
+def test_a_failure_after_text_with_images_is_the_cut_not_an_images_refusal(fake_openai):
+    """Only a failure before the first token may be the model refusing images; once text came it was not."""
+    fake_openai.mode = "cut"
+    fake_openai.reply = "alpha beta gamma delta"
+    image = ImageRef("a" * 32, "image/png", len(PNG), PNG)
+    chunks, _, error = collect(model_for(fake_openai), [Message("user", "what is it?", images=(image,))])
+    assert "".join(chunks) == "alpha beta" and isinstance(error, StreamCut)
+    assert str(error) == f"The connection to {LABEL} broke mid-reply (connection closed mid-response)."
