@@ -234,6 +234,8 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.images.x_read_images__mutmut_25": READ_CAP,
     "chatapp.images.x_read_images__mutmut_27": READ_CAP,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
+    "chatapp.models.gemini.xǁGeminiModelǁ_read__mutmut_31": "[:2] of the candidates: the request never sets "
+    "candidateCount, so Gemini sends one",
     "stack.scaling.xǁChatScalingǁ__init____mutmut_3": "pulumi's Resource.__init__ turns props=None into {}",
     "stack.scaling.xǁChatScalingǁ__init____mutmut_100": "pulumi's register_resource_outputs sends `outputs or {}`",
 }

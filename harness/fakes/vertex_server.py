@@ -90,6 +90,9 @@ class FakeVertexServer(FakeServer):
         self.retry_delay: str | None = None
         # A Google error body (`_status_error(...)`) that `models.get` answers with, its code as the HTTP status.
         self.lookup_error: dict[str, Any] | None = None
+        # promptFeedback.blockReasonMessage of "prompt_blocked": Vertex explains the block in words, the Gemini API
+        # sends none (None).
+        self.block_reason_message: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -346,6 +349,8 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                         {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
                     ],
                 }
+                if server.block_reason_message is not None:
+                    feedback["blockReasonMessage"] = server.block_reason_message
                 self._event({"promptFeedback": feedback, "usageMetadata": _usage(prompt_tokens, 0), **meta})
                 self.end_chunks()
             elif mode == "safety":

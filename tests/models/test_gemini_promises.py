@@ -377,3 +377,20 @@ def test_vertex_mode_asks_for_the_project_and_location_set(fake_vertex, monkeypa
     collect(gemini(location="europe-west4"), ask("hi"))
     path = fake_vertex.generate_requests()[-1]["path"]
     assert path.startswith("/v1beta1/projects/other-project/locations/europe-west4/publishers/google/models/")
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (None, "Gemini Test refused the prompt (SAFETY). Rephrase and try again."),
+        (
+            "The prompt was blocked because of harmful content.",
+            "Gemini Test refused the prompt (SAFETY): The prompt was blocked because of harmful content. Rephrase "
+            "and try again.",
+        ),
+    ],
+)
+def test_a_blocked_prompt_says_why_in_googles_words_when_it_gives_them(fake_vertex, message, expected):
+    fake_vertex.mode, fake_vertex.block_reason_message = "prompt_blocked", message
+    chunks, _, error = collect(gemini(), ask("x"))
+    assert chunks == [] and type(error) is ModelError and str(error) == expected

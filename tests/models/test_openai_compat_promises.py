@@ -472,3 +472,19 @@ def test_a_failure_after_text_with_images_is_the_cut_not_an_images_refusal(fake_
     chunks, _, error = collect(model_for(fake_openai), [Message("user", "what is it?", images=(image,))])
     assert "".join(chunks) == "alpha beta" and isinstance(error, StreamCut)
     assert str(error) == f"The connection to {LABEL} broke mid-reply (connection closed mid-response)."
+
+
+def test_each_concurrent_stream_keeps_its_pooled_connection(fake_openai, caplog):
+    """One pooled connection per concurrent stream (max_connections), more than requests' default pool of 10:
+    urllib3 would otherwise discard the extra connections after each turn and open new ones the next."""
+    fake_openai.reply, fake_openai.tokens_per_s = 5, 10  # half a second each: the streams overlap
+    model = model_for(fake_openai, max_connections=16)
+    results: list[tuple] = []
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        workers = [threading.Thread(target=lambda: results.append(collect(model, ask("x")))) for _ in range(14)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert [error for _, _, error in results] == [None] * 14
+    assert "Connection pool is full" not in caplog.text
