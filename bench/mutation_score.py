@@ -241,6 +241,10 @@ EQUIVALENT: dict[str, str] = {
     "truth (False and None alike), and set to True with the first text",
     "chatapp.models.openai_compat_stream.x_read_reply__mutmut_10": EVENTS,
     "chatapp.models.openai_compat_stream.x_read_reply__mutmut_11": EVENTS,
+    "chatapp.models.openai_compat_stream.x_read_reply__mutmut_79": "the request never sets n: every choice a "
+    "server streams has index 0, so the key's spelling is never tested",
+    "chatapp.models.gemini_errors.x_client_error__mutmut_4": "Google's error bodies always carry a status, and "
+    "google-genai gives a body that is not JSON the HTTP reason phrase as its status",
     "stack.scaling.xǁChatScalingǁ__init____mutmut_3": "pulumi's Resource.__init__ turns props=None into {}",
     "stack.scaling.xǁChatScalingǁ__init____mutmut_100": "pulumi's register_resource_outputs sends `outputs or {}`",
 }

@@ -153,6 +153,10 @@ class FakeOpenAIServer(FakeServer):
         self.abort_reason = "abort"
         # The ids `GET /v1/models` lists (None: just `model`), e.g. [] for a server still registering its model.
         self.served: list[str] | None = None
+        # The message of "error_event" (None: an error object without one); False `sends_finish`: the stream ends
+        # with [DONE] but no chunk carries a finish_reason (servers that leave it out).
+        self.error_event_message: str | None = "The engine died"
+        self.sends_finish = True
 
     @property
     def base_url(self) -> str:
@@ -350,22 +354,16 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 if i == half and mode == "malformed":
                     self._send_raw(b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n')
                 if i == half and mode == "error_event":
-                    self._send(
-                        {
-                            "error": {
-                                "object": "error",
-                                "message": "The engine died",
-                                "type": "InternalServerError",
-                                "param": None,
-                                "code": 500,
-                            }
-                        }
-                    )
+                    error = {"object": "error", "type": "InternalServerError", "param": None, "code": 500}
+                    if server.error_event_message is not None:
+                        error["message"] = server.error_event_message
+                    self._send({"error": error})
                     self._send_raw(b"data: [DONE]\n\n")
                     self.end_chunks()
                     return
                 self._send(event({"content": token}))
-            self._send(event({}, finish))
+            if server.sends_finish:
+                self._send(event({}, finish))
             if server.sends_usage and (body.get("stream_options") or {}).get("include_usage"):
                 counted = len(thoughts) + len(tokens)
                 completion = counted if server.completion_tokens is None else server.completion_tokens

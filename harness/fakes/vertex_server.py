@@ -53,6 +53,9 @@ MODES = (
     # When streaming, a candidate blocked by the content filters comes with finishReason SAFETY and an empty
     # content (no parts), after whatever text was already sent.
     "safety_after_text",  # half the reply, then finishReason SAFETY (or `.finish_after_text`), no content
+    # Google's front end reports a failure found mid-stream as an error object in the stream (google-genai raises it
+    # as an APIError with that code).
+    "error_after_text",  # half the reply, then `data: {"error": …}` (`.error_after_text`, a 500 INTERNAL by default)
     "hang",  # never answers
 )
 
@@ -93,6 +96,7 @@ class FakeVertexServer(FakeServer):
         # promptFeedback.blockReasonMessage of "prompt_blocked": Vertex explains the block in words, the Gemini API
         # sends none (None).
         self.block_reason_message: str | None = None
+        self.error_after_text = _status_error(500, "INTERNAL", "Internal error encountered.")
 
     @property
     def base_url(self) -> str:
@@ -385,6 +389,9 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 if mode == "cut" and i == max(1, len(chunks) // 2):
                     self.cut_connection()
                     return
+                if mode == "error_after_text" and i == max(1, len(chunks) // 2):
+                    self._event(server.error_after_text)
+                    break
                 if mode == "safety_after_text" and i == max(1, len(chunks) // 2):
                     rating = {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
                     reason = server.finish_after_text

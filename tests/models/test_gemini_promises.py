@@ -394,3 +394,23 @@ def test_a_blocked_prompt_says_why_in_googles_words_when_it_gives_them(fake_vert
     fake_vertex.mode, fake_vertex.block_reason_message = "prompt_blocked", message
     chunks, _, error = collect(gemini(), ask("x"))
     assert chunks == [] and type(error) is ModelError and str(error) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (None, "Gemini Test had a server error (HTTP 500 INTERNAL: Internal error encountered.)."),
+        (
+            status_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
+            "Gemini Test rejected the request (HTTP 400 INVALID_ARGUMENT: Request contains an invalid argument.).",
+        ),
+    ],
+)
+def test_an_error_in_the_stream_after_text_keeps_the_text_and_says_what_failed(fake_vertex, error, expected):
+    fake_vertex.mode = "error_after_text"
+    if error is not None:
+        fake_vertex.error_after_text = error
+    fake_vertex.reply = "one two three four five six seven eight nine ten eleven twelve"
+    chunks, _, failure = collect(gemini(), ask("x"))
+    assert "".join(chunks) == "one two three four five six"
+    assert isinstance(failure, StreamCut) and str(failure) == expected

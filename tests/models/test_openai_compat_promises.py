@@ -15,7 +15,7 @@ from typing import TypeVar
 import pytest
 import requests
 from requests import Response
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 from chatapp.conversation import ImageRef, Message
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, StreamCut
@@ -488,3 +488,32 @@ def test_each_concurrent_stream_keeps_its_pooled_connection(fake_openai, caplog)
             worker.join()
     assert [error for _, _, error in results] == [None] * 14
     assert "Connection pool is full" not in caplog.text
+
+
+def test_done_ends_a_reply_whose_server_sent_no_finish_reason(fake_openai):
+    fake_openai.sends_finish = False
+    fake_openai.reply = "alpha beta"
+    chunks, stats, error = collect(model_for(fake_openai), ask("x"))
+    assert error is None and "".join(chunks) == "alpha beta" and stats.finish_reason is None
+
+
+def test_an_error_event_without_a_message_still_says_it_failed(fake_openai):
+    fake_openai.mode, fake_openai.error_event_message = "error_event", None
+    fake_openai.reply = "alpha beta gamma delta"
+    _, _, error = collect(model_for(fake_openai), ask("x"))
+    assert isinstance(error, StreamCut) and str(error) == f"{LABEL} failed while answering: unknown error"
+
+
+class BrokenBody:
+    """A response body whose connection breaks while it is read (urllib3's raw stream)."""
+
+    def stream(self, *args: object, **kwargs: object) -> Iterator[bytes]:
+        raise ProtocolError("Connection broken: IncompleteRead(0 bytes read)")
+        yield b""
+
+
+@pytest.mark.parametrize(("status_line", "reason"), [("Bad Gateway", "Bad Gateway"), ("", "no reason given")])
+def test_an_error_body_that_cannot_be_read_gives_the_status_line(status_line, reason):
+    answer = Response()
+    answer.status_code, answer.reason, answer.raw = 502, status_line, BrokenBody()
+    assert response_reason(answer) == reason
