@@ -414,3 +414,13 @@ def test_an_error_in_the_stream_after_text_keeps_the_text_and_says_what_failed(f
     chunks, _, failure = collect(gemini(), ask("x"))
     assert "".join(chunks) == "one two three four five six"
     assert isinstance(failure, StreamCut) and str(failure) == expected
+
+
+def test_vertex_with_an_api_key_but_no_credentials_says_it_is_not_configured(fake_vertex, monkeypatch, tmp_path):
+    """No project lookup is needed with an API key, so the status check's lookup is what finds the client cannot
+    be made: it says so, with how to configure, instead of an unreachable model."""
+    missing = tmp_path / "no-such-adc.json"
+    env = {"GOOGLE_GENAI_USE_VERTEXAI": "true", "GOOGLE_API_KEY": "k", "GOOGLE_APPLICATION_CREDENTIALS": str(missing)}
+    use_gemini_env(monkeypatch, env)
+    assert gemini().check() == f"Gemini Test is not configured (File {missing} was not found.); {HOW_TO_CONFIGURE}."
+    assert fake_vertex.requests == []
