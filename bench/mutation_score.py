@@ -180,8 +180,10 @@ READ_CAP = "the file's size was checked against the limit just before: reading i
 HOLD_ID = "a hold id only has to be unique per owner and day and made of letters and digits (a Firestore field)"
 HANDLED = "add answers a handle for every path an owner holds, kept in _paths until dropped: a default never used"
 BOTH_SET = "_shared and _calls are set together in __init__: one is None exactly when the other is"
-PROJECT_MISREAD = "GOOGLE_CLOUD_PROJECT unread there: the status check makes the client a moment earlier, and with a "
-PROJECT_MISREAD += "project make_client passes it and the SDK reads no credentials before sending: the same answer"
+PROJECT_MISREAD = (
+    "GOOGLE_CLOUD_PROJECT unread there: the status check makes the client a moment earlier, and with a project "
+    "make_client passes it and the SDK reads no credentials before sending: the same answer"
+)
 EVENTS = "events is only compared with 0: after a data line it is non-zero whether counted up, set to 1 or down"
 EQUIVALENT: dict[str, str] = {
     "chatapp.iap.x__b64url__mutmut_6": PADDING,
