@@ -239,7 +239,9 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.images.x_read_images__mutmut_25": READ_CAP,
     "chatapp.images.x_read_images__mutmut_27": READ_CAP,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
-    "chatapp.models.gemini.xǁGeminiModelǁ_read__mutmut_31": "[:2] of the candidates: the request never sets "
+    "chatapp.models.gemini.xǁGeminiModelǁ_read__mutmut_20": "rstrip takes a set of characters: 'XX.XX' also strips "
+    "a trailing capital X, which a Vertex sentence does not end with",
+    "chatapp.models.gemini.xǁGeminiModelǁ_read__mutmut_37": "[:2] of the candidates: the request never sets "
     "candidateCount, so Gemini sends one",
     "chatapp.models.openai_compat_stream.x_read_reply__mutmut_1": "received = None: it is only read for its "
     "truth (False and None alike), and set to True with the first text",

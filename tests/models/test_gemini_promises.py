@@ -424,3 +424,11 @@ def test_vertex_with_an_api_key_but_no_credentials_says_it_is_not_configured(fak
     use_gemini_env(monkeypatch, env)
     assert gemini().check() == f"Gemini Test is not configured (File {missing} was not found.); {HOW_TO_CONFIGURE}."
     assert fake_vertex.requests == []
+
+
+def test_a_budget_spent_thinking_is_recorded_as_that_many_tokens_out(fake_vertex):
+    """The reply had no text but was billed: usage reports 0 candidate tokens and the whole budget as thoughts."""
+    fake_vertex.mode = "max_tokens_thinking"
+    _, stats, error = collect(gemini(), ask("x"), GenerationParams(max_tokens=100, thinking="low"))
+    assert type(error) is ModelError
+    assert stats.tokens_out == 100 + 4096
