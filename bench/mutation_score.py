@@ -251,6 +251,8 @@ EQUIVALENT: dict[str, str] = {
     "server streams has index 0, so the key's spelling is never tested",
     "chatapp.models.gemini_errors.x_client_error__mutmut_4": "Google's error bodies always carry a status, and "
     "google-genai gives a body that is not JSON the HTTP reason phrase as its status",
+    "chatapp.models.gemini_request.x_gemini_options__mutmut_18": "top_p left to ModelOptions' default: "
+    "defaults.TOP_P is 0.95, Google's own default too",
     "chatapp.models.gemini_client.x_needs_project_lookup__mutmut_5": PROJECT_MISREAD,
     "chatapp.models.gemini_client.x_needs_project_lookup__mutmut_6": PROJECT_MISREAD,
     "stack.scaling.xǁChatScalingǁ__init____mutmut_3": "pulumi's Resource.__init__ turns props=None into {}",

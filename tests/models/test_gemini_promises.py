@@ -432,3 +432,10 @@ def test_a_budget_spent_thinking_is_recorded_as_that_many_tokens_out(fake_vertex
     _, stats, error = collect(gemini(), ask("x"), GenerationParams(max_tokens=100, thinking="low"))
     assert type(error) is ModelError
     assert stats.tokens_out == 100 + 4096
+
+
+def test_with_an_api_key_a_reply_also_gives_google_the_models_timeout(fake_vertex, monkeypatch):
+    use_gemini_env(monkeypatch, fake_vertex.api_key_env())
+    collect(gemini(timeout_s=42), ask("hi"))
+    [reply] = fake_vertex.generate_requests()
+    assert reply["headers"]["X-Server-Timeout"] == "42"
