@@ -60,9 +60,9 @@ def test_a_lookup_gives_google_five_seconds_and_a_reply_the_models_timeout(fake_
     assert model.check() is None
     collect(model, ask("hi"))
     [lookup] = lookups(fake_vertex)
-    assert lookup["headers"]["X-Server-Timeout"] == "5"
+    assert lookup["headers"].get("X-Server-Timeout") == "5"
     [reply] = fake_vertex.generate_requests()
-    assert reply["headers"]["X-Server-Timeout"] == "42"
+    assert reply["headers"].get("X-Server-Timeout") == "42"
 
 
 @pytest.mark.parametrize(("code", "status"), [(401, "UNAUTHENTICATED"), (403, "PERMISSION_DENIED")])
@@ -438,4 +438,4 @@ def test_with_an_api_key_a_reply_also_gives_google_the_models_timeout(fake_verte
     use_gemini_env(monkeypatch, fake_vertex.api_key_env())
     collect(gemini(timeout_s=42), ask("hi"))
     [reply] = fake_vertex.generate_requests()
-    assert reply["headers"]["X-Server-Timeout"] == "42"
+    assert reply["headers"].get("X-Server-Timeout") == "42"
