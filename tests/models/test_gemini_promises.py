@@ -140,13 +140,16 @@ def test_with_an_api_key_a_404_names_no_location(fake_vertex, monkeypatch):
 
 
 # -- 429: Google's own delay, within the retry budget ----------------------------------------------------------
-def test_a_429_waits_the_delay_google_names_then_answers(fake_vertex):
+def test_a_429_waits_the_delay_google_names_then_answers(fake_vertex, caplog):
     fake_vertex.retry_delay = "1.5s"  # longer than the first backoff (1 s), so waiting it shows
     fake_vertex.queue("rate_limit")
-    chunks, _, error = collect(gemini(), ask("hi"))
+    with caplog.at_level(logging.INFO, logger="chatapp.models.gemini"):
+        chunks, _, error = collect(gemini(), ask("hi"))
     assert error is None and "".join(chunks) == "You said: hi (1 messages in context)"
     first, second = fake_vertex.generate_requests()
     assert second["time"] - first["time"] >= 1.5
+    logged = [r.getMessage() for r in caplog.records if r.name == "chatapp.models.gemini"]
+    assert logged == ["Gemini Test answered 429; retrying in 1.5 s"]  # what the operator reads
 
 
 def test_a_429_that_asks_for_longer_than_the_budget_is_reported_at_once(fake_vertex):
