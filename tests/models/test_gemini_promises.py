@@ -19,7 +19,7 @@ from harness.fakes.vertex_server import status_error
 from harness.support import free_port
 from tests.fixtures.model_servers import use_gemini_env
 from tests.media.images import PNG
-from tests.models.helpers import ask, collect
+from tests.models.helpers import ask, collect, within
 
 THOUGHT = "PRIVATE-PLAN weigh the greeting first"
 
@@ -155,7 +155,7 @@ def test_a_429_waits_the_delay_google_names_then_answers(fake_vertex, caplog):
 def test_a_429_that_asks_for_longer_than_the_budget_is_reported_at_once(fake_vertex):
     fake_vertex.retry_delay = "30s"
     fake_vertex.mode = "rate_limit"
-    _, _, error = collect(gemini(retry_budget_s=12), ask("hi"))
+    _, _, error = within(10, lambda: collect(gemini(retry_budget_s=12), ask("hi")))
     assert type(error) is ModelError
     assert str(error) == (
         "Gemini Test quota is exhausted (429 RESOURCE_EXHAUSTED: Resource exhausted. Please try again later. Please "

@@ -7,10 +7,9 @@ import base64
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import TypeVar
 
 import pytest
 import requests
@@ -32,10 +31,9 @@ from chatapp.models.openai_compat_errors import (
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.support import free_port
 from tests.media.images import PNG
-from tests.models.helpers import ask, collect
+from tests.models.helpers import ask, collect, within
 
 LABEL = "Gemma Test"
-T = TypeVar("T")
 
 
 def model_for(fake: FakeOpenAIServer, **kwargs) -> OpenAICompatModel:
@@ -401,19 +399,6 @@ def full_backlog() -> Iterator[int]:
     yield port
     for sock in (*queued, listener):
         sock.close()
-
-
-def within(seconds: float, call: Callable[[], T]) -> T:
-    """call() in a thread, failing the test (not hanging it) if it has not returned in `seconds`: for promises that
-    something gives up, whose bug would otherwise wait for ever."""
-    results: list[T] = []
-    worker = threading.Thread(target=lambda: results.append(call()), daemon=True)  # a daemon: never waited for
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        pytest.fail(f"still waiting after {seconds:g} s: nothing gave up")
-    assert results, "the call raised (see the warning above)"
-    return results[0]
 
 
 def test_a_server_that_does_not_accept_the_connection_is_unavailable_in_its_own_words(full_backlog):
