@@ -1,13 +1,31 @@
-"""`make bench`: every figure beside its baseline from the same run, and whether it meets its goal."""
+"""`make bench`: every figure beside its baseline from the same run, and whether it meets its goal.
+
+python -m bench            # the full sizes (tens of minutes on 2 cores)
+python -m bench --quick    # every measurement with tiny sizes (few calls, one round, short replies): the
+                           # same code paths and the same tables, figures meaningless; tests/test_bench.py
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
-from bench import firestore, images, layers, startup, streaming
+from bench import firestore, goals, images, layers, startup, streaming
+
+# Keyword arguments per measurement: {} is each function's own defaults (the full bench).
+QUICK: dict[str, dict[str, Any]] = {
+    "servers": {"tokens_per_s": 50.0},
+    "concurrency": {"n": 4, "reply_tokens": 5, "rounds": 1},
+    "first_token_overhead": {"n": 4, "reply_tokens": 5, "spread_s": 0.1},
+    "layers": {"n": 200},
+    "images": {"turns": 2},
+    "firestore": {"turns": 2, "resume_messages": 10},
+    "startup": {"rounds": 1},
+}
 
 
 def machine() -> str:
@@ -20,7 +38,10 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks every row runs, not its figure")
+    sizes = QUICK if parser.parse_args(argv).quick else {}
     rows: list[tuple[str, str, str, str, bool | None]] = []
 
     def row(what: str, figure: str, baseline: str, goal: str, met: bool | None = None) -> None:
@@ -28,43 +49,21 @@ def main() -> int:
         print(f"  measured: {what}: {figure}", file=sys.stderr, flush=True)
 
     # The chat through Gradio's /chat and through its light route (/api/chat, chatapp.api_stream), beside the
-    # bare Gradio app of its shape (bench.bare_gradio), same run: the floor of the Gradio route is Gradio's.
-    c = streaming.concurrency()
-    bare = c["bare"]
-    for route, name in (("chat", "/chat (Gradio)"), ("light", "/api/chat (light route)")):
-        ours = c[route]
-        row(
-            f"{ours['n']} chats at once through {name} ÷ one chat",
-            f"{ours['ratio']:.2f}× ({ours['many_s']:.2f} s)",
-            f"bare Gradio {bare['ratio']:.2f}× ({bare['many_s']:.2f} s); one chat {ours['one_s']:.2f} s",
-            "≤ 1.15×",
-            ours["ratio"] <= 1.15,
-        )
-    t = streaming.first_token_overhead()
-    for pattern, label, goal_p50, goal_p95 in (
-        ("steady", "100 streams in flight", 50, 250),
-        ("burst", "100 streams started at one instant", 500, None),
-    ):
-        floor = t[pattern]["bare"]
-        goal = f"p50 ≤ {goal_p50} ms" + (f", p95 ≤ {goal_p95} ms" if goal_p95 else "")
-        for route, name in (("chat", "/chat (Gradio)"), ("light", "/api/chat (light route)")):
-            f = t[pattern][route]
-            row(
-                f"first-token overhead, {label}, {name} (p50 / p95)",
-                f"{f['overhead_p50_ms']:.0f} / {f['overhead_p95_ms']:.0f} ms",
-                f"bare Gradio {floor['overhead_p50_ms']:.0f} / {floor['overhead_p95_ms']:.0f} ms; "
-                f"model server direct {f['direct_p50_ms']:.0f} / {f['direct_p95_ms']:.0f} ms",
-                goal,
-                f["overhead_p50_ms"] <= goal_p50 and (goal_p95 is None or f["overhead_p95_ms"] <= goal_p95),
-            )
-    for layer, f in layers.measure().items():
+    # bare Gradio app of its shape (bench.bare_gradio) and the model server direct, same run: issue 16's rows.
+    with streaming.servers(**sizes.get("servers", {})) as up:
+        c = streaming.concurrency(**sizes.get("concurrency", {}), on=up)
+        print(f"  measured: {c['chat']['n']} chats at once ÷ one: {c}", file=sys.stderr, flush=True)
+        t = streaming.first_token_overhead(**sizes.get("first_token_overhead", {}), on=up)
+        print(f"  measured: first-token overhead: {t}", file=sys.stderr, flush=True)
+    streaming_rows = goals.streaming_rows(c, t)
+    for layer, f in layers.measure(**sizes.get("layers", {})).items():
         row(
             f"per-request layer: {layer} (in-process)",
             f"{f['s'] * 1e6:.2f} µs ({f['ratio']:.1f}×)",
             f"no-op {f['noop_s'] * 1e6:.2f} µs",
             "–",
         )
-    im = images.image_turn_overhead()
+    im = images.image_turn_overhead(**sizes.get("images", {}))
     row(
         "a turn with a 1 MB image ÷ a text turn (upload + /chat, median)",
         f"{im['ratio']:.2f}× (+{im['overhead_ms']:.0f} ms)",
@@ -72,7 +71,7 @@ def main() -> int:
         "≤ +250 ms",
         im["overhead_ms"] <= 250,
     )
-    fs = firestore.measure()
+    fs = firestore.measure(**sizes.get("firestore", {}))
     row(
         "Firestore RPCs per turn, usage accounting and a daily limit on (emulator)",
         f"{fs['commits_per_turn']:.2f} commits ({fs['writes_per_commit']:.0f} writes each), "
@@ -89,14 +88,14 @@ def main() -> int:
         "≤ 0.5 s",
         fs["resume_s"] <= 0.5,
     )
-    s = startup.chat_startup()
+    s = startup.chat_startup(**sizes.get("startup", {}))
     row(
         "start-up: process start to /healthz 200",
         f"{s['startup_s']:.2f} s",
         f"`import gradio` {s['import_gradio_s']:.2f} s",
         "–",
     )
-    p = startup.pulumi_program()
+    p = startup.pulumi_program(**sizes.get("startup", {}))
     row(
         "Pulumi program under mocks (make plan)",
         f"{p['program_s']:.2f} s",
@@ -104,7 +103,10 @@ def main() -> int:
         "–",
     )
 
-    print(f"\nhybrid-chat benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}\n")
+    quick = " (--quick: tiny sizes, figures meaningless)" if sizes else ""
+    print(f"\nhybrid-chat benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}{quick}\n")  # fmt: skip
+    print("\n".join(goals.render(streaming_rows)) + "\n")
     print("| measure | figure | baseline (same run) | goal | met |")
     print("|---|---|---|---|---|")
     for what, figure, baseline, goal, met in rows:

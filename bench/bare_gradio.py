@@ -82,8 +82,9 @@ def build(model_url: str, model_id: str, concurrency: int) -> Any:
 
 
 @contextlib.contextmanager
-def bare_gradio(model_url: str, model_id: str, concurrency: int = CHAT_CONCURRENCY) -> Iterator[str]:
-    """The bare app in its own process on a free port; yields its URL."""
+def bare_gradio(model_url: str, model_id: str, concurrency: int = CHAT_CONCURRENCY, wait: bool = True) -> Iterator[str]:
+    """The bare app in its own process on a free port; yields its URL (wait=False: at once, so the caller can
+    start another server meanwhile and wait for `{url}/healthz` itself)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.bare_gradio", "--port", str(port), "--model-url", model_url,
@@ -91,7 +92,8 @@ def bare_gradio(model_url: str, model_id: str, concurrency: int = CHAT_CONCURREN
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=180)
+        if wait:
+            wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=180)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -51,14 +51,14 @@ async def run(app, path: str, query: bytes, cookie: str, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-async def _measure() -> dict[str, float]:
+async def _measure(scale: float) -> dict[str, float]:
     ids = BrowserIds(b"k" * 32)
     cookie = f"hybrid-chat-browser={ids.mint()}"
     guard = Guard(inner, mode="none", browser_ids=ids, uploads=UploadRegistry())
     figures = {}
     for name, path, query, n in [
-        ("request", "/config", b"", 5000),
-        ("stream", "/gradio_api/queue/data", b"session_hash=s", 50),
+        ("request", "/config", b"", max(1, round(5000 * scale))),
+        ("stream", "/gradio_api/queue/data", b"session_hash=s", max(1, round(50 * scale))),
     ]:
         figures[f"{name}_bare_s"] = await run(inner, path, query, cookie, n)
         figures[f"{name}_guarded_s"] = await run(guard, path, query, cookie, n)
@@ -66,10 +66,10 @@ async def _measure() -> dict[str, float]:
     return figures
 
 
-def measure() -> dict[str, float]:
+def measure(scale: float = 1.0) -> dict[str, float]:
     """Seconds per request (`request_*`), per 2,000-chunk stream (`stream_*`) and added per chunk, bare and
-    guarded, from one run."""
-    return asyncio.run(_measure())
+    guarded, from one run; `scale` times the default number of requests and streams."""
+    return asyncio.run(_measure(scale))
 
 
 def main() -> None:

@@ -95,7 +95,7 @@ def measure(n: int = 20_000) -> dict[str, dict[str, float]]:
     for name, make in (("identity", _identity), ("session binding", _binding), ("usage", _usage), ("lock", _lock)):
         s = _per_call(make(), n)
         figures[name] = {"s": s, "noop_s": noop, "ratio": s / noop}
-    g = guard_cost.measure()
+    g = guard_cost.measure(scale=n / 20_000)
     figures["guard"] = {"s": g["request_guarded_s"], "noop_s": g["request_bare_s"],
                         "ratio": g["request_guarded_s"] / g["request_bare_s"]}  # fmt: skip
     figures["guard, per streamed chunk"] = {

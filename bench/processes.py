@@ -29,12 +29,17 @@ def wait_http(url: str, timeout_s: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def fake_model_server(tokens_per_s: float, reply_tokens: int) -> Iterator[str]:
-    """The fault-injecting OpenAI server in its own process (so it never competes for the chat's GIL)."""
+def fake_model_server(tokens_per_s: float, reply_tokens: int | None) -> Iterator[str]:
+    """The fault-injecting OpenAI server in its own process (so it never competes for the chat's GIL); replies
+    of `reply_tokens` tokens, or (None) of as many as each request's max_tokens (bench.fake_model)."""
     port = free_port()
+    command = (
+        ["-m", "bench.fake_model"]
+        if reply_tokens is None
+        else ["-m", "harness.fakes.openai_server", "--reply-tokens", str(reply_tokens)]
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness.fakes.openai_server", "--port", str(port),
-         "--tokens-per-s", str(tokens_per_s), "--reply-tokens", str(reply_tokens)],
+        [sys.executable, *command, "--port", str(port), "--tokens-per-s", str(tokens_per_s)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -30,8 +30,9 @@ from bench.streaming import LABEL, MODEL, ROUTES, _run
 
 RATE_HZ = 50  # low enough that py-spy itself costs the 2-core machine little
 # Leaves where a thread waits rather than works, though py-spy counts it active: a blocking socket read (a
-# model stream), a condition wait, and uvloop's native loop (its work and its idle look the same from Python).
-WAITING = ("SocketIO.readinto (", "Condition.wait (", "Runner.run (")
+# model stream), a condition wait, a server thread's select (the metrics endpoint) and uvloop's native loop
+# (its work and its idle look the same from Python).
+WAITING = ("SocketIO.readinto (", "Condition.wait (", "_PollLikeSelector.select (", "Runner.run (")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^:]*)(?::(?P<line>\d+))?\)$")
 
 

@@ -16,21 +16,26 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import requests
 
 from bench.bare_gradio import bare_gradio
-from bench.processes import chat, fake_model_server
+from bench.processes import chat, fake_model_server, wait_http
 from chatapp.defaults import CHAT_CONCURRENCY
 
 LABEL = "Bench model"
 MODEL = "fake-model"
+TOKENS_PER_S = 20.0  # the model server's rate
+# CHAT_CONCURRENCY for the measured apps: room for the 100 streams of `first_token_overhead` at once (with the
+# default 64 the rest would queue, a capacity figure, not streaming overhead); 32 at once fit either way.
+ROOM = 100
 
 
-def _chat_once(url: str, i: int) -> tuple[float, float]:
-    """(time to first streamed text, total time) of one `/chat` call."""
+def _chat_once(url: str, i: int, tokens: int) -> tuple[float, float]:
+    """(time to first streamed text, total time) of one `/chat` call asking for a reply of `tokens` tokens."""
     started = time.perf_counter()
-    body = {"data": [f"Message {i}", LABEL, 0.7, 0.95, 256, ""]}
+    body = {"data": [f"Message {i}", LABEL, 0.7, 0.95, tokens, ""]}
     first = float("nan")
     with requests.Session() as session:
         event_id = session.post(f"{url}/gradio_api/call/chat", json=body, timeout=60).json()["event_id"]
@@ -48,10 +53,10 @@ def _chat_once(url: str, i: int) -> tuple[float, float]:
     return first, time.perf_counter() - started
 
 
-def _light_once(url: str, i: int) -> tuple[float, float]:
+def _light_once(url: str, i: int, tokens: int) -> tuple[float, float]:
     """The same through the chat's light route: one POST, NDJSON lines back."""
     started = time.perf_counter()
-    body = {"message": f"Message {i}", "model": LABEL, "temperature": 0.7, "top_p": 0.95, "max_tokens": 256}
+    body = {"message": f"Message {i}", "model": LABEL, "temperature": 0.7, "top_p": 0.95, "max_tokens": tokens}
     first = float("nan")
     with requests.Session() as session, session.post(f"{url}/api/chat", json=body, stream=True, timeout=120) as answer:
         if answer.status_code != 200:
@@ -65,16 +70,16 @@ def _light_once(url: str, i: int) -> tuple[float, float]:
 
 
 # What each measured app is: its base URL's key in `_apps` and the call that times one reply through it.
-ROUTES: dict[str, tuple[str, Callable[[str, int], tuple[float, float]]]] = {
+ROUTES: dict[str, tuple[str, Callable[[str, int, int], tuple[float, float]]]] = {
     "chat": ("chat", _chat_once),  # the chat through Gradio's /chat
     "light": ("chat", _light_once),  # the same chat process through /api/chat
     "bare": ("bare", _chat_once),  # the bare Gradio app
 }
 
 
-def _direct_once(base_url: str, _: int) -> tuple[float, float]:
+def _direct_once(base_url: str, _: int, tokens: int) -> tuple[float, float]:
     """The same measure straight from the model server, read to the end as the app reads it."""
-    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": MODEL, "stream": True, "max_tokens": tokens, "messages": [{"role": "user", "content": "hi"}]}
     started = time.perf_counter()
     first = float("nan")
     with (
@@ -91,14 +96,17 @@ def _direct_once(base_url: str, _: int) -> tuple[float, float]:
     return first, time.perf_counter() - started
 
 
-def _run(call: Callable[[str, int], tuple[float, float]], url: str, n: int, spread_s: float = 0.0) -> tuple:
-    """Run n calls, all released at once (spread_s=0) or arriving evenly over spread_s; (wall, firsts)."""
+def _run(
+    call: Callable[[str, int, int], tuple[float, float]], url: str, n: int, spread_s: float = 0.0, tokens: int = 256
+) -> tuple:
+    """Run n calls, all released at once (spread_s=0) or arriving evenly over spread_s; (wall, firsts). Replies
+    are `tokens` long where the model server follows max_tokens (bench.fake_model)."""
     barrier = threading.Barrier(n)
 
     def one(i: int) -> tuple[float, float]:
         barrier.wait()
         time.sleep(spread_s * i / n)
-        return call(url, i)
+        return call(url, i, tokens)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(n) as pool:
@@ -115,27 +123,57 @@ def percentile(values: list[float], p: float) -> float:
 def _apps(model_url: str, concurrency: int | None = None) -> Iterator[dict[str, str]]:
     """The chat and the bare Gradio app of its shape (`bench.bare_gradio`), both up, against one model server."""
     extra = {"CHAT_CONCURRENCY": str(concurrency)} if concurrency else {}
+    # Both start at once (each spends seconds importing Gradio): the bare app's wait comes after the chat's.
     with (
+        bare_gradio(model_url, MODEL, concurrency or CHAT_CONCURRENCY, wait=False) as bare,
         chat(SELF_HOSTED_URL=model_url, SELF_HOSTED_LABEL=LABEL, SELF_HOSTED_MODEL=MODEL, **extra) as app,
-        bare_gradio(model_url, MODEL, concurrency or CHAT_CONCURRENCY) as bare,
     ):
+        wait_http(f"{bare}/healthz", timeout_s=180)
         yield {"chat": app.url, "bare": bare}
 
 
+@dataclass(frozen=True)
+class Servers:
+    """A model server streaming at a fixed rate, replies as long as each request's max_tokens, and the apps in
+    front of it (`apps`: `_apps`), shared by the measurements of one run."""
+
+    model_url: str
+    apps: dict[str, str]
+    tokens_per_s: float
+
+
+@contextlib.contextmanager
+def servers(tokens_per_s: float = TOKENS_PER_S, concurrency: int = ROOM) -> Iterator[Servers]:
+    with fake_model_server(tokens_per_s, None) as model_url, _apps(model_url, concurrency) as apps:
+        yield Servers(model_url, apps, tokens_per_s)
+
+
+@contextlib.contextmanager
+def _given_or_own(given: Servers | None, tokens_per_s: float) -> Iterator[Servers]:
+    if given is not None:
+        yield given
+    else:
+        with servers(tokens_per_s) as own:
+            yield own
+
+
 def concurrency(
-    n: int = 32, tokens_per_s: float = 20.0, reply_tokens: int = 40, rounds: int = 5
+    n: int = 32, tokens_per_s: float = TOKENS_PER_S, reply_tokens: int = 40, rounds: int = 5, on: Servers | None = None
 ) -> dict[str, dict[str, float]]:
-    """Wall time of n chats sent at once ÷ wall time of one (goal ≤ 1.25); medians of `rounds` rounds, for the
-    chat and for the bare Gradio app, rounds interleaved so both see the same machine."""
+    """Wall time of n chats sent at once ÷ wall time of one; medians of `rounds` rounds, for each route of
+    ROUTES and for the model server direct (`direct`: n of its streams at once ÷ one, read as the app reads
+    them), rounds interleaved so all see the same machine. `on`: servers already up (their rate is used)."""
     figures: dict[str, dict[str, float]] = {}
-    with fake_model_server(tokens_per_s, reply_tokens) as model_url, _apps(model_url) as apps:
-        for app, call in ROUTES.values():
-            _run(call, apps[app], n)  # warm-up: the first burst also starts the server's worker threads
-        times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in ROUTES}
+    with _given_or_own(on, tokens_per_s) as up:
+        targets = {name: (up.apps[app], call) for name, (app, call) in ROUTES.items()}
+        targets["direct"] = (up.model_url, _direct_once)
+        for url, call in targets.values():
+            _run(call, url, n, tokens=reply_tokens)  # warm-up: the first burst also starts worker threads
+        times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in targets}
         for _ in range(rounds):
-            for name, (app, call) in ROUTES.items():
-                times[name][0].append(_run(call, apps[app], 1)[0])
-                times[name][1].append(_run(call, apps[app], n)[0])
+            for name, (url, call) in targets.items():
+                times[name][0].append(_run(call, url, 1, tokens=reply_tokens)[0])
+                times[name][1].append(_run(call, url, n, tokens=reply_tokens)[0])
     for name, (ones, manys) in times.items():
         one, many = statistics.median(ones), statistics.median(manys)
         figures[name] = {"one_s": one, "many_s": many, "ratio": many / one, "n": n}
@@ -143,7 +181,11 @@ def concurrency(
 
 
 def first_token_overhead(
-    n: int = 100, tokens_per_s: float = 20.0, reply_tokens: int = 100, spread_s: float = 2.5
+    n: int = 100,
+    tokens_per_s: float = TOKENS_PER_S,
+    reply_tokens: int = 100,
+    spread_s: float = 2.5,
+    on: Servers | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Time to first token through the app minus straight from the model server, same arrivals, p50/p95, for
     the chat and the bare Gradio app (`figures[pattern][app]`).
@@ -152,16 +194,14 @@ def first_token_overhead(
     reply_tokens / tokens_per_s = 5 s), so about n are in flight at the end; "burst": all n at the same instant.
     """
     figures: dict[str, dict[str, dict[str, float]]] = {}
-    # Room for all n at once: with the default 64 the rest would queue, which is a capacity figure, not
-    # streaming overhead.
-    with fake_model_server(tokens_per_s, reply_tokens) as model_url, _apps(model_url, n) as apps:
+    with _given_or_own(on, tokens_per_s) as up:
         for app, call in ROUTES.values():
-            _run(call, apps[app], n)  # warm-up, as above
+            _run(call, up.apps[app], n, tokens=reply_tokens)  # warm-up, as above
         for name, spread in (("steady", spread_s), ("burst", 0.0)):
-            _, direct = _run(_direct_once, model_url, n, spread)
+            _, direct = _run(_direct_once, up.model_url, n, spread, reply_tokens)
             figures[name] = {}
             for route, (app, call) in ROUTES.items():
-                _, through_app = _run(call, apps[app], n, spread)
+                _, through_app = _run(call, up.apps[app], n, spread, reply_tokens)
                 figures[name][route] = {
                     "direct_p50_ms": 1000 * statistics.median(direct),
                     "direct_p95_ms": 1000 * percentile(direct, 95),

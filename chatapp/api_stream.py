@@ -19,6 +19,7 @@ Refused requests get a JSON `{"error": …}` with 400 (bad input), 404 (no such 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -33,7 +34,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from chatapp.asgi_io import read_body
 from chatapp.chat import ChatSession, Update
-from chatapp.conversations import Ask, ConversationError, Conversations, NotFound
+from chatapp.conversations import Ask, Controls, ConversationError, Conversations, NotFound
 from chatapp.inputs import InputError
 from chatapp.route_rules import API_CHAT
 
@@ -115,15 +116,15 @@ class ApiChat:
             raise InputError(f"Unknown field {unknown[0]!r}; send only: {', '.join(sorted(FIELDS))}.")
         label = data.get("model", self._conversations.models[0])
         defaults = self._conversations.options(label)
-        ask = self._conversations.check(
-            data.get("message"),
+        controls = Controls(
             label,
             data.get("temperature", defaults.temperature),
             data.get("top_p", defaults.top_p),
             data.get("max_tokens", defaults.max_tokens),
             data.get("system_prompt", ""),
-            thinking=data.get("thinking"),
+            data.get("thinking"),
         )
+        ask = self._conversations.check(data.get("message"), controls)
         conversation_id = data.get("conversation_id")
         if conversation_id is None:
             session = self._conversations.start(owner)
@@ -140,47 +141,112 @@ class ApiChat:
         self, session: ChatSession, ask: Ask, updates: Iterator[Update], receive: Receive, send: Send
     ) -> None:
         shown = _Shown()
-        gone = anyio.Event()
+        latest = _Latest(asyncio.get_running_loop())
 
         async def watch() -> None:  # the client going away is its Stop
             while (await receive())["type"] != "http.disconnect":
                 pass
-            gone.set()
+            latest.stop(gone=not shown.done)
 
         async def write(message: Message) -> None:
             try:
                 await send(message)
             except OSError:  # the connection closed under a write: the same as a disconnect
-                gone.set()
+                latest.stop(gone=True)
 
         def body(data: bytes, more: bool = True) -> Message:
             return {"type": "http.response.body", "body": data, "more_body": more}
 
+        async def produce() -> None:
+            # One thread makes the whole reply (not one hand-off per update): it never waits for the client.
+            await anyio.to_thread.run_sync(latest.produce, updates, limiter=self._threads)
+
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(watch)
+                tasks.start_soon(produce)
                 start = [(b"content-type", MEDIA_TYPE.encode()), (b"x-accel-buffering", b"no")]
                 await write({"type": "http.response.start", "status": 200, "headers": start})
                 await write(body(line({"conversation_id": session.session_id, "model": ask.model})))
-                while not (shown.done or gone.is_set()):
-                    # A disconnect is seen once the update being made is done: the reply then closes (below).
-                    update = await anyio.to_thread.run_sync(next, updates, None, limiter=self._threads)
-                    if update is None:
-                        break
-                    if out := shown.lines(update):
+                while not (shown.done or latest.stopped):
+                    update, finished = await latest.next()
+                    if update is not None and (out := shown.lines(update)):
                         await write(body(out))
-                if not gone.is_set():
+                    if finished:
+                        break
+                if not latest.stopped:
                     await write(body(b"", more=False))
-                tasks.cancel_scope.cancel()  # answered, or nobody left to answer: stop watching
+                latest.stop()  # answered, or nobody left to answer: the reply's thread ends
+                await latest.produced.wait()
+                tasks.cancel_scope.cancel()  # then stop watching for a disconnect
+        finally:
+            # Leaving early (or cancelled): the reply's thread closes the reply, which stores what streamed; the
+            # task group above waits for that thread, and so does this, shielded, so nothing cuts the save short.
+            latest.stop()
+            with anyio.CancelScope(shield=True):
+                await latest.produced.wait()
+            if latest.gone:
+                log.info("%s: the client went away; what streamed is stored", ROUTE)
+
+
+class _Latest:
+    """The newest update of one reply, handed from the thread that makes it to the event loop that sends it.
+
+    Updates are cumulative (the whole text so far), so the loop needs only the newest: a client slower than
+    the model gets fewer, larger lines, and the thread never waits for it. Stop (the client went away, or the
+    answer is sent) is seen by the thread after the update it is making, as a closed generator: the reply
+    then stores what streamed (ChatService.reply)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._update: Update | None = None
+        self._finished = False
+        self._ready = asyncio.Event()
+        self._stop = threading.Event()
+        self.produced = asyncio.Event()  # the thread has ended (and the turn is stored, or failed to be)
+        self.gone = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self, gone: bool = False) -> None:
+        """From the loop: end the reply after the update being made (`gone`: because the client went away)."""
+        self.gone = self.gone or gone
+        self._stop.set()
+        self._ready.set()
+
+    async def next(self) -> tuple[Update | None, bool]:
+        """The newest update not yet taken (None if none), and whether the reply has ended."""
+        await self._ready.wait()
+        self._ready.clear()
+        with self._lock:
+            update, self._update = self._update, None
+            return update, self._finished
+
+    def produce(self, updates: Iterator[Update]) -> None:
+        """In the reply's thread: make the reply, handing over each update, until it ends or is stopped."""
+        done = False
+        try:
+            for update in updates:
+                done = update.done
+                with self._lock:
+                    self._update = update
+                self._loop.call_soon_threadsafe(self._ready.set)
+                if done or self._stop.is_set():
+                    break
         finally:
             close = getattr(updates, "close", None)  # a generator's: what ChatService.reply returns
-            if not shown.done and close is not None:
-                # Closing the reply stores what streamed (ChatService.reply); in a thread, since it writes to the
-                # store, and shielded, so nothing cuts that save short.
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(close)
-            if gone.is_set():
-                log.info("%s: the client went away; what streamed is stored", ROUTE)
+            if not done and close is not None:
+                close()  # stores what streamed (ChatService.reply)
+            with self._lock:
+                self._finished = True
+            self._loop.call_soon_threadsafe(self._finish)
+
+    def _finish(self) -> None:
+        self._ready.set()
+        self.produced.set()
 
 
 class _Shown:

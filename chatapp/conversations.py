@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from chatapp.models.base import ModelOptions, options_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Ask", "ConversationError", "Conversations", "Found", "NotFound", "Summary", "Unavailable"]
+__all__ = ["Ask", "Controls", "ConversationError", "Conversations", "Found", "NotFound", "Summary", "Unavailable"]
 
 # The ids this service creates (uuid4().hex). Anything else is refused before the store sees it.
 CONVERSATION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -44,6 +44,19 @@ LIST_LIMIT = 50
 SEARCH_LIMIT = 20
 MAX_TITLE_INPUT = 1_000  # a title is cut to TITLE_CHARS; longer input is a mistake, not a title
 MAX_QUERY_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The generation settings sent with a message, as the page or an API client sent them: unchecked until
+    `Conversations.check` (or `ask`) turns them into an `Ask`."""
+
+    model: Any
+    temperature: Any
+    top_p: Any
+    max_tokens: Any
+    system_prompt: Any = ""
+    thinking: Any = None  # none chosen: the model's default
 
 
 def _checked_id(conversation_id: Any) -> str:
@@ -83,37 +96,16 @@ class Conversations:
         """The message as it will be sent; raises InputError saying what to change."""
         return clean_message(message)
 
-    def check(
-        self,
-        message: Any,
-        model: Any,
-        temperature: Any,
-        top_p: Any,
-        max_tokens: Any,
-        system_prompt: Any,
-        images: tuple[ImageRef, ...] = (),
-        thinking: Any = None,
-    ) -> Ask:
+    def check(self, message: Any, controls: Controls, images: tuple[ImageRef, ...] = ()) -> Ask:
         """Everything sent with a message, checked; raises InputError naming the first bad value."""
-        text = clean_message_or_images(message, images)
-        return self.ask(text, model, temperature, top_p, max_tokens, system_prompt, images, thinking)
+        return self.ask(clean_message_or_images(message, images), controls, images)
 
-    def ask(
-        self,
-        text: str,
-        model: Any,
-        temperature: Any,
-        top_p: Any,
-        max_tokens: Any,
-        system_prompt: Any,
-        images: tuple[ImageRef, ...] = (),
-        thinking: Any = None,
-    ) -> Ask:
+    def ask(self, text: str, controls: Controls, images: tuple[ImageRef, ...] = ()) -> Ask:
         """`check` for a message checked already (`OpenConversation.accept`): only its settings are checked."""
-        chosen = self._service.model(model)
-        params = clean_params(temperature, top_p, max_tokens)
-        params = replace(params, thinking=clean_thinking(thinking, options_of(chosen).thinking_levels))
-        return Ask(text, model, params, clean_system_prompt(system_prompt), images)
+        chosen = self._service.model(controls.model)
+        params = clean_params(controls.temperature, controls.top_p, controls.max_tokens)
+        params = replace(params, thinking=clean_thinking(controls.thinking, options_of(chosen).thinking_levels))
+        return Ask(text, controls.model, params, clean_system_prompt(controls.system_prompt), images)
 
     # -- images -------------------------------------------------------------------------------------------
 

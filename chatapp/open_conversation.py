@@ -20,7 +20,14 @@ from typing import Any, Protocol
 
 from chatapp.chat import ChatSession, Update
 from chatapp.conversation import ImageRef, Message
-from chatapp.conversations import ConversationError, Conversations, NotFound, Summary, clean_message_or_images
+from chatapp.conversations import (
+    Controls,
+    ConversationError,
+    Conversations,
+    NotFound,
+    Summary,
+    clean_message_or_images,
+)
 from chatapp.images import MAX_IMAGES_PER_MESSAGE, Upload
 from chatapp.inputs import InputError
 
@@ -155,24 +162,13 @@ class OpenConversation:
         attachments.consume(self.owner, paths)
         return refs
 
-    def reply(
-        self,
-        model: Any,
-        temperature: Any,
-        top_p: Any,
-        max_tokens: Any,
-        system_prompt: Any,
-        thinking: Any = None,
-        stop: Callable[[], bool] = lambda: False,
-    ) -> Iterator[Update]:
+    def reply(self, controls: Controls, stop: Callable[[], bool] = lambda: False) -> Iterator[Update]:
         """Answer the accepted message: the reply's updates, the last one `done`. Raises InputError (before
         anything is sent) for a bad setting. When `stop()` turns true the reply ends and what streamed is
         stored; the last update then holds what was stored."""
         if self.unanswered is None:
             return
-        ask = self.conversations.ask(
-            self.unanswered, model, temperature, top_p, max_tokens, system_prompt, self.images, thinking
-        )
+        ask = self.conversations.ask(self.unanswered, controls, self.images)
         turns_before = self.session.turns
         thought = ""
         try:

@@ -146,22 +146,21 @@ class Settings(BaseModel):
             raise _bad(f"must be one of {', '.join(choices)}, got {value!r}")
         return value.lower() if value.lower() in choices else value
 
-    @field_validator("self_hosted_url", mode="before")
+    @field_validator("self_hosted_url", "iap_certs_url", mode="before")
     @classmethod
-    def _api_root(cls, value: object) -> object:
+    def _url(cls, value: object, info: ValidationInfo) -> object:
+        """An http(s) URL like its field's default; the self-hosted model's is its OpenAI-compatible API root."""
         if not isinstance(value, str):
             return value
-        value = value.rstrip("/")
-        _check_url(value, "http://127.0.0.1:8000/v1")
-        if not urlparse(value).path.endswith("/v1"):
+        api_root = info.field_name == "self_hosted_url"
+        if api_root:
+            value = value.rstrip("/")
+        parsed = urlparse(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            example = cls.model_fields[str(info.field_name)].default
+            raise _bad(f"must be an http(s) URL such as {example!r}, got {value!r}")
+        if api_root and not parsed.path.endswith("/v1"):
             raise _bad(f"must end in /v1 (the OpenAI-compatible API root), got {value!r}")
-        return value
-
-    @field_validator("iap_certs_url", mode="before")
-    @classmethod
-    def _url(cls, value: object) -> object:
-        if isinstance(value, str):
-            _check_url(value, "https://www.gstatic.com/iap/verify/public_key")
         return value
 
     @field_validator("gemini_location", mode="before")
@@ -262,12 +261,6 @@ class Settings(BaseModel):
 
 def _from_environment(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("environment"))
-
-
-def _check_url(value: str, example: str) -> None:
-    parsed = urlparse(value)
-    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-        raise _bad(f"must be an http(s) URL such as {example!r}, got {value!r}")
 
 
 # Name parts written in capitals: sizes (12b, e4b, a4b) and QAT.

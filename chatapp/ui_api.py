@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from chatapp.conversation import Message
-from chatapp.conversations import Conversations
+from chatapp.conversations import Controls, Conversations
 from chatapp.identity import caller
 from chatapp.inputs import InputError
 from chatapp.open_conversation import OpenConversation
@@ -51,7 +51,7 @@ class ApiHandlers:
             text, paths = message_parts(message)
             conversation.accept(text, paths, self.uploads)
             try:
-                updates = conversation.reply(model, temperature, top_p, max_tokens, system_prompt)
+                updates = conversation.reply(Controls(model, temperature, top_p, max_tokens, system_prompt))
                 first = next(updates, None)  # a bad setting is refused here, before anything is sent
             except InputError:  # the message and the images stored for it go again
                 conversation.take_back()

@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from chatapp.chat import Update
-from chatapp.conversations import ConversationError, Conversations
+from chatapp.conversations import Controls, ConversationError, Conversations
 from chatapp.identity import caller
 from chatapp.inputs import InputError
 from chatapp.open_conversation import OpenConversation
@@ -196,9 +196,9 @@ class PageHandlers:
             text = conversation.take_back()
             yield tab, messages_for(tab), gr.update(), {"text": text, "files": []}, tab.shown()
             return
-        controls = (model, temperature, top_p, max_tokens, system_prompt, thinking)
+        controls = Controls(model, temperature, top_p, max_tokens, system_prompt, thinking)
         try:
-            with contextlib.closing(conversation.reply(*controls, stop=lambda: tab.stop_at >= tab.sent)) as updates:
+            with contextlib.closing(conversation.reply(controls, stop=lambda: tab.stop_at >= tab.sent)) as updates:
                 for update in updates:
                     if update.done:
                         yield (*self._finish(tab, update), gr.update(), tab.shown())

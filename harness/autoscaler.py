@@ -32,7 +32,7 @@ from typing import Protocol, Self
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.support import free_port
+from harness.support import free_port, wait_until_ready
 from scripts.processes import start_group, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,18 +76,12 @@ class ModelServerProcess:
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()  # the child holds its own descriptor
-        deadline = time.monotonic() + self.ready_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the model server exited with {self.process.returncode}: {self.command}")
-            try:
-                if requests.get(f"{self.base_url}/models", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"the model server did not answer within {self.ready_s:g} s: {self.command}")
+        try:
+            wait_until_ready(self.process, f"{self.base_url}/models", self.ready_s, f"the model server {self.command}")
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         process, self.process = self.process, None

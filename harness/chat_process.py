@@ -11,14 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from harness.support import free_port
+from harness.support import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,18 +65,12 @@ def start_chat(env_overrides: dict[str, str], workdir: Path, timeout_s: float = 
             [sys.executable, "-m", "chatapp"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
         )
     chat = ChatProcess(process, f"http://127.0.0.1:{port}", env, log_path)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the chat exited with {process.returncode}:\n{chat.log()}")
-        try:
-            if requests.get(f"{chat.url}/healthz", timeout=1).status_code == 200:
-                return chat
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    chat.stop()
-    raise RuntimeError(f"the chat did not answer /healthz within {timeout_s} s:\n{chat.log()}")
+    try:
+        wait_until_ready(process, f"{chat.url}/healthz", timeout_s, "the chat")
+    except (RuntimeError, TimeoutError) as exc:
+        chat.stop()
+        raise RuntimeError(f"{exc}:\n{chat.log()}") from None
+    return chat
 
 
 class Started:

@@ -1,11 +1,15 @@
-"""Small helpers the tests and benchmarks share: a free local port, and skipping on a missing component."""
+"""Small helpers the tests and benchmarks share: a free local port, waiting for a server process to answer, and
+skipping on a missing component."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 
 import pytest
+import requests
 
 
 def in_ci() -> bool:
@@ -26,3 +30,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float, what: str) -> None:
+    """Return once `url` answers 200, i.e. the server `process` runs is ready. RuntimeError when the process exits
+    first, TimeoutError once `timeout_s` passed; stopping it then is the caller's (only it knows how)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or too busy starting to answer in time
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not answer {url} within {timeout_s:g} s")

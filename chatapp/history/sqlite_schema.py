@@ -49,8 +49,9 @@ CREATE TABLE IF NOT EXISTS session_bindings (  -- a Gradio session hash -> the f
     created_at REAL NOT NULL        -- seconds since the epoch; bindings older than BINDING_DAYS are dropped
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sign_in_failures (  -- failed sign-ins per key (user name, client address)
-    key   TEXT PRIMARY KEY,
-    times TEXT NOT NULL             -- JSON list of the newest failures, seconds since the epoch
+    key        TEXT PRIMARY KEY,
+    times      TEXT NOT NULL,       -- JSON list of the newest failures, seconds since the epoch
+    expires_at REAL                 -- the newest failure + the window: the row counts for nothing after it
 ) WITHOUT ROWID;
 """
 
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS sign_in_failures (  -- failed sign-ins per key (user 
 ADDED_COLUMNS = {
     "messages": ("tokens_in INTEGER", "tokens_out INTEGER", "tokens_estimated INTEGER", "images TEXT"),
     "sessions": ("custom_title TEXT", "unanswered TEXT"),
+    "sign_in_failures": ("expires_at REAL",),
 }
 SLOT = 4_294_967_296  # search rowid = session key * SLOT + seq; the title takes the slot's last number
 TITLE_SEQ = SLOT - 1

@@ -63,11 +63,14 @@ class SqliteShared:
 
     def add_sign_in_failure(self: _Db, keys: list[str], at: float, keep: int, window_s: float) -> None:
         with self._transaction("counting a failed sign-in") as conn:
+            # Rows of keys that stopped failing go here (Firestore's TTL policy does it there): a sign-in
+            # sprayed over many user names must not grow the file for ever. NULL: written before the column.
+            conn.execute("DELETE FROM sign_in_failures WHERE expires_at IS NULL OR expires_at <= ?", (at,))
             for key in keys:
                 times = [t for t in _times(conn, key) if at - t < window_s][-(keep - 1) :] if keep > 1 else []
                 conn.execute(
-                    "INSERT OR REPLACE INTO sign_in_failures (key, times) VALUES (?, ?)",
-                    (key, json.dumps([*times, at])),
+                    "INSERT OR REPLACE INTO sign_in_failures (key, times, expires_at) VALUES (?, ?, ?)",
+                    (key, json.dumps([*times, at]), at + window_s),
                 )
 
 

@@ -14,6 +14,7 @@ from chatapp.images import check_image
 from chatapp.media.base import MediaNotFound
 from chatapp.media.local import LocalMediaStore
 from tests.chat.test_chat_service import ScriptedModel
+from tests.chat.test_conversations import SETTINGS
 from tests.media.images import GIF, PNG
 
 ADA = "user:ada"
@@ -37,7 +38,7 @@ def setup(tmp_path: Path):
 
 def send(conversations: Conversations, session, text: str, *images: bytes):
     refs = conversations.attach(ADA, session, [check_image(data) for data in images])
-    ask = conversations.check(text, "M", 0.7, 0.95, 64, "", refs)
+    ask = conversations.check(text, SETTINGS, refs)
     assert list(conversations.reply(ADA, session, ask))[-1].saved
     return refs
 
@@ -78,6 +79,6 @@ def test_a_missing_image_is_a_sentence_and_nothing_is_sent(setup) -> None:
     media.delete(ADA, session.session_id, [refs[0].id])
     resumed = conversations.resume(ADA, session.session_id)
     sent = len(model.prompts)
-    (update,) = conversations.reply(ADA, resumed, conversations.check("again", "M", 0.7, 0.95, 64, ""))
+    (update,) = conversations.reply(ADA, resumed, conversations.check("again", SETTINGS))
     assert update.done and "Could not read an image of this conversation" in (update.notice or "")
     assert len(model.prompts) == sent

@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 from chatapp.chat import ChatService, ChatSession
-from chatapp.conversations import Conversations, NotFound, Unavailable
+from chatapp.conversations import Controls, Conversations, NotFound, Unavailable
 from chatapp.history.base import StoreError
 from chatapp.history.sqlite import SqliteStore
 from chatapp.inputs import InputError
 from tests.chat.test_chat_service import ScriptedModel
+
+# The settings the tests send with a message to the scripted model "M".
+SETTINGS = Controls("M", 0.7, 0.95, 64)
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ class _Saver:
 
 
 def talk(conversations: Conversations, owner: str, session: ChatSession, text: str) -> None:
-    ask = conversations.check(text, "M", 0.7, 0.95, 64, "")
+    ask = conversations.check(text, SETTINGS)
     assert list(conversations.reply(owner, session, ask))[-1].done
 
 
@@ -45,7 +48,7 @@ def test_each_call_acts_only_on_the_callers_own(conversations: Conversations, st
     ada = conversations.start("user:ada")
     talk(conversations, "user:ada", ada, "ada's words")
     with pytest.raises(NotFound):  # Bob holding Ada's in-memory conversation (a replayed session) gets nothing
-        conversations.reply("user:bob", ada, conversations.check("bob's words", "M", 0.7, 0.95, 64, ""))
+        conversations.reply("user:bob", ada, conversations.check("bob's words", SETTINGS))
     for act in (conversations.undo, conversations.retry, conversations.discard):
         with pytest.raises(NotFound):
             act("user:bob", ada)

@@ -12,16 +12,17 @@ import pytest
 
 from chatapp.chat import ChatService, ChatSession
 from chatapp.conversation import ImageRef, Message
-from chatapp.conversations import Ask, Conversations, Found, NotFound, Summary, Unavailable
+from chatapp.conversations import Ask, Controls, Conversations, Found, NotFound, Summary, Unavailable
 from chatapp.history.base import StoreError
 from chatapp.history.sqlite import SqliteStore
 from chatapp.images import check_image
 from chatapp.inputs import InputError
 from chatapp.media.base import MediaError, MediaNotFound
 from chatapp.media.local import LocalMediaStore
-from chatapp.models.base import GenerationParams
+from chatapp.models.base import GenerationParams, ModelOptions, options_of
 from chatapp.usage import DailyUsage
 from tests.chat.test_chat_service import ScriptedModel
+from tests.chat.test_conversations import SETTINGS
 from tests.media.images import GIF, PNG
 
 ADA = "user:ada"
@@ -94,7 +95,7 @@ def parts(tmp_path: Path):
 
 
 def talk(conversations: Conversations, session: ChatSession, text: str) -> None:
-    assert list(conversations.reply(ADA, session, conversations.check(text, "M", 0.7, 0.95, 64, "")))[-1].saved
+    assert list(conversations.reply(ADA, session, conversations.check(text, SETTINGS)))[-1].saved
 
 
 def test_every_store_failure_is_a_sentence_saying_what_could_not_be_done(parts):
@@ -146,7 +147,7 @@ def test_discard_deletes_the_stored_conversation_and_its_images(parts):
     conversations, _, media = parts
     session = conversations.start(ADA)
     refs = conversations.attach(ADA, session, [check_image(PNG)])
-    ask = conversations.check("look", "M", 0.7, 0.95, 64, "", refs)
+    ask = conversations.check("look", SETTINGS, refs)
     assert list(conversations.reply(ADA, session, ask))[-1].saved
     other = conversations.start(ADA)
     talk(conversations, other, "keep me")
@@ -237,13 +238,41 @@ def test_what_a_person_sends_reaches_the_model_as_checked(tmp_path):
     store = SqliteStore(tmp_path / "h.sqlite3")
     model = ParamsModel("M")
     conversations = Conversations(ChatService({"M": model}, Saver(store), context_chars=10_000), store)
-    ask = conversations.check("  hi  ", "M", 0.3, 0.5, 77, "  be brief  ")
+    ask = conversations.check("  hi  ", Controls("M", 0.3, 0.5, 77, "  be brief  "))
     assert ask == Ask(ask.text, "M", GenerationParams(0.3, 0.5, 77), ask.system_prompt)
     assert ask.system_prompt == "be brief"
     session = conversations.start(ADA)
     list(conversations.reply(ADA, session, ask))
     assert model.params == [GenerationParams(0.3, 0.5, 77)]
     assert model.prompts[-1][0] == Message("system", "be brief")
+    store.close()
+
+
+class ThinkingModel(ScriptedModel):
+    """A scripted model with thinking levels of its own, as Gemini and vLLM's Gemma offer them."""
+
+    options = ModelOptions(temperature=1.0, thinking_levels=("low", "high"), thinking="low")
+
+
+def test_settings_are_checked_against_the_chosen_model(tmp_path):
+    store = SqliteStore(tmp_path / "h.sqlite3")
+    models = {"M": ScriptedModel("M"), "T": ThinkingModel("T")}
+    conversations = Conversations(ChatService(models, Saver(store), context_chars=10_000), store)
+    assert conversations.check("hi", Controls("T", 0.7, 0.95, 64, thinking="high")).params.thinking == "high"
+    refusals = {
+        Controls("X", 0.7, 0.95, 64): 'Unknown model "X". Choose one of: "M", "T".',
+        Controls("M", 0.7, 0.95, 64, thinking="high"): (
+            'Thinking must be one of: none (this model has no thinking levels); got "high".'
+        ),
+        Controls("T", 0.7, 0.95, 64, thinking="medium"): 'Thinking must be one of: low, high; got "medium".',
+    }
+    for controls, sentence in refusals.items():
+        with pytest.raises(InputError) as refused:
+            conversations.check("hi", controls)
+        assert str(refused.value) == sentence
+    assert conversations.options("T") == ThinkingModel.options
+    for label in ("X", 5, ["T"]):  # not in the menu (nor text): the generic options
+        assert conversations.options(label) == options_of(None)
     store.close()
 
 
@@ -282,7 +311,7 @@ def test_store_and_media_failures_are_logged_for_the_operator(parts, caplog):
     conversations, store, media = parts
     session = conversations.start(ADA)
     refs = conversations.attach(ADA, session, [check_image(PNG)])
-    ask = conversations.check("look", "M", 0.7, 0.95, 64, "", refs)
+    ask = conversations.check("look", SETTINGS, refs)
     list(conversations.reply(ADA, session, ask))
     with pytest.raises(NotFound):
         conversations.undo("user:bob", session)

@@ -56,6 +56,35 @@ def test_bad_values_name_the_variable(env, variable):
 
 
 @pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"SELF_HOSTED_URL": "gemma:8000/v1/"},
+            "SELF_HOSTED_URL must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got 'gemma:8000/v1'",
+        ),
+        (
+            {"SELF_HOSTED_URL": "https://gemma:8000/"},
+            "SELF_HOSTED_URL must end in /v1 (the OpenAI-compatible API root), got 'https://gemma:8000'",
+        ),
+        (
+            {"CHAT_IAP_CERTS_URL": "ftp://keys/"},
+            "CHAT_IAP_CERTS_URL must be an http(s) URL such as 'https://www.gstatic.com/iap/verify/public_key', "
+            "got 'ftp://keys/'",
+        ),
+    ],
+)
+def test_a_bad_url_is_refused_with_an_example_of_a_good_one(env, message):
+    with pytest.raises(SettingsError) as refused:
+        load_settings(env)
+    assert str(refused.value) == message
+
+
+def test_only_the_model_servers_url_loses_its_trailing_slash():
+    settings = load_settings({"SELF_HOSTED_URL": "http://gemma/v1//", "CHAT_IAP_CERTS_URL": "https://keys/jwk/"})
+    assert (settings.self_hosted_url, settings.iap_certs_url) == ("http://gemma/v1", "https://keys/jwk/")
+
+
+@pytest.mark.parametrize(
     ("variable", "low", "high", "below", "above"),
     [
         ("CHAT_PORT", "1", "65535", "0", "65536"),

@@ -5,6 +5,7 @@ stand for two replicas."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -87,12 +88,36 @@ def test_failed_sign_ins_keep_the_newest_within_the_window(store: ChatStore) -> 
     keys = ["addr:10.0.0.1", "user:ada"]
     for at in (1.0, 2.0, 3.0, 4.0):
         store.add_sign_in_failure(keys, at, keep=3, window_s=60)
-    store.add_sign_in_failure(["user:ada"], 100.0, keep=3, window_s=60)  # the older ones left the window
+    store.add_sign_in_failure(["user:ada"], 62.0, keep=3, window_s=60)  # 1.0 and 2.0 left the window
     assert store.sign_in_failures([*keys, "user:bob"]) == {
         "addr:10.0.0.1": [2.0, 3.0, 4.0],
-        "user:ada": [100.0],
+        "user:ada": [3.0, 4.0, 62.0],
         "user:bob": [],
     }
+
+
+def test_sqlite_forgets_the_failed_sign_ins_of_keys_that_stopped_failing(tmp_path: Path) -> None:
+    # Firestore deletes them by its TTL policy on expires_at (stack/firestore.py); SQLite has no TTL, so a
+    # spray of sign-ins over many user names would otherwise grow the file for ever.
+    store = SqliteStore(tmp_path / "history.sqlite3")
+    for n in range(50):
+        store.add_sign_in_failure([f"user:guess{n}", "addr:10.0.0.9"], 1_000.0 + n, keep=3, window_s=60)
+    store.add_sign_in_failure(["user:ada"], 1_200.0, keep=3, window_s=60)
+    with sqlite3.connect(tmp_path / "history.sqlite3") as conn:
+        left = sorted(key for (key,) in conn.execute("SELECT key FROM sign_in_failures"))
+    assert left == ["user:ada"]  # the newest guess was at 1,049: its window ended at 1,109
+    assert store.sign_in_failures(["user:ada", "user:guess49"]) == {"user:ada": [1_200.0], "user:guess49": []}
+
+
+def test_a_sqlite_file_from_before_the_expiry_column_opens_and_counts_failed_sign_ins(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE sign_in_failures (key TEXT PRIMARY KEY, times TEXT NOT NULL) WITHOUT ROWID")
+        conn.execute("INSERT INTO sign_in_failures VALUES ('user:old', '[1.0]')")
+    store = SqliteStore(path)
+    store.add_sign_in_failure(["user:ada"], 5.0, keep=3, window_s=60)
+    store.add_sign_in_failure(["user:ada"], 6.0, keep=3, window_s=60)
+    assert store.sign_in_failures(["user:ada", "user:old"]) == {"user:ada": [5.0, 6.0], "user:old": []}
 
 
 def spend(store: ChatStore, owner: str, tokens: int, at: datetime = NOW) -> None:

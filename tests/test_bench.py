@@ -1,0 +1,136 @@
+"""`make bench` runs to its tables: `python -m bench --quick` (every measurement with tiny sizes, the same code
+paths and tables) and `python -m bench.cost`, as processes, each row printed with a figure. A bench that crashes
+at a row (as on 2026-12-06, `Settings.concurrency` after settings moved to pydantic) fails here, not on the day
+someone needs the figures. The figures themselves are not judged: tiny sizes on a shared machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.goals import FLOOR_MARGIN, verdict
+from harness.firestore_emulator import INSTALL_HINT, find_emulator_jar
+from harness.support import require
+from scripts.local_model import llama_server_installed
+
+ROOT = Path(__file__).resolve().parents[1]
+# Issue 16's rows (bench.goals), then the rest of `make bench`'s table: the start of each row's first cell.
+STREAMING_ROWS = (
+    "4 chats at once ÷ one",
+    "first-token overhead, 100 streams in flight, p50",
+    "same, p95",
+    "first-token overhead, 100 started at one instant, p50",
+)
+OTHER_ROWS = (
+    "per-request layer: identity",
+    "per-request layer: session binding",
+    "per-request layer: usage",
+    "per-request layer: lock",
+    "per-request layer: guard (",
+    "per-request layer: guard, per streamed chunk",
+    "a turn with a 1 MB image",
+    "Firestore RPCs per turn",
+    "resume a 10-message conversation",
+    "start-up: process start to /healthz 200",
+    "Pulumi program under mocks",
+)
+VERDICTS = {"yes", "at floor", "NO"}
+NUMBER = re.compile(r"-?\d[\d,]*(\.\d+)?")
+
+
+def _rows(table: str, first_cell: str) -> dict[str, list[str]]:
+    """The markdown table whose header starts with `first_cell`: each body row's cells, by its first cell."""
+    lines = table.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"| {first_cell} |")), None)
+    if start is None:
+        return {}
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells
+    return rows
+
+
+def _find(rows: dict[str, list[str]], prefix: str) -> list[str] | None:
+    return next((cells for name, cells in rows.items() if name.startswith(prefix)), None)
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+# About a minute of CPU in all (bench --quick ~55 s, bench.cost ~20 s); on a shared 2-core machine at load 20
+# that is 5 minutes of wall time, so the limit is generous.
+@pytest.mark.timeout(1800)
+def test_bench_prints_every_row_with_a_figure() -> None:
+    emulator = find_emulator_jar() is not None and shutil.which("java") is not None
+    require(emulator, "the Cloud Firestore emulator", INSTALL_HINT)
+    require(llama_server_installed(), "llama.cpp with SmolLM2 (bench.cost's wake-up)", "run `make local-model`")
+    # Both at once: each mostly waits on processes it started (the chat, Gradio, llama.cpp, the emulator).
+    bench, cost = _start("-m", "bench", "--quick"), _start("-m", "bench.cost")
+    try:
+        out, err = bench.communicate(timeout=1500)
+        _check_bench(out, f"\n--- python -m bench --quick, exit {bench.returncode}, stderr ends:\n{err[-3000:]}")
+        assert bench.returncode == 0, err[-3000:]
+        cost_out, cost_err = cost.communicate(timeout=300)
+        _check_cost(cost_out, f"\n--- exit {cost.returncode}, stderr ends:\n{cost_err[-3000:]}")
+        assert cost.returncode == 0, cost_err[-3000:]
+    finally:
+        for process in (bench, cost):
+            if process.poll() is None:  # failed or timed out: it and every server it started (its process group)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
+
+
+def _check_bench(out: str, context: str) -> None:
+    streaming = _rows(out, "streaming (issue 16)")
+    for name in STREAMING_ROWS:
+        cells = _find(streaming, name)
+        assert cells is not None, f"no row {name!r} in the streaming table{context}"
+        # goal, floor, model server direct, then each route's figure and its verdict
+        assert len(cells) == 8, cells
+        for figure in (cells[1], cells[2], cells[3], cells[4], cells[6]):
+            assert NUMBER.search(figure), f"{name}: no figure in {figure!r}"
+        assert cells[5] in VERDICTS and cells[7] in VERDICTS, cells
+    rest = _rows(out, "measure")
+    for name in OTHER_ROWS:
+        cells = _find(rest, name)
+        assert cells is not None, f"no row {name!r} in the table{context}"
+        assert NUMBER.search(cells[1]) and NUMBER.search(cells[2]), f"{name}: no figure or baseline in {cells}"
+
+
+def _check_cost(out: str, context: str) -> None:
+    rows = _rows(out, "workload")
+    # The wake-up measured here (the chat starting llama.cpp through the stand-in autoscaler), not only the
+    # documented estimate: bench.cost falls back to that one alone when the measurement fails.
+    measured = [cells for cells in rows.values() if "measured here by the chat" in cells[1]]
+    assert measured, f"bench.cost measured no wake-up:\n{out}{context}"
+    assert all(NUMBER.search(cells[2]) for cells in rows.values()), out
+
+
+@pytest.mark.parametrize(
+    ("ours", "floor", "goal", "expected"),
+    [
+        (1.10, 1.30, 1.15, "yes"),  # goal met, whatever the floor
+        (1.15, 1.00, 1.15, "yes"),  # the goal is inclusive
+        (1.30, 1.20, 1.15, "at floor"),  # floor above the goal, ours within 10% of it
+        (1.20 * FLOOR_MARGIN + 0.01, 1.20, 1.15, "NO"),  # more than 10% above the floor
+        (1.20, 1.10, 1.15, "NO"),  # the floor meets the goal: ours must too
+        (600.0, 300.0, 500.0, "NO"),
+    ],
+)
+def test_verdict(ours: float, floor: float, goal: float, expected: str) -> None:
+    assert verdict(ours, floor, goal) == expected
