@@ -61,6 +61,25 @@ FAST = "not integration"
 SECURITY = "tests/security"
 HISTORY = "tests/history/test_contract.py", "tests/history/test_manage.py", "tests/history/test_usage.py"
 FRONT_DOOR = tuple(f"{SECURITY}/test_{name}_promises.py" for name in ("web", "identity", "upload"))
+MODELS = "tests/models"
+GEMINI_MODULES = (("gemini", 60), ("gemini_client", 40), ("gemini_request", 40), ("gemini_errors", 40))
+# Left out: tests that bound a duration from above (under the load of a mutation run they fail on a clean tree,
+# and mutmut then collects nothing); the promise tests assert the same sentences without a stopwatch.
+GEMINI_TESTS = (
+    *(f"{MODELS}/test_{name}.py" for name in ("gemini", "gemini_options", "gemini_promises", "usage")),
+    *("-m", FAST, "-k", "not never_answering_times_out and not persists_is_reported"),
+)
+OPENAI_MODULES = (
+    ("openai_compat", 60),
+    ("openai_compat_request", None),
+    ("openai_compat_stream", 60),
+    ("openai_compat_errors", 40),
+)
+OPENAI_TESTS = (
+    *(f"{MODELS}/test_{name}.py" for name in ("openai_compat", "openai_thinking", "openai_compat_promises", "usage")),
+    f"{MODELS}/test_images_wire.py",
+    *("-m", FAST, "-k", "not 32_concurrent and not within_the_retry_budget and not never_answers"),
+)
 MODULES = (
     Module("chatapp/iap.py", ("tests/security/test_iap_verifier.py",)),
     # Its own tests only: they bound every call, so a mutant that loops fails an assertion instead of hanging.
@@ -164,6 +183,14 @@ MODULES = (
     # Its functions run on every answer, so the front door's tests reach it; test_header_promises drives the
     # cookie cases Gradio never produces (no SameSite, Strict).
     Module("chatapp/headers.py", (*FRONT_DOOR, f"{SECURITY}/test_header_promises.py")),
+    # The model clients, through the real SDK / HTTP client against the in-process fakes (harness/fakes). Samples:
+    # a mutant of the reply's stream runs ~40 HTTP tests (~12 s each on the loaded 2 cores, measured 2026-12-06).
+    *(Module(f"chatapp/models/{name}.py", GEMINI_TESTS, sample=n) for name, n in GEMINI_MODULES),
+    *(Module(f"chatapp/models/{name}.py", OPENAI_TESTS, sample=n) for name, n in OPENAI_MODULES),
+    # The Pulumi component rendered in this process under mocks (the plan tests render in a subprocess). Pulumi's
+    # runtime runs gRPC too: a child forked after the first render spun until its CPU limit (every mutant a
+    # "timeout", measured 2026-12-06).
+    Module("stack/scaling.py", ("tests/infra/test_scaling_promises.py",), forkserver=True),
 )
 
 # Mutants no test can tell from the original, by name (`mutmut show NAME` in the module's scratch copy), each
@@ -191,6 +218,11 @@ ENSURE_ASCII = (
 )
 HANDLED = "add answers a handle for every path an owner holds, kept in _paths until dropped: a default never used"
 BOTH_SET = "_shared and _calls are set together in __init__: one is None exactly when the other is"
+PROJECT_MISREAD = (
+    "GOOGLE_CLOUD_PROJECT unread there: the status check makes the client a moment earlier, and with a project "
+    "make_client passes it and the SDK reads no credentials before sending: the same answer"
+)
+EVENTS = "events is only compared with 0: after a data line it is non-zero whether counted up, set to 1 or down"
 EQUIVALENT: dict[str, str] = {
     "chatapp.iap.x__b64url__mutmut_6": PADDING,
     "chatapp.iap.x__b64url__mutmut_7": PADDING,
@@ -278,6 +310,24 @@ EQUIVALENT: dict[str, str] = {
     "chatapp.images.x_read_images__mutmut_25": READ_CAP,
     "chatapp.images.x_read_images__mutmut_27": READ_CAP,
     "chatapp.identity.x_caller__mutmut_3": "getattr(None, 'username', None) is None: the check only saves a call",
+    "chatapp.models.gemini.xǁGeminiModelǁ_read__mutmut_20": "rstrip takes a set of characters: 'XX.XX' also strips "
+    "a trailing capital X, which a Vertex sentence does not end with",
+    "chatapp.models.gemini.xǁGeminiModelǁ_read__mutmut_37": "[:2] of the candidates: the request never sets "
+    "candidateCount, so Gemini sends one",
+    "chatapp.models.openai_compat_stream.x_read_reply__mutmut_1": "received = None: it is only read for its "
+    "truth (False and None alike), and set to True with the first text",
+    "chatapp.models.openai_compat_stream.x_read_reply__mutmut_10": EVENTS,
+    "chatapp.models.openai_compat_stream.x_read_reply__mutmut_11": EVENTS,
+    "chatapp.models.openai_compat_stream.x_read_reply__mutmut_79": "the request never sets n: every choice a "
+    "server streams has index 0, so the key's spelling is never tested",
+    "chatapp.models.gemini_errors.x_client_error__mutmut_4": "Google's error bodies always carry a status, and "
+    "google-genai gives a body that is not JSON the HTTP reason phrase as its status",
+    "chatapp.models.gemini_request.x_gemini_options__mutmut_18": "top_p left to ModelOptions' default: "
+    "defaults.TOP_P is 0.95, Google's own default too",
+    "chatapp.models.gemini_client.x_needs_project_lookup__mutmut_5": PROJECT_MISREAD,
+    "chatapp.models.gemini_client.x_needs_project_lookup__mutmut_6": PROJECT_MISREAD,
+    "stack.scaling.xǁChatScalingǁ__init____mutmut_3": "pulumi's Resource.__init__ turns props=None into {}",
+    "stack.scaling.xǁChatScalingǁ__init____mutmut_100": "pulumi's register_resource_outputs sends `outputs or {}`",
 }
 
 
@@ -290,9 +340,10 @@ def scratch_copy(module: Module) -> Path:
     work = workdir(module)
     shutil.rmtree(work, ignore_errors=True)
     listed = copy_tree(work)
-    others = sorted({Path(name).parts[0] for name in listed} - {"chatapp", "tests"})
+    package = Path(module.path).parts[0]  # chatapp, or stack for the Pulumi program's modules
+    others = sorted({Path(name).parts[0] for name in listed} - {package, "tests"})
     config = {
-        "source_paths": ["chatapp/"],
+        "source_paths": [f"{package}/"],
         "only_mutate": [module.path],
         "also_copy": [f"{name}/" if (work / name).is_dir() else name for name in others],
         "pytest_add_cli_args_test_selection": list(module.tests),

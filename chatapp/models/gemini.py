@@ -198,7 +198,9 @@ class GeminiModel:
                 feedback = chunk.prompt_feedback
                 if feedback and feedback.block_reason:
                     reason = _name(feedback.block_reason)
-                    detail = f": {feedback.block_reason_message}" if feedback.block_reason_message else ""
+                    # Vertex's message is a sentence of its own: its full stop would double ours.
+                    message = (feedback.block_reason_message or "").rstrip(".")
+                    detail = f": {message}" if message else ""
                     raise ModelError(f"{self.label} refused the prompt ({reason}){detail}. Rephrase and try again.")
                 if usage := chunk.usage_metadata:
                     stats.tokens_in = usage.prompt_token_count or stats.tokens_in

@@ -57,6 +57,10 @@ MODES = (
     "abort",  # half the reply, then finish_reason "abort" and a normal [DONE]: vLLM's engine aborted it
     "hang",  # accept the request and never answer
     "html",  # stream HOSTILE_HTML: what a prompt-injected model might write (forms, remote images, scripts)
+    # llama-cpp-python finds an overflow inside its stream: a 200 whose stream ends before any event. Asked
+    # again without streaming, it answers the 400 LLAMA_CPP_TOO_LONG ("empty_stream": a normal completion).
+    "too_long_empty_stream",
+    "empty_stream",
 )
 
 # vLLM's words for a prompt over the window (its serving_engine checks) and for one that fits without room for
@@ -69,6 +73,12 @@ CONTEXT_TOO_LONG = (
 REPLY_TOO_LONG = (
     "'max_tokens' or 'max_completion_tokens' is too large: 1024. This model's maximum context length is 4096 "
     "tokens and your request has 3500 input tokens (1024 > 4096 - 3500)."
+)
+
+# llama-cpp-python's words for a prompt over its window (n_ctx 4096).
+LLAMA_CPP_TOO_LONG = (
+    "This model's maximum context length is 4096 tokens. However, you requested 9016 tokens (9000 in the messages, "
+    "16 in the completion). Please reduce the length of the messages or completion."
 )
 
 # Active HTML and remote loads in Markdown, plus Markdown that must still render (table, code, http(s) link).
@@ -137,6 +147,16 @@ class FakeOpenAIServer(FakeServer):
         # The usage chunk's completion_tokens; None: one per streamed token, thinking included. Real tokenizers
         # rarely split a reply where its deltas fall, so a test can make the server's count differ from the chunks.
         self.completion_tokens: int | None = None
+        # False: ignore stream_options.include_usage and send no usage chunk, as llama-cpp-python's server does.
+        self.sends_usage = True
+        # The finish_reason the "abort" mode ends with: vLLM's "abort", or OpenAI-style servers' "content_filter".
+        self.abort_reason = "abort"
+        # The ids `GET /v1/models` lists (None: just `model`), e.g. [] for a server still registering its model.
+        self.served: list[str] | None = None
+        # The message of "error_event" (None: an error object without one); False `sends_finish`: the stream ends
+        # with [DONE] but no chunk carries a finish_reason (servers that leave it out).
+        self.error_event_message: str | None = "The engine died"
+        self.sends_finish = True
 
     @property
     def base_url(self) -> str:
@@ -219,8 +239,18 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 self.send_json(503, _error("Loading model", "unavailable_error", 503))
             else:
                 created = int(time.time())
-                card = {"id": server.model, "object": "model", "created": created, "owned_by": "vllm"}
-                self.send_json(200, {"object": "list", "data": [{**card, "root": server.model, "parent": None}]})
+                cards = [
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "vllm",
+                        "root": name,
+                        "parent": None,
+                    }
+                    for name in (server.served if server.served is not None else [server.model])
+                ]
+                self.send_json(200, {"object": "list", "data": cards})
 
         def do_POST(self) -> None:
             body = self.read_json()
@@ -265,6 +295,13 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                 self.send_json(429, _error("Too many requests, slow down", "RateLimitError", 429), headers)
             elif mode == "hang":
                 wait_or_gone(self, 3600, server._stopping)
+            elif mode in ("too_long_empty_stream", "empty_stream") and body.get("stream"):
+                self.start_sse()
+                self.end_chunks()
+            elif mode == "too_long_empty_stream":
+                self.send_json(400, _error(LLAMA_CPP_TOO_LONG, "invalid_request_error", 400))
+            elif mode == "empty_stream":
+                self.send_json(200, _completion(body, server._reply_tokens(body)[:1]))
             else:
                 self._stream(mode, body)
 
@@ -312,28 +349,22 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
                     self.end_chunks()
                     return
                 if i == half and mode == "abort":
-                    tokens, finish = tokens[:half], "abort"
+                    tokens, finish = tokens[:half], server.abort_reason
                     break
                 if i == half and mode == "malformed":
                     self._send_raw(b'data: {"id": "broken", "choices": [{"delta": {"content": \n\n')
                 if i == half and mode == "error_event":
-                    self._send(
-                        {
-                            "error": {
-                                "object": "error",
-                                "message": "The engine died",
-                                "type": "InternalServerError",
-                                "param": None,
-                                "code": 500,
-                            }
-                        }
-                    )
+                    error = {"object": "error", "type": "InternalServerError", "param": None, "code": 500}
+                    if server.error_event_message is not None:
+                        error["message"] = server.error_event_message
+                    self._send({"error": error})
                     self._send_raw(b"data: [DONE]\n\n")
                     self.end_chunks()
                     return
                 self._send(event({"content": token}))
-            self._send(event({}, finish))
-            if (body.get("stream_options") or {}).get("include_usage"):
+            if server.sends_finish:
+                self._send(event({}, finish))
+            if server.sends_usage and (body.get("stream_options") or {}).get("include_usage"):
                 counted = len(thoughts) + len(tokens)
                 completion = counted if server.completion_tokens is None else server.completion_tokens
                 usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": completion}
@@ -370,6 +401,20 @@ def _handler_for(server: FakeOpenAIServer) -> type[SSEHandler]:
 
 def _error(message: str, kind: str, code: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _completion(body: dict[str, Any], tokens: list[str]) -> dict[str, Any]:
+    """A non-streamed chat completion."""
+    usage = {"prompt_tokens": _prompt_tokens(body), "completion_tokens": len(tokens)}
+    message = {"role": "assistant", "content": "".join(tokens)}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "length"}],
+        "usage": usage | {"total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
+    }
 
 
 def _flat_error(message: str, code: int) -> dict[str, Any]:

@@ -18,6 +18,9 @@ Paths served:
 - Thinking: with `fake.thoughts = "…"`, a request whose thinkingConfig has includeThoughts gets thought-summary
   parts (`{"text": …, "thought": true}`) before the answer, as Gemini 3 streams them; thinkingLevel together
   with thinkingBudget is refused with a 400, as Gemini 3 does.
+- Quota: with `fake.retry_delay = "2s"` a 429 carries google.rpc RetryInfo (`retryDelay`) among its details, as the
+  Gemini API sends it; `fake.lookup_error = {"error": {...}}` makes `models.get` answer that Google error body (e.g.
+  403 PERMISSION_DENIED: an identity that may call the model but not read its card).
 - `POST /token`: an OAuth token endpoint for the fake service-account credentials (Vertex mode needs a
   bearer token; the credentials file names this endpoint, so google-auth never calls oauth2.googleapis.com).
 """
@@ -41,6 +44,8 @@ MODES = (
     "max_tokens_thinking",  # finishReason MAX_TOKENS with no text: thinking used the whole budget
     "rate_limit",  # 429 RESOURCE_EXHAUSTED
     "error_500",  # 500 INTERNAL
+    "permission_denied",  # 403 PERMISSION_DENIED: the identity may not call the model (aiplatform.endpoints.predict)
+    "invalid_argument",  # 400 INVALID_ARGUMENT, Google's generic refusal of a request it cannot take
     "cut",  # half the reply, then the TCP connection drops mid-body
     # Candidate.finishReason is absent until generation stops, so a body that simply ends after text
     # without one is a reply the server never finished.
@@ -48,6 +53,9 @@ MODES = (
     # When streaming, a candidate blocked by the content filters comes with finishReason SAFETY and an empty
     # content (no parts), after whatever text was already sent.
     "safety_after_text",  # half the reply, then finishReason SAFETY (or `.finish_after_text`), no content
+    # Google's front end reports a failure found mid-stream as an error object in the stream (google-genai raises it
+    # as an APIError with that code).
+    "error_after_text",  # half the reply, then `data: {"error": …}` (`.error_after_text`, a 500 INTERNAL by default)
     "hang",  # never answers
 )
 
@@ -81,6 +89,14 @@ class FakeVertexServer(FakeServer):
         self.thoughts: str | None = None
         # Model ids that answer 404 NOT_FOUND (lookups and generation); e.g. RETIRED_2026.
         self.retired: set[str] | frozenset[str] = frozenset()
+        # The google.rpc RetryInfo delay a 429 names ("2s"); None: the 429 has no details, as Vertex's often has not.
+        self.retry_delay: str | None = None
+        # A Google error body (`_status_error(...)`) that `models.get` answers with, its code as the HTTP status.
+        self.lookup_error: dict[str, Any] | None = None
+        # promptFeedback.blockReasonMessage of "prompt_blocked": Vertex explains the block in words, the Gemini API
+        # sends none (None).
+        self.block_reason_message: str | None = None
+        self.error_after_text = _status_error(500, "INTERNAL", "Internal error encountered.")
 
     @property
     def base_url(self) -> str:
@@ -188,6 +204,23 @@ def _status_error(code: int, status: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
+status_error = _status_error  # Google's error body (google.rpc.Status as JSON), for tests that set `lookup_error`
+
+
+def rate_limited(message: str, retry_delay: str | None) -> dict[str, Any]:
+    """A 429 RESOURCE_EXHAUSTED; with a delay, the details the Gemini API sends: which quota, and RetryInfo."""
+    body = _status_error(429, "RESOURCE_EXHAUSTED", message)
+    if retry_delay is not None:
+        body["error"]["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [{"quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}],
+            },
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay},
+        ]
+    return body
+
+
 def not_found(version: str, model: str, vertex_name: str | None) -> dict[str, Any]:
     """Google's 404 for a model id it does not serve: Vertex names the publisher model it looked for."""
     if vertex_name:
@@ -255,6 +288,8 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 self.send_json(
                     401, _status_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
                 )
+            elif server.lookup_error is not None:
+                self.send_json(server.lookup_error["error"]["code"], server.lookup_error)
             elif model in server.retired:
                 self.send_json(404, not_found(version, model, f"publishers/google/models/{model}" if vertex else None))
             else:
@@ -300,9 +335,14 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                     "Resource exhausted. Please try again later. Please refer to "
                     "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details."
                 )
-                self.send_json(429, _status_error(429, "RESOURCE_EXHAUSTED", message))
+                self.send_json(429, rate_limited(message, server.retry_delay))
             elif mode == "error_500":
                 self.send_json(500, _status_error(500, "INTERNAL", "Internal error encountered."))
+            elif mode == "permission_denied":
+                message = f"Permission 'aiplatform.endpoints.predict' denied on resource '{model}'."
+                self.send_json(403, _status_error(403, "PERMISSION_DENIED", message))
+            elif mode == "invalid_argument":
+                self.send_json(400, _status_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument."))
             elif mode == "hang":
                 wait_or_gone(self, 3600, server._stopping)
             elif mode == "prompt_blocked":
@@ -313,6 +353,8 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                         {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
                     ],
                 }
+                if server.block_reason_message is not None:
+                    feedback["blockReasonMessage"] = server.block_reason_message
                 self._event({"promptFeedback": feedback, "usageMetadata": _usage(prompt_tokens, 0), **meta})
                 self.end_chunks()
             elif mode == "safety":
@@ -347,6 +389,9 @@ def _handler_for(server: FakeVertexServer) -> type[SSEHandler]:
                 if mode == "cut" and i == max(1, len(chunks) // 2):
                     self.cut_connection()
                     return
+                if mode == "error_after_text" and i == max(1, len(chunks) // 2):
+                    self._event(server.error_after_text)
+                    break
                 if mode == "safety_after_text" and i == max(1, len(chunks) // 2):
                     rating = {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
                     reason = server.finish_after_text

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import pytest
 
 from chatapp.conversation import Message
 from chatapp.models.base import ChatModel, GenerationParams, ModelError, ReplyStats
 
 PARAMS = GenerationParams(temperature=0.0, top_p=1.0, max_tokens=64)
+T = TypeVar("T")
 
 
 def collect(
@@ -26,3 +31,16 @@ def collect(
 
 def ask(text: str) -> list[Message]:
     return [Message("user", text)]
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """call() in a thread, failing the test (not hanging it) if it has not returned in `seconds`: for promises that
+    something gives up, whose bug would otherwise wait for ever."""
+    results: list[T] = []
+    worker = threading.Thread(target=lambda: results.append(call()), daemon=True)  # a daemon: never waited for
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        pytest.fail(f"still waiting after {seconds:g} s: nothing gave up")
+    assert results, "the call raised (see the warning above)"
+    return results[0]
