@@ -163,12 +163,9 @@ def test_a_caller_keeps_at_most_its_bytes_on_disk_to_the_byte(chat):
 CALLER = "browser:gate-test"
 
 
-def through_gate(tmp_path: Path, status: int, chunks: list[bytes]) -> tuple[int, bytes, UploadRegistry]:
-    """What a caller receives from the upload gate (status, body) when the app behind it writes a PNG and answers
-    `status` with `chunks` as its body messages (a last message without a `body` key, which ASGI allows)."""
-    uploads = UploadRegistry()
-    gate = UploadGate(uploads, SessionBinding())
-    scope = {
+def upload_scope() -> dict:
+    """The scope of CALLER's 100-byte upload, as the layers before the gate leave it."""
+    return {
         "type": "http",
         "method": "POST",
         "path": f"{API}/upload",
@@ -176,6 +173,14 @@ def through_gate(tmp_path: Path, status: int, chunks: list[bytes]) -> tuple[int,
         "headers": [(b"content-length", b"100")],
         "state": {"caller": CALLER},
     }
+
+
+def through_gate(tmp_path: Path, status: int, chunks: list[bytes]) -> tuple[int, bytes, UploadRegistry]:
+    """What a caller receives from the upload gate (status, body) when the app behind it writes a PNG and answers
+    `status` with `chunks` as its body messages (a last message without a `body` key, which ASGI allows)."""
+    uploads = UploadRegistry()
+    gate = UploadGate(uploads, SessionBinding())
+    scope = upload_scope()
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
         await send({"type": "http.response.start", "status": status, "headers": []})
@@ -230,14 +235,7 @@ def test_an_upload_answer_the_gate_does_not_understand_is_refused_never_passed_o
 
 def test_an_upload_the_app_never_answered_passes_nothing_on(tmp_path: Path):
     """The client went away before Gradio answered: nothing to judge, nothing sent, no error."""
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": f"{API}/upload",
-        "query_string": b"",
-        "headers": [(b"content-length", b"100")],
-        "state": {"caller": CALLER},
-    }
+    scope = upload_scope()
     sent: list[dict] = []
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:
