@@ -75,6 +75,10 @@ _GRADIO_ROUTES: list[tuple[str, str, Access]] = [
     ("GET", f"{API}/info", Access.CALLER),
     ("GET", f"{API}/info/", Access.CALLER),
     ("GET", f"{API}/queue/status", Access.CALLER),
+    # The page's way back after its event stream broke: it shows "Connection Lost", asks this every 2 s and
+    # reloads itself once the server answers. The id (random per process) is in /config already.
+    ("GET", f"{API}/app_id", Access.CALLER),
+    ("GET", f"{API}/app_id/", Access.CALLER),
     ("POST", f"{API}/reset", Access.CALLER),  # a no-op in Gradio 6.31
     ("POST", f"{API}/reset/", Access.CALLER),
     ("POST", f"{API}/queue/join", Access.SESSION_IN_BODY),
@@ -108,8 +112,6 @@ _GRADIO_ROUTES: list[tuple[str, str, Access]] = [
     ("GET", f"{API}/login_check/", Access.DENY),
     ("GET", f"{API}/token", Access.DENY),
     ("GET", f"{API}/token/", Access.DENY),
-    ("GET", f"{API}/app_id", Access.DENY),
-    ("GET", f"{API}/app_id/", Access.DENY),
     ("GET", f"{API}/dev/reload", Access.DENY),
     ("GET", f"{API}/runs", Access.DENY),
     ("GET", f"{API}/runs/", Access.DENY),

@@ -13,6 +13,11 @@ from tests.fixtures.chromium import LOADED_MS
 
 BOT = "#chatbot [data-testid='bot']"
 USER = "#chatbot [data-testid='user']"
+PAGE_STATE = """() => ({
+    url: location.href, document: document.readyState, body: {...document.body.dataset},
+    session: window.__gradio_session_hash__, messages: document.querySelectorAll('#chatbot .message').length,
+    toasts: [...document.querySelectorAll("[data-testid='toast-text']")].map((t) => t.innerText),
+})"""
 
 
 class ChatPage:
@@ -31,7 +36,10 @@ class ChatPage:
 
     def wait_ready(self) -> ChatPage:
         # ui.py marks the body once the page's load event (owner, open conversation, sidebar) has finished.
-        self.page.wait_for_selector("body[data-chat-ready='true']", state="attached", timeout=LOADED_MS)
+        try:
+            self.page.wait_for_selector("body[data-chat-ready='true']", state="attached", timeout=LOADED_MS)
+        except Exception as exc:  # say what the page was doing: loaded or not, which session, any toast
+            raise AssertionError(f"the page never became ready: {self.page.evaluate(PAGE_STATE)}") from exc
         return self
 
     # -- locators -----------------------------------------------------------------------------------------

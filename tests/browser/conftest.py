@@ -56,11 +56,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if report.failed:
         console: list[str] = getattr(item, "browser_console", [])
         if console:  # the page's own errors (a broken event stream, a failed event) say what the screenshot cannot
-            report.sections.append(("browser console (last lines)", "\n".join(console[-40:])))
+            report.sections.append(("browser console (last lines)", "\n".join(console[-80:])))
         for name, value in getattr(item, "funcargs", {}).items():
             if isinstance(value, ChatProcess):
                 report.sections.append((f"chat log ({name}, last lines)", "\n".join(value.log().splitlines()[-40:])))
     return report
+
+
+def watch(page: Page, lines: list[str]) -> None:
+    """Keep what the page says and what happens to its requests: a failing test prints the last of them. An
+    uncaught error or a refused request is no console message, yet it is what stops a page mid-way."""
+
+    def note(text: str) -> None:
+        lines.append(f"{time.strftime('%H:%M:%S')} {text}")
+
+    page.on("console", lambda m: note(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: note(f"page error: {e}"))
+    page.on("requestfailed", lambda r: note(f"failed: {r.method} {r.url} {r.failure}"))
+    page.on("framenavigated", lambda f: note(f"navigated: {f.url}") if f == page.main_frame else None)
+    page.on("response", lambda r: note(f"{r.status} {r.request.method} {r.url}") if "/gradio_api/" in r.url else None)
 
 
 @pytest.fixture
@@ -71,7 +85,7 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     request.node.browser_page = page  # for the screenshot on failure
     console: list[str] = []
     request.node.browser_console = console
-    page.on("console", lambda m: console.append(f"{time.strftime('%H:%M:%S')} {m.type}: {m.text}"))
+    watch(page, console)
     yield page
     context.close()
 
