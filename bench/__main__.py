@@ -20,7 +20,7 @@ from bench import firestore, goals, images, layers, startup, streaming
 QUICK: dict[str, dict[str, Any]] = {
     "servers": {"tokens_per_s": 50.0},
     "concurrency": {"n": 4, "reply_tokens": 5, "rounds": 1},
-    "first_token_overhead": {"n": 4, "reply_tokens": 5, "spread_s": 0.1},
+    "first_token_overhead": {"n": 4, "reply_tokens": 5, "spread_s": 0.1, "rounds": 1},
     "layers": {"n": 200},
     "images": {"turns": 2},
     "firestore": {"turns": 2, "resume_messages": 10},

@@ -185,10 +185,12 @@ def first_token_overhead(
     tokens_per_s: float = TOKENS_PER_S,
     reply_tokens: int = 100,
     spread_s: float = 2.5,
+    rounds: int = 3,
     on: Servers | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Time to first token through the app minus straight from the model server, same arrivals, p50/p95, for
-    the chat and the bare Gradio app (`figures[pattern][app]`).
+    each route of ROUTES (`figures[pattern][route]`): the median over `rounds` rounds, each with its own direct
+    measurement and the routes in alternating order (one burst's p50 alone swings by ±30% on 2 cores).
 
     "steady": n streams arriving over `spread_s` while earlier ones still stream (each lasts
     reply_tokens / tokens_per_s = 5 s), so about n are in flight at the end; "burst": all n at the same instant.
@@ -198,14 +200,22 @@ def first_token_overhead(
         for app, call in ROUTES.values():
             _run(call, up.apps[app], n, tokens=reply_tokens)  # warm-up, as above
         for name, spread in (("steady", spread_s), ("burst", 0.0)):
-            _, direct = _run(_direct_once, up.model_url, n, spread, reply_tokens)
-            figures[name] = {}
-            for route, (app, call) in ROUTES.items():
-                _, through_app = _run(call, up.apps[app], n, spread, reply_tokens)
-                figures[name][route] = {
-                    "direct_p50_ms": 1000 * statistics.median(direct),
-                    "direct_p95_ms": 1000 * percentile(direct, 95),
-                    "overhead_p50_ms": 1000 * (statistics.median(through_app) - statistics.median(direct)),
-                    "overhead_p95_ms": 1000 * (percentile(through_app, 95) - percentile(direct, 95)),
-                }
+            seen: dict[str, list[dict[str, float]]] = {route: [] for route in ROUTES}
+            for i in range(rounds):
+                _, direct = _run(_direct_once, up.model_url, n, spread, reply_tokens)
+                for route in list(ROUTES)[:: 1 if i % 2 == 0 else -1]:
+                    app, call = ROUTES[route]
+                    _, through_app = _run(call, up.apps[app], n, spread, reply_tokens)
+                    seen[route].append(
+                        {
+                            "direct_p50_ms": 1000 * statistics.median(direct),
+                            "direct_p95_ms": 1000 * percentile(direct, 95),
+                            "overhead_p50_ms": 1000 * (statistics.median(through_app) - statistics.median(direct)),
+                            "overhead_p95_ms": 1000 * (percentile(through_app, 95) - percentile(direct, 95)),
+                        }
+                    )
+            figures[name] = {
+                route: {key: statistics.median(r[key] for r in runs) for key in runs[0]} | {"rounds": len(runs)}
+                for route, runs in seen.items()
+            }
     return figures

@@ -266,20 +266,25 @@ class _NoBlocks:
         return getattr(self._blocks, name)
 
 
-def lazy_session_config() -> None:
-    """Gradio builds the configuration of every component of the page for each new session (`SessionState`,
-    kept for `deep_link`), before the session's first event runs: ~1/3 of the chat's CPU when 100 API clients
-    start at once (py-spy, README "Performance"), and it grows with the page, not with the event. Deep links
-    are refused by the Guard, and the events themselves fill in the entries they touch
-    (`SessionState._update_value_in_config` computes a missing one), so a session starts with none."""
+def skip_session_config() -> None:
+    """Gradio keeps, for each session, the configuration of every component with that session's values
+    (`SessionState.config_values`) for one reader: the `deep_link` route, which the Guard refuses. Building it
+    up front (every component of the page) took ~1/3 of the chat's CPU when 100 API clients started at once,
+    and filling it in as events ran still cost ~0.1 ms per input of every event (py-spy, README
+    "Performance"). So a session here starts with none and events copy nothing into it."""
     from gradio.state_holder import SessionState
 
     original = SessionState.__init__
-    if getattr(original, "lazy_config", False):
+    if getattr(original, "no_config", False):
         return
 
     def init(self: Any, blocks: Any) -> None:
         original(self, _NoBlocks(blocks))
 
-    init.lazy_config = True  # type: ignore[attr-defined]
+    init.no_config = True  # type: ignore[attr-defined]
     SessionState.__init__ = init  # type: ignore[method-assign]
+    SessionState._update_value_in_config = _keep_no_config  # type: ignore[method-assign]
+
+
+def _keep_no_config(self: Any, key: int, value: Any) -> None:
+    """`SessionState._update_value_in_config`, kept for deep links only: nothing to keep."""

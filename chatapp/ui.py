@@ -79,7 +79,7 @@ class ChatUI:
     def build(self, title: str = "hybrid-chat") -> gr.Blocks:
         page, api = self.page, self.api
         labels = self.conversations.models
-        gradio_compat.lazy_session_config()  # a new session no longer configures this whole page first
+        gradio_compat.skip_session_config()  # sessions keep no copy of the page for deep links (refused)
         # delete_cache: uploads never sent (a closed tab) leave Gradio's cache within two hours; sent ones are
         # deleted as soon as they are copied to the media store.
         with gr.Blocks(title=title, fill_height=True, delete_cache=(UPLOAD_EXPIRY_S, UPLOAD_EXPIRY_S)) as demo:

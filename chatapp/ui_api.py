@@ -59,13 +59,15 @@ class ApiHandlers:
         if first is None:
             return
         with contextlib.closing(updates):
-            for update in itertools.chain([first], updates):
+            for n, update in enumerate(itertools.chain([first], updates)):
                 reply = update.text
                 if update.answered_note and reply:
                     reply = f"{reply}\n\nℹ️ {update.answered_note}"
                 if update.notice:
                     reply = f"{reply}\n\n⚠️ {update.notice}" if reply else f"⚠️ {update.notice}"
-                yield reply, tab
+                # The client's state is set with the first update (a client gone mid-reply still goes on in this
+                # conversation) and the last; Gradio rebuilds a State's configuration each time it is set.
+                yield reply, (tab if n == 0 or update.done else gr.skip())
 
     def api_resume(self, conversation_id: Any, state: Any, request: gr.Request) -> tuple[list[dict[str, Any]], Tab]:
         """Continue one of the caller's conversations; returns its messages."""

@@ -203,7 +203,8 @@ class PageHandlers:
                     if update.done:
                         yield (*self._finish(tab, update), gr.update(), tab.shown())
                         return
-                    yield tab, messages_for(tab, update.text, update.thinking), gr.update(), gr.update(), gr.update()
+                    # The tab is set already (by `accept`): setting it again per update costs Gradio a rebuild.
+                    yield gr.skip(), messages_for(tab, update.text, update.thinking), gr.skip(), gr.skip(), gr.skip()
         except InputError as exc:  # a bad setting: the message stays, with what to change
             log.info("message refused: %s", exc)
             conversation.notice = str(exc)

@@ -83,11 +83,11 @@ def test_every_rule_names_an_access_the_guard_handles():
     assert {a for a in gradio_routes().values()} <= set(Access)
 
 
-def test_a_new_session_configures_no_component_before_an_event_touches_it(app: FastAPI):
-    """What lets 100 sessions start at once cheaply (`gradio_compat.lazy_session_config`): Gradio's SessionState
+def test_a_session_keeps_no_configuration_of_the_page(app: FastAPI):
+    """What lets 100 sessions start at once cheaply (`gradio_compat.skip_session_config`): Gradio's SessionState
     configures nothing up front (it did every component of the page), yet still knows the page, and an event's
-    inputs and outputs are configured when the event touches them. Deep links, the one reader of the full
-    configuration, stay refused (tests/security/test_default_deny.py)."""
+    values are not copied into a configuration either. Deep links, its one reader, stay refused
+    (tests/security/test_default_deny.py; that nothing else reads it: test_gradio_private_names.py)."""
     from gradio.state_holder import SessionState
 
     blocks = gradio_compat.gradio_app(app).get_blocks()
@@ -96,7 +96,7 @@ def test_a_new_session_configures_no_component_before_an_event_touches_it(app: F
     assert session.blocks_config.blocks.keys() == blocks.default_config.blocks.keys()
     some_id = next(iter(blocks.blocks))
     session._update_value_in_config(some_id, "typed")
-    assert some_id in session.config_values
+    assert session.config_values == {}, "an event's value was copied into the session's configuration"
 
 
 def test_gradio_writes_uploads_through_the_wrapped_upload_fn_into_its_upload_folder(app: FastAPI, tmp_path: Path):

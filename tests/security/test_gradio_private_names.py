@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -69,12 +70,21 @@ def test_password_sign_in_keeps_its_token_map_and_cookie_names_where_gradio_comp
     assert set(gradio_compat.LOGIN_FIELDS) <= set(fields), "the sign-in form's fields are named otherwise"
 
 
-def test_a_session_state_is_built_from_blocks_and_fills_its_config_per_component():
-    # Read from Gradio's file: `lazy_session_config` may already have wrapped `__init__` in this process.
+def test_a_session_state_is_built_from_blocks_and_its_config_is_read_by_deep_links_alone():
+    # Read from Gradio's files: `skip_session_config` may already have replaced methods in this process.
     source = inspect.getsource(state_holder.SessionState)
     assert re.search(r"def __init__\(self, blocks(: \S+)?\):", source), "SessionState.__init__ takes other arguments"
-    assert "blocks.blocks" in source, "SessionState no longer configures the page's blocks (lazy_session_config)"
-    assert callable(getattr(state_holder.SessionState, "_update_value_in_config", None))
+    assert "blocks.blocks" in source, "SessionState no longer configures the page's blocks (skip_session_config)"
+    assert re.search(r"def _update_value_in_config\(self, key: int, value: Any\)", source)
+    # What a session keeps is read through its `components`, by the deep_link route alone (refused here).
+    package = Path(gr.__file__).parent
+    sources = {str(p.relative_to(package)): p.read_text() for p in package.rglob("*.py")}
+    elsewhere = [name for name, text in sources.items() if name != "state_holder.py" and "config_values" in text]
+    assert elsewhere == [], f"Gradio reads a session's configuration elsewhere: {elsewhere}"
+    readers = [name for name, text in sources.items() if re.search(r"\]\.components\b", text)]
+    route = inspect.getsource(routes.App.create_app)
+    deep_link = route[route.index("def deep_link") :].split("\n        @", 1)[0]
+    assert readers == ["routes.py"] and route.count("].components") == deep_link.count("].components") == 1
 
 
 def test_handlers_get_the_caller_as_request_username():
