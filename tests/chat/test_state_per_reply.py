@@ -14,6 +14,7 @@ import pytest
 
 from chatapp.chat import ChatService
 from chatapp.conversations import Conversations
+from chatapp.history.sqlite import SqliteStore
 from chatapp.status import ModelStatus
 from chatapp.ui_api import ApiHandlers
 from chatapp.ui_events import CallersUploads
@@ -35,8 +36,6 @@ def conversations(store) -> Conversations:
 
 @pytest.fixture
 def store(tmp_path: Path):
-    from chatapp.history.sqlite import SqliteStore
-
     store = SqliteStore(tmp_path / "history.sqlite3")
     yield store
     store.close()

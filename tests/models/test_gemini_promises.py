@@ -1,6 +1,7 @@
 """What a person sees of a Gemini reply, each promise pinned by the observable result (the reply text, the usage
-recorded, the sentence shown): thought summaries never in the answer, the server's token counts over anything
-counted here. Through the real google-genai SDK against the local server with Google's REST shape."""
+recorded, the sentence shown): the server's token counts over anything counted here (that thought summaries
+never reach the answer: test_gemini_options.py). Through the real google-genai SDK against the local server
+with Google's REST shape."""
 
 from __future__ import annotations
 
@@ -21,20 +22,9 @@ from tests.fixtures.model_servers import use_gemini_env
 from tests.media.images import PNG
 from tests.models.helpers import ask, collect, within
 
-THOUGHT = "PRIVATE-PLAN weigh the greeting first"
-
 
 def gemini(model_id: str = "gemini-3.8-flash", **kwargs) -> GeminiModel:
     return GeminiModel("Gemini Test", model_id, **kwargs)
-
-
-def test_thought_summaries_reach_the_thinking_and_never_the_answer(fake_vertex):
-    fake_vertex.thoughts = THOUGHT
-    fake_vertex.reply = "Hello Ada, welcome aboard."
-    chunks, stats, error = collect(gemini(), ask("hi"))
-    assert error is None
-    assert "".join(chunks) == "Hello Ada, welcome aboard."
-    assert stats.thinking == THOUGHT
 
 
 # -- the status check's lookup (is GEMINI_MODEL there?) ---------------------------------------------------------
