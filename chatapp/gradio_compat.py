@@ -288,3 +288,34 @@ def skip_session_config() -> None:
 
 def _keep_no_config(self: Any, key: int, value: Any) -> None:
     """`SessionState._update_value_in_config`, kept for deep links only: nothing to keep."""
+
+
+def forget_abandoned_events() -> None:
+    """When a session's event stream disconnects mid-reply, Gradio (`sse_stream` in routes.py) marks the
+    session's running events dead (`Queue.clean_events`) but keeps their ids in `pending_event_ids_session`,
+    and a stream closes only once that set is empty. Their completion is never sent (dead events send nothing),
+    so every later stream of that session (a `/call` client calling again, a `gradio_client` that lost its
+    connection) stayed open for good after its own reply. Here the dead events' ids go with them."""
+    from gradio.queueing import Queue
+
+    original = Queue.clean_events
+    if getattr(original, "forgets_abandoned", False):
+        return
+
+    async def clean_events(self: Any, *, session_hash: str | None = None, event_id: str | None = None) -> None:
+        await original(self, session_hash=session_hash, event_id=event_id)
+        pending = self.pending_event_ids_session.get(session_hash) if session_hash is not None else None
+        if not pending:
+            return
+        pending -= {
+            event._id
+            for events in self.active_jobs
+            if events
+            for event in events
+            if event.session_hash == session_hash and not event.alive
+        }
+        if not pending:
+            self.pending_event_ids_session.pop(session_hash, None)
+
+    clean_events.forgets_abandoned = True  # type: ignore[attr-defined]
+    Queue.clean_events = clean_events  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ message (tests/security/test_gradio_compat.py checks the routes and the live sig
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import re
@@ -91,3 +92,23 @@ def test_handlers_get_the_caller_as_request_username():
     request = gr.Request(username="browser:x")
     assert request.username == "browser:x", "gr.Request.username is not the caller Gradio was given"
     assert "auth_dependency" in inspect.signature(gr.mount_gradio_app).parameters
+
+
+def test_clean_events_forgets_the_running_events_it_marks_dead():
+    # What forget_abandoned_events relies on: a disconnected stream calls `Queue.clean_events(session_hash=...)`,
+    # which marks the session's running events (in `active_jobs`) dead, and a stream ends only once the
+    # session's `pending_event_ids_session` set is empty.
+    source = inspect.getsource(routes.App.create_app)
+    assert "clean_events(session_hash=session_hash)" in source, "routes no longer clean a disconnected session"
+    assert "len(\n" in source and "pending_event_ids_session[" in source, "how a stream ends has changed"
+    gradio_compat.forget_abandoned_events()
+    demo = gr.Blocks()
+    demo.queue()
+    queue = demo._queue
+    left = SimpleNamespace(_id="left", session_hash="s1", alive=True)
+    other = SimpleNamespace(_id="other", session_hash="s2", alive=True)
+    queue.active_jobs = [[left], None, [other]]
+    queue.pending_event_ids_session = {"s1": {"left"}, "s2": {"other"}}
+    asyncio.run(queue.clean_events(session_hash="s1"))
+    assert left.alive is False and other.alive is True
+    assert queue.pending_event_ids_session == {"s2": {"other"}}, "the dead event's id is still pending"
