@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import subprocess
 import sys
 import threading
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=CHAT_CONCURRENCY)
     args = parser.parse_args()
     app = build(args.model_url, args.model, args.concurrency)
+    gc.freeze()  # as `python -m chatapp` does before it serves
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", proxy_headers=False)
 
 
