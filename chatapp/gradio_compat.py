@@ -12,6 +12,7 @@ import importlib.util
 import os
 import re
 import sys
+import typing
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -319,3 +320,16 @@ def forget_abandoned_events() -> None:
 
     clean_events.forgets_abandoned = True  # type: ignore[attr-defined]
     Queue.clean_events = clean_events  # type: ignore[method-assign]
+
+
+def resolve_type_hints(demo: gr.Blocks) -> None:
+    """Gradio looks for a `gr.Request` parameter in every event (`helpers.special_args` →
+    `typing.get_type_hints`). With `from __future__ import annotations` the hints are strings, compiled and
+    evaluated again on each event: ~130 µs of the event loop's thread per event for `/chat`. Evaluated once
+    here, the same lookup takes ~15 µs and finds the same types."""
+    for block_fn in demo.fns.values():
+        function = getattr(block_fn.fn, "__func__", block_fn.fn)  # a bound method's annotations are its function's
+        annotations = getattr(function, "__annotations__", None)
+        if not annotations or not any(isinstance(hint, str) for hint in annotations.values()):
+            continue
+        function.__annotations__ = typing.get_type_hints(function)

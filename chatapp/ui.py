@@ -263,4 +263,5 @@ class ChatUI:
             hidden.click(api.api_rename, [api_conversation_id, api_text], api_json, api_name="rename", preprocess=False)
             hidden.click(api.api_search, [api_text], api_json, api_name="search", preprocess=False)
             hidden.click(api.api_export, [api_conversation_id, api_text], api_json, api_name="export", preprocess=False)
+        gradio_compat.resolve_type_hints(demo)  # once here, not on every event
         return demo
