@@ -33,7 +33,9 @@ class Row:
     direct: float | None  # the model server's own figure; None when it has none
 
     def figure(self, value: float) -> str:
-        return f"{value:.2f}×" if self.unit == "×" else f"{value:,.0f} ms"
+        # Ratios to three decimals: the verdict compares unrounded figures, and 1.154× printed as "1.15×"
+        # beside "≤ 1.15×" would read as a goal met.
+        return f"{value:.3f}×" if self.unit == "×" else f"{value:,.0f} ms"
 
     def verdicts(self) -> dict[str, str]:
         return {route: verdict(value, self.floor, self.goal) for route, value in self.ours.items()}
