@@ -33,8 +33,8 @@ class Row:
     direct: float | None  # the model server's own figure; None when it has none
 
     def figure(self, value: float) -> str:
-        # Ratios to three decimals: the verdict compares unrounded figures, and 1.154× printed as "1.15×"
-        # beside "≤ 1.15×" would read as a goal met.
+        # Ratios to three decimals: the verdict compares unrounded figures, and a ratio of 1.154 printed as
+        # 1.15 beside a goal of 1.15 would read as a goal met.
         return f"{value:.3f}×" if self.unit == "×" else f"{value:,.0f} ms"
 
     def verdicts(self) -> dict[str, str]:
