@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -109,6 +110,8 @@ def test_clean_events_forgets_the_running_events_it_marks_dead():
     other = SimpleNamespace(_id="other", session_hash="s2", alive=True)
     queue.active_jobs = [[left], None, [other]]
     queue.pending_event_ids_session = {"s1": {"left"}, "s2": {"other"}}
-    asyncio.run(queue.clean_events(session_hash="s1"))
+    # In a thread of its own: earlier tests in the same process can leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, queue.clean_events(session_hash="s1")).result(timeout=30)
     assert left.alive is False and other.alive is True
     assert queue.pending_event_ids_session == {"s2": {"other"}}, "the dead event's id is still pending"
