@@ -52,18 +52,24 @@ class ChatProcess:
 START_S = 600.0
 
 
-def start_chat(env_overrides: dict[str, str], workdir: Path, timeout_s: float = START_S) -> ChatProcess:
-    port = free_port()
-    env = {
+def chat_env(env_overrides: dict[str, str], workdir: Path) -> dict[str, str]:
+    """The environment of a chat process on free local ports with its SQLite file in `workdir`: this process's
+    own, without any chat, Gemini or model setting of its own, then `env_overrides`."""
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "GEMINI_", "SELF_HOSTED_"))},
         "CHAT_HOST": "127.0.0.1",
-        "CHAT_PORT": str(port),
+        "CHAT_PORT": str(free_port()),
         # Its own free port, so chats started side by side never fight over the default 9090.
         "CHAT_METRICS_PORT": str(free_port()),
         "CHAT_SQLITE_PATH": str(workdir / "history.sqlite3"),
         "GRADIO_ANALYTICS_ENABLED": "False",
         **env_overrides,
     }
+
+
+def start_chat(env_overrides: dict[str, str], workdir: Path, timeout_s: float = START_S) -> ChatProcess:
+    env = chat_env(env_overrides, workdir)
+    port = int(env["CHAT_PORT"])
     log_path = workdir / f"chat-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(

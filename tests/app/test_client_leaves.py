@@ -9,8 +9,10 @@ ends only once none is pending: the next stream delivered its reply and then sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from harness.chat_process import ChatProcess
@@ -38,16 +40,21 @@ def start(url: str, session_hash: str, message: str) -> str:
     return started.json()["event_id"]
 
 
-def leave_after_the_first_text(url: str, session_hash: str) -> None:
-    """Start a `/chat` reply, read its event stream until the first text arrives, then hang up."""
-    event_id = start(url, session_hash, STORY)
-    with client(session_hash).get(f"{url}/gradio_api/call/chat/{event_id}", stream=True, timeout=30) as stream:
+def events_of(url: str, session_hash: str, event_id: str) -> Iterator[tuple[str, Any]]:
+    """The (event, data) pairs of a `/chat` call's event stream, as they arrive; closing this generator hangs up."""
+    with client(session_hash).get(f"{url}/gradio_api/call/chat/{event_id}", stream=True, timeout=60) as stream:
         event = ""
         for line in stream.iter_lines(decode_unicode=True):
             if line.startswith("event:"):
                 event = line.partition(":")[2].strip()
-            elif event == "generating" and line.startswith("data:") and json.loads(line[5:])[0]:
-                return  # closing the stream is the client going away
+            elif line.startswith("data:"):
+                yield event, json.loads(line[5:])
+
+
+def leave_after_the_first_text(url: str, session_hash: str) -> None:
+    """Start a `/chat` reply, read its event stream until the first text arrives, then hang up."""
+    with contextlib.closing(events_of(url, session_hash, start(url, session_hash, STORY))) as stream:
+        next(data for event, data in stream if event == "generating" and data[0])
 
 
 def read_to_the_end(url: str, session_hash: str, message: str) -> tuple[list[tuple[str, Any]], bool]:
@@ -55,17 +62,7 @@ def read_to_the_end(url: str, session_hash: str, message: str) -> tuple[list[tup
     within ENDS_WITHIN_S (read in a thread: a stream kept open by heartbeats never ends by itself)."""
     event_id = start(url, session_hash, message)
     events: list[tuple[str, Any]] = []
-
-    def read() -> None:
-        with client(session_hash).get(f"{url}/gradio_api/call/chat/{event_id}", stream=True, timeout=60) as stream:
-            event = ""
-            for line in stream.iter_lines(decode_unicode=True):
-                if line.startswith("event:"):
-                    event = line.partition(":")[2].strip()
-                elif line.startswith("data:"):
-                    events.append((event, json.loads(line[5:])))
-
-    reader = threading.Thread(target=read, daemon=True)
+    reader = threading.Thread(target=lambda: events.extend(events_of(url, session_hash, event_id)), daemon=True)
     reader.start()
     reader.join(ENDS_WITHIN_S)
     return events, not reader.is_alive()

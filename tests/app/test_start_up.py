@@ -4,13 +4,11 @@ with them it took ~100 ms at a time, a pause every stream in flight waited out (
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from harness.chat_process import ROOT
-from harness.support import free_port
+from harness.chat_process import ROOT, chat_env
 
 # `main()` as `python -m chatapp` runs it, up to the moment uvicorn would serve.
 SCRIPT = """
@@ -26,14 +24,7 @@ sys.exit(entry.main())
 
 
 def test_what_start_up_built_is_frozen_before_serving(app_env: dict[str, str], tmp_path: Path) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "GEMINI_", "SELF_HOSTED_"))},
-        "CHAT_HOST": "127.0.0.1",
-        "CHAT_PORT": str(free_port()),
-        "CHAT_METRICS_PORT": str(free_port()),
-        "CHAT_SQLITE_PATH": str(tmp_path / "history.sqlite3"),
-        **app_env,
-    }
+    env = chat_env(app_env, tmp_path)
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
     )
