@@ -10,6 +10,7 @@ CPU than the server under test on a 2-core machine, and would be measured instea
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import statistics
 import threading
@@ -75,6 +76,8 @@ ROUTES: dict[str, tuple[str, Callable[[str, int, int], tuple[float, float]]]] = 
     "light": ("chat", _light_once),  # the same chat process through /api/chat
     "bare": ("bare", _chat_once),  # the bare Gradio app
 }
+# Every order of the routes: first_token_overhead's rounds take them in turn.
+ORDERS = list(itertools.permutations(ROUTES))
 
 
 def _direct_once(base_url: str, _: int, tokens: int) -> tuple[float, float]:
@@ -157,12 +160,20 @@ def _given_or_own(given: Servers | None, tokens_per_s: float) -> Iterator[Server
             yield own
 
 
+def _rotated(names: list[str], i: int) -> list[str]:
+    """Round i's order: `names` rotated by i, so over len(names) rounds each target runs once in each place."""
+    k = i % len(names)
+    return names[k:] + names[:k]
+
+
 def concurrency(
-    n: int = 32, tokens_per_s: float = TOKENS_PER_S, reply_tokens: int = 40, rounds: int = 5, on: Servers | None = None
+    n: int = 32, tokens_per_s: float = TOKENS_PER_S, reply_tokens: int = 40, rounds: int = 8, on: Servers | None = None
 ) -> dict[str, dict[str, float]]:
     """Wall time of n chats sent at once ÷ wall time of one; medians of `rounds` rounds, for each route of
     ROUTES and for the model server direct (`direct`: n of its streams at once ÷ one, read as the app reads
-    them), rounds interleaved so all see the same machine. `on`: servers already up (their rate is used)."""
+    them), rounds interleaved so all see the same machine, in an order rotated each round (8: every target
+    twice in each place, so no route always runs right after the same one). `on`: servers already up (their
+    rate is used)."""
     figures: dict[str, dict[str, float]] = {}
     with _given_or_own(on, tokens_per_s) as up:
         targets = {name: (up.apps[app], call) for name, (app, call) in ROUTES.items()}
@@ -170,8 +181,9 @@ def concurrency(
         for url, call in targets.values():
             _run(call, url, n, tokens=reply_tokens)  # warm-up: the first burst also starts worker threads
         times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in targets}
-        for _ in range(rounds):
-            for name, (url, call) in targets.items():
+        for i in range(rounds):
+            for name in _rotated(list(targets), i):
+                url, call = targets[name]
                 times[name][0].append(_run(call, url, 1, tokens=reply_tokens)[0])
                 times[name][1].append(_run(call, url, n, tokens=reply_tokens)[0])
     for name, (ones, manys) in times.items():
@@ -185,12 +197,15 @@ def first_token_overhead(
     tokens_per_s: float = TOKENS_PER_S,
     reply_tokens: int = 100,
     spread_s: float = 2.5,
-    rounds: int = 3,
+    rounds: int = 6,
     on: Servers | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Time to first token through the app minus straight from the model server, same arrivals, p50/p95, for
     each route of ROUTES (`figures[pattern][route]`): the median over `rounds` rounds, each with its own direct
-    measurement and the routes in alternating order (one burst's p50 alone swings by ±30% on 2 cores).
+    measurement. One burst's p50 alone swings by ±30% on 2 cores (the chat's ÷ the floor's, round by round on
+    the same servers, ran from 0.81 to 1.89), so: 6 rounds, through every order of the routes, each route
+    after each other one (and first, after the direct burst) equally often, so what ran just before weighs
+    on all alike.
 
     "steady": n streams arriving over `spread_s` while earlier ones still stream (each lasts
     reply_tokens / tokens_per_s = 5 s), so about n are in flight at the end; "burst": all n at the same instant.
@@ -203,7 +218,7 @@ def first_token_overhead(
             seen: dict[str, list[dict[str, float]]] = {route: [] for route in ROUTES}
             for i in range(rounds):
                 _, direct = _run(_direct_once, up.model_url, n, spread, reply_tokens)
-                for route in list(ROUTES)[:: 1 if i % 2 == 0 else -1]:
+                for route in ORDERS[i % len(ORDERS)]:
                     app, call = ROUTES[route]
                     _, through_app = _run(call, up.apps[app], n, spread, reply_tokens)
                     seen[route].append(

@@ -6,6 +6,7 @@ someone needs the figures. The figures themselves are not judged: tiny sizes on 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -13,9 +14,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench import streaming
 from bench.goals import FLOOR_MARGIN, verdict
 from harness.firestore_emulator import INSTALL_HINT, find_emulator_jar
 from harness.support import require
@@ -134,3 +137,39 @@ def _check_cost(out: str, context: str) -> None:
 )
 def test_verdict(ours: float, floor: float, goal: float, expected: str) -> None:
     assert verdict(ours, floor, goal) == expected
+
+
+def _recorded_order(monkeypatch: pytest.MonkeyPatch, measure: str, rounds: int) -> list[list[str]]:
+    """The targets each measured round of `bench.streaming.<measure>` runs, in order (warm-ups left out), with
+    `_run` recording instead of sending."""
+    names = {streaming._chat_once: "chat", streaming._light_once: "light", streaming._direct_once: "direct"}
+    calls: list[tuple[str, int]] = []
+
+    def record(call: Any, url: str, n: int, spread_s: float = 0.0, tokens: int = 256) -> tuple[float, list[float]]:
+        calls.append(("bare" if url == "bare-url" else names[call], n))
+        return 1.0, [0.5] * n
+
+    monkeypatch.setattr(streaming, "_run", record)
+    up = streaming.Servers("model-url", {"chat": "chat-url", "bare": "bare-url"}, 20.0)
+    if measure == "concurrency":
+        streaming.concurrency(n=4, rounds=rounds, on=up)
+        measured = [name for name, n in calls[4:] if n == 4]  # after the warm-ups: each target's n at once
+        width = 4
+    else:
+        streaming.first_token_overhead(n=4, rounds=rounds, on=up)
+        measured = [name for name, _ in calls[3:] if name != "direct"][: 3 * rounds]  # the first pattern's
+        width = 3
+    return [measured[i : i + width] for i in range(0, len(measured), width)]
+
+
+def test_first_token_rounds_take_every_order_of_the_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One burst's p50 swings with what ran just before it; the default rounds go through every order of the
+    routes, so no route is always measured right after the same one."""
+    orders = _recorded_order(monkeypatch, "first_token_overhead", 6)
+    assert sorted(map(tuple, orders)) == sorted(itertools.permutations(["chat", "light", "bare"])), orders
+
+
+def test_concurrency_rounds_put_every_target_in_every_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    orders = _recorded_order(monkeypatch, "concurrency", 4)
+    for place in range(4):
+        assert sorted(order[place] for order in orders) == ["bare", "chat", "direct", "light"], orders
