@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bench import streaming
+from bench import start_window, streaming
 from bench.goals import FLOOR_MARGIN, verdict
 from harness.firestore_emulator import INSTALL_HINT, find_emulator_jar
 from harness.support import require
@@ -173,3 +173,37 @@ def test_concurrency_rounds_put_every_target_in_every_place(monkeypatch: pytest.
     orders = _recorded_order(monkeypatch, "concurrency", 4)
     for place in range(4):
         assert sorted(order[place] for order in orders) == ["bare", "chat", "direct", "light"], orders
+
+
+# py-spy's collapsed stacks (`--format raw`): thread name, then frames outermost first, then the sample count.
+_LOOP = 'process 1:"python -m chatapp";Thread 1 (active+gil);Server.run (uvicorn/server.py:86)'
+_ASGI = "RequestResponseCycle.run_asgi (uvicorn/protocols/http/httptools_impl.py:422)"
+_WORKER = "Thread 7 (active+gil);Thread._bootstrap_inner (threading.py:1045);WorkerThread.run (anyio/_asyncio.py:1)"
+
+
+def test_start_window_puts_each_sample_in_its_place() -> None:
+    """The split `python -m bench.start_window` prints: what the Guard does before Gradio, what Gradio's app
+    does, a response written (wherever from), the handler apart from its model request, and waiting left out."""
+    raw = "\n".join(
+        [
+            f"{_LOOP};{_ASGI};Guard.__call__ (chatapp/web.py:110);Guard._check (chatapp/web.py:1) 7",
+            f"{_LOOP};{_ASGI};Guard.__call__ (chatapp/web.py:110);Mount.handle (starlette/routing.py:464) 5",
+            f"{_LOOP};{_ASGI};Guard.__call__ (chatapp/web.py:1);RequestResponseCycle.send (uvicorn/h.py:1) 3",
+            f"{_LOOP};{_ASGI};Mount.handle (starlette/routing.py:1);RequestResponseCycle.send (uvicorn/h.py:1) 2",
+            f"{_LOOP};Queue.process_events (gradio/queueing.py:1) 11",
+            f"{_WORKER};ApiHandlers.api_chat (chatapp/ui_api.py:1);ChatService.reply (chatapp/chat.py:1) 13",
+            f"{_WORKER};ApiHandlers.api_chat (chatapp/ui_api.py:1);OpenAICompatModel.stream (chatapp/m.py:1) 17",
+            f"{_WORKER};ApiHandlers.api_chat (chatapp/ui_api.py:1);SocketIO.readinto (socket.py:1) 19",
+            f"{_WORKER};run_sync_iterator_async (gradio/utils.py:1) 23",
+        ]
+    )
+    assert dict(start_window.split(raw)) == {
+        "in front of Gradio": 7,
+        "Gradio's app": 5,
+        "sending": 3 + 2,
+        "event loop, other": 11,
+        "handler": 13,
+        "model client": 17,  # the blocking read (19) only waits: left out
+        "worker, other": 23,
+    }
+    assert set(start_window.split(raw)) == set(start_window.PLACES)
