@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.processes import chat, fake_model_server
@@ -51,6 +52,16 @@ def _short(frame: str) -> str:
     return f"{match['func']} ({path})"
 
 
+def samples(raw: str) -> Iterator[tuple[list[str], int]]:
+    """(frames outermost first, as `_short` names them; sample count) of each stack in py-spy's collapsed
+    output (`--format raw`: the thread's name, the frames, then the count)."""
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [_short(f) for f in stack.split(";")[1:]]  # the first is the process/thread name
+        if count.isdigit() and frames:
+            yield frames, int(count)
+
+
 def summarize(raw: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
     """From py-spy's collapsed stacks: the share of samples each function is on top of (own), each chatapp
     function is anywhere in (inclusive), and each library (by top-level package) is on top of."""
@@ -59,14 +70,7 @@ def summarize(raw: str, top: int = 15) -> dict[str, list[tuple[str, float]]]:
     ours: collections.Counter[str] = collections.Counter()
     packages: collections.Counter[str] = collections.Counter()
     total = busy_total = 0
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        n = int(count)
-        frames = [_short(f) for f in stack.split(";")[1:]]  # the first is the process/thread name
-        if not frames:
-            continue
+    for frames, n in samples(raw):
         total += n
         own[frames[-1]] += n
         for frame in set(frames):

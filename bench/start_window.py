@@ -38,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.profile import WAITING, _short
+from bench.profile import WAITING, samples
 from bench.streaming import ROUTES, _run, servers
 
 WINDOW_S = 0.8  # the burst's p50 first token comes at 0.3-0.7 s on 2 cores
@@ -57,7 +57,7 @@ HANDLERS = ("ApiHandlers.api_chat", "build.<locals>.chat")
 
 
 def place(frames: list[str]) -> str:
-    """Where one sample is (PLACES), from its frames, outermost first, as `bench.profile._short` names them."""
+    """Where one sample is (PLACES), from its frames, outermost first, as `bench.profile.samples` gives them."""
     names = [frame.split(" (", 1)[0] for frame in frames]
     if "Thread._bootstrap_inner" in names:
         if "OpenAICompatModel.stream" in names:
@@ -75,13 +75,9 @@ def place(frames: list[str]) -> str:
 def split(raw: str) -> collections.Counter[str]:
     """Samples per place from py-spy's collapsed stacks; samples that only wait (bench.profile.WAITING) left out."""
     counts: collections.Counter[str] = collections.Counter()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        frames = [_short(f) for f in stack.split(";")[1:]]  # the first is the process/thread name
-        if frames and not frames[-1].startswith(WAITING):
-            counts[place(frames)] += int(count)
+    for frames, n in samples(raw):
+        if not frames[-1].startswith(WAITING):
+            counts[place(frames)] += n
     return counts
 
 
