@@ -9,6 +9,7 @@ from __future__ import annotations
 import requests
 from playwright.sync_api import Download, Locator, Page, expect
 
+from chatapp.ui import BROWSER_STORAGE_KEY
 from tests.fixtures.chromium import LOADED_MS
 
 BOT = "#chatbot [data-testid='bot']"
@@ -104,7 +105,13 @@ class ChatPage:
         expect(self.page.locator("#model input")).to_have_value(label)
 
     def new_chat(self) -> None:
+        """New chat, applied: the page keeps the open conversation in its browser storage, which changes once the
+        server has switched (on an empty chat nothing on screen does, so a Send could otherwise go first)."""
+        before = self.page.evaluate("(key) => localStorage.getItem(key)", BROWSER_STORAGE_KEY)
         self.page.locator("#new-chat").click()
+        self.page.wait_for_function(
+            "([key, before]) => localStorage.getItem(key) !== before", arg=[BROWSER_STORAGE_KEY, before]
+        )
         expect(self.bot_messages).to_have_count(0)
         expect(self.user_messages).to_have_count(0)
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Response
 
 from harness.chat_process import ROOT, ChatProcess, start_chat
 from harness.fakes.openai_server import FakeOpenAIServer
@@ -67,14 +67,24 @@ def watch(page: Page, lines: list[str]) -> None:
     """Keep what the page says and what happens to its requests: a failing test prints the last of them. An
     uncaught error or a refused request is no console message, yet it is what stops a page mid-way."""
 
-    def note(text: str) -> None:
-        lines.append(f"{time.strftime('%H:%M:%S')} {text}")
+    def note(text: str, at: float | None = None) -> None:
+        """`at`: when the browser did it (epoch seconds). Without it, the time the test process heard of it,
+        which is late by as long as the test spent outside Playwright (a `wait_until` or a sleep)."""
+        when = "~" if at is None else ""
+        at = time.time() if at is None else at
+        lines.append(f"{time.strftime('%H:%M:%S', time.localtime(at))}.{int(at % 1 * 1000):03d}{when} {text}")
+
+    def response(r: Response) -> None:
+        if "/gradio_api/" in r.url:
+            timing = r.request.timing  # startTime: epoch ms; responseStart: ms after it
+            at = (timing["startTime"] + max(timing["responseStart"], 0)) / 1000
+            note(f"{r.status} {r.request.method} {r.url}", at)
 
     page.on("console", lambda m: note(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda e: note(f"page error: {e}"))
+    page.on("pageerror", lambda e: note(f"page error: {e.message}\n{e.stack}"))
     page.on("requestfailed", lambda r: note(f"failed: {r.method} {r.url} {r.failure}"))
     page.on("framenavigated", lambda f: note(f"navigated: {f.url}") if f == page.main_frame else None)
-    page.on("response", lambda r: note(f"{r.status} {r.request.method} {r.url}") if "/gradio_api/" in r.url else None)
+    page.on("response", response)
 
 
 @pytest.fixture
