@@ -64,6 +64,10 @@ READY_JS = """() => {
     document.body.dataset.chatReady = 'true';
 }"""
 SEND_JS = "(...inputs) => [...inputs.slice(0, %d), window.hybridChatSent || 0]"
+# The page's conversation switches, numbered as they happen (the last input is the number); a Send carries the
+# last one (ACCEPT_JS), so the server can tell a switch it has not seen yet (PageHandlers.accept).
+SWITCH_JS = "(...inputs) => [...inputs.slice(0, -1), window.hybridChatSwitches = (window.hybridChatSwitches || 0) + 1]"
+ACCEPT_JS = "(...inputs) => [...inputs.slice(0, 3), window.hybridChatSent || 0, window.hybridChatSwitches || 0]"
 STOP_JS = "(tab) => [tab, window.hybridChatSent || 0]"
 
 
@@ -85,6 +89,7 @@ class ChatUI:
         with gr.Blocks(title=title, fill_height=True, delete_cache=(UPLOAD_EXPIRY_S, UPLOAD_EXPIRY_S)) as demo:
             tab = gr.State(None, time_to_live=TAB_TTL_S)
             sequence = gr.Number(visible=False, precision=0)  # the page's message number (SEND_JS)
+            switch = gr.Number(visible=False, precision=0)  # the page's conversation switch number (SWITCH_JS)
             browser = gr.BrowserState({"session_id": None}, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_STATE_KEY)
             with gr.Sidebar(label="Conversations"):
                 who = gr.HTML(elem_id="signed-in")
@@ -178,9 +183,9 @@ class ChatUI:
             sending = gr.on(
                 [textbox.submit, send.click],
                 page.accept,
-                [textbox, tab, browser, sequence],
+                [textbox, tab, browser, sequence, switch],
                 [tab, chatbot, textbox, browser],
-                js=SEND_JS % 3,
+                js=ACCEPT_JS,
                 show_progress="hidden",
                 **private,
             )
@@ -206,18 +211,25 @@ class ChatUI:
             chatbot.undo(page.undo, [tab, browser], [tab, chatbot, textbox, sessions, browser], **private)
 
             fresh = [tab, browser, chatbot, sessions]
-            new_button.click(page.new_chat, [tab], fresh, queue=False, **private)
+            new_button.click(page.new_chat, [tab, switch], fresh, js=SWITCH_JS, queue=False, **private)
             # The Chatbot's own clear (trash) icon empties the screen: it starts a new conversation too, so
             # the model never sees a conversation the person no longer does.
-            chatbot.clear(page.new_chat, [tab], fresh, queue=False, **private)
+            chatbot.clear(page.new_chat, [tab, switch], fresh, js=SWITCH_JS, queue=False, **private)
             # preprocess=False: the Radio's own check of an id it does not list answers with a Python type repr;
             # `resume` checks the id itself (and whose it is).
             sessions.input(
-                page.resume, [sessions, tab], [tab, browser, chatbot], api_name="open", preprocess=False, **private
+                page.resume,
+                [sessions, tab, switch],
+                [tab, browser, chatbot],
+                js=SWITCH_JS,
+                api_name="open",
+                preprocess=False,
+                **private,
             )
             delete_button.click(page.ask_delete, None, [delete_button, confirm_row], queue=False, **private)
             keep.click(page.keep, None, [delete_button, confirm_row], queue=False, **private)
-            confirm.click(page.confirm_delete, [tab, browser], [*fresh, delete_button, confirm_row], **private)
+            deleted = [*fresh, delete_button, confirm_row]
+            confirm.click(page.confirm_delete, [tab, browser, switch], deleted, js=SWITCH_JS, **private)
             gr.on(
                 [title_box.submit, rename_button.click],
                 page.rename_open,

@@ -58,7 +58,8 @@ def shown_stored(browser: Any) -> bool:
 
 
 def sequence_of(value: Any, default: int) -> int:
-    """The page's message number (chatapp.ui.SEND_JS); `default` when a client sends none or nonsense."""
+    """A number the page counts: its messages (chatapp.ui.SEND_JS) or its conversation switches (SWITCH_JS);
+    `default` when a client sends none or nonsense."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**53:
         return default
     return int(value)

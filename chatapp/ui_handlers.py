@@ -37,6 +37,10 @@ from chatapp.ui_render import Tab, messages_for, search_choices, sidebar_choices
 
 log = logging.getLogger("chatapp.ui")
 
+# How long a Send waits for the conversation switch the page made just before it (New chat, a sidebar entry,
+# Delete) to reach the server. Past it the switch request is taken as lost, and the message joins the
+# conversation the server holds.
+SWITCH_WAIT_S = 15.0
 NOT_STORED = "Send a message first: a conversation is saved with its first reply."
 
 
@@ -119,19 +123,32 @@ class PageHandlers:
         caller(request)  # nothing for strangers, like every other event
         return self.status.markdown()
 
-    def new_chat(self, state: Any, request: gr.Request) -> tuple:
+    @contextlib.contextmanager
+    def _switching(self, old: Tab, number: Any) -> Iterator[list[Tab]]:
+        """A conversation switch of the page (SWITCH_JS numbers it): the Tab the body puts in the list replaces
+        `old`; a Send waiting for the switch goes on with it, or with `old` when the switch failed."""
+        replaced: list[Tab] = []
+        try:
+            yield replaced
+        finally:
+            old.switch(number, replaced[0] if replaced else None)
+
+    def new_chat(self, state: Any, switch: Any, request: gr.Request) -> tuple:
         owner = caller(request)
         old = self._tab(state, owner)
-        fresh = OpenConversation.start(self.conversations, owner)
-        tab = Tab(fresh, sidebar=old.sidebar if old is state else self._sidebar(owner))
+        with self._switching(old, switch) as replaced:
+            fresh = OpenConversation.start(self.conversations, owner)
+            replaced.append(Tab(fresh, sidebar=old.sidebar if old is state else self._sidebar(owner)))
+        tab = replaced[0]
         return tab, tab.shown(), [], gr.update(choices=tab.sidebar, value=None)
 
-    def resume(self, conversation_id: Any, state: Any, request: gr.Request) -> tuple:
+    def resume(self, conversation_id: Any, state: Any, switch: Any, request: gr.Request) -> tuple:
         owner = caller(request)
         old = self._tab(state, owner)
-        with people_errors("resume"):
+        with self._switching(old, switch) as replaced, people_errors("resume"):
             conversation = OpenConversation.open(self.conversations, owner, conversation_id)
-        tab = Tab(conversation, sidebar=old.sidebar if old is state else self._sidebar(owner))
+            replaced.append(Tab(conversation, sidebar=old.sidebar if old is state else self._sidebar(owner)))
+        tab = replaced[0]
         return tab, tab.shown(), messages_for(tab)
 
     def ask_delete(self, request: gr.Request) -> tuple:
@@ -142,12 +159,13 @@ class PageHandlers:
         caller(request)
         return gr.update(visible=True), gr.update(visible=False)
 
-    def confirm_delete(self, state: Any, browser: Any, request: gr.Request) -> tuple:
+    def confirm_delete(self, state: Any, browser: Any, switch: Any, request: gr.Request) -> tuple:
         owner = caller(request)
-        tab = self._tab(state, owner, browser)
-        with people_errors("delete"):
-            tab.conversation.discard()
-        tab = self._opened(owner, OpenConversation.start(self.conversations, owner))
+        old = self._tab(state, owner, browser)
+        with self._switching(old, switch) as replaced, people_errors("delete"):
+            old.conversation.discard()
+            replaced.append(self._opened(owner, OpenConversation.start(self.conversations, owner)))
+        tab = replaced[0]
         return (
             tab,
             tab.shown(),
@@ -159,10 +177,13 @@ class PageHandlers:
 
     # -- sending -----------------------------------------------------------------------------------------
 
-    def accept(self, text: Any, state: Any, browser: Any, sequence: Any, request: gr.Request) -> tuple:
-        """Check the message, show it at once, and clear the box; the reply streams in `respond`."""
+    def accept(self, text: Any, state: Any, browser: Any, sequence: Any, switch: Any, request: gr.Request) -> tuple:
+        """Check the message, show it at once, and clear the box; the reply streams in `respond`. It goes to the
+        conversation of the page's last switch (`switch`, SWITCH_JS), which may reach the server after it."""
         owner = caller(request)
         tab = self._tab(state, owner, browser)
+        # A state rebuilt from the store holds what the page shows: no switch of the page is still to come.
+        tab = tab.after_switch(switch, SWITCH_WAIT_S if tab is state else 0)
         with people_errors("message"):
             text, paths = message_parts(text)
             tab.conversation.accept(text, paths, self.uploads)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import html
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,7 @@ from chatapp.conversation import ImageRef, Message
 from chatapp.conversations import Found, Summary
 from chatapp.open_conversation import OpenConversation
 from chatapp.safe_markdown import safe_markdown
+from chatapp.ui_events import sequence_of
 
 IAP_SIGN_OUT = "/?gcp-iap-mode=CLEAR_LOGIN_COOKIE"
 PASSWORD_SIGN_OUT = "/logout"
@@ -45,6 +48,39 @@ class Tab:
     # Names this state object to the page (`shown`): a page that comes back carrying another key was served by
     # another replica (or another state) meanwhile, so this state may be out of date (PageHandlers._tab).
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Conversation switches (New chat, a sidebar entry, Delete), numbered by the page (chatapp.ui.SWITCH_JS) as
+    # its sends are: the number of the last one applied to this tab's page, and the state that replaced this one
+    # then. A Send pressed right after a switch can reach the server first (the switch is another request): it
+    # waits for the switch (`after_switch`), or it would join the old conversation, and the switch's empty chat
+    # would then hide the message, never answered.
+    switched: int = 0
+    successor: Tab | None = field(default=None, repr=False)
+
+    def switch(self, number: Any, to: Tab | None = None) -> Tab:
+        """The page's switch `number` is done: `to` now serves the page (None: the switch failed, this stays)."""
+        with _SWITCHES:
+            done = max(self.switched, sequence_of(number, self.switched))
+            if to is not None and to is not self:
+                to.switched, self.successor = max(to.switched, done), to
+            self.switched = done
+            _SWITCHES.notify_all()
+        return self if to is None else to
+
+    def after_switch(self, number: Any, timeout_s: float) -> Tab:
+        """The state a Send should act on: the one serving the page once its switch `number` is done. A switch
+        that never arrives (its request lost) is given up after `timeout_s`: the Send acts on what is here."""
+        wanted = sequence_of(number, 0)
+        deadline = time.monotonic() + timeout_s
+        tab = self
+        with _SWITCHES:
+            while True:
+                while tab.successor is not None:
+                    tab = tab.successor
+                left = deadline - time.monotonic()
+                if tab.switched >= wanted or left <= 0:
+                    tab.switched = max(tab.switched, wanted)
+                    return tab
+                _SWITCHES.wait(left)
 
     def lists(self, conversation_id: str) -> bool:
         return any(sid == conversation_id for _, sid in self.sidebar)
@@ -53,6 +89,9 @@ class Tab:
         """What the page keeps of what it shows (its `gr.BrowserState`) and sends back with Send, Retry, Undo
         and Delete: the conversation's id, which state last served it, and whether it was ever stored."""
         return {"session_id": self.conversation.id, "tab": self.key, "stored": self.conversation.stored}
+
+
+_SWITCHES = threading.Condition()  # guards every Tab's `switched` and `successor`; a switch wakes waiting Sends
 
 
 # Every streamed update re-renders the whole conversation, whose earlier messages never change: remember them.

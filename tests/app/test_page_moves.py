@@ -42,7 +42,7 @@ class Page:
 
     def send(self, text: str) -> Result:
         self.sent += 1
-        accepted = self.event("accept", {"text": text, "files": []}, None, self.shown, self.sent)
+        accepted = self.event("accept", {"text": text, "files": []}, None, self.shown, self.sent, 0)
         assert accepted.kind == "complete", accepted
         self.shown = accepted.value[3]
         return self.answer()
@@ -87,7 +87,7 @@ def test_send_on_another_replica_continues_the_shown_conversation_with_its_conte
 ) -> None:
     page, conversation = moved(replicas, slow_model)
     asked = len(slow_model.chat_requests())
-    accepted = page.event("accept", {"text": "And a skerry?", "files": []}, None, page.shown, 2)
+    accepted = page.event("accept", {"text": "And a skerry?", "files": []}, None, page.shown, 2, 0)
     assert accepted.kind == "complete", accepted
     assert page.event("respond", None, *CONTROLS).kind == "complete"
     (sent,) = slow_model.chat_requests()[asked:]
@@ -123,7 +123,7 @@ def test_delete_on_another_replica_deletes_the_shown_conversation(
     page, conversation = moved(replicas, slow_model)
     other = Page(replicas, page.http)  # the same person's conversation in another tab must stay
     assert other.send("Keep me").kind == "complete"
-    deleted = page.event("confirm_delete", None, page.shown)
+    deleted = page.event("confirm_delete", None, page.shown, 1)
     assert deleted.kind == "complete", deleted
     assert [stored_id for stored_id, _ in page.stored()] == [other.shown["session_id"]]
     assert conversation != other.shown["session_id"]
@@ -135,7 +135,7 @@ def accept_toasts(page: Page, text: str) -> list[str]:
     accepted = page.http.post(
         f"{page.url}/gradio_api/queue/join",
         json={
-            "data": [{"text": text, "files": []}, None, page.shown, page.sent],
+            "data": [{"text": text, "files": []}, None, page.shown, page.sent, 0],
             "event_data": None,
             "fn_index": page.events["accept"],
             "trigger_id": None,
@@ -241,7 +241,7 @@ def test_another_persons_page_naming_the_shown_id_touches_nothing_of_theirs(
     bob = Page(replicas)  # another browser: another owner, on the replica that never saw Ada's page
     for name, data in [
         ("undo", [None, ada.shown]),
-        ("confirm_delete", [None, ada.shown]),
+        ("confirm_delete", [None, ada.shown, 1]),
         ("retry", [None, ada.shown, 1]),
     ]:
         bob.tab = new_session()  # a tab the replica holds nothing for, showing Ada's conversation id

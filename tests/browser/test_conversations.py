@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 
 from tests.browser.chat_page import ChatPage
 
@@ -42,6 +42,33 @@ def test_new_chat_then_resume_the_old_one_from_the_sidebar(ui: ChatPage):
     ui.reload()
     expect(ui.user_messages).to_have_text(["The first conversation", "Back again"])
     expect(ui.sidebar_entries).to_have_count(2)
+
+
+def test_a_message_sent_while_new_chat_is_on_its_way_goes_to_the_new_chat(ui: ChatPage):
+    # New chat is an unqueued request and Send a queued one: on a busy replica the Send can be handled first.
+    # Here New chat's request is held in the browser until the Send has reached the server.
+    ui.send_and_wait("The old conversation", "You said: The old conversation")
+    held: list[Route] = []
+    ui.page.route(
+        "**/gradio_api/run/predict", lambda route: held.append(route)
+    )  # unqueued events: New chat (and the status timer)
+    ui.page.locator("#new-chat").click()
+    while not held:
+        ui.page.wait_for_timeout(50)  # lets Playwright hand the request over
+    with ui.page.expect_response(lambda r: "/gradio_api/queue/join" in r.url):  # the Send is on the server
+        ui.send("Meant for the new chat")
+    ui.page.wait_for_timeout(1000)  # and being handled
+    for route in held:
+        route.continue_()
+    ui.page.unroute("**/gradio_api/run/predict")
+    expect(ui.bot_messages).to_have_text(["You said: Meant for the new chat"])
+    expect(ui.user_messages).to_have_text(["Meant for the new chat"])
+    ui.wait_idle()
+    expect(ui.sidebar_entries).to_have_count(2)
+    ui.reload()  # and so it is stored: the old conversation as it was, the message in a conversation of its own
+    expect(ui.user_messages).to_have_text(["Meant for the new chat"])
+    ui.resume("The old conversation")
+    expect(ui.user_messages).to_have_text(["The old conversation"])
 
 
 def test_delete_a_conversation(ui: ChatPage):

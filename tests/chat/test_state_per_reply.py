@@ -61,7 +61,7 @@ def test_chat_sets_the_clients_state_with_its_first_and_last_update_only(convers
 def test_the_pages_reply_sets_the_tab_only_with_its_last_update(conversations: Conversations):
     request = gr.Request(username="browser:page-1")
     page = PageHandlers(conversations, ModelStatus({}), CallersUploads(None))
-    tab, *_ = page.accept({"text": "Tell me a story", "files": []}, None, None, 1, request)
+    tab, *_ = page.accept({"text": "Tell me a story", "files": []}, None, None, 1, 0, request)
     outputs = list(page.respond(tab, *CONTROLS, None, request))
     assert len(outputs) > 3 and "".join(WORDS) in str(outputs[-1][1])
     assert [sets_state(update[0]) for update in outputs] == [False] * (len(outputs) - 1) + [True]

@@ -92,7 +92,7 @@ def test_a_tab_that_comes_back_after_its_state_expired_goes_on_in_its_conversati
     conversation = opened.value[1]["session_id"]  # what the page keeps in its browser storage
 
     def send(text: str, number: int) -> None:
-        data = [{"text": text, "files": []}, None, {"session_id": conversation}, number]
+        data = [{"text": text, "files": []}, None, {"session_id": conversation}, number, 0]
         assert join(http, url, events["accept"], data, tab).kind == "complete"
         assert join(http, url, events["respond"], [None, LABEL, 0.7, 0.95, 64, "", None], tab).kind == "complete"
 

@@ -91,7 +91,7 @@ def test_row2_deep_links_hand_out_no_session_state(chat):
     ada, tab = sign_in(chat.url, "ada", USERS["ada"]), f"tab{uuid.uuid4().hex[:12]}"
     events = {name: fn_index(ada, chat.url, name) for name in ("load", "accept", "respond")}
     assert join(ada, chat.url, events["load"], [{"session_id": None}], tab).kind == "complete"
-    message = [{"text": "ada's diary entry", "files": []}, None, {"session_id": None}, 1]
+    message = [{"text": "ada's diary entry", "files": []}, None, {"session_id": None}, 1, 0]
     assert join(ada, chat.url, events["accept"], message, tab).kind == "complete"
     assert join(ada, chat.url, events["respond"], [None, *CONTROLS, None], tab, timeout=TIMEOUT).kind == "complete"
     bob = sign_in(chat.url, "bob", USERS["bob"])

@@ -126,14 +126,14 @@ def test_replayed_session_hash_on_resume_conversations_and_delete(password_chat:
 @pytest.mark.parametrize(
     ("event", "data"),
     [
-        ("confirm_delete", [None]),  # the sidebar's "Delete for good"
+        ("confirm_delete", [None, None, 1]),  # the sidebar's "Delete for good"
         ("undo", [None]),  # the Chatbot's undo
         ("retry", [None]),  # the Chatbot's retry (then the reply)
         ("respond", [None, *CONTROLS]),
-        ("open", ["{conversation_id}", None]),  # choosing a sidebar entry
-        ("new_chat", [None]),
+        ("open", ["{conversation_id}", None, 1]),  # choosing a sidebar entry
+        ("new_chat", [None, 1]),
         ("load", [{"session_id": "{conversation_id}"}]),  # a page load with Ada's id in browser storage
-        ("accept", ["bob writes here", None]),
+        ("accept", ["bob writes here", None, None, 1, 0]),
         ("rename_open", ["renamed by bob", None]),  # the sidebar's Rename
         ("search_sidebar", ["Remember", None]),  # the sidebar's search box
         ("export_open", ["json", None]),  # the sidebar's Download
@@ -210,7 +210,7 @@ def test_private_open_with_another_users_id_in_your_own_session(password_chat: C
     """The sidebar's private `open` event, called by fn_index in Bob's own session with Ada's id."""
     before = owned_by(password_chat, "user:ada")
     index = fn_index(bob, password_chat.url, "open")
-    result = join(bob, password_chat.url, index, [ada.conversation_id, None], f"bob{uuid.uuid4().hex[:8]}")
+    result = join(bob, password_chat.url, index, [ada.conversation_id, None, 1], f"bob{uuid.uuid4().hex[:8]}")
     assert result.kind == "error" and "No such conversation" in str(result.value)
     assert "<class" not in str(result.value) and not leaks(result, ada.secret)
     assert owned_by(password_chat, "user:ada") == before

@@ -52,7 +52,7 @@ class Tab:
 
     def accept(self, text: str) -> Result:
         self.sent += 1
-        data = [{"text": text, "files": []}, None, {"session_id": None}, self.sent]
+        data = [{"text": text, "files": []}, None, {"session_id": None}, self.sent, 0]
         return join(self.http, self.url, self.events["accept"], data, self.session_hash)
 
     def respond(self) -> Result:
