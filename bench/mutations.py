@@ -382,6 +382,13 @@ MUTATIONS = [
         "        pass",
         ("tests/chat/test_conversation_images.py",),
     ),
+    Mutation(
+        "send-overtaking-new-chat-joins-the-old-conversation",
+        "chatapp/ui_handlers.py",
+        "        tab = tab.after_switch(switch, SWITCH_WAIT_S if tab is state else 0)",
+        "        pass",
+        ("tests/chat/test_switch_then_send.py", "-k", "overtakes"),
+    ),
     # -- Auto, usage and the daily limit ---------------------------------------------------------------------
     Mutation(
         "auto-finishes-a-cut-reply-with-gemini",
