@@ -194,7 +194,7 @@ class PageHandlers:
         """Stop: the reply to the page's latest message ends at its next update (or before it starts)."""
         owner = caller(request)
         if isinstance(state, Tab) and state.conversation.belongs_to(owner):
-            state.stop_at = max(state.stop_at, sequence_of(sequence, state.sent))
+            state.stop(sequence_of(sequence, state.sent))
 
     def respond(
         self,

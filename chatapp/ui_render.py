@@ -61,10 +61,20 @@ class Tab:
         with _SWITCHES:
             done = max(self.switched, sequence_of(number, self.switched))
             if to is not None and to is not self:
-                to.switched, self.successor = max(to.switched, done), to
+                # A Stop that reached this state meanwhile is the page's: it holds for the state that serves it now.
+                to.switched, to.stop_at, self.successor = max(to.switched, done), max(to.stop_at, self.stop_at), to
             self.switched = done
             _SWITCHES.notify_all()
         return self if to is None else to
+
+    def stop(self, number: int) -> None:
+        """Stop, pressed when the page had sent message `number`: on the state serving the page now (a switch may
+        have replaced this one since the Stop's event began)."""
+        with _SWITCHES:
+            tab = self
+            while tab.successor is not None:
+                tab = tab.successor
+            tab.stop_at = max(tab.stop_at, number)
 
     def after_switch(self, number: Any, timeout_s: float) -> Tab:
         """The state a Send should act on: the one serving the page once its switch `number` is done. A switch

@@ -21,10 +21,13 @@ from chatapp.status import ModelStatus
 from chatapp.ui_events import CallersUploads
 from chatapp.ui_handlers import PageHandlers
 from chatapp.ui_render import Tab
-from tests.chat.test_state_per_reply import CONTROLS, WORDS, conversations, store  # noqa: F401 (fixtures)
+from tests.chat import test_state_per_reply as per_reply
+from tests.chat.test_state_per_reply import CONTROLS, WORDS
 
 OWNER = "browser:page-1"
 REQUEST = gr.Request(username=OWNER)
+# Its fixtures: a real SQLite store under the test's temporary folder, and a model that streams word by word.
+conversations, store = per_reply.conversations, per_reply.store
 ANSWER = "".join(WORDS)
 
 
@@ -56,7 +59,7 @@ class Send(threading.Thread):
 
 
 @pytest.fixture
-def page(conversations: Conversations) -> PageHandlers:  # noqa: F811 (the fixture above)
+def page(conversations: Conversations) -> PageHandlers:
     return PageHandlers(conversations, ModelStatus({}), CallersUploads(None))
 
 
@@ -81,7 +84,7 @@ def first(page: PageHandlers) -> Tab:
     return tab
 
 
-def test_a_send_that_overtakes_new_chat_goes_to_the_new_conversation(page, first, store):  # noqa: F811
+def test_a_send_that_overtakes_new_chat_goes_to_the_new_conversation(page, first, store):
     send = Send(page, "Second", first, sent=2, switch=1)  # handled before the New chat pressed before it
     new_tab, *_ = page.new_chat(first, 1, REQUEST)
     tab = send.outcome()
@@ -90,7 +93,7 @@ def test_a_send_that_overtakes_new_chat_goes_to_the_new_conversation(page, first
     assert sorted(stored(store).values()) == [["First", ANSWER], ["Second", ANSWER]]
 
 
-def test_a_send_that_overtakes_a_sidebar_switch_goes_to_the_conversation_opened(page, first, store):  # noqa: F811
+def test_a_send_that_overtakes_a_sidebar_switch_goes_to_the_conversation_opened(page, first, store):
     elsewhere, *_ = page.new_chat(first, 1, REQUEST)
     elsewhere, *_ = page.accept({"text": "Elsewhere", "files": []}, elsewhere, elsewhere.shown(), 2, 1, REQUEST)
     answered(page, elsewhere)
@@ -102,7 +105,7 @@ def test_a_send_that_overtakes_a_sidebar_switch_goes_to_the_conversation_opened(
     assert stored(store)[first.conversation.id] == ["First", ANSWER, "Back to the first", ANSWER]
 
 
-def test_a_failed_switch_lets_the_send_go_on_at_once_in_the_conversation_on_screen(page, first, store):  # noqa: F811
+def test_a_failed_switch_lets_the_send_go_on_at_once_in_the_conversation_on_screen(page, first, store):
     send = Send(page, "Second", first, sent=2, switch=1)
     with pytest.raises(gr.Error, match="No such conversation"):
         page.resume("0" * 32, first, 1, REQUEST)
@@ -112,7 +115,7 @@ def test_a_failed_switch_lets_the_send_go_on_at_once_in_the_conversation_on_scre
     assert list(stored(store).values()) == [["First", ANSWER, "Second", ANSWER]]
 
 
-def test_a_lost_switch_holds_one_send_for_the_wait_then_no_more(page, first, store, monkeypatch):  # noqa: F811
+def test_a_lost_switch_holds_one_send_for_the_wait_then_no_more(page, first, store, monkeypatch):
     monkeypatch.setattr(ui_handlers, "SWITCH_WAIT_S", 0.3)
     tab = Send(page, "Second", first, sent=2, switch=1).outcome()  # switch 1 never reaches the server
     assert tab is first
@@ -127,3 +130,19 @@ def test_a_state_rebuilt_from_the_store_waits_for_no_switch(page, first, monkeyp
     monkeypatch.setattr(ui_handlers, "SWITCH_WAIT_S", 60.0)
     tab = Send(page, "Second", None, sent=2, switch=3, browser=first.shown()).outcome()  # type: ignore[arg-type]
     assert tab.conversation.id == first.conversation.id
+
+
+@pytest.mark.parametrize("stop_first", [True, False], ids=["stop-before-the-switch", "stop-after-the-switch"])
+def test_a_stop_on_the_old_state_stops_the_send_that_overtook_the_switch(page, first, store, stop_first):
+    # Both Stop events began with the state from before the switch (Gradio hands an event the state of its start).
+    send = Send(page, "Second", first, sent=2, switch=1)
+    if stop_first:
+        page.stop(first, 2, REQUEST)
+    page.new_chat(first, 1, REQUEST)
+    if not stop_first:
+        page.stop(first, 2, REQUEST)
+    tab = send.outcome()
+    *_, last = page.respond(tab, *CONTROLS, None, REQUEST)
+    assert "Stopped before the reply began" in str(last[1])
+    assert last[3] == {"text": "Second", "files": []}  # back in the message box
+    assert list(stored(store).values()) == [["First", ANSWER]]
