@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.support import free_port, wait_until_ready
+from harness.support import free_ports, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,12 +55,13 @@ START_S = 600.0
 def chat_env(env_overrides: dict[str, str], workdir: Path) -> dict[str, str]:
     """The environment of a chat process on free local ports with its SQLite file in `workdir`: this process's
     own, without any chat, Gemini or model setting of its own, then `env_overrides`."""
+    # The metrics get a free port of their own, so chats started side by side never fight over the default 9090.
+    chat_port, metrics_port = free_ports(2)
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "GEMINI_", "SELF_HOSTED_"))},
         "CHAT_HOST": "127.0.0.1",
-        "CHAT_PORT": str(free_port()),
-        # Its own free port, so chats started side by side never fight over the default 9090.
-        "CHAT_METRICS_PORT": str(free_port()),
+        "CHAT_PORT": str(chat_port),
+        "CHAT_METRICS_PORT": str(metrics_port),
         "CHAT_SQLITE_PATH": str(workdir / "history.sqlite3"),
         "GRADIO_ANALYTICS_ENABLED": "False",
         **env_overrides,

@@ -26,10 +26,22 @@ def require(available: bool, what: str, how_to_install: str) -> None:
     pytest.skip(message)
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` different free local ports. They are bound all at once, so the kernel cannot hand one out twice, which
+    two `free_port()` calls in a row may do (a CI run's chat got CHAT_METRICS_PORT == CHAT_PORT and refused to
+    start)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float, what: str) -> None:

