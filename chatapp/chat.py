@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -130,8 +130,10 @@ class ChatService:
         usage: DailyUsage | None = None,
         load_image: ImageLoader | None = None,
         drain: Drain | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.load_image = load_image
+        self.now = now  # stamps each turn, and so names the UTC day its usage counts on (DailyUsage's `now` too)
         self.drain = drain or Drain()
         self.models = models
         self.usage = usage
@@ -325,7 +327,7 @@ class ChatService:
                 user=text,
                 assistant=reply,
                 model=model_label,
-                created_at=datetime.now(UTC),
+                created_at=self.now(),
                 usage=usage,
                 user_images=refs,
             )

@@ -16,8 +16,10 @@ from chatapp.history.sqlite import SqliteStore
 from chatapp.models.base import GenerationParams, ModelError
 from chatapp.usage import DailyUsage, OverLimit, next_reset
 
-# Today (turns are stamped with the real time), at a fixed hour so the reset time in messages is known.
-NOW = datetime.now(UTC).replace(hour=21, minute=47, second=10, microsecond=0)
+# The clock of every turn and count here (ChatService's and DailyUsage's `now`), at a fixed hour so the reset time
+# in messages is known, and on a day long past, so a service that stamped turns with the real time (a run that
+# crossed midnight UTC once failed on that) counts them on another day than the limit reads.
+NOW = datetime(2026, 3, 14, 21, 47, 10, tzinfo=UTC)
 
 
 class CountingModel:
@@ -48,7 +50,7 @@ def history(tmp_path) -> Iterator[RetryingStore]:
 
 def service_with(history: RetryingStore, model: CountingModel, limit: int | None) -> ChatService:
     usage = DailyUsage(history.tokens_used, limit, now=lambda: NOW)
-    return ChatService({model.label: model}, history, context_chars=24_000, usage=usage)
+    return ChatService({model.label: model}, history, context_chars=24_000, usage=usage, now=lambda: NOW)
 
 
 def turn(service: ChatService, session: ChatSession, text: str = "hello") -> list:
@@ -106,7 +108,8 @@ def test_the_count_survives_a_restart(history, tmp_path):
         reads.append(owner)
         return history.tokens_used(owner, day)
 
-    fresh = ChatService({"counting": CountingModel()}, history, 24_000, usage=DailyUsage(read, 80, now=lambda: NOW))
+    usage = DailyUsage(read, 80, now=lambda: NOW)
+    fresh = ChatService({"counting": CountingModel()}, history, 24_000, usage=usage, now=lambda: NOW)
     assert "86 used" in turn(fresh, ChatSession(owner="alice"))[-1].notice
     assert fresh.usage.summary("alice") == "Tokens today: 86 of 80 (resets 00:00 UTC)"
     assert reads == ["alice"]  # read once, then cached
@@ -179,12 +182,12 @@ class DownStore(SqliteStore):
 def test_turns_waiting_in_the_retry_queue_count_too(tmp_path):
     history = RetryingStore(DownStore(tmp_path / "down.sqlite3"), first_backoff_s=60)
     try:
-        service = ChatService({"counting": CountingModel()}, history, 24_000)
+        service = ChatService({"counting": CountingModel()}, history, 24_000, now=lambda: NOW)
         (*_, last) = turn(service, ChatSession(owner="alice"))
         assert last.saved is False
-        assert history.tokens_used("alice", datetime.now(UTC).date()) == 43
+        assert history.tokens_used("alice", NOW.date()) == 43
         # A fresh read of the count (nothing cached) includes them too.
-        assert not admitted(DailyUsage(history.tokens_used, 40))
+        assert not admitted(DailyUsage(history.tokens_used, 40, now=lambda: NOW))
     finally:
         history.close(timeout=0.1)
 
@@ -222,11 +225,11 @@ def test_parallel_requests_stop_at_the_limit_each_reserving_its_worst_case(histo
 def test_a_failed_or_stopped_request_gives_its_reservation_back(history):
     usage = DailyUsage(history.tokens_used, 1060, now=lambda: NOW)
     failing = FailingModel()
-    service = ChatService({"counting": failing}, history, 24_000, usage=usage)
+    service = ChatService({"counting": failing}, history, 24_000, usage=usage, now=lambda: NOW)
     (failed,) = turn(service, ChatSession(owner="alice"))
     assert "down" in (failed.notice or "")
     counting = CountingModel()
-    service = ChatService({"counting": counting}, history, 24_000, usage=usage)
+    service = ChatService({"counting": counting}, history, 24_000, usage=usage, now=lambda: NOW)
     stopped = service.reply(ChatSession(owner="alice"), Ask("hello", "counting"))
     next(stopped)
     stopped.close()  # Stop: the partial reply is stored with its (estimated) usage

@@ -22,12 +22,14 @@ from chatapp.history.sqlite import SqliteStore
 from chatapp.usage import DailyUsage, OverLimit
 from tests.history.conftest import make_turn
 
-NOW = datetime.now(UTC)
+# Every count here is on this day (DailyUsage's `now`, the turns' time), not on the real one: a run that crossed
+# midnight UTC once failed, its turns stored on the day before the limit read.
+NOW = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
 
 
 def replica(store: ChatStore, limit: int) -> DailyUsage:
     assert isinstance(store, SharedState)
-    return DailyUsage(store.tokens_used, limit, shared=store)
+    return DailyUsage(store.tokens_used, limit, shared=store, now=lambda: NOW)
 
 
 def test_alternating_replicas_stop_at_the_limit_and_quote_the_stored_count(store: ChatStore) -> None:
