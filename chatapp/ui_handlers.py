@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
@@ -123,32 +123,38 @@ class PageHandlers:
         caller(request)  # nothing for strangers, like every other event
         return self.status.markdown()
 
-    @contextlib.contextmanager
-    def _switching(self, old: Tab, number: Any) -> Iterator[list[Tab]]:
-        """A conversation switch of the page (SWITCH_JS numbers it): the Tab the body puts in the list replaces
-        `old`; a Send waiting for the switch goes on with it, or with `old` when the switch failed."""
-        replaced: list[Tab] = []
+    @staticmethod
+    def _switch(old: Tab, number: Any, to: Callable[[], Tab]) -> Tab:
+        """A conversation switch of the page (SWITCH_JS numbers it): the Tab `to()` makes replaces `old`; a Send
+        waiting for the switch goes on with it, or with `old` when `to()` failed (and its error is raised)."""
+        tab: Tab | None = None
         try:
-            yield replaced
+            tab = to()
+            return tab
         finally:
-            old.switch(number, replaced[0] if replaced else None)
+            old.switch(number, tab)
 
     def new_chat(self, state: Any, switch: Any, request: gr.Request) -> tuple:
         owner = caller(request)
         old = self._tab(state, owner)
-        with self._switching(old, switch) as replaced:
-            fresh = OpenConversation.start(self.conversations, owner)
-            replaced.append(Tab(fresh, sidebar=old.sidebar if old is state else self._sidebar(owner)))
-        tab = replaced[0]
+
+        def fresh() -> Tab:
+            conversation = OpenConversation.start(self.conversations, owner)
+            return Tab(conversation, sidebar=old.sidebar if old is state else self._sidebar(owner))
+
+        tab = self._switch(old, switch, fresh)
         return tab, tab.shown(), [], gr.update(choices=tab.sidebar, value=None)
 
     def resume(self, conversation_id: Any, state: Any, switch: Any, request: gr.Request) -> tuple:
         owner = caller(request)
         old = self._tab(state, owner)
-        with self._switching(old, switch) as replaced, people_errors("resume"):
+
+        def opened() -> Tab:
             conversation = OpenConversation.open(self.conversations, owner, conversation_id)
-            replaced.append(Tab(conversation, sidebar=old.sidebar if old is state else self._sidebar(owner)))
-        tab = replaced[0]
+            return Tab(conversation, sidebar=old.sidebar if old is state else self._sidebar(owner))
+
+        with people_errors("resume"):
+            tab = self._switch(old, switch, opened)
         return tab, tab.shown(), messages_for(tab)
 
     def ask_delete(self, request: gr.Request) -> tuple:
@@ -162,10 +168,13 @@ class PageHandlers:
     def confirm_delete(self, state: Any, browser: Any, switch: Any, request: gr.Request) -> tuple:
         owner = caller(request)
         old = self._tab(state, owner, browser)
-        with self._switching(old, switch) as replaced, people_errors("delete"):
+
+        def emptied() -> Tab:
             old.conversation.discard()
-            replaced.append(self._opened(owner, OpenConversation.start(self.conversations, owner)))
-        tab = replaced[0]
+            return self._opened(owner, OpenConversation.start(self.conversations, owner))
+
+        with people_errors("delete"):
+            tab = self._switch(old, switch, emptied)
         return (
             tab,
             tab.shown(),

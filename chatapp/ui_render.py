@@ -56,7 +56,7 @@ class Tab:
     switched: int = 0
     successor: Tab | None = field(default=None, repr=False)
 
-    def switch(self, number: Any, to: Tab | None = None) -> Tab:
+    def switch(self, number: Any, to: Tab | None = None) -> None:
         """The page's switch `number` is done: `to` now serves the page (None: the switch failed, this stays)."""
         with _SWITCHES:
             done = max(self.switched, sequence_of(number, self.switched))
@@ -65,15 +65,12 @@ class Tab:
                 to.switched, to.stop_at, self.successor = max(to.switched, done), max(to.stop_at, self.stop_at), to
             self.switched = done
             _SWITCHES.notify_all()
-        return self if to is None else to
 
     def stop(self, number: int) -> None:
         """Stop, pressed when the page had sent message `number`: on the state serving the page now (a switch may
         have replaced this one since the Stop's event began)."""
         with _SWITCHES:
-            tab = self
-            while tab.successor is not None:
-                tab = tab.successor
+            tab = self._serving()
             tab.stop_at = max(tab.stop_at, number)
 
     def after_switch(self, number: Any, timeout_s: float) -> Tab:
@@ -81,16 +78,22 @@ class Tab:
         that never arrives (its request lost) is given up after `timeout_s`: the Send acts on what is here."""
         wanted = sequence_of(number, 0)
         deadline = time.monotonic() + timeout_s
-        tab = self
         with _SWITCHES:
             while True:
-                while tab.successor is not None:
-                    tab = tab.successor
+                tab = self._serving()
                 left = deadline - time.monotonic()
                 if tab.switched >= wanted or left <= 0:
                     tab.switched = max(tab.switched, wanted)
                     return tab
                 _SWITCHES.wait(left)
+
+    def _serving(self) -> Tab:
+        """The state serving the page now: this one, or the last of the states its switches handed on to. The
+        caller holds _SWITCHES."""
+        tab = self
+        while tab.successor is not None:
+            tab = tab.successor
+        return tab
 
     def lists(self, conversation_id: str) -> bool:
         return any(sid == conversation_id for _, sid in self.sidebar)
