@@ -75,17 +75,24 @@ class Tab:
 
     def after_switch(self, number: Any, timeout_s: float) -> Tab:
         """The state a Send should act on: the one serving the page once its switch `number` is done. A switch
-        that never arrives (its request lost) is given up after `timeout_s`: the Send acts on what is here."""
+        that never arrives (its request lost) is given up after `timeout_s`: the Send acts on what is here. So
+        is a switch while MAX_WAITING_SENDS others already wait."""
+        global _waiting
         wanted = sequence_of(number, 0)
         deadline = time.monotonic() + timeout_s
         with _SWITCHES:
-            while True:
-                tab = self._serving()
-                left = deadline - time.monotonic()
-                if tab.switched >= wanted or left <= 0:
-                    tab.switched = max(tab.switched, wanted)
-                    return tab
-                _SWITCHES.wait(left)
+            may_wait = _waiting < MAX_WAITING_SENDS
+            _waiting += 1 if may_wait else 0
+            try:
+                while True:
+                    tab = self._serving()
+                    left = deadline - time.monotonic()
+                    if tab.switched >= wanted or left <= 0 or not may_wait:
+                        tab.switched = max(tab.switched, wanted)
+                        return tab
+                    _SWITCHES.wait(left)
+            finally:
+                _waiting -= 1 if may_wait else 0
 
     def _serving(self) -> Tab:
         """The state serving the page now: this one, or the last of the states its switches handed on to. The
@@ -104,7 +111,13 @@ class Tab:
         return {"session_id": self.conversation.id, "tab": self.key, "stored": self.conversation.stored}
 
 
-_SWITCHES = threading.Condition()  # guards every Tab's `switched` and `successor`; a switch wakes waiting Sends
+# Guards every Tab's `switched` and `successor`, and `_waiting`; a switch wakes the Sends waiting for it.
+_SWITCHES = threading.Condition()
+# Sends waiting for a switch at once on this replica (`after_switch`). Each holds a worker of the Send event, and
+# a switch request is rarely lost, so few wait in earnest; a client sending switch numbers it never switches to
+# could otherwise hold every worker for the whole wait. Past the cap a Send acts at once on what is here.
+MAX_WAITING_SENDS = 8
+_waiting = 0
 
 
 # Every streamed update re-renders the whole conversation, whose earlier messages never change: remember them.

@@ -15,12 +15,13 @@ from typing import Any
 import gradio as gr
 import pytest
 
-from chatapp import ui_handlers
+from chatapp import ui_handlers, ui_render
 from chatapp.conversations import Conversations
 from chatapp.status import ModelStatus
 from chatapp.ui_events import CallersUploads
 from chatapp.ui_handlers import PageHandlers
 from chatapp.ui_render import Tab
+from tests.app.helpers import wait_until
 from tests.chat import test_state_per_reply as per_reply
 from tests.chat.test_state_per_reply import CONTROLS, WORDS
 
@@ -146,3 +147,18 @@ def test_a_stop_on_the_old_state_stops_the_send_that_overtook_the_switch(page, f
     assert "Stopped before the reply began" in str(last[1])
     assert last[3] == {"text": "Second", "files": []}  # back in the message box
     assert list(stored(store).values()) == [["First", ANSWER]]
+
+
+def test_past_the_cap_a_send_waits_for_no_switch_so_lost_switches_cannot_hold_every_worker(page, first, monkeypatch):
+    # A client sending switch numbers it never switches to: each such Send holds a worker of the Send event.
+    monkeypatch.setattr(ui_handlers, "SWITCH_WAIT_S", 60.0)
+    tabs = [page.new_chat(first, 0, REQUEST)[0] for _ in range(ui_render.MAX_WAITING_SENDS + 1)]
+    waiting = [Send(page, "Held", tab, sent=1, switch=1) for tab in tabs[:-1]]
+    wait_until(lambda: ui_render._waiting == ui_render.MAX_WAITING_SENDS, 10, "the first Sends to wait")
+    last = tabs[-1]
+    assert Send(page, "Not held", last, sent=1, switch=1).outcome(within_s=5) is last
+    assert last.conversation.unanswered == "Not held"  # accepted, in the conversation on screen
+    for send, tab in zip(waiting, tabs, strict=False):
+        page.new_chat(tab, 1, REQUEST)  # their switches arrive: each goes on, in its new conversation
+        assert send.outcome() is not tab
+    assert ui_render._waiting == 0
