@@ -1,7 +1,8 @@
 """The HTTP front of the chat: who is calling and what a request may do, decided before Gradio sees it.
 
 One ASGI middleware, `Guard`, composed of layers that each do one job, in the order a request meets them:
-1. **Body caps** (here): 413 before anything parses a body; more for the upload route only.
+1. **Body caps** (here): 413 before anything parses a body; more for the upload route only; none at all for a
+   GET, HEAD or OPTIONS, which is refused if it says a body follows.
 2. **Headers** (`chatapp.headers`): a Content-Security-Policy on HTML that forbids framing, foreign form targets
    and remote images; `Cache-Control: no-store` on every answer but static files; session cookies `SameSite=Lax`,
    and `Secure` over HTTPS. Cross-site writes are refused (here).
@@ -56,6 +57,16 @@ MAX_UPLOAD_BODY_BYTES = MAX_IMAGES_PER_MESSAGE * MAX_IMAGE_BYTES + 1024 * 1024
 
 Found = tuple[Access, str, dict[str, str]] | None
 
+BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _declares_body(scope: Scope) -> bool:
+    """Whether the request says a body follows (a length above 0, or chunks)."""
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0")):
+            return True
+    return False
+
 
 class Guard:
     def __init__(
@@ -103,9 +114,14 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        found = self.routes.lookup(scope["method"], scope["path"])
+        if scope["method"] in BODILESS_METHODS:
+            # No route reads a body of these (one that says it has one is refused, `_handle`), so the stream of
+            # a reply, a GET, passes no body-cap layer, here or in Gradio's app, with each of its messages.
+            await self._handle(found, scope, receive, send)
+            return
         # The one body cap (FastAPI's own is off: it applies at the app and again at the router, and the inner
         # one would override any per-route value). 413 before anything parses the body, this guard included.
-        found = self.routes.lookup(scope["method"], scope["path"])
         limit = MAX_UPLOAD_BODY_BYTES if found and found[0] is Access.UPLOAD else MAX_BODY_BYTES
         await RequestBodyLimitMiddleware(self._guarded(found), limit)(scope, receive, send)
 
@@ -123,6 +139,8 @@ class Guard:
             send, https=https, cacheable=found is not None and found[0] is Access.STATIC, set_cookies=set_cookies
         )
         refusal = await self._check(request, found, https, set_cookies)
+        if refusal is None and scope["method"] in BODILESS_METHODS and _declares_body(scope):
+            refusal = refuse(413, f"A {scope['method']} request carries no body.")
         if refusal is not None:
             await refusal(scope, receive, send)
             return

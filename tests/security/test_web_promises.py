@@ -256,6 +256,22 @@ def test_bodies_over_two_mib_are_refused_except_an_upload_of_images(chat):
     assert send(chat, "POST", f"{API}/upload", files=files, cookie=cookie).status_code == 200
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])  # no route takes OPTIONS: 404 first
+@pytest.mark.parametrize(
+    "declared", [{"content-length": "5"}, {"transfer-encoding": "chunked"}], ids=["length", "chunks"]
+)
+def test_a_request_of_a_method_without_a_body_that_declares_one_is_refused(chat, method, declared):
+    """No route reads the body of a GET or HEAD, so such requests pass no body cap (a reply's stream is a GET):
+    one that says a body follows is refused before the app sees it."""
+    cookie = new_browser(chat)
+    assert send(chat, method, f"{API}/info", cookie=cookie).status_code in (200, 405)  # the same without a body
+    content = b"12345" if "content-length" in declared else iter([b"12", b"345"])
+    answer = send(chat, method, f"{API}/info", content=content, headers=declared, cookie=cookie)
+    assert answer.status_code == 413
+    if method != "HEAD":
+        assert answer.text == f"A {method} request carries no body.\n"
+
+
 def test_an_answer_too_long_to_be_an_event_id_passes_whole(chat):
     """Gradio's validation error echoes the request: 100 kB, past what the Guard holds to read an event id."""
     answer = send(chat, "POST", f"{API}/call/usage", json={"data": "x" * 100_000}, cookie=new_browser(chat))
