@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from chatapp.conversation import Message
+from chatapp.models import openai_compat
 from chatapp.models.base import GenerationParams, ModelError, ModelUnavailable, ReplyStats, StreamCut
 from chatapp.models.context_window import ContextTooLong
 from chatapp.models.openai_compat import OpenAICompatModel
@@ -113,24 +115,32 @@ def test_a_reply_that_does_not_fit_says_to_lower_max_tokens(fake_openai):
     assert 'Lower "Max tokens"' in str(error) and "up to 1,024 tokens" in str(error)
 
 
-def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai):
+def waits(caplog: pytest.LogCaptureFixture) -> list[float]:
+    """The waits between 429s the model client logged, in order: what it chose to wait is asserted, not the wall
+    time, which a busy machine stretches."""
+    said = [r.getMessage() for r in caplog.records if r.name == openai_compat.__name__]
+    return [float(m.split("retrying in ", 1)[1].split(" s", 1)[0]) for m in said if "answered 429" in m]
+
+
+def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai, caplog):
+    caplog.set_level(logging.INFO, openai_compat.__name__)
     fake_openai.retry_after_s = 0.3
     fake_openai.queue("rate_limit", "rate_limit")
-    started = time.monotonic()
     chunks, _, error = collect(model_for(fake_openai), ask("hello"))
     assert error is None and "".join(chunks) == "You said: hello"
     assert len(fake_openai.chat_requests()) == 3
-    assert 0.6 <= time.monotonic() - started < 3
+    assert waits(caplog) == [0.3, 0.3]  # what the server asked for, not the client's own backoff (1 s, then 2 s)
 
 
-def test_429_that_persists_is_reported_within_the_retry_budget(fake_openai):
+def test_429_that_persists_is_reported_within_the_retry_budget(fake_openai, caplog):
+    caplog.set_level(logging.INFO, openai_compat.__name__)
     fake_openai.mode = "rate_limit"
     fake_openai.retry_after_s = 0.4
-    started = time.monotonic()
     _, _, error = collect(model_for(fake_openai, retry_budget_s=1.0), ask("x"))
     assert type(error) is ModelError and "busy (HTTP 429: Too many requests" in str(error)
-    assert time.monotonic() - started < 2
-    assert len(fake_openai.chat_requests()) >= 2
+    waited = waits(caplog)
+    assert waited and set(waited) == {0.4} and sum(waited) <= 1.0  # never past the budget
+    assert len(fake_openai.chat_requests()) == len(waited) + 1  # one request after each wait, then it gave up
 
 
 def test_slow_first_token_is_waited_for(fake_openai):
@@ -149,12 +159,14 @@ def test_silence_longer_than_the_timeout_mid_stream_is_a_cut(fake_openai):
     assert isinstance(error, StreamCut) and "went silent for 0.5 s" in str(error)
 
 
-def test_server_that_never_answers_times_out_clearly(fake_openai):
+def test_server_that_never_answers_times_out_clearly(fake_openai, caplog):
+    caplog.set_level(logging.INFO, openai_compat.__name__)
     fake_openai.mode = "hang"
     started = time.monotonic()
     _, _, error = collect(model_for(fake_openai, timeout_s=0.5), ask("x"))
     assert type(error) is ModelError and "did not start answering within 0.5 s" in str(error)
-    assert time.monotonic() - started < 2
+    assert len(fake_openai.chat_requests()) == 1 and waits(caplog) == []  # given up on, not retried
+    assert time.monotonic() - started < 30  # a guard against hanging on the silence, not a measure of speed
 
 
 @pytest.mark.parametrize(
