@@ -166,6 +166,12 @@ class FakeOpenAIServer(FakeServer):
         """Bodies of the chat completion requests received so far."""
         return [r["body"] for r in self.requests if r["path"].endswith("/chat/completions")]
 
+    def wait_for_completed(self, n: int, timeout: float = 10.0) -> bool:
+        """Wait until `n` streams were sent to the end; True if they were. A client has its last chunk a moment
+        before the handler counts the stream, so a count read as the client returns can be one short."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.completed >= n, timeout)
+
     # -- used by the handler -----------------------------------------------------------------------------
     def _pick_mode(self, body: Any, header: str | None) -> str:
         queued = self._queued_mode()

@@ -29,6 +29,13 @@ def collect(
     return chunks, stats, None
 
 
+def waits_logged(caplog: pytest.LogCaptureFixture, logger: str) -> list[float]:
+    """The waits between 429s a model client logged ("… answered 429; retrying in 0.4 s"), in order. Tests assert
+    what the client chose to wait, not the wall time, which a busy machine stretches. Needs caplog at INFO."""
+    said = [r.getMessage() for r in caplog.records if r.name == logger]
+    return [float(m.split("retrying in ", 1)[1].split(" s", 1)[0]) for m in said if "answered 429" in m]
+
+
 def ask(text: str) -> list[Message]:
     return [Message("user", text)]
 

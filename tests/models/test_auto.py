@@ -6,8 +6,6 @@ fake, so every failure here travels the real wire format and the real client cod
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from chatapp.models import AutoModel, build_models
@@ -60,12 +58,11 @@ def test_self_hosted_server_down_falls_back_to_gemini(fake_vertex):
 )
 def test_a_failure_before_the_first_token_falls_back_at_once(auto, fake_openai, fake_vertex, mode, because):
     fake_openai.mode = mode
-    started = time.monotonic()
     chunks, stats, error = collect(auto, ask("hello"))
     assert error is None and "".join(chunks).startswith("You said: hello")
     assert stats.answered_by == GEMINI and stats.because.startswith(because)
-    # A saturated self-hosted model is not waited out (its own entry retries 429s for up to 12 s).
-    assert time.monotonic() - started < 3
+    # Asked once, not retried: a saturated self-hosted model is not waited out (its own entry retries 429s for up
+    # to 12 s).
     assert len(fake_openai.chat_requests()) == 1 and len(fake_vertex.generate_requests()) == 1
 
 

@@ -16,7 +16,7 @@ from chatapp.models.context_window import ContextTooLong
 from chatapp.models.openai_compat import OpenAICompatModel
 from harness.fakes.openai_server import FakeOpenAIServer
 from harness.support import free_port
-from tests.models.helpers import PARAMS, ask, collect
+from tests.models.helpers import PARAMS, ask, collect, waits_logged
 
 # These tests run code in worker threads: an assert or error there must fail the test, not just warn.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -115,13 +115,6 @@ def test_a_reply_that_does_not_fit_says_to_lower_max_tokens(fake_openai):
     assert 'Lower "Max tokens"' in str(error) and "up to 1,024 tokens" in str(error)
 
 
-def waits(caplog: pytest.LogCaptureFixture) -> list[float]:
-    """The waits between 429s the model client logged, in order: what it chose to wait is asserted, not the wall
-    time, which a busy machine stretches."""
-    said = [r.getMessage() for r in caplog.records if r.name == openai_compat.__name__]
-    return [float(m.split("retrying in ", 1)[1].split(" s", 1)[0]) for m in said if "answered 429" in m]
-
-
 def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai, caplog):
     caplog.set_level(logging.INFO, openai_compat.__name__)
     fake_openai.retry_after_s = 0.3
@@ -129,7 +122,10 @@ def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai, caplog)
     chunks, _, error = collect(model_for(fake_openai), ask("hello"))
     assert error is None and "".join(chunks) == "You said: hello"
     assert len(fake_openai.chat_requests()) == 3
-    assert waits(caplog) == [0.3, 0.3]  # what the server asked for, not the client's own backoff (1 s, then 2 s)
+    assert waits_logged(caplog, openai_compat.__name__) == [
+        0.3,
+        0.3,
+    ]  # what the server asked for, not the client's own backoff (1 s, then 2 s)
 
 
 def test_429_that_persists_is_reported_within_the_retry_budget(fake_openai, caplog):
@@ -138,7 +134,7 @@ def test_429_that_persists_is_reported_within_the_retry_budget(fake_openai, capl
     fake_openai.retry_after_s = 0.4
     _, _, error = collect(model_for(fake_openai, retry_budget_s=1.0), ask("x"))
     assert type(error) is ModelError and "busy (HTTP 429: Too many requests" in str(error)
-    waited = waits(caplog)
+    waited = waits_logged(caplog, openai_compat.__name__)
     assert waited and set(waited) == {0.4} and sum(waited) <= 1.0  # never past the budget
     assert len(fake_openai.chat_requests()) == len(waited) + 1  # one request after each wait, then it gave up
 
@@ -165,7 +161,9 @@ def test_server_that_never_answers_times_out_clearly(fake_openai, caplog):
     started = time.monotonic()
     _, _, error = collect(model_for(fake_openai, timeout_s=0.5), ask("x"))
     assert type(error) is ModelError and "did not start answering within 0.5 s" in str(error)
-    assert len(fake_openai.chat_requests()) == 1 and waits(caplog) == []  # given up on, not retried
+    assert (
+        len(fake_openai.chat_requests()) == 1 and waits_logged(caplog, openai_compat.__name__) == []
+    )  # given up on, not retried
     assert time.monotonic() - started < 30  # a guard against hanging on the silence, not a measure of speed
 
 
@@ -254,4 +252,4 @@ def test_32_concurrent_streams_are_all_in_flight_at_once(fake_openai):
         futures = [pool.submit(one) for _ in range(32)]
     for future in futures:
         future.result()  # re-raises a worker's failed assert here, where it fails the test
-    assert fake_openai.completed == 32
+    assert fake_openai.wait_for_completed(32) and fake_openai.completed == 32
