@@ -1,6 +1,6 @@
 """What the tests and the benchmarks both drive: real processes and wire-faithful fakes, no pytest fixtures.
 
-    harness.support             free_port(), free_ports(n), require() (skip with an install hint; fail under CI=true)
+    harness.support             free ports, poll() a condition, require() (skip with how to install; fail under CI=true)
     harness.firestore_emulator  Google's Firestore emulator as a restartable process
     harness.rpc_counter         counts the RPCs a Firestore client sends
     harness.chat_process        the chat as a real process (`python -m chatapp`)

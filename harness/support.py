@@ -1,5 +1,5 @@
-"""Small helpers the tests and benchmarks share: a free local port, waiting for a server process to answer, and
-skipping on a missing component."""
+"""Small helpers the tests and benchmarks share: free local ports, waiting for a condition or for a server process
+to answer, and skipping on a missing component."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 import requests
+
+T = TypeVar("T")
 
 
 def in_ci() -> bool:
@@ -42,6 +46,19 @@ def free_ports(n: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+def poll(predicate: Callable[[], T], timeout_s: float, every_s: float = 0.05) -> T | None:
+    """`predicate()`'s first truthy value, asked every `every_s` until `timeout_s` passed (and once more then);
+    None if it never was. For waiting on a condition instead of sleeping a guessed time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(every_s)
 
 
 def wait_until_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float, what: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from harness.support import poll
 
 FAKE_LABEL = "Fake Gemma (self-hosted)"
 GEMINI_LABEL = "Fake Gemini (Vertex)"
@@ -123,14 +124,10 @@ def healthy(url: str) -> bool:
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
     """Poll until `predicate()` is truthy (returned) or fail after `timeout` seconds naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
+    value = poll(predicate, timeout, every)
+    if not value:
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    return value
 
 
 def sqlite_path(chat: Any) -> Path:

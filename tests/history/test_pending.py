@@ -14,6 +14,7 @@ from chatapp.history.pending import RetryingStore
 from chatapp.history.sqlite import SqliteStore
 from harness.firestore_emulator import PROJECT
 from harness.rpc_counter import RpcCounter
+from harness.support import poll
 from tests.history.conftest import make_turn
 
 # These tests run code in worker threads: an assert or error there must fail the test, not just warn.
@@ -101,15 +102,6 @@ def test_a_later_save_writes_older_queued_turns_first(retrying, flaky, later):
     assert later == [("s-1", 0), ("s-2", 0), ("s-1", 1)]
 
 
-def wait_until(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_a_store_down_through_several_background_retries_loses_nothing(retrying, flaky, later):
     """The retry thread itself meets failures (not only the first inline save): every queued turn survives
     them and is then saved once, in order, and reported once."""
@@ -118,11 +110,11 @@ def test_a_store_down_through_several_background_retries_loses_nothing(retrying,
         assert retrying.save(turn) is False
     queued_attempts = flaky.attempts
 
-    assert wait_until(lambda: flaky.attempts >= queued_attempts + 3), "the retry thread did not retry"
+    assert poll(lambda: flaky.attempts >= queued_attempts + 3, 30, 0.01), "the retry thread did not retry"
     assert retrying.pending_count() == 3  # failed retries dropped nothing
 
     flaky.down = False
-    assert wait_until(lambda: retrying.pending_count() == 0), "the retry thread did not save the queue"
+    assert poll(lambda: retrying.pending_count() == 0, 30, 0.01), "the retry thread did not save the queue"
     assert flaky.saved == [("s-1", 0), ("s-2", 0), ("s-1", 1)]  # each once, in order
     assert later == [("s-1", 0), ("s-2", 0), ("s-1", 1)]
 

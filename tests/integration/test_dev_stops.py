@@ -11,14 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
-from harness.support import free_ports, require
+from harness.support import free_ports, poll, require
 from scripts.local_model import llama_server_installed
 
 pytestmark = pytest.mark.integration
@@ -71,15 +69,6 @@ def listening(port: int) -> bool:
     return False
 
 
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 def healthy(url: str) -> bool:
     try:
         return requests.get(url, timeout=1).status_code == 200
@@ -113,7 +102,7 @@ def test_make_dev_leaves_nothing_running(tmp_path, sig, whole_group):
     started: set[int] = set()
     try:
         health = f"http://127.0.0.1:{chat_port}/healthz"
-        ready = wait_until(lambda: dev.poll() is not None or healthy(health), STARTUP_S)
+        ready = poll(lambda: dev.poll() is not None or healthy(health), STARTUP_S, 0.1)
         assert ready and dev.poll() is None, f"make dev did not come up:\n{log_path.read_text()}"
         started = descendants(dev.pid)
         assert len(started) >= 2, f"expected the chat and llama.cpp under make dev, found pids {started}"
@@ -132,7 +121,7 @@ def test_make_dev_leaves_nothing_running(tmp_path, sig, whole_group):
                 and not any(map(listening, (chat_port, metrics_port, model_port)))
             )
 
-        wait_until(nothing_left, STOP_S)
+        poll(nothing_left, STOP_S, 0.1)
         survivors = sorted(pid for pid in started if alive(pid))
         busy = [port for port in (chat_port, metrics_port, model_port) if listening(port)]
         assert not survivors, f"still running after {sig.name}: pids {survivors}\n{log_path.read_text()}"

@@ -11,14 +11,7 @@ from chatapp.models.gemini import GeminiModel
 from chatapp.models.openai_compat import OpenAICompatModel
 from chatapp.status import ModelStatus
 from harness.fakes.vertex_server import RETIRED_2026
-
-
-def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return value
+from tests.app.helpers import wait_until
 
 
 def test_start_up_names_retired_and_unknown_ids_with_the_setting_that_fixes_them(fake_vertex, fake_openai):
@@ -30,7 +23,7 @@ def test_start_up_names_retired_and_unknown_ids_with_the_setting_that_fixes_them
     status = ModelStatus(models, interval_s=3600)  # only the check at start-up can answer within the test
     status.start()
     try:
-        wait_for(lambda: "not checked yet" not in status.markdown())
+        wait_until(lambda: "not checked yet" not in status.markdown(), 30, "the first check of every model", 0.02)
     finally:
         status.stop()
     text = status.markdown()
