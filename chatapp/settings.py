@@ -70,6 +70,12 @@ class Settings(BaseModel):
     self_hosted_model: str = _var(defaults.SELF_HOSTED_MODEL, "SELF_HOSTED_MODEL", "The self-hosted model id.")
     # Left empty, a label follows the model id (`model_label`), so a changed id never shows another model's name.
     self_hosted_label: str = _var("", "SELF_HOSTED_LABEL", "Menu label of the self-hosted model.")
+    self_hosted_wakes: bool = _var(
+        True,
+        "SELF_HOSTED_WAKES_ON_DEMAND",
+        "The self-hosted server scales to zero and a turn for it wakes it: while it is down the chat says it is "
+        "asleep or waking. False: it is down, and said to be unreachable.",
+    )
     gemini_model: str = _var(defaults.GEMINI_MODEL, "GEMINI_MODEL", "Gemini model id on Vertex AI.")
     gemini_label: str = _var("", "GEMINI_LABEL", "Menu label of Gemini.")
     # google-genai's own variable, independent of the cluster's region.
@@ -189,7 +195,7 @@ class Settings(BaseModel):
                 raise _bad(f"must be a Cloud Storage bucket name (3-63 of a-z 0-9 . _ -), got {value!r}")
         return value
 
-    @field_validator("trusted_proxy", "log_content", mode="before")
+    @field_validator("trusted_proxy", "log_content", "self_hosted_wakes", mode="before")
     @classmethod
     def _bool(cls, value: object) -> object:
         if not isinstance(value, str):

@@ -41,7 +41,12 @@ def self_hosted_model(env: dict[str, str]) -> Iterator[dict[str, str]]:
     print(f"dev: starting llama.cpp with SmolLM2-135M-Instruct on 127.0.0.1:{port} …", file=sys.stderr)
     with LlamaServer(port) as server:
         # An honest label: this is a 135M-parameter stand-in, not Gemma.
-        yield {"SELF_HOSTED_URL": server.base_url, "SELF_HOSTED_MODEL": server.model, "SELF_HOSTED_LABEL": LOCAL_LABEL}
+        yield {
+            "SELF_HOSTED_URL": server.base_url,
+            "SELF_HOSTED_MODEL": server.model,
+            "SELF_HOSTED_LABEL": LOCAL_LABEL,
+            "SELF_HOSTED_WAKES_ON_DEMAND": "false",  # it runs as long as `make dev` does; nothing wakes it
+        }
 
 
 def run_chat(env: dict[str, str]) -> int:

@@ -53,6 +53,9 @@ class ChatArgs:
     media_bucket: pulumi.Input[str] | None = None
     # Per person per UTC day; None: no limit.
     daily_tokens: int | None = None
+    # Gemma is deployed and scales to zero (gemmaIdleMinutes > 0): a turn for it wakes it. Otherwise the chat
+    # reports a down Gemma as unreachable, not as asleep with a wake-up that never comes.
+    gemma_wakes_on_demand: bool = True
 
 
 def display_name(model_id: str) -> str:
@@ -79,6 +82,7 @@ def environment(args: ChatArgs) -> list[k8s.core.v1.EnvVarArgs]:
         "SELF_HOSTED_URL": kube.GEMMA_URL,
         "SELF_HOSTED_MODEL": args.gemma_model,
         "SELF_HOSTED_LABEL": f"{display_name(args.gemma_model)} (self-hosted)",
+        "SELF_HOSTED_WAKES_ON_DEMAND": "true" if args.gemma_wakes_on_demand else "false",
         "GEMINI_MODEL": args.gemini_model,
         "GEMINI_LABEL": f"{display_name(args.gemini_model)} (Vertex AI)",
         "GOOGLE_GENAI_USE_VERTEXAI": "true",

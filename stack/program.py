@@ -176,6 +176,7 @@ def build_stack(cfg: StackConfig) -> dict[str, pulumi.Output]:
             checksum_key=checksum_key,
             media_bucket=media.bucket.name,
             daily_tokens=cfg.chat_daily_tokens,
+            gemma_wakes_on_demand=cfg.gemma_enabled and cfg.gemma_idle_minutes > 0,
         ),
     )
     ChatScaling(

@@ -65,7 +65,8 @@ def build_models(settings: Settings) -> dict[str, ChatModel]:
     for build in PROVIDERS.values():
         model = build(settings)
         models[model.label] = model
-    models = with_wake_tracking(models, settings.gemini_label)  # the self-hosted server may be asleep
+    if settings.self_hosted_wakes:  # the self-hosted server may be asleep, and a turn wakes it
+        models = with_wake_tracking(models, settings.gemini_label)
     combined = [m for build_combined in COMBINED.values() if (m := build_combined(settings, models)) is not None]
     return {**{m.label: m for m in combined}, **models}
 

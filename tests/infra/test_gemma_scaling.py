@@ -114,3 +114,12 @@ def test_a_negative_idle_time_is_refused():
     assert "hybrid-chat:gemmaIdleMinutes must be 0 (always on) or more, got -5" in render_error(
         {"gemmaIdleMinutes": "-5"}
     )
+
+
+def test_the_chat_says_gemma_wakes_on_demand_only_when_it_scales_to_zero(default_plan, always_on_plan, gemma_off_plan):
+    # Otherwise a down Gemma would be shown asleep with "a message to it wakes it", and nothing would wake it.
+    def wakes(p) -> str:
+        (container,) = p.manifest("Deployment", "chat")["spec"]["template"]["spec"]["containers"]
+        return next(e["value"] for e in container["env"] if e["name"] == "SELF_HOSTED_WAKES_ON_DEMAND")
+
+    assert (wakes(default_plan), wakes(always_on_plan), wakes(gemma_off_plan)) == ("true", "false", "false")

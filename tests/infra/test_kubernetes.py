@@ -133,6 +133,7 @@ def test_chat_environment_contract(default_plan):
         "SELF_HOSTED_URL": "http://gemma.hybrid-chat.svc.cluster.local:8000/v1",
         "SELF_HOSTED_MODEL": "google/gemma-4-31b-it-qat-w4a16-ct",
         "SELF_HOSTED_LABEL": "Gemma 4 31B QAT (self-hosted)",
+        "SELF_HOSTED_WAKES_ON_DEMAND": "true",  # Gemma scales to zero by default (gemmaIdleMinutes=30)
         "GEMINI_MODEL": "gemini-3.8-flash",
         "GEMINI_LABEL": "Gemini 3.8 Flash (Vertex AI)",
         "GOOGLE_GENAI_USE_VERTEXAI": "true",
