@@ -79,20 +79,20 @@ class Tab:
         is a switch while MAX_WAITING_SENDS others already wait."""
         global _waiting
         wanted = sequence_of(number, 0)
-        deadline = time.monotonic() + timeout_s
         with _SWITCHES:
-            may_wait = _waiting < MAX_WAITING_SENDS
-            _waiting += 1 if may_wait else 0
+            # Past the cap: no wait at all. Counted all the same, which nobody sees: it holds the lock until it returns.
+            deadline = time.monotonic() + (timeout_s if _waiting < MAX_WAITING_SENDS else 0.0)
+            _waiting += 1
             try:
                 while True:
                     tab = self._serving()
                     left = deadline - time.monotonic()
-                    if tab.switched >= wanted or left <= 0 or not may_wait:
+                    if tab.switched >= wanted or left <= 0:
                         tab.switched = max(tab.switched, wanted)
                         return tab
                     _SWITCHES.wait(left)
             finally:
-                _waiting -= 1 if may_wait else 0
+                _waiting -= 1
 
     def _serving(self) -> Tab:
         """The state serving the page now: this one, or the last of the states its switches handed on to. The

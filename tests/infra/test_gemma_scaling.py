@@ -8,6 +8,7 @@ import pytest
 from stack import gemma_scaling
 from stack.mocks import FAKE_PROJECT_NUMBER
 from tests.infra.rendering import PROJECT, plan
+from tests.infra.test_frontdoor import chat_env
 from tests.infra.test_real_project import render_error
 
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
@@ -118,8 +119,5 @@ def test_a_negative_idle_time_is_refused():
 
 def test_the_chat_says_gemma_wakes_on_demand_only_when_it_scales_to_zero(default_plan, always_on_plan, gemma_off_plan):
     # Otherwise a down Gemma would be shown asleep with "a message to it wakes it", and nothing would wake it.
-    def wakes(p) -> str:
-        (container,) = p.manifest("Deployment", "chat")["spec"]["template"]["spec"]["containers"]
-        return next(e["value"] for e in container["env"] if e["name"] == "SELF_HOSTED_WAKES_ON_DEMAND")
-
-    assert (wakes(default_plan), wakes(always_on_plan), wakes(gemma_off_plan)) == ("true", "false", "false")
+    plans = (default_plan, always_on_plan, gemma_off_plan)
+    assert [chat_env(p)["SELF_HOSTED_WAKES_ON_DEMAND"] for p in plans] == ["true", "false", "false"]

@@ -122,10 +122,8 @@ def test_429_is_retried_honouring_retry_after_then_succeeds(fake_openai, caplog)
     chunks, _, error = collect(model_for(fake_openai), ask("hello"))
     assert error is None and "".join(chunks) == "You said: hello"
     assert len(fake_openai.chat_requests()) == 3
-    assert waits_logged(caplog, openai_compat.__name__) == [
-        0.3,
-        0.3,
-    ]  # what the server asked for, not the client's own backoff (1 s, then 2 s)
+    # What the server asked for, not the client's own backoff (1 s, then 2 s).
+    assert waits_logged(caplog, openai_compat.__name__) == [0.3, 0.3]
 
 
 def test_429_that_persists_is_reported_within_the_retry_budget(fake_openai, caplog):
@@ -161,9 +159,8 @@ def test_server_that_never_answers_times_out_clearly(fake_openai, caplog):
     started = time.monotonic()
     _, _, error = collect(model_for(fake_openai, timeout_s=0.5), ask("x"))
     assert type(error) is ModelError and "did not start answering within 0.5 s" in str(error)
-    assert (
-        len(fake_openai.chat_requests()) == 1 and waits_logged(caplog, openai_compat.__name__) == []
-    )  # given up on, not retried
+    # Given up on, not retried.
+    assert len(fake_openai.chat_requests()) == 1 and waits_logged(caplog, openai_compat.__name__) == []
     assert time.monotonic() - started < 30  # a guard against hanging on the silence, not a measure of speed
 
 
