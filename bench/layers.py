@@ -7,7 +7,8 @@ run (so the next change to any of them shows its cost even on a noisy machine):
   and `identity.caller` on the `gr.Request` Gradio hands a handler;
 - **session binding**: `SessionOwners.claim` of a session hash among 10,000 others;
 - **usage**: `DailyUsage.reserve` then the reply's `add` and the reservation's `release`, with a daily limit on
-  (the counter cached, as after a page load);
+  (the counter cached, as after a page load); and a count read from the store while 10,000 other people are
+  counted today (each person's first message or page load of the day);
 - **conversation lock**: taking and releasing a `ChatSession.save_lock` nobody holds.
 
     python -m bench.layers
@@ -15,6 +16,7 @@ run (so the next change to any of them shows its cost even on a noisy machine):
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -78,6 +80,15 @@ def _usage() -> Callable[[], object]:
     return once
 
 
+def _usage_read() -> Callable[[], object]:
+    """A count read from the store (not cached yet) while 10,000 other people are counted today."""
+    usage = DailyUsage(lambda owner, day: 0, limit=10**12)
+    for i in range(10_000):
+        usage.used(f"user:{i}")
+    names = (f"user:new-{i}" for i in itertools.count())
+    return lambda: usage.used(next(names))
+
+
 def _lock() -> Callable[[], object]:
     session = ChatSession("user:a")
 
@@ -92,7 +103,8 @@ def measure(n: int = 20_000) -> dict[str, dict[str, float]]:
     """Per layer: seconds per call (`s`), the no-op's (`noop_s`) and their ratio, all from this run."""
     noop = _per_call(_noop, n)
     figures = {}
-    for name, make in (("identity", _identity), ("session binding", _binding), ("usage", _usage), ("lock", _lock)):
+    for name, make in (("identity", _identity), ("session binding", _binding), ("usage", _usage),
+                       ("usage, a store read among 10,000 counted", _usage_read), ("lock", _lock)):  # fmt: skip
         s = _per_call(make(), n)
         figures[name] = {"s": s, "noop_s": noop, "ratio": s / noop}
     g = guard_cost.measure(scale=n / 20_000)

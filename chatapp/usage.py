@@ -103,6 +103,7 @@ class DailyUsage:
         self._now = now
         self._clock = clock
         self._counts: dict[str, _Count] = {}
+        self._swept: date | None = None  # the day older counts were last dropped (once a day, not every read)
         self._reserved: dict[str, int] = {}  # owner -> tokens reserved by their requests in flight
         self._lock = threading.Lock()
 
@@ -228,6 +229,10 @@ class DailyUsage:
         }
 
     def _forget_old_days(self, today: date) -> None:
-        # Caller holds the lock. A person who chatted yesterday is read again today anyway.
+        # Caller holds the lock. A person who chatted yesterday is read again today anyway. Once per day: a walk
+        # of every person counted on each read would cost each store read (and the lock) more as a day goes on.
+        if today == self._swept:
+            return
+        self._swept = today
         for owner in [o for o, c in self._counts.items() if c.day != today]:
             del self._counts[owner]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -156,6 +156,37 @@ def test_yesterdays_cached_count_is_not_used_after_utc_midnight():
     assert admitted(usage)
     usage.add("alice", 40, before.date())  # a reply of yesterday settled late adds nothing to today
     assert usage.used("alice") == 0
+
+
+class _WatchedCount:
+    """A cached count that records each time something reads its day (the sweep of old days does)."""
+
+    def __init__(self, day, reads: list[int]) -> None:
+        self._day, self._reads = day, reads
+
+    @property
+    def day(self):
+        self._reads.append(1)
+        return self._day
+
+
+def test_old_days_are_dropped_once_a_day_not_on_every_read():
+    day1 = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    now = [day1]
+    usage = DailyUsage(lambda owner, day: 7, 100, now=lambda: now[0], clock=lambda: 0.0)
+    for i in range(3):
+        usage.used(f"person-{i}")
+    now[0] = day1 + timedelta(days=1)
+    usage.used("someone-today")  # the first read of the new day drops yesterday's three
+    assert sorted(usage._counts) == ["someone-today"]
+    reads: list[int] = []
+    usage._counts["watched"] = _WatchedCount(now[0].date(), reads)
+    for i in range(50):  # each a store read (not cached yet): none walks the other people's counts
+        assert usage.used(f"later-{i}") == 7
+    assert reads == [], f"50 reads on one day looked at another person's count {len(reads)} times"
+    now[0] += timedelta(days=1)
+    usage.used("the-day-after")
+    assert "watched" not in usage._counts and reads, "the next day's first read did not sweep"
 
 
 def test_an_unreadable_store_refuses_nobody():
