@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import threading
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,11 +69,6 @@ class ApiChat:
         # the pool Starlette and Gradio share, with room for checking requests while every slot streams.
         self._threads = anyio.CapacityLimiter(concurrency + THREAD_HEADROOM)
         self._max_waiting = WAITING_PER_SLOT * concurrency
-        # Conversations with a reply in flight, by (owner, id): a second request for one continues the same
-        # in-memory conversation, so its turn takes the next index under the same lock (two copies resumed
-        # from the store would both write turn n). Gone once no request holds it.
-        self._live: weakref.WeakValueDictionary[tuple[str, str], ChatSession] = weakref.WeakValueDictionary()
-        self._live_lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         owner = scope.get("state", {}).get("caller")
@@ -126,16 +120,11 @@ class ApiChat:
         )
         ask = self._conversations.check(data.get("message"), controls)
         conversation_id = data.get("conversation_id")
+        # A conversation with a reply in flight (here, on the page or in another request) is continued in the
+        # same in-memory copy (Conversations.resume), so this turn takes the next index under the same lock.
         if conversation_id is None:
-            session = self._conversations.start(owner)
-        else:
-            with self._live_lock:
-                live = self._live.get((owner, conversation_id)) if isinstance(conversation_id, str) else None
-            # The key holds the owner: another caller's live conversation is never found here, and the store
-            # answers their id as missing (Conversations.resume).
-            session = live or self._conversations.resume(owner, conversation_id)
-        with self._live_lock:
-            return self._live.setdefault((owner, session.session_id), session), ask
+            return self._conversations.start(owner), ask
+        return self._conversations.resume(owner, conversation_id), ask
 
     async def _stream(
         self, session: ChatSession, ask: Ask, updates: Iterator[Update], receive: Receive, send: Send

@@ -12,13 +12,18 @@ Gradio session cannot act on someone else's conversation even if its state reach
 Each in-memory conversation has one lock (`ChatSession.save_lock`) that covers its messages and its stored
 turns together: a reply appends and saves under it, and undo and retry change both under it, so two events of
 one conversation (a double send, an undo while a reply is saved) cannot leave the store and the memory
-disagreeing.
+disagreeing. For that, a replica holds one copy of a conversation in memory, whoever has it open: two tabs of
+one browser (each opens the conversation the browser had open), the page and an API client. With a copy each,
+both took the next turn's index from their own copy and the later save overwrote a turn the other had been
+told was saved.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -77,6 +82,9 @@ class Conversations:
         self._store = store
         self._list_limit = list_limit
         self._media = media
+        # The conversations open on this replica, by (owner, id): one copy each, gone once nobody holds it.
+        self._open: weakref.WeakValueDictionary[tuple[str, str], ChatSession] = weakref.WeakValueDictionary()
+        self._open_lock = threading.Lock()
 
     @property
     def models(self) -> list[str]:
@@ -151,13 +159,13 @@ class Conversations:
 
     # -- opening ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def start(owner: str) -> ChatSession:
+    def start(self, owner: str) -> ChatSession:
         """A new, empty conversation (stored with its first turn)."""
-        return ChatSession(owner=owner)
+        return self._held(ChatSession(owner=owner))
 
     def resume(self, owner: str, conversation_id: Any) -> ChatSession:
-        """One of the caller's conversations with all its messages; NotFound for any other id."""
+        """One of the caller's conversations with all its messages; NotFound for any other id. Read from the
+        store every time (so a deleted one is not found), and the copy open on this replica if there is one."""
         conversation_id = _checked_id(conversation_id)
         try:
             stored = self._store.load_messages(conversation_id, owner)
@@ -165,7 +173,19 @@ class Conversations:
             raise NotFound() from None
         except StoreError as exc:
             raise Unavailable(f"Could not load the conversation: {exc}") from None
-        return ChatSession.resumed(owner, conversation_id, stored)
+        return self._held(ChatSession.resumed(owner, conversation_id, stored))
+
+    def _held(self, session: ChatSession) -> ChatSession:
+        """The replica's one copy of `session`'s conversation: `session` itself unless one is open already, then
+        that one, brought up to the store's turns if another replica added some since it was read. The owner is
+        part of the key: another caller's copy is never found here."""
+        with self._open_lock:
+            held = self._open.setdefault((session.owner, session.session_id), session)
+        if held is not session:
+            with held.save_lock:
+                if session.turns > held.turns:
+                    held.messages[:] = session.messages
+        return held
 
     def reopen(self, owner: str, conversation_id: Any) -> ChatSession:
         """The conversation a browser had open when it reloaded, or a new one if it is gone or not the
