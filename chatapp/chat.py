@@ -61,6 +61,8 @@ class ChatSession:
     # turn's index is taken, appended and saved under this lock, so they get distinct, consecutive indices
     # and are written in that order; without it both took the same index and one overwrote the other.
     save_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # The place of the turn Retry took back: the next turn saved there replaces it in the store (Turn.replaces).
+    replacing: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def turns(self) -> int:
@@ -330,7 +332,9 @@ class ChatService:
                 created_at=self.now(),
                 usage=usage,
                 user_images=refs,
+                replaces=session.replacing == session.turns,
             )
+            session.replacing = None
             session.messages += [Message("user", text, images=refs), Message("assistant", reply, model_label)]
             if self.usage is not None:
                 self.usage.add(session.owner, usage.total, turn.day)

@@ -23,6 +23,10 @@ class Unavailable(ConversationError):
     """The history store failed; the message says what could not be done and why."""
 
 
+class Changed(ConversationError):
+    """The conversation changed elsewhere (another device) in a way this page has not seen; nothing was done."""
+
+
 @dataclass(frozen=True)
 class Summary:
     """One entry of a caller's conversation list."""

@@ -32,8 +32,16 @@ from typing import Any
 from chatapp import export
 from chatapp.chat import Ask, ChatService, ChatSession, Update
 from chatapp.conversation import ImageRef
-from chatapp.conversation_replies import ConversationError, Found, NotFound, Summary, Unavailable
-from chatapp.history.base import ChatStore, SessionNotFound, SessionSummary, StoreError, Unanswered, title_of
+from chatapp.conversation_replies import Changed, ConversationError, Found, NotFound, Summary, Unavailable
+from chatapp.history.base import (
+    ChatStore,
+    SessionNotFound,
+    SessionSummary,
+    StoreError,
+    TurnsChanged,
+    Unanswered,
+    title_of,
+)
 from chatapp.images import Upload
 from chatapp.inputs import InputError, clean_message, clean_params, clean_system_prompt, clean_text, clean_thinking
 from chatapp.media.base import MediaError, MediaStore
@@ -41,7 +49,17 @@ from chatapp.models.base import ModelOptions, options_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Ask", "Controls", "ConversationError", "Conversations", "Found", "NotFound", "Summary", "Unavailable"]
+__all__ = [
+    "Ask",
+    "Changed",
+    "Controls",
+    "ConversationError",
+    "Conversations",
+    "Found",
+    "NotFound",
+    "Summary",
+    "Unavailable",
+]
 
 # The ids this service creates (uuid4().hex). Anything else is refused before the store sees it.
 CONVERSATION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -255,6 +273,8 @@ class Conversations:
         self._own(owner, session)
         with session.save_lock:
             last = session.drop_last_turn()
+            if last is not None:
+                session.replacing = session.turns
         return last.content if last else None
 
     def undo(self, owner: str, session: ChatSession) -> str | None:
@@ -267,9 +287,14 @@ class Conversations:
             if not session.turns:
                 return None
             try:
-                self._store.truncate(session.session_id, owner, session.turns - 1)
+                self._store.truncate(session.session_id, owner, session.turns - 1, shown=session.turns)
             except SessionNotFound:
                 pass  # its turns were never stored (or it was deleted elsewhere): memory alone changes
+            except TurnsChanged:
+                raise Changed(
+                    "This conversation went on elsewhere (on another device) since this page opened it, so its "
+                    "last turn is not the one shown here: nothing was undone. Reload the page to see every turn."
+                ) from None
             except StoreError as exc:
                 raise Unavailable(f"Could not undo the last turn: {exc}") from None
             last = session.drop_last_turn()

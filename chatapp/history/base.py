@@ -37,6 +37,14 @@ class StoreError(Exception):
         self.transient = transient
 
 
+class TurnsChanged(StoreError):
+    """Undo from a copy of the conversation that has not seen all its stored turns (another device went on):
+    nothing was deleted, since the turn it would take back is not the one the person sees last."""
+
+    def __init__(self, shown: int, stored: int) -> None:
+        super().__init__(f"the conversation has {stored} turns stored, the copy undoing shows {shown}", transient=False)
+
+
 class SessionNotFound(StoreError):
     """No such session for this owner (a session of another owner is reported the same way)."""
 
@@ -120,7 +128,12 @@ class SearchHit:
 class Turn:
     """One exchange. `index` counts turns in the session from 0; its messages get seq 2*index and 2*index+1,
     which also makes their ids deterministic, so saving the same turn twice (a retry after a lost reply)
-    writes the same documents instead of duplicates."""
+    writes the same documents instead of duplicates.
+
+    A turn never overwrites another one at its place (`index`) unless it `replaces` it (Retry answers the last
+    message again): a copy of the conversation that missed turns saved elsewhere (another device, another
+    replica) would otherwise take their place. The store puts it after the last stored turn instead, and saving
+    the very same turn again (same time and reply) writes nothing."""
 
     session_id: str
     owner: str
@@ -131,6 +144,7 @@ class Turn:
     created_at: datetime
     usage: Usage | None = None  # what the reply cost; added to the owner's counter for created_at's UTC day
     user_images: tuple[ImageRef, ...] = ()
+    replaces: bool = False  # Retry: the turn stored at `index` is replaced on purpose
 
     @property
     def title(self) -> str:
@@ -218,8 +232,9 @@ class ChatStore(Protocol):
         """Delete a session and its messages. Raise SessionNotFound unless `owner` owns it."""
         ...
 
-    def truncate(self, session_id: str, owner: str, turns: int) -> None:
-        """Keep only the first `turns` turns (undo). Raise SessionNotFound unless `owner` owns it."""
+    def truncate(self, session_id: str, owner: str, turns: int, shown: int | None = None) -> None:
+        """Keep only the first `turns` turns (undo). Raise SessionNotFound unless `owner` owns it, and
+        TurnsChanged, deleting nothing, when more than `shown` turns (the undoing copy's) are stored."""
         ...
 
     def tokens_used(self, owner: str, day: date) -> int:

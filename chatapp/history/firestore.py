@@ -3,14 +3,17 @@
 Why the send path looks the way it does:
 - ONE commit, zero reads: the session upsert is a merge-set (owner/title/created_at only on turn 0), and
   `turns` is written as an absolute number, not Increment, so replaying a turn changes nothing.
-- Message ids come from seq ("000042"), not auto ids: when a commit's reply is lost and the turn is saved
-  again, it overwrites the same two documents instead of adding duplicates.
+- Message ids come from seq ("000042"), not auto ids, and a turn's two messages are *created*: a commit
+  refused because a message is there already costs two reads, and then either the turn itself is there (a
+  commit whose reply was lost, saved again: nothing more is written, nothing counted twice) or another turn is
+  (a copy of the conversation that missed turns saved elsewhere): this one goes after the last (see Turn).
+  Only Retry's turn, which `replaces` the one at its place, is set over it.
 - Every call has a short deadline and a bounded retry, so a dead store fails in seconds, not minutes: the UI
   thread waits on save_turn.
 
 - Usage accounting rides in the same commit: the owner's `chat_usage/{day}_{owner hash}` counter gets
-  Increment(tokens) (a field transform, no read). Unlike the rest of a turn this is not idempotent: a turn
-  replayed after a lost commit reply is counted twice, which errs on the side of the limit.
+  Increment(tokens) (a field transform, no read). A replayed turn is refused with its messages, so it is
+  counted once; a Retry's replacing turn counts again (it is a second request to the model).
 
 Search: Firestore has no full-text index, and keeping one in the session document (a word list) would make it
 grow without bound. So a search reads the caller's own conversations, newest first, and matches them here
@@ -24,7 +27,9 @@ query scope COLLECTION, fields `owner` ASCENDING, `updated_at` DESCENDING.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -44,6 +49,7 @@ from chatapp.history.base import (
     StoredMessage,
     StoreError,
     Turn,
+    TurnsChanged,
     Unanswered,
     Usage,
     check_turn,
@@ -53,14 +59,18 @@ from chatapp.history.base import (
 )
 from chatapp.history.firestore_shared import FirestoreShared
 
+log = logging.getLogger(__name__)
+
 SESSIONS = "chat_sessions"
 MESSAGES = "messages"
 USAGE = "chat_usage"
 DELETE_BATCH = 450  # Firestore allows 500 writes per batch; stay clear of it
+PLACE_TRIES = 5  # saves racing for one place: each loser reads where the conversation ends and tries there
 SEARCH_TITLES = 200  # conversations whose title a search reads (one query, ~200 small reads)
 SEARCH_CONTENTS = 25  # conversations whose messages a search reads (one query each)
 
-# Replaying is safe for every call we make (reads, and writes that are idempotent by construction).
+# Replaying is safe for every call we make: reads, writes that are idempotent, and a turn's commit, whose
+# replay is refused and then recognised (save_turn).
 _TRANSIENT = if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted)
 
 
@@ -144,6 +154,46 @@ class FirestoreStore(FirestoreShared):
 
     def save_turn(self, turn: Turn) -> None:
         check_turn(turn)
+        with self._errors("saving a turn"):
+            # Retry replaces the last stored turn only (one more read, for Retry alone): from a copy that missed
+            # turns, its place holds another.
+            if turn.replaces and turn.index != self._stored_turns(turn.session_id) - 1:
+                turn = dataclasses.replace(turn, replaces=False)
+            for _ in range(PLACE_TRIES):
+                try:
+                    self._commit(turn)
+                    return
+                except gexc.AlreadyExists:  # another turn is at this place, or this very one (see Turn)
+                    place = self._free_place(turn)
+                    if place is None:
+                        return
+                    log.warning("turn %s#%d: another turn is stored there; saving it as turn %d", turn.session_id,
+                                turn.index, place)  # fmt: skip
+                    turn = dataclasses.replace(turn, index=place)
+        raise StoreError(f"{self._where}: no free place for a turn after {PLACE_TRIES} tries (saves racing for it)")
+
+    def _free_place(self, turn: Turn) -> int | None:
+        """After a conflict: None if the turn itself is stored at its place (a commit whose answer was lost,
+        replayed), else the place after the conversation's last turn. Two small reads, on conflicts only."""
+        messages = self._sessions.document(turn.session_id).collection(MESSAGES)
+        t = self._write_timeout_s
+        there = messages.document(message_id(2 * turn.index + 1)).get(retry=_retry(t), timeout=t)
+        stored = (there.to_dict() or {}) if there.exists else {}
+        if stored.get("content") == turn.assistant and _utc(stored.get("created_at")) == _utc(turn.created_at):
+            return None
+        return max(turn.index, self._stored_turns(turn.session_id))
+
+    def _stored_turns(self, session_id: str) -> int:
+        """How many turns the conversation has stored (the place after its last): one read of one message id."""
+        messages = self._sessions.document(session_id).collection(MESSAGES)
+        last = messages.order_by("seq", direction=firestore.Query.DESCENDING).limit(1).select(["seq"])
+        t = self._write_timeout_s
+        seqs = [snap.get("seq") for snap in last.stream(retry=_retry(t), timeout=t)]
+        return seqs[0] // 2 + 1 if seqs and isinstance(seqs[0], int) else 0
+
+    def _commit(self, turn: Turn) -> None:
+        """The turn in one commit: its two messages created (set, when it `replaces` the turn there), the
+        session's head merged, the owner's counter for the day incremented."""
         session = self._sessions.document(turn.session_id)
         head: dict[str, Any] = {"updated_at": turn.created_at, "turns": turn.index + 1}
         if turn.index == 0:
@@ -160,7 +210,11 @@ class FirestoreStore(FirestoreShared):
                 doc["images"] = [i.as_dict() for i in images]
             if role == "assistant" and turn.usage is not None:
                 doc["usage"] = turn.usage.as_dict()
-            batch.set(session.collection(MESSAGES).document(message_id(seq)), doc)
+            message = session.collection(MESSAGES).document(message_id(seq))
+            if turn.replaces:
+                batch.set(message, doc)
+            else:
+                batch.create(message, doc)  # refused (AlreadyExists) if any turn is there: nothing is written
         if turn.usage is not None and turn.usage.total > 0:
             counter = {
                 "owner": turn.owner,
@@ -169,9 +223,8 @@ class FirestoreStore(FirestoreShared):
                 "updated_at": turn.created_at,
             }
             batch.set(self._usage.document(usage_id(turn.owner, turn.day)), counter, merge=True)
-        with self._errors("saving a turn"):
-            t = self._write_timeout_s
-            batch.commit(retry=_retry(t), timeout=t)
+        t = self._write_timeout_s
+        batch.commit(retry=_retry(t), timeout=t)
 
     def _owned(self, session_id: str, owner: str, action: str) -> firestore.DocumentReference:
         if not valid_session_id(session_id):
@@ -249,7 +302,13 @@ class FirestoreStore(FirestoreShared):
                 batch.commit(**opts)
             ref.delete(**opts)
 
-    def truncate(self, session_id: str, owner: str, turns: int) -> None:
+    def truncate(self, session_id: str, owner: str, turns: int, shown: int | None = None) -> None:
+        if shown is not None:
+            self._owned(session_id, owner, "undoing a turn")
+            with self._errors("undoing a turn"):
+                stored = self._stored_turns(session_id)
+            if stored > shown:
+                raise TurnsChanged(shown, stored)
         if turns <= 0:
             self.delete_session(session_id, owner)  # an empty conversation is not worth listing
             return

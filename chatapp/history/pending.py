@@ -233,8 +233,13 @@ class RetryingStore:
             if not dropped:  # it existed only in the queue: deleting it there is the whole job
                 raise
 
-    def truncate(self, session_id: str, owner: str, turns: int) -> None:
-        with self._draining:
+    def truncate(self, session_id: str, owner: str, turns: int, shown: int | None = None) -> None:
+        with self._draining:  # no queued turn is written meanwhile
+            try:  # first: a store that refuses (TurnsChanged, an outage) leaves the queued turns queued too
+                self.store.truncate(session_id, owner, turns, shown)
+                stored = True
+            except SessionNotFound:
+                stored = False
             with self._cond:
                 before = len(self._queue)
                 self._queue = [
@@ -242,11 +247,8 @@ class RetryingStore:
                 ]
                 dropped = before - len(self._queue)
                 self._cond.notify_all()
-            try:
-                self.store.truncate(session_id, owner, turns)
-            except SessionNotFound:
-                if not dropped:
-                    raise
+            if not stored and not dropped:
+                raise SessionNotFound()
 
     def tokens_used(self, owner: str, day: date) -> int:
         """The store's count plus the turns still queued (their increments are not written yet)."""

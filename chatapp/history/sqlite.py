@@ -7,7 +7,9 @@ wait for the writer, and each turn is one short IMMEDIATE transaction, so writer
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from chatapp.history.base import (
     StoredMessage,
     StoreError,
     Turn,
+    TurnsChanged,
     Unanswered,
     Usage,
     check_turn,
@@ -33,6 +36,14 @@ from chatapp.history.base import (
 )
 from chatapp.history.sqlite_schema import ADDED_COLUMNS, QUERY_SCHEMA, SCHEMA, SLOT, TITLE_SEQ, add_search
 from chatapp.history.sqlite_shared import SqliteShared
+
+log = logging.getLogger(__name__)
+
+
+def _stored_turns(conn: sqlite3.Connection, session_id: str) -> int:
+    """How many turns the conversation has stored: the place after its last."""
+    (last,) = conn.execute("SELECT MAX(seq) FROM messages WHERE session_id = ?", (session_id,)).fetchone()
+    return 0 if last is None else last // 2 + 1
 
 
 def _unanswered(raw: str | None) -> Unanswered | None:
@@ -132,6 +143,12 @@ class SqliteStore(SqliteShared):
             # owner's conversation.
             if row is not None and row[0] is not None and row[0] != turn.owner:
                 raise SessionNotFound()
+            # Retry replaces the last stored turn only: from a copy that missed turns, its place holds another.
+            replaces = turn.replaces and turn.index == _stored_turns(conn, turn.session_id) - 1
+            index = turn.index if replaces else self._free_place(conn, turn, at)
+            if index is None:
+                return  # this very turn is stored already (saved again after a lost answer)
+            turn = dataclasses.replace(turn, index=index)
             if turn.index == 0:
                 conn.execute(
                     "INSERT INTO sessions (session_id, owner, title, created_at, updated_at, turns)"
@@ -157,12 +174,28 @@ class SqliteStore(SqliteShared):
                     (turn.session_id, 2 * turn.index + 1, "assistant", turn.assistant, turn.model, at, *cost, None),
                 ],
             )
-            if usage is not None and usage.total > 0:  # counted like Firestore's Increment (a replay counts twice)
+            if usage is not None and usage.total > 0:  # a turn saved again returned above: counted once
                 conn.execute(
                     "INSERT INTO daily_usage (owner, day, tokens) VALUES (?, ?, ?)"
                     " ON CONFLICT (owner, day) DO UPDATE SET tokens = tokens + excluded.tokens",
                     (turn.owner, turn.day.isoformat(), usage.total),
                 )
+
+    @staticmethod
+    def _free_place(conn: sqlite3.Connection, turn: Turn, at: int) -> int | None:
+        """The turn's own place if free, None if the turn itself is there, else the place after the last turn
+        (see Turn). Inside the save's transaction, so no other save comes between."""
+        reply = conn.execute(
+            "SELECT content, created_at FROM messages WHERE session_id = ? AND seq = ?",
+            (turn.session_id, 2 * turn.index + 1),
+        ).fetchone()
+        if reply is None:
+            return turn.index
+        if tuple(reply) == (turn.assistant, at):
+            return None
+        place = _stored_turns(conn, turn.session_id)
+        log.warning("turn %s#%d: another turn is stored there; saved as turn %d", turn.session_id, turn.index, place)
+        return place
 
     def load_messages(self, session_id: str, owner: str) -> list[StoredMessage]:
         if not valid_session_id(session_id):
@@ -227,14 +260,16 @@ class SqliteStore(SqliteShared):
             self._check_owner(conn, session_id, owner)
             conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))  # messages cascade
 
-    def truncate(self, session_id: str, owner: str, turns: int) -> None:
+    def truncate(self, session_id: str, owner: str, turns: int, shown: int | None = None) -> None:
         if not valid_session_id(session_id):
             raise SessionNotFound()
-        if turns <= 0:
-            self.delete_session(session_id, owner)  # an empty conversation is not worth listing
-            return
         with self._transaction("undoing a turn") as conn:
             self._check_owner(conn, session_id, owner)
+            if shown is not None and (stored := _stored_turns(conn, session_id)) > shown:
+                raise TurnsChanged(shown, stored)
+            if turns <= 0:  # an empty conversation is not worth listing
+                conn.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))  # messages cascade
+                return
             conn.execute("DELETE FROM messages WHERE session_id = ? AND seq >= ?", (session_id, 2 * turns))
             # A failed message recorded before the undone turn would otherwise come back as current.
             conn.execute(

@@ -79,7 +79,7 @@ def test_undo_changes_store_and_memory_together(conversations: Conversations, st
     talk(conversations, "user:ada", session, "one")
     talk(conversations, "user:ada", session, "two")
 
-    def down(*_args: object) -> None:
+    def down(*_args: object, **_kwargs: object) -> None:
         raise StoreError("the store is down")
 
     monkeypatch.setattr(store, "truncate", down)

@@ -3,8 +3,9 @@ browser had open (browser storage), so two tabs in one conversation is the ordin
 tab used to hold its own copy read from the store; both took the next turn's index from their copy, and the
 later save overwrote a turn the other tab had been told was saved. A replica now holds one copy per
 conversation, shared by every tab and API client that opens it, brought up to the store's turns when another
-replica added some. The handlers run in-process on a real SQLite store (two `Conversations` on one store stand
-for two replicas) and a model that streams word by word.
+replica added some; and a copy that still misses some (a page left open while another device went on, on
+another replica) has its turn stored after them, not over them. The handlers run in-process on a real SQLite
+store (two `Conversations` on one store stand for two replicas) and a model that streams word by word.
 """
 
 from __future__ import annotations
@@ -89,6 +90,59 @@ def test_a_copy_opened_here_takes_the_turns_another_replica_added(store: SqliteS
     assert stored_texts(store, tab.conversation.id) == [
         "one", ANSWER, "two on the other replica", ANSWER, "three here", ANSWER,
     ]  # fmt: skip
+
+
+def test_a_page_left_open_on_one_replica_keeps_the_other_devices_turns(store: SqliteStore):
+    # The laptop's page stays open on one replica; the phone, on another, goes on in the same conversation.
+    # The laptop's copy never sees the phone's turn, and its next turn is given that turn's place: the store
+    # puts it after the phone's instead (Turn), and the page is told it is saved.
+    laptop_replica, phone_replica = replica(store), replica(store)
+    laptop = opened_in_new_tab(laptop_replica, {"session_id": None})
+    send(laptop_replica, laptop, "one on the laptop")
+    phone = opened_in_new_tab(phone_replica, laptop.shown())
+    assert send(phone_replica, phone, "two on the phone")
+    assert send(laptop_replica, laptop, "three on the laptop, left open")
+    assert stored_texts(store, laptop.conversation.id) == [
+        "one on the laptop", ANSWER, "two on the phone", ANSWER, "three on the laptop, left open", ANSWER,
+    ]  # fmt: skip
+
+
+def laptop_and_phone(store: SqliteStore) -> tuple[PageHandlers, Tab]:
+    """A turn on the laptop, then one on the phone (another replica): the laptop's page has not seen it."""
+    laptop_replica, phone_replica = replica(store), replica(store)
+    laptop = opened_in_new_tab(laptop_replica, {"session_id": None})
+    send(laptop_replica, laptop, "one on the laptop")
+    send(phone_replica, opened_in_new_tab(phone_replica, laptop.shown()), "two on the phone")
+    return laptop_replica, laptop
+
+
+def test_undo_on_a_page_that_missed_turns_takes_back_nothing(store: SqliteStore):
+    laptop_replica, laptop = laptop_and_phone(store)
+    with pytest.raises(gr.Error, match=r"went on elsewhere .* nothing was undone"):
+        laptop_replica.undo(laptop, laptop.shown(), REQUEST)
+    assert stored_texts(store, laptop.conversation.id) == ["one on the laptop", ANSWER, "two on the phone", ANSWER]
+    assert laptop.conversation.session.turns == 1, "the page no longer shows what is still stored"
+
+
+def test_retry_on_a_page_that_missed_turns_replaces_none_of_them(store: SqliteStore):
+    laptop_replica, laptop = laptop_and_phone(store)
+    tab, *_ = laptop_replica.retry(laptop, laptop.shown(), laptop.sent + 1, REQUEST)
+    *_, last = laptop_replica.respond(tab, *CONTROLS, None, REQUEST)
+    assert ANSWER in str(last[1])
+    assert stored_texts(store, laptop.conversation.id) == [
+        "one on the laptop", ANSWER, "two on the phone", ANSWER, "one on the laptop", ANSWER,
+    ]  # fmt: skip
+
+
+def test_retry_on_a_page_that_saw_every_turn_replaces_its_last(store: SqliteStore):
+    page = replica(store)
+    tab = opened_in_new_tab(page, {"session_id": None})
+    send(page, tab, "one")
+    send(page, tab, "two")
+    tab, *_ = page.retry(tab, tab.shown(), tab.sent + 1, REQUEST)
+    *_, last = page.respond(tab, *CONTROLS, None, REQUEST)
+    assert ANSWER in str(last[1])
+    assert stored_texts(store, tab.conversation.id) == ["one", ANSWER, "two", ANSWER]
 
 
 def test_a_deleted_conversation_is_not_opened_from_a_copy_still_held(store: SqliteStore):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
 
-from chatapp.history.base import MAX_MESSAGE_BYTES, TITLE_CHARS, SessionNotFound, StoreError
+from chatapp.history.base import MAX_MESSAGE_BYTES, TITLE_CHARS, SessionNotFound, StoreError, Turn, TurnsChanged, Usage
 from tests.history.conftest import T0, add_placeholder, make_turn
 
 TEXTS = [
@@ -115,6 +116,75 @@ def test_saving_the_same_turn_again_changes_nothing(store):
 
     assert (store.load_messages("s-1", "alice"), store.list_sessions("alice")) == before
     assert len(before[0]) == 4 and before[1][0].turns == 2
+
+
+COST = Usage(120, 30)
+DAY = timedelta(days=1)
+
+
+def costing(turn: Turn) -> Turn:
+    return dataclasses.replace(turn, usage=COST)
+
+
+def test_a_turn_never_overwrites_another_at_its_place(store):
+    # A copy of the conversation that missed a turn saved elsewhere (another device on another replica) gives
+    # its next turn the place that turn took: it goes after the last one, and both stay.
+    store.save_turn(costing(make_turn(0)))
+    store.save_turn(costing(make_turn(1, user="from the phone", assistant="answer on the phone")))
+    store.save_turn(costing(make_turn(1, user="from the laptop", assistant="answer on the laptop", at=T0 + DAY / 2)))
+
+    messages = store.load_messages("s-1", "alice")
+    assert [m.content for m in messages] == [
+        "question 0", "answer 0", "from the phone", "answer on the phone", "from the laptop", "answer on the laptop",
+    ]  # fmt: skip
+    assert [m.seq for m in messages] == list(range(6))
+    assert store.list_sessions("alice")[0].turns == 3
+    assert store.tokens_used("alice", T0.date()) == 3 * COST.total
+
+
+def test_a_turn_saved_again_is_stored_and_counted_once(store):
+    turn = costing(make_turn(0))
+    store.save_turn(turn)
+    store.save_turn(turn)  # its commit's answer was lost: saved again by the retry queue
+
+    assert len(store.load_messages("s-1", "alice")) == 2
+    assert store.tokens_used("alice", T0.date()) == COST.total
+
+
+def test_retry_replaces_the_turn_at_its_place(store):
+    store.save_turn(make_turn(0))
+    store.save_turn(make_turn(1))
+    store.save_turn(dataclasses.replace(make_turn(1, assistant="a better answer"), replaces=True))
+
+    messages = store.load_messages("s-1", "alice")
+    assert [m.content for m in messages[2:]] == ["question 1", "a better answer"]
+    assert len(messages) == 4
+
+
+def test_retry_from_a_copy_that_missed_turns_replaces_none_of_them(store):
+    # The copy retries its last turn, 0, but the phone stored turn 1 meanwhile: the new reply goes after it.
+    store.save_turn(make_turn(0))
+    store.save_turn(make_turn(1, user="from the phone"))
+    store.save_turn(dataclasses.replace(make_turn(0, assistant="the retried answer", at=T0 + DAY / 2), replaces=True))
+
+    assert [m.content for m in store.load_messages("s-1", "alice")] == [
+        "question 0", "answer 0", "from the phone", "answer 1", "question 0", "the retried answer",
+    ]  # fmt: skip
+
+
+def test_undo_from_a_copy_that_missed_turns_deletes_nothing(store):
+    for index in range(3):
+        store.save_turn(make_turn(index))
+    before = store.load_messages("s-1", "alice")
+
+    with pytest.raises(TurnsChanged):
+        store.truncate("s-1", "alice", 1, shown=2)  # its copy shows 2 turns, 3 are stored
+    with pytest.raises(TurnsChanged):
+        store.truncate("s-1", "alice", 0, shown=1)  # nor the whole conversation, as undoing its only turn would
+    assert store.load_messages("s-1", "alice") == before
+
+    store.truncate("s-1", "alice", 2, shown=3)
+    assert len(store.load_messages("s-1", "alice")) == 4
 
 
 def test_delete_removes_the_session_and_only_it(store):

@@ -6,6 +6,7 @@ FTS5, Firestore by reading the caller's newest conversations), and must never re
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import timedelta
 
@@ -98,7 +99,8 @@ def test_words_joined_by_underscores_are_separate_words(store):
 
 def test_search_follows_retries_undo_and_delete(store):
     store.save_turn(make_turn(0, user="hello", assistant="the old answer mentions zebras"))
-    store.save_turn(make_turn(0, user="hello", assistant="the new answer mentions giraffes"))  # retry
+    retried = make_turn(0, user="hello", assistant="the new answer mentions giraffes")
+    store.save_turn(dataclasses.replace(retried, replaces=True))  # Retry: replaces the turn at its place
     assert found(store, "alice", "zebras") == []
     assert found(store, "alice", "giraffes") == [("s-1", "the new answer mentions giraffes")]
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chatapp.history.base import SessionNotFound, StoreError, Turn
+from chatapp.history.base import SessionNotFound, StoreError, Turn, TurnsChanged
 from chatapp.history.firestore import FirestoreStore
 from chatapp.history.pending import RetryingStore
 from chatapp.history.sqlite import SqliteStore
@@ -335,3 +335,27 @@ def test_the_chat_counts_late_saves_and_dropped_turns_for_its_metrics(tmp_path, 
     assert history.flush(timeout=30)
     history.close(timeout=5)
     assert counts() == (before[0] + 1, before[1] + 1)
+
+
+@pytest.mark.parametrize("refusal", [TurnsChanged(1, 2), StoreError("store is down")])
+def test_an_undo_the_store_refuses_leaves_the_queued_turns_queued(retrying, flaky, refusal, monkeypatch):
+    # The last turn waits in the queue (the store was down); the undo of it is refused: by the store's check
+    # that the page has seen every turn, or by an outage. The queued turn must stay, to be saved later: the page
+    # still shows it, since nothing was undone.
+    retrying.save(make_turn(0))
+    retrying._max_backoff_s = retrying._first_backoff_s = 60  # keep the retry thread quiet
+    flaky.down = True
+    assert retrying.save(make_turn(1)) is False
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise refusal
+
+    monkeypatch.setattr(flaky, "truncate", refuse)
+    with pytest.raises(type(refusal)):
+        retrying.truncate("s-1", "alice", 1, shown=2)
+    assert retrying.pending_count() == 1
+
+    flaky.down = False
+    monkeypatch.undo()
+    assert retrying.flush(timeout=30)
+    assert [m.content for m in flaky.load_messages("s-1", "alice")][2:] == ["question 1", "answer 1"]
