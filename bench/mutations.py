@@ -404,8 +404,8 @@ MUTATIONS = [
     Mutation(
         "light-route-trusts-a-conversation-id",
         "chatapp/api_stream.py",
-        "            session = live or self._conversations.resume(owner, conversation_id)",
-        "            session = live or ChatSession(owner=owner, session_id=conversation_id)",
+        "        return self._conversations.resume(owner, conversation_id), ask",
+        "        return ChatSession(owner=owner, session_id=conversation_id), ask",
         ("tests/security/test_api_stream.py", "-k", "another_callers"),
     ),
     Mutation(
@@ -435,6 +435,65 @@ MUTATIONS = [
         '                "tokens": firestore.Increment(turn.usage.total),',
         '                "tokens": turn.usage.total,',
         ("tests/history/test_usage.py::test_with_usage_a_turn_is_still_one_commit_and_zero_reads",),
+    ),
+    # -- a turn never overwrites another: one copy per conversation on a replica, a place per turn --------
+    Mutation(
+        "a-copy-per-tab",
+        "chatapp/conversations.py",
+        "            held = self._open.setdefault((session.owner, session.session_id), session)",
+        "            held = session",
+        ("tests/chat/test_one_copy_per_conversation.py",),
+    ),
+    Mutation(
+        "sqlite-turn-overwrites-the-turn-at-its-place",
+        SQLITE,
+        "        if reply is None:",
+        "        if True:",
+        CONTRACT_SQLITE,
+    ),
+    Mutation(
+        "firestore-turn-overwrites-the-turn-at-its-place",
+        FIRESTORE,
+        "                batch.create(message, doc)  # refused (AlreadyExists) if any turn is there: nothing is "
+        "written",
+        "                batch.set(message, doc)",
+        CONTRACT_FIRESTORE,
+    ),
+    Mutation(
+        "sqlite-turn-saved-again-is-stored-twice",
+        SQLITE,
+        "        if tuple(reply) == (turn.assistant, at):",
+        "        if False:",
+        CONTRACT_SQLITE,
+    ),
+    Mutation(
+        "undo-from-a-copy-that-missed-turns-deletes-them",
+        SQLITE,
+        "            if shown is not None and (stored := _stored_turns(conn, session_id)) > shown:",
+        "            if False:",
+        CONTRACT_SQLITE,
+    ),
+    Mutation(
+        "retry-replaces-a-turn-it-did-not-take-back",
+        SQLITE,
+        "            replaces = turn.replaces and turn.index == _stored_turns(conn, turn.session_id) - 1",
+        "            replaces = turn.replaces",
+        CONTRACT_SQLITE,
+    ),
+    Mutation(
+        "a-refused-undo-drops-the-queued-turns",
+        PENDING,
+        "            try:  # first: a store that refuses (TurnsChanged, an outage) leaves the queued turns queued too",
+        "            self._queue = [t for t in self._queue if not (t.session_id == session_id and t.owner == owner "
+        "and t.index >= turns)]\n            try:",
+        PENDING_TESTS,
+    ),
+    Mutation(
+        "usage-walks-every-count-on-each-read",
+        "chatapp/usage.py",
+        "        if today == self._swept:",
+        "        if False:",
+        ("tests/chat/test_usage.py",),
     ),
 ]
 
