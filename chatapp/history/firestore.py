@@ -167,8 +167,9 @@ class FirestoreStore(FirestoreShared):
                     place = self._free_place(turn)
                     if place is None:
                         return
-                    log.warning("turn %s#%d: another turn is stored there; saving it as turn %d", turn.session_id,
-                                turn.index, place)  # fmt: skip
+                    log.warning(
+                        "turn %s#%d: another turn is there; saving it as turn %d", turn.session_id, turn.index, place
+                    )
                     turn = dataclasses.replace(turn, index=place)
         raise StoreError(f"{self._where}: no free place for a turn after {PLACE_TRIES} tries (saves racing for it)")
 

@@ -10,8 +10,6 @@ store (two `Conversations` on one store stand for two replicas) and a model that
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 import pytest
 
@@ -22,6 +20,7 @@ from chatapp.status import ModelStatus
 from chatapp.ui_events import CallersUploads
 from chatapp.ui_handlers import PageHandlers
 from chatapp.ui_render import Tab
+from tests.chat import test_state_per_reply as per_reply
 from tests.chat.test_chat_service import ScriptedModel
 from tests.chat.test_conversations import _Saver
 from tests.chat.test_state_per_reply import CONTROLS, WORDS
@@ -29,13 +28,7 @@ from tests.chat.test_state_per_reply import CONTROLS, WORDS
 OWNER = "browser:two-tabs"
 REQUEST = gr.Request(username=OWNER)
 ANSWER = "".join(WORDS)
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    store = SqliteStore(tmp_path / "history.sqlite3")
-    yield store
-    store.close()
+store = per_reply.store  # a real SQLite store under the test's temporary folder
 
 
 def replica(store: SqliteStore) -> PageHandlers:
