@@ -166,8 +166,8 @@ MUTATIONS = [
     Mutation(
         "firestore-delete-skips-the-owner-check",
         FIRESTORE,
-        '        ref = self._owned(session_id, owner, "deleting a conversation")',
-        "        ref = self._sessions.document(session_id)",
+        '        self._delete(self._owned(session_id, owner, "deleting a conversation"))',
+        "        self._delete(self._sessions.document(session_id))",
         CONTRACT_FIRESTORE,
     ),
     Mutation(

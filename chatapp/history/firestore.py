@@ -287,7 +287,10 @@ class FirestoreStore(FirestoreShared):
         return out
 
     def delete_session(self, session_id: str, owner: str) -> None:
-        ref = self._owned(session_id, owner, "deleting a conversation")
+        self._delete(self._owned(session_id, owner, "deleting a conversation"))
+
+    def _delete(self, ref: firestore.DocumentReference) -> None:
+        """Delete a conversation whose owner was checked: its messages, then its document."""
         messages = ref.collection(MESSAGES).select([]).limit(DELETE_BATCH)  # ids only
         opts = self._read_opts()
         with self._errors("deleting a conversation"):
@@ -304,16 +307,15 @@ class FirestoreStore(FirestoreShared):
             ref.delete(**opts)
 
     def truncate(self, session_id: str, owner: str, turns: int, shown: int | None = None) -> None:
+        ref = self._owned(session_id, owner, "undoing a turn")
         if shown is not None:
-            self._owned(session_id, owner, "undoing a turn")
             with self._errors("undoing a turn"):
                 stored = self._stored_turns(session_id)
             if stored > shown:
                 raise TurnsChanged(shown, stored)
         if turns <= 0:
-            self.delete_session(session_id, owner)  # an empty conversation is not worth listing
+            self._delete(ref)  # an empty conversation is not worth listing
             return
-        ref = self._owned(session_id, owner, "undoing a turn")
         later = ref.collection(MESSAGES).where(filter=FieldFilter("seq", ">=", 2 * turns)).select([])
         opts = self._read_opts()
         with self._errors("undoing a turn"):
