@@ -201,6 +201,27 @@ MUTATIONS = [
         ("tests/chat/test_chat_service.py",),
     ),
     Mutation(
+        "chat-stop-waits-for-the-first-token",
+        "chatapp/chat.py",
+        "            if stop is not None:  # an empty chunk shows only when it says the thinking grew (below)",
+        "            if False:",
+        ("tests/chat/test_stop_before_text.py",),
+    ),
+    Mutation(
+        "chat-abandoned-first-token-wait-leaves-the-stream-open",
+        "chatapp/first_chunk.py",
+        "            _close(self._chunks)",
+        "            pass",
+        ("tests/chat/test_first_chunk.py", "tests/chat/test_stop_before_text.py"),
+    ),
+    Mutation(
+        "page-stop-before-the-first-token-keeps-the-message-held",
+        "chatapp/ui_handlers.py",
+        "                    if update.done and update.stopped and not update.text.strip():",
+        "                    if False:",
+        ("tests/chat/test_stop_before_text.py",),
+    ),
+    Mutation(
         "chat-saves-without-the-conversation-lock",
         "chatapp/chat.py",
         "        with session.save_lock:",

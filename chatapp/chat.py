@@ -21,6 +21,7 @@ from chatapp import metrics
 from chatapp.conversation import ImageRef, Message, build_prompt
 from chatapp.costs import cost, worst_case
 from chatapp.drain import CUT_NOTE, REFUSED_NOTE, Drain
+from chatapp.first_chunk import until_stopped
 from chatapp.history.base import StoredMessage, StoreError, Turn, Usage
 from chatapp.inputs import InputError, shown
 from chatapp.models import wants_self_hosted
@@ -95,6 +96,7 @@ class Update:
     because: str | None = None
     # What the model thought so far (shown apart, as thinking); never part of `text`, never stored.
     thinking: str = ""
+    stopped: bool = False  # set on the final update of a reply Stop ended
 
     @property
     def answered_note(self) -> str | None:
@@ -160,10 +162,12 @@ class ChatService:
             raise InputError(f"Unknown model {shown(label)}. Choose one of: {known}.")
         return model
 
-    def reply(self, session: ChatSession, ask: Ask) -> Iterator[Update]:
+    def reply(self, session: ChatSession, ask: Ask, stop: Callable[[], bool] | None = None) -> Iterator[Update]:
         """Stream one reply to `ask` (checked, its images stored) and save the turn.
 
         If the caller stops iterating (the user pressed stop), the partial reply the user saw is still saved.
+        `stop`, when given, is also checked while the model's first chunk is awaited: true then, the reply ends
+        at once, nothing stored, its last update `stopped` (chatapp.first_chunk).
         """
         text, model_label, images = ask.text, ask.model, ask.images
         model = self.model(model_label)
@@ -185,7 +189,7 @@ class ChatService:
             return
         try:
             with self.drain.reply():
-                yield from self._reply(session, text, model_label, model, params, prompt, images, stats, started)
+                yield from self._reply(session, text, model_label, model, params, prompt, images, stats, started, stop)
         finally:
             if hold is not None:
                 hold.release()  # after the turn's real usage was added (or nothing, if it failed)
@@ -201,6 +205,7 @@ class ChatService:
         images: tuple[ImageRef, ...],
         stats: ReplyStats,
         started: float,
+        stop: Callable[[], bool] | None,
     ) -> Iterator[Update]:
         try:
             prompt = self._with_image_bytes(session, prompt)
@@ -221,6 +226,8 @@ class ChatService:
         metrics.STREAMS_IN_FLIGHT.labels(model_label).inc()
         try:
             stream = model.stream(prompt, params, stats)
+            if stop is not None:  # an empty chunk shows only when it says the thinking grew (below)
+                stream = until_stopped(stream, stop, shows=lambda chunk: bool(chunk) or bool(stats.thinking))
             try:
                 last_update = 0.0
                 for chunk in stream:
@@ -244,6 +251,8 @@ class ChatService:
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()  # closes the upstream request when we stop early
+            if stop is not None and not reply and stop():  # stopped before the first chunk (until_stopped)
+                outcome = "stopped"
         except _ShutdownCut as exc:
             outcome, notice = "cut", str(exc)
             if reply.strip():  # the note is stored with the text, so a reload on another replica explains it
@@ -269,7 +278,7 @@ class ChatService:
                 except StoreError as exc:  # a turn no retry can store (e.g. too large): say so, promise nothing
                     saved, refused = False, str(exc)
             self._log(session, model_label, outcome, started, first_token_s, stats, saved, text, reply, usage)
-        if not reply.strip() and notice is None:
+        if not reply.strip() and notice is None and outcome != "stopped":
             outcome, notice = "empty", f"{model_label} returned an empty reply. Try again or switch models."
             if stats.thinking and stats.finish_reason == "length":
                 notice = (
@@ -291,6 +300,7 @@ class ChatService:
             answered_by=stats.answered_by,
             because=stats.because,
             thinking=stats.thinking,
+            stopped=outcome == "stopped",
         )
 
     def _with_image_bytes(self, session: ChatSession, prompt: list[Message]) -> list[Message]:

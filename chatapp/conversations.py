@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -261,10 +261,12 @@ class Conversations:
 
     # -- turns --------------------------------------------------------------------------------------------
 
-    def reply(self, owner: str, session: ChatSession, ask: Ask) -> Iterator[Update]:
+    def reply(
+        self, owner: str, session: ChatSession, ask: Ask, stop: Callable[[], bool] | None = None
+    ) -> Iterator[Update]:
         """Stream the reply to `ask` in the caller's conversation and store the turn (see ChatService.reply)."""
         self._own(owner, session)
-        return self._service.reply(session, ask)
+        return self._service.reply(session, ask, stop)
 
     def retry(self, owner: str, session: ChatSession) -> str | None:
         """Take back the last turn to answer its message again; returns that message (None if none).

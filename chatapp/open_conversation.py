@@ -162,28 +162,28 @@ class OpenConversation:
         attachments.consume(self.owner, paths)
         return refs
 
-    def reply(self, controls: Controls, stop: Callable[[], bool] = lambda: False) -> Iterator[Update]:
+    def reply(self, controls: Controls, stop: Callable[[], bool] | None = None) -> Iterator[Update]:
         """Answer the accepted message: the reply's updates, the last one `done`. Raises InputError (before
-        anything is sent) for a bad setting. When `stop()` turns true the reply ends and what streamed is
-        stored; the last update then holds what was stored."""
+        anything is sent) for a bad setting. When `stop()` turns true the reply ends (even before the model's
+        first chunk) and what streamed is stored; the last update then holds what was stored, and is `stopped`."""
         if self.unanswered is None:
             return
         ask = self.conversations.ask(self.unanswered, controls, self.images)
         turns_before = self.session.turns
         thought = ""
         try:
-            with contextlib.closing(self.conversations.reply(self.owner, self.session, ask)) as updates:
+            with contextlib.closing(self.conversations.reply(self.owner, self.session, ask, stop)) as updates:
                 for update in updates:
                     if update.done:
                         self._settle(update)
                         yield update
                         return
                     thought = update.thinking
-                    if stop():
+                    if stop is not None and stop():
                         break  # closing the reply stores what has streamed (ChatService.reply)
                     yield update
             stored = self.session.messages[-1].content if self.session.turns > turns_before else ""
-            final = Update(stored, thinking=thought, done=True)
+            final = Update(stored, thinking=thought, done=True, stopped=True)
             self._settle(final)
             yield final
         finally:

@@ -223,13 +223,15 @@ class PageHandlers:
         if conversation.unanswered is None:
             return
         if tab.stop_at >= tab.sent:  # Stop came before the reply began: nothing is sent, nothing stored
-            text = conversation.take_back()
-            yield tab, messages_for(tab), gr.update(), {"text": text, "files": []}, tab.shown()
+            yield self._taken_back(tab)
             return
         controls = Controls(model, temperature, top_p, max_tokens, system_prompt, thinking)
         try:
             with contextlib.closing(conversation.reply(controls, stop=lambda: tab.stop_at >= tab.sent)) as updates:
                 for update in updates:
+                    if update.done and update.stopped and not update.text.strip():
+                        yield self._taken_back(tab)  # stopped before any text: nothing was stored
+                        return
                     if update.done:
                         yield (*self._finish(tab, update), gr.update(), tab.shown())
                         return
@@ -239,6 +241,11 @@ class PageHandlers:
             log.info("message refused: %s", exc)
             conversation.notice = str(exc)
             yield tab, messages_for(tab), gr.update(), gr.update(), tab.shown()
+
+    def _taken_back(self, tab: Tab) -> tuple:
+        """A message Stop ended before any text goes back into the message box."""
+        text = tab.conversation.take_back()
+        return tab, messages_for(tab), gr.update(), {"text": text, "files": []}, tab.shown()
 
     def _finish(self, tab: Tab, update: Update) -> tuple:
         conversation = tab.conversation

@@ -1,8 +1,8 @@
-"""Stop at any moment (issues 15 row 10 and 16): right after Enter, before the first token, mid-stream, as the
-reply ends (while the turn is being saved), twice in a row, while one pinned busy loop per core keeps every core
-loaded (the reload that checks what is stored runs without it). Every time the page must end idle, never show
-"Error", keep the conversation in view, and show what is stored (read from the store itself, and after a
-reload).
+"""Stop at any moment (issues 15 row 10 and 16): right after Enter, before the first token (without waiting for
+it), mid-stream, as the reply ends (while the turn is being saved), twice in a row, while one pinned busy loop
+per core keeps every core loaded (the reload that checks what is stored runs without it). Every time the page
+must end idle, never show "Error", keep the conversation in view, and show what is stored (read from the store
+itself, and after a reload).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +26,7 @@ BUSY_S = 600  # each busy loop ends by itself even if the test process dies
 # Send, then Stop in the same moment: nothing of the page runs between the two clicks.
 SEND_THEN_STOP = "() => { document.querySelector('#send').click(); document.querySelector('#stop').click(); }"
 LAST_TOKEN = 10  # the short reply of "as the reply ends": tok1 … tok10
+FIRST_TOKEN_S = 60.0  # "before the first token": longer than a loaded page needs to settle after a Stop
 
 
 class CpuLoad:
@@ -134,7 +136,31 @@ def test_a_stop_right_after_enter_always_stops(ui: ChatPage, chat: ChatProcess, 
     assert not [m for m in stored_replies(chat) if m.startswith("Story number")], "a stopped message was stored"
 
 
-@pytest.mark.parametrize("moment", ["before the first token", "mid-stream", "as the reply ends", "twice"])
+def test_a_stop_before_the_first_token_ends_the_reply_without_waiting_for_it(
+    ui: ChatPage, chat: ChatProcess, fake_model, cpu_load
+):
+    # The model was asked and reads a long prompt: its first token is FIRST_TOKEN_S away. Stop ends the reply
+    # now, as one pressed before the reply began does (test above), not when that token comes.
+    fake_model.mode, fake_model.first_token_delay_s, fake_model.reply = "slow_start", FIRST_TOKEN_S, 200
+    for n in range(2):
+        ui.new_chat()
+        question = f"Read this long document ({n})"
+        asked = len(fake_model.chat_requests())
+        retype(ui, question)
+        ui.page.locator("#send").click()
+        expect(ui.user_messages.filter(has_text=question)).to_have_count(1)
+        wait_until(lambda n=asked: len(fake_model.chat_requests()) > n, LOADED_MS / 1000, "the model to be asked")
+        pressed = time.monotonic()
+        ui.stop()
+        expect(ui.last_bot).to_contain_text("Stopped before the reply began")
+        expect(ui.textbox).to_have_value(question)
+        ui.wait_idle()
+        assert time.monotonic() - pressed < FIRST_TOKEN_S, "Stop waited for the model's first token"
+        expect(ui.page.get_by_text("Error", exact=True)).to_have_count(0)
+        assert question not in stored_replies(chat), "a reply stopped before its first token was stored"
+
+
+@pytest.mark.parametrize("moment", ["mid-stream", "as the reply ends", "twice"])
 def test_stop_at_any_moment_leaves_the_page_idle_with_the_stored_partial_reply(
     ui: ChatPage, chat: ChatProcess, fake_model, cpu_load, moment: str
 ):
@@ -142,16 +168,7 @@ def test_stop_at_any_moment_leaves_the_page_idle_with_the_stored_partial_reply(
         ui.new_chat()
         question = f"Tell me a story ({moment}, {n})"
         fake_model.mode, fake_model.first_token_delay_s = "normal", 3.0
-        if moment == "before the first token":
-            fake_model.mode, fake_model.tokens_per_s, fake_model.reply = "slow_start", 10, 200
-            asked = len(fake_model.chat_requests())
-            ui.send(question)
-            expect(ui.user_messages.filter(has_text=question)).to_have_count(1)
-            # The reply has begun (the model was asked; its first token is 3 s away). A Stop before that is the
-            # other race, "before the reply began", which puts the message back in the box (test above).
-            wait_until(lambda n=asked: len(fake_model.chat_requests()) > n, LOADED_MS / 1000, "the model to be asked")
-            ui.stop()
-        elif moment == "as the reply ends":
+        if moment == "as the reply ends":
             fake_model.tokens_per_s, fake_model.reply = 20, LAST_TOKEN  # half a second
             ui.send(question)
             # The last token on screen: the stream is ending and the turn being saved, or just saved.
