@@ -437,6 +437,13 @@ MUTATIONS = [
         ("tests/security/test_api_stream.py", "-k", "goes_away"),
     ),
     Mutation(
+        "light-route-waits-for-the-first-token-of-a-client-gone",
+        "chatapp/api_stream.py",
+        "            updates = self._conversations.reply(owner, session, ask, stop=lambda: latest.stopped)",
+        "            updates = self._conversations.reply(owner, session, ask)",
+        ("tests/security/test_api_stream.py", "-k", "before_the_first_token"),
+    ),
+    Mutation(
         "auto-waits-out-a-busy-self-hosted-model",
         "chatapp/models/auto.py",
         "        retry_budget_s=0.0,",

@@ -9,7 +9,8 @@ all on the one event loop; on 2 cores that, not our layers, is the floor of the 
   conversation id another caller owns is answered 404 exactly like one that does not exist (`resume`), and the
   reply is `Conversations.reply`, so the daily limit's reservation, the drain and the save are the chat's own.
 - **Stop** is the client going away: the reply's generator is closed, which stores what streamed (as the page's
-  Stop does). **Save, then answer:** the last line, `"done": true`, is written only once the turn is stored.
+  Stop does); gone before the model's first text, the reply ends at once and nothing is stored.
+- **Save, then answer:** the last line, `"done": true`, is written only once the turn is stored.
 
 Lines, one JSON object each: `{"conversation_id", "model"}` first, then `{"delta": text}` (and `{"thinking":
 text}`) as the reply grows, then `{"done": true, "text", "notice", "saved", "answered_by", "because"}`.
@@ -89,7 +90,10 @@ class ApiChat:
             return
         try:
             session, ask = await anyio.to_thread.run_sync(self._open, owner, data, limiter=self._threads)
-            updates = self._conversations.reply(owner, session, ask)  # lazy: nothing runs before the first update
+            latest = _Latest(asyncio.get_running_loop())
+            # Lazy: nothing runs before the first update. A client gone before the model's first text ends the
+            # reply at once, nothing stored (chatapp.first_chunk).
+            updates = self._conversations.reply(owner, session, ask, stop=lambda: latest.stopped)
         except (InputError, NotFound) as exc:
             log.info("%s refused: %s", ROUTE, exc)
             await error(404 if isinstance(exc, NotFound) else 400, str(exc))(scope, receive, send)
@@ -101,7 +105,7 @@ class ApiChat:
             await error(503, "Too many replies are waiting: try again shortly.")(scope, receive, send)
             return
         async with self._slots:
-            await self._stream(session, ask, updates, receive, send)
+            await self._stream(session, ask, updates, latest, receive, send)
 
     def _open(self, owner: str, data: dict[str, Any]) -> tuple[ChatSession, Ask]:
         """The request checked, and the caller's conversation it continues (or a new one)."""
@@ -127,10 +131,9 @@ class ApiChat:
         return self._conversations.resume(owner, conversation_id), ask
 
     async def _stream(
-        self, session: ChatSession, ask: Ask, updates: Iterator[Update], receive: Receive, send: Send
+        self, session: ChatSession, ask: Ask, updates: Iterator[Update], latest: _Latest, receive: Receive, send: Send
     ) -> None:
         shown = _Shown()
-        latest = _Latest(asyncio.get_running_loop())
 
         async def watch() -> None:  # the client going away is its Stop
             while (await receive())["type"] != "http.disconnect":

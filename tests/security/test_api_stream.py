@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -186,3 +187,43 @@ def test_a_client_that_goes_away_stops_the_reply_and_what_streamed_is_stored(
         assert fake_model.completed == completed, "the model kept streaming after the client went away"
     finally:
         fake_model.tokens_per_s, fake_model.reply = 1000.0, None
+
+
+def test_a_client_that_goes_away_before_the_first_token_ends_the_reply_at_once_and_nothing_is_stored(
+    password_chat: ChatProcess, people: dict, fake_model: FakeOpenAIServer
+) -> None:
+    """Gone while the model reads a long prompt: the reply ends without waiting for its first token and nothing is
+    stored (that the model's request is then closed when it answers: tests/chat/test_stop_before_text.py)."""
+    first_token_s = 15.0
+    fake_model.mode, fake_model.first_token_delay_s = "slow_start", first_token_s
+    asked = len(fake_model.chat_requests())
+    try:
+        host, port = urlsplit(password_chat.url).hostname, urlsplit(password_chat.url).port
+        cookie = "; ".join(f"{k}={v}" for k, v in people["ada"].cookies.items())
+        body = json.dumps({"model": LABEL, "message": "read this long document", "max_tokens": 512}).encode()
+        with socket.create_connection((host, port), timeout=30) as raw:
+            raw.sendall(
+                f"POST {ROUTE} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            seen = b""
+            while b'"conversation_id"' not in seen or b"\n" not in seen[seen.index(b'"conversation_id"') :]:
+                chunk = raw.recv(65536)
+                assert chunk, f"the stream ended early: {seen!r}"
+                seen += chunk
+            wait_until(lambda: len(fake_model.chat_requests()) > asked, 30, "the model to be asked")
+        gone = time.monotonic()
+        start = seen.index(b"{")
+        conversation_id = json.loads(seen[start : seen.index(b"\n", start)])["conversation_id"]
+        wait_until(
+            lambda: any(
+                conversation_id in line and '"outcome": "stopped"' in line for line in password_chat.log().splitlines()
+            ),
+            30,
+            "the turn logged as stopped",
+        )
+        assert time.monotonic() - gone < first_token_s, "the reply waited for the model's first token"
+        assert conversation_id not in owned_by(password_chat, "user:ada"), "a reply stopped before its text was stored"
+    finally:
+        fake_model.mode, fake_model.first_token_delay_s = "normal", 3.0
