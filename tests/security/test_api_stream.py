@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +51,34 @@ def owned_by(chat: ChatProcess, owner: str) -> dict[str, list[tuple[str, str]]]:
         for sid, (who, rows) in stored_history(sqlite_path(chat)).items()
         if who == owner
     }
+
+
+def read_then_go_away(
+    chat: ChatProcess, http: requests.Session, message: str, until: Callable[[bytes], bool], then=lambda: None
+) -> str:
+    """Ask for a reply over a raw connection, read until `until(what was read)`, call `then()`, and close the
+    connection the way a client that goes away does; returns the conversation's id."""
+    host, port = urlsplit(chat.url).hostname, urlsplit(chat.url).port
+    cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+    body = json.dumps({"model": LABEL, "message": message, "max_tokens": 512}).encode()
+    with socket.create_connection((host, port), timeout=30) as raw:
+        raw.sendall(
+            f"POST {ROUTE} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        seen = b""
+        while not until(seen):
+            chunk = raw.recv(65536)
+            assert chunk, f"the stream ended early: {seen!r}"
+            seen += chunk
+        then()
+    first = seen.index(b"{")  # the body is chunked: the first line is the first JSON object in it
+    return json.loads(seen[first : seen.index(b"\n", first)])["conversation_id"]
+
+
+def first_line_read(seen: bytes) -> bool:
+    return b'"conversation_id"' in seen and b"\n" in seen[seen.index(b'"conversation_id"') :]
 
 
 @pytest.fixture(scope="module")
@@ -159,22 +188,10 @@ def test_a_client_that_goes_away_stops_the_reply_and_what_streamed_is_stored(
     fake_model.tokens_per_s, fake_model.reply = 10.0, 200  # 20 s if nothing stopped it
     completed = fake_model.completed
     try:
-        host, port = urlsplit(password_chat.url).hostname, urlsplit(password_chat.url).port
-        cookie = "; ".join(f"{k}={v}" for k, v in people["ada"].cookies.items())
-        body = json.dumps({"model": LABEL, "message": "tell a long story", "max_tokens": 512}).encode()
-        with socket.create_connection((host, port), timeout=30) as raw:
-            raw.sendall(
-                f"POST {ROUTE} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            seen = b""
-            while seen.count(b'"delta"') < 3:  # a few updates have streamed: then the client goes away
-                chunk = raw.recv(65536)
-                assert chunk, f"the stream ended early: {seen!r}"
-                seen += chunk
-        first = seen.index(b"{")  # the body is chunked: the first line is the first JSON object in it
-        conversation_id = json.loads(seen[first : seen.index(b"\n", first)])["conversation_id"]
+        # A few updates have streamed: then the client goes away.
+        conversation_id = read_then_go_away(
+            password_chat, people["ada"], "tell a long story", lambda seen: seen.count(b'"delta"') >= 3
+        )
         stored = wait_until(
             lambda: owned_by(password_chat, "user:ada").get(conversation_id), 60, "the stopped turn to be stored"
         )
@@ -198,24 +215,14 @@ def test_a_client_that_goes_away_before_the_first_token_ends_the_reply_at_once_a
     fake_model.mode, fake_model.first_token_delay_s = "slow_start", first_token_s
     asked = len(fake_model.chat_requests())
     try:
-        host, port = urlsplit(password_chat.url).hostname, urlsplit(password_chat.url).port
-        cookie = "; ".join(f"{k}={v}" for k, v in people["ada"].cookies.items())
-        body = json.dumps({"model": LABEL, "message": "read this long document", "max_tokens": 512}).encode()
-        with socket.create_connection((host, port), timeout=30) as raw:
-            raw.sendall(
-                f"POST {ROUTE} HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
-            seen = b""
-            while b'"conversation_id"' not in seen or b"\n" not in seen[seen.index(b'"conversation_id"') :]:
-                chunk = raw.recv(65536)
-                assert chunk, f"the stream ended early: {seen!r}"
-                seen += chunk
+
+        def model_asked() -> None:  # gone once the model was asked, before its first token
             wait_until(lambda: len(fake_model.chat_requests()) > asked, 30, "the model to be asked")
+
+        conversation_id = read_then_go_away(
+            password_chat, people["ada"], "read this long document", first_line_read, then=model_asked
+        )
         gone = time.monotonic()
-        start = seen.index(b"{")
-        conversation_id = json.loads(seen[start : seen.index(b"\n", start)])["conversation_id"]
         wait_until(
             lambda: any(
                 conversation_id in line and '"outcome": "stopped"' in line for line in password_chat.log().splitlines()
