@@ -421,6 +421,21 @@ MUTATIONS = [
         "                            yield from self.fallback.stream(messages, params, stats)",
         ("tests/models/test_auto.py", "-k", "no_fallback"),
     ),
+    # -- Gradio's sessions: a /call request's goes with its event, a named one stays ------------------------
+    Mutation(
+        "call-sessions-kept-until-evicted",
+        "chatapp/server.py",
+        "    gradio_compat.forget_call_sessions()  # a `/call` request's session goes with its event",
+        "    pass",
+        ("tests/app/test_call_sessions.py",),
+    ),
+    Mutation(
+        "named-sessions-dropped-with-their-events",
+        "chatapp/gradio_compat.py",
+        "                        if event.session_hash == event._id:  # a session Gradio made for this one call",
+        "                        if True:",
+        ("tests/app/test_call_sessions.py",),
+    ),
     # -- the light streaming route (POST /api/chat): the same promises as /chat ---------------------------
     Mutation(
         "light-route-trusts-a-conversation-id",
