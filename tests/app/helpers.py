@@ -9,10 +9,12 @@ browser-id cookie is the credential, and that client's conversations belong to `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,3 +174,30 @@ def conversation_of(path: Path, session_hash: str) -> list[Row]:
     owned = [rows for stored_owner, rows in stored_history(path).values() if stored_owner == owner]
     assert len(owned) == 1, f"{owner} owns {len(owned)} conversations"
     return owned[0]
+
+
+@contextlib.contextmanager
+def chat_in_this_process(tmp_path: Path, model: Any, label: str) -> Iterator[tuple[str, Any]]:
+    """The chat served from the test's own process (no sign-in, SQLite under tmp_path, `model` a fake model
+    server as its self-hosted entry `label`), so a test can read or hold Gradio's own objects: (its URL, Gradio's
+    app)."""
+    import uvicorn
+
+    from chatapp import gradio_compat
+    from chatapp.server import create_app
+    from chatapp.settings import load_settings
+    from harness.support import free_port
+
+    port = free_port()
+    env = {"CHAT_HOST": "127.0.0.1", "CHAT_PORT": str(port), "CHAT_SQLITE_PATH": str(tmp_path / "history.sqlite3")}
+    env |= {"SELF_HOSTED_URL": model.base_url, "SELF_HOSTED_MODEL": model.model, "SELF_HOSTED_LABEL": label}
+    app = create_app(load_settings(env))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 60, "the chat to start")
+        yield f"http://127.0.0.1:{port}", gradio_compat.gradio_app(app)
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -10,7 +10,6 @@ process, on a real SQLite store and a fake model server, so the test can read Gr
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +17,9 @@ from typing import Any
 
 import pytest
 import requests
-import uvicorn
 
-from chatapp import gradio_compat
 from harness.fakes.openai_server import FakeOpenAIServer
-from harness.support import free_port
-from tests.app.helpers import wait_until
+from tests.app.helpers import chat_in_this_process, wait_until
 from tests.security.conftest import CONTROLS, LABEL
 from tests.security.wire import fn_index, join
 
@@ -32,20 +28,8 @@ CALLS = 5
 
 @pytest.fixture
 def chat_in_process(tmp_path: Path, fake_model: FakeOpenAIServer) -> Iterator[tuple[str, Any]]:
-    from chatapp.server import create_app
-    from chatapp.settings import load_settings
-
-    port = free_port()
-    env = {"CHAT_HOST": "127.0.0.1", "CHAT_PORT": str(port), "CHAT_SQLITE_PATH": str(tmp_path / "history.sqlite3")}
-    env |= {"SELF_HOSTED_URL": fake_model.base_url, "SELF_HOSTED_MODEL": fake_model.model, "SELF_HOSTED_LABEL": LABEL}
-    app = create_app(load_settings(env))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 60, "the chat to start")
-    yield f"http://127.0.0.1:{port}", gradio_compat.gradio_app(app)
-    server.should_exit = True
-    thread.join(30)
+    with chat_in_this_process(tmp_path, fake_model, LABEL) as served:
+        yield served
 
 
 def call_chat(http: requests.Session, url: str, message: str) -> tuple[str, str]:

@@ -18,13 +18,10 @@ from typing import Any
 
 import pytest
 import requests
-import uvicorn
 
-from chatapp import gradio_compat
 from harness.chat_process import ChatProcess
 from harness.fakes.openai_server import FakeOpenAIServer
-from harness.support import free_port
-from tests.app.helpers import Result, sqlite_path, stored_history, wait_until
+from tests.app.helpers import Result, chat_in_this_process, sqlite_path, stored_history, wait_until
 from tests.security.conftest import CONTROLS, LABEL, USERS
 from tests.security.wire import fn_index, join, sign_in
 
@@ -192,20 +189,8 @@ def test_an_api_client_cancelling_twice_at_once_gets_no_server_error(password_ch
 @pytest.fixture
 def chat_in_process(tmp_path: Path, slow_model: FakeOpenAIServer) -> Iterator[tuple[str, Any]]:
     """The chat served from this process (no sign-in), so a test can hold Gradio's own code at one point."""
-    from chatapp.server import create_app
-    from chatapp.settings import load_settings
-
-    port = free_port()
-    env = {"CHAT_HOST": "127.0.0.1", "CHAT_PORT": str(port), "CHAT_SQLITE_PATH": str(tmp_path / "history.sqlite3")}
-    env |= {"SELF_HOSTED_URL": slow_model.base_url, "SELF_HOSTED_MODEL": slow_model.model, "SELF_HOSTED_LABEL": LABEL}
-    app = create_app(load_settings(env))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 60, "the chat to start")
-    yield f"http://127.0.0.1:{port}", gradio_compat.gradio_app(app)
-    server.should_exit = True
-    thread.join(30)
+    with chat_in_this_process(tmp_path, slow_model, LABEL) as served:
+        yield served
 
 
 def test_a_second_cancel_during_the_first_ones_clean_up_is_answered_without_a_server_error(
