@@ -3,9 +3,10 @@
 One streaming endpoint, `/chat`, with the same inputs as the chat's (message, model, temperature, top_p, max
 tokens, system prompt, per-tab state), the same model client (`OpenAICompatModel`), the same coalescing of
 updates (`chatapp.chat`'s interval constants) and Gradio set up as the chat sets it up (mounted on FastAPI,
-same queue and thread sizes, the matplotlib probe skipped, no per-session copy of the page for deep links, a
-`/call` request's session dropped when its event ends), served by uvicorn with the same options. None of the
-chat's own per-request work: no Guard, no identity, no session binding, no usage, no conversation or store.
+same queue and thread sizes, the matplotlib probe skipped, no per-session copy of the page for deep links, what
+a `/call` request leaves in Gradio dropped once its answer is read), served by uvicorn with the same options.
+None of the chat's own per-request work: no Guard, no identity, no session binding, no usage, no conversation or
+store.
 What the chat measures above this app is ours; the rest is Gradio.
 
     python -m bench.bare_gradio --port 7999 --model-url http://127.0.0.1:8011/v1 --model fake-model

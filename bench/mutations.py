@@ -425,16 +425,32 @@ MUTATIONS = [
     Mutation(
         "call-sessions-kept-until-evicted",
         "chatapp/server.py",
-        "    gradio_compat.forget_call_sessions()  # a `/call` request's session goes with its event",
+        "    gradio_compat.forget_call_sessions()  # what a `/call` request leaves in Gradio goes once it is read",
         "    pass",
         ("tests/app/test_call_sessions.py",),
     ),
     Mutation(
         "named-sessions-dropped-with-their-events",
         "chatapp/gradio_compat.py",
-        "                        if event.session_hash == event._id:  # a session Gradio made for this one call",
-        "                        if True:",
+        "            calls = [event._id for event in events if event.session_hash == event._id]"
+        "  # sessions made for one call",
+        "            calls = [event.session_hash for event in events]",
         ("tests/app/test_call_sessions.py",),
+    ),
+    Mutation(
+        "read-calls-keep-their-queues",
+        "chatapp/gradio_compat.py",
+        "            _forget_read_calls(self, calls)",
+        "            pass",
+        ("tests/app/test_call_sessions.py", "-k", "during"),
+    ),
+    Mutation(
+        "call-queues-dropped-before-their-answer-is-read",
+        "chatapp/gradio_compat.py",
+        "        if queue.pending_event_ids_session.get(session_hash)"
+        " and session_hash in queue.pending_messages_per_session:",
+        "        if False:",
+        ("tests/app/test_call_sessions.py", "-k", "during"),
     ),
     # -- the light streaming route (POST /api/chat): the same promises as /chat ---------------------------
     Mutation(

@@ -7,6 +7,7 @@ one of them, adds a route, or changes how sign-in reads its form: fix this modul
 
 from __future__ import annotations
 
+import collections
 import enum
 import importlib.util
 import os
@@ -324,11 +325,17 @@ def forget_abandoned_events() -> None:
 
 def forget_call_sessions() -> None:
     """A `/call/<api>` request (Gradio's REST form: curl, the bench) names no session: Gradio makes one for the
-    call, keyed by the event's own id, and keeps it (its copy of the app's component and event tables, and the
-    call's `gr.State`) until 10,000 newer sessions push it out. No later request can use that session (each call
-    gets a new id), so here it goes once its event has ended. Kept, each cost ~25 KB and made every full garbage
-    collection longer: over 1,200 calls the longest pause grew from 14 to 93 ms, a stall for every stream in
-    flight (README "Performance"). Sessions a client names itself (the page, `gradio_client`) are kept as before.
+    call, keyed by the event's own id, and keeps three things of it after its answer was read:
+    - its session (a copy of the app's component and event tables, and the call's `gr.State`), until 10,000
+      newer sessions push it out: ~25 KB each, and every full garbage collection walked them all (over 1,200
+      calls the longest pause grew from 14 to 93 ms, a stall for every stream in flight);
+    - its message queue, in a table of 2,000 that drops the OLDEST entry for each new one, in use or not: 2,000
+      calls while a page's reply is running pushed that page's queue out, and the reply ended in an error;
+    - its entry among the sessions' pending event ids (an empty set, never removed), which every `/call` event
+      stream that starts after its event walks in full: a cost that grew with every call the process served.
+    No later request can use any of them (each call gets a new id), so here the session goes once its event has
+    ended, and the queue and the entry once the call's stream has read the answer (README "Performance").
+    Sessions a client names itself (the page, `gradio_client`) are kept as before.
     """
     from gradio.queueing import Queue
 
@@ -340,16 +347,33 @@ def forget_call_sessions() -> None:
         try:
             await original(self, events, *args, **kwargs)
         finally:
+            calls = [event._id for event in events if event.session_hash == event._id]  # sessions made for one call
             holder = getattr(self.server_app, "state_holder", None)
             if holder is not None:
                 with holder.lock:
-                    for event in events:
-                        if event.session_hash == event._id:  # a session Gradio made for this one call
-                            holder.session_data.pop(event.session_hash, None)
-                            holder.time_last_used.pop(event.session_hash, None)
+                    for session_hash in calls:
+                        holder.session_data.pop(session_hash, None)
+                        holder.time_last_used.pop(session_hash, None)
+            _forget_read_calls(self, calls)
 
     process_events.forgets_call_sessions = True  # type: ignore[attr-defined]
     Queue.process_events = process_events  # type: ignore[method-assign]
+
+
+def _forget_read_calls(queue: Any, ended: list[str]) -> None:
+    """Drop the message queue and pending-id entry of ended calls whose answer was read (their set of pending
+    ids is empty: the stream removes an id as it sends that event's completion) or can no longer be (their
+    queue was pushed out). Calls not read yet wait their turn: each ended call looks at two waiting ones, so
+    the work per event stays constant and the waiting line shrinks as answers are read."""
+    waiting: collections.deque[str] = queue.__dict__.setdefault("_ended_calls", collections.deque())
+    waiting.extend(ended)
+    for _ in range(min(len(waiting), 2 * len(ended))):
+        session_hash = waiting.popleft()
+        if queue.pending_event_ids_session.get(session_hash) and session_hash in queue.pending_messages_per_session:
+            waiting.append(session_hash)  # its answer is not read yet
+            continue
+        queue.pending_event_ids_session.pop(session_hash, None)
+        queue.pending_messages_per_session.pop(session_hash, None)
 
 
 def resolve_type_hints(demo: gr.Blocks) -> None:

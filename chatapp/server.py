@@ -102,7 +102,7 @@ def create_app(settings: Settings, store: ChatStore | None = None, media: MediaS
     gradio_compat.skip_matplotlib_probe()
     gradio_compat.wrap_upload(own_folder)  # a failed or cut-off upload leaves nothing on disk
     gradio_compat.forget_abandoned_events()  # a client that hung up mid-reply can call again in its session
-    gradio_compat.forget_call_sessions()  # a `/call` request's session goes with its event
+    gradio_compat.forget_call_sessions()  # what a `/call` request leaves in Gradio goes once it is read
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

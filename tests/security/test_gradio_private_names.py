@@ -114,3 +114,31 @@ def test_clean_events_forgets_the_running_events_it_marks_dead():
         thread.submit(asyncio.run, queue.clean_events(session_hash="s1")).result(timeout=30)
     assert left.alive is False and other.alive is True
     assert queue.pending_event_ids_session == {"s2": {"other"}}, "the dead event's id is still pending"
+
+
+def test_ended_calls_are_forgotten_once_read_from_the_tables_routes_use():
+    # What forget_call_sessions relies on: a call's event stream removes the event's id from its session's set as
+    # it sends the completion (and finds a finished call's session by that set); messages wait in a table that
+    # drops its oldest entry for each new one.
+    source = inspect.getsource(routes.App.create_app)
+    assert "].remove(message.event_id)" in source, "streams no longer mark an event's completion as sent"
+    assert "for s, ids in queue.pending_event_ids_session.items()" in source, "calls find their session otherwise"
+    demo = gr.Blocks()
+    demo.queue()
+    queue = demo._queue
+    messages = queue.pending_messages_per_session
+    assert isinstance(messages, utils.LRUCache) and messages.max_size == 2000
+    messages.max_size = 3
+    for session in ("pushed-out", "read", "unread", "named-session"):
+        messages[session] = asyncio.Queue()
+    assert list(messages) == ["read", "unread", "named-session"], "the table no longer drops its oldest entry"
+    queue.pending_event_ids_session = {"read": set(), "unread": {"unread"}, "pushed-out": {"pushed-out"}}
+    queue.pending_event_ids_session["named-session"] = set()
+    gradio_compat._forget_read_calls(queue, ["read", "unread", "pushed-out"])
+    assert queue.pending_event_ids_session == {"unread": {"unread"}, "named-session": set()}
+    assert list(messages) == ["unread", "named-session"]
+    queue.pending_event_ids_session["unread"].clear()  # its stream sent the answer
+    gradio_compat._forget_read_calls(queue, [])
+    assert "unread" in queue.pending_event_ids_session, "a call's entry went without a call ending"
+    gradio_compat._forget_read_calls(queue, ["another"])
+    assert queue.pending_event_ids_session == {"named-session": set()} and list(messages) == ["named-session"]
