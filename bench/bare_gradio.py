@@ -3,8 +3,9 @@
 One streaming endpoint, `/chat`, with the same inputs as the chat's (message, model, temperature, top_p, max
 tokens, system prompt, per-tab state), the same model client (`OpenAICompatModel`), the same coalescing of
 updates (`chatapp.chat`'s interval constants) and Gradio set up as the chat sets it up (mounted on FastAPI,
-same queue and thread sizes, the matplotlib probe skipped, no per-session copy of the page for deep links, what
-a `/call` request leaves in Gradio dropped once its answer is read), served by uvicorn with the same options.
+same queue and thread sizes, no monitoring summary after each event, the matplotlib probe skipped, no
+per-session copy of the page for deep links, what a `/call` request leaves in Gradio dropped once its answer is
+read), served by uvicorn with the same options.
 None of the chat's own per-request work: no Guard, no identity, no session binding, no usage, no conversation or
 store.
 What the chat measures above this app is ours; the rest is Gradio.
@@ -71,6 +72,7 @@ def build(model_url: str, model_id: str, concurrency: int) -> Any:
         reply = gr.Textbox(visible=False)
         gr.Button(visible=False).click(chat, [*inputs, state], [reply, state], api_name="chat", preprocess=False)
     demo.queue(default_concurrency_limit=concurrency, max_size=concurrency * 16)
+    gradio_compat.skip_monitoring_summary(demo)
     gradio_compat.set_thread_count(demo, max(40, concurrency + 16))
     gradio_compat.skip_matplotlib_probe()
     gradio_compat.skip_session_config()

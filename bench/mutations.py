@@ -452,6 +452,35 @@ MUTATIONS = [
         "        if False:",
         ("tests/app/test_call_sessions.py", "-k", "during"),
     ),
+    # -- Gradio's monitoring summary: never built, one event record kept -------------------------------------
+    Mutation(
+        "events-summarized-for-a-dashboard-nobody-reads",
+        "chatapp/server.py",
+        "    gradio_compat.skip_monitoring_summary(demo)",
+        "    pass",
+        ("tests/app/test_monitoring_summary.py",),
+    ),
+    Mutation(
+        "summary-still-built-after-every-event",
+        "chatapp/gradio_compat.py",
+        "    queue.compute_analytics_summary = lambda records: queue.cached_event_analytics_summary",
+        "    pass",
+        ("tests/app/test_monitoring_summary.py",),
+    ),
+    Mutation(
+        "bare-floor-summarizes-its-events",
+        "bench/bare_gradio.py",
+        "    gradio_compat.skip_monitoring_summary(demo)",
+        "    pass",
+        ("tests/app/test_monitoring_summary.py", "-k", "bare"),
+    ),
+    Mutation(
+        "every-event-record-kept",
+        "chatapp/gradio_compat.py",
+        "    queue.ANALYTICS_MAX_EVENTS = 1",
+        "    pass",
+        ("tests/app/test_monitoring_summary.py",),
+    ),
     # -- the light streaming route (POST /api/chat): the same promises as /chat ---------------------------
     Mutation(
         "light-route-trusts-a-conversation-id",

@@ -245,6 +245,18 @@ def set_thread_count(demo: gr.Blocks, threads: int) -> None:
     demo._queue.max_thread_count = threads
 
 
+def skip_monitoring_summary(demo: gr.Blocks) -> None:
+    """Gradio's queue keeps a record of each of its last 10,000 events and, after every event, summarizes all of
+    them with pandas (`Queue.compute_analytics_summary`: a DataFrame grouped by function) for its monitoring
+    dashboard. That took 1.6 ms of CPU at 100 records and 11.6 ms at 10,000, mostly holding the GIL: every event
+    of a process got slower with its age, and replies ending together stalled the streams still running. The
+    dashboard is off here (`enable_monitoring=False`, its routes refused), so nothing reads the summary: the
+    queue keeps one record and never summarizes. Call it after `demo.queue()`, which makes the queue."""
+    queue = demo._queue
+    queue.ANALYTICS_MAX_EVENTS = 1
+    queue.compute_analytics_summary = lambda records: queue.cached_event_analytics_summary
+
+
 def skip_matplotlib_probe() -> None:
     # Gradio runs `import matplotlib` around every event, streamed updates included, to switch its backend.
     # When matplotlib is not installed (it is not a dependency here) each attempt searches all of sys.path

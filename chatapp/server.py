@@ -45,6 +45,7 @@ def _set_concurrency(demo: gr.Blocks, concurrency: int) -> None:
     # Gradio runs 1 generation per event at a time by default, and sync handlers in a 40-thread pool;
     # `launch()` would set both, but a mounted app must do it by hand (the same attributes launch sets).
     demo.queue(default_concurrency_limit=concurrency, max_size=concurrency * 16)
+    gradio_compat.skip_monitoring_summary(demo)
     threads = max(40, concurrency + 16)  # head-room for the non-generating events (load, resume, timers)
     gradio_compat.set_thread_count(demo, threads)
 

@@ -60,6 +60,31 @@ def test_the_queue_has_the_thread_count_set_thread_count_sets():
     assert hasattr(demo, "max_threads"), "Blocks.max_threads is gone"
 
 
+def test_the_queue_summarizes_events_where_skip_monitoring_summary_stops_it_for_the_monitoring_routes_alone():
+    # What skip_monitoring_summary relies on: the queue records each event up to ANALYTICS_MAX_EVENTS (set per
+    # queue in __init__) and summarizes through its own attribute `compute_analytics_summary` as events end;
+    # the summary and the records are read by the monitoring routes alone, which the Guard refuses.
+    assert "len(self.event_analytics) > self.ANALYTICS_MAX_EVENTS" in inspect.getsource(queueing.Queue.push)
+    # Read from Gradio's file: `forget_call_sessions` may already have wrapped process_events in this process.
+    queue_source = inspect.getsource(queueing)
+    process_events = queue_source[queue_source.index("    async def process_events(") :].split("\n    async def ")[0]
+    assert process_events.count("self.compute_analytics_summary,") == 2, "events are summarized otherwise"
+    package = Path(gr.__file__).parent
+    readers = {
+        p.name: p.read_text().count("cached_event_analytics_summary") + p.read_text().count(".event_analytics")
+        for p in package.rglob("*.py")
+    }
+    assert {name: n for name, n in readers.items() if n and name != "queueing.py"} == {"routes.py": 2}
+    routes_source = inspect.getsource(routes.App.create_app)
+    for route in ("/monitoring/summary", "/monitoring/{key}"):
+        assert gradio_compat.gradio_routes()[("GET", route)] is gradio_compat.Access.DENY
+        assert f'@app.get("{route}"' in routes_source
+    demo = gr.Blocks()
+    demo.queue()
+    gradio_compat.skip_monitoring_summary(demo)
+    assert demo._queue.ANALYTICS_MAX_EVENTS == 1
+
+
 def test_password_sign_in_keeps_its_token_map_and_cookie_names_where_gradio_compat_reads_them():
     app = routes.App()
     assert isinstance(app.cookie_id, str) and app.cookie_id, "App.cookie_id is gone"
