@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,8 @@ from harness.fakes.openai_server import FakeOpenAIServer
 from harness.fakes.vertex_server import FakeVertexServer
 from harness.firestore_emulator import FirestoreEmulator
 from harness.replicas import Replicas, start_replicas
-from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL
+from tests.app.helpers import FAKE_LABEL, GEMINI_LABEL, chat_in_this_process
+from tests.security.conftest import LABEL
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +23,14 @@ def fake_model() -> Iterator[FakeOpenAIServer]:
     """The self-hosted slot (vLLM-shaped), fast: replies echo "You said: <last user message>"."""
     with FakeOpenAIServer(tokens_per_s=400.0) as server:
         yield server
+
+
+@pytest.fixture
+def chat_in_process(tmp_path: Path, fake_model: FakeOpenAIServer) -> Iterator[tuple[str, Any]]:
+    """The chat served from the test's own process on `fake_model` (tests.app.helpers.chat_in_this_process):
+    (its URL, Gradio's app), so a test can read Gradio's own tables."""
+    with chat_in_this_process(tmp_path, fake_model, LABEL) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -16,26 +16,16 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
-from harness.fakes.openai_server import FakeOpenAIServer
 from harness.support import poll
-from tests.app.helpers import chat_in_this_process, wait_until
-from tests.security.conftest import CONTROLS, LABEL
+from tests.app.helpers import wait_until
+from tests.security.conftest import CONTROLS
 from tests.security.wire import fn_index, join
 
 CALLS = 5
-
-
-@pytest.fixture
-def chat_in_process(tmp_path: Path, fake_model: FakeOpenAIServer) -> Iterator[tuple[str, Any]]:
-    with chat_in_this_process(tmp_path, fake_model, LABEL) as served:
-        yield served
 
 
 def start_call(http: requests.Session, url: str, message: str) -> str:

@@ -7,8 +7,6 @@ and never summarize (`gradio_compat.skip_monitoring_summary`); what the dashboar
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +14,9 @@ import requests
 from gradio import queueing
 
 from chatapp import gradio_compat
-from harness.fakes.openai_server import FakeOpenAIServer
-from tests.app.helpers import chat_in_this_process, wait_until
+from tests.app.helpers import wait_until
 from tests.app.test_call_sessions import call_chat
-from tests.security.conftest import CONTROLS, LABEL
+from tests.security.conftest import CONTROLS
 from tests.security.wire import fn_index, join
 
 
@@ -35,12 +32,6 @@ def summaries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(queueing.Queue, "_get_df", staticmethod(get_df))
     return built
-
-
-@pytest.fixture
-def chat_in_process(tmp_path: Path, fake_model: FakeOpenAIServer) -> Iterator[tuple[str, Any]]:
-    with chat_in_this_process(tmp_path, fake_model, LABEL) as served:
-        yield served
 
 
 def test_the_chats_events_build_no_summary_and_keep_one_record(chat_in_process, summaries):

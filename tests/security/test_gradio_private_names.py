@@ -70,9 +70,9 @@ def test_the_queue_summarizes_events_where_skip_monitoring_summary_stops_it_for_
     process_events = queue_source[queue_source.index("    async def process_events(") :].split("\n    async def ")[0]
     assert process_events.count("self.compute_analytics_summary,") == 2, "events are summarized otherwise"
     package = Path(gr.__file__).parent
+    texts = {p.name: p.read_text() for p in package.rglob("*.py")}
     readers = {
-        p.name: p.read_text().count("cached_event_analytics_summary") + p.read_text().count(".event_analytics")
-        for p in package.rglob("*.py")
+        name: t.count("cached_event_analytics_summary") + t.count(".event_analytics") for name, t in texts.items()
     }
     assert {name: n for name, n in readers.items() if n and name != "queueing.py"} == {"routes.py": 2}
     routes_source = inspect.getsource(routes.App.create_app)
